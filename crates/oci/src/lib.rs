@@ -1,0 +1,30 @@
+//! OCI vocabulary shared by every layer of kiln.
+//!
+//! This crate defines the data model of the OCI image and distribution specs as kiln uses it:
+//! [`Digest`] (the one content address type), [`Descriptor`], [`Platform`], media types, image
+//! [`ImageManifest`]s, [`ImageIndex`]es, image configurations ([`ImageConfig`]) and image
+//! references ([`Reference`], with Docker's name normalisation).
+//!
+//! Invariants:
+//! - It knows nothing of builds, LLB, caching, disks or networks: every function is pure.
+//! - Digests are computed over exact bytes. Manifests and configs received from elsewhere are
+//!   kept as the bytes that were received; these types are for reading them and for writing
+//!   new documents, never for re-encoding someone else's document before digesting it.
+//! - Serialisation is deterministic: maps are `BTreeMap`s and field order is fixed.
+//!
+//! Tests live beside the code (unit tests in each module).
+
+#![forbid(unsafe_code)]
+
+mod digest;
+mod image;
+mod platform;
+mod reference;
+
+pub use digest::{Digest, DigestError, Sha256Writer};
+pub use image::{
+    ContainerConfig, Descriptor, HealthConfig, History, ImageConfig, ImageIndex, ImageManifest, RootFs,
+    media_type,
+};
+pub use platform::Platform;
+pub use reference::{Reference, ReferenceError};
