@@ -1,0 +1,179 @@
+//! Errors of the Dockerfile frontend. Every error that concerns a place in the Dockerfile
+//! carries its line range, so the CLI can show the offending lines.
+
+/// A range of lines in the Dockerfile (1-based, inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// First line.
+    pub start_line: usize,
+    /// Last line.
+    pub end_line: usize,
+}
+
+/// A frontend error with its location.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct Error {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// Where, when it concerns a particular instruction.
+    pub location: Option<Location>,
+}
+
+impl Error {
+    pub(crate) fn at(kind: ErrorKind, location: Location) -> Error {
+        Error {
+            kind,
+            location: Some(location),
+        }
+    }
+
+    pub(crate) fn global(kind: ErrorKind) -> Error {
+        Error { kind, location: None }
+    }
+}
+
+/// The kinds of frontend errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    /// The parser reported an error.
+    #[error("dockerfile parse error on line {line}: {message}")]
+    Parse {
+        /// First line of the problem.
+        line: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// An instruction keyword that does not exist.
+    #[error("unknown instruction: {name}{}", suggestion_text(.suggestion))]
+    UnknownInstruction {
+        /// As written.
+        name: String,
+        /// The closest known instruction.
+        suggestion: Option<String>,
+    },
+    /// A flag the instruction does not take.
+    #[error("unknown flag: --{flag}{}", suggestion_text(.suggestion))]
+    UnknownFlag {
+        /// The flag name.
+        flag: String,
+        /// The closest known flag.
+        suggestion: Option<String>,
+    },
+    /// A flag with a bad value or given twice.
+    #[error("{0}")]
+    BadFlag(String),
+    /// An instruction with wrong arguments.
+    #[error("{instruction} {message}")]
+    BadArguments {
+        /// The instruction, upper-cased.
+        instruction: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Variable expansion failed.
+    #[error("{0}")]
+    Expansion(String),
+    /// An instruction appears before the first FROM.
+    #[error("{0} instruction is not allowed before the first FROM (only ARG is)")]
+    BeforeFrom(String),
+    /// No FROM at all.
+    #[error("dockerfile contains no stages to build")]
+    NoStages,
+    /// `--target` names no stage.
+    #[error("target stage {target:?} could not be found{}", suggestion_text(.suggestion))]
+    TargetNotFound {
+        /// The requested target.
+        target: String,
+        /// The closest stage name.
+        suggestion: Option<String>,
+    },
+    /// A stage refers to one defined later.
+    #[error("{what} stage {name:?} needs to be defined before the current stage")]
+    StageOrder {
+        /// `COPY --from` or `FROM`.
+        what: String,
+        /// The stage.
+        name: String,
+    },
+    /// A stage name is not valid.
+    #[error("invalid name for build stage: {0:?}, name can't start with a number or contain symbols")]
+    BadStageName(String),
+    /// Two stages share a name.
+    #[error("duplicate stage name {0:?}")]
+    DuplicateStage(String),
+    /// A stage depends on itself.
+    #[error("circular dependency detected on stage: {0}")]
+    CircularStage(String),
+    /// An image reference is invalid.
+    #[error("{0}")]
+    BadReference(String),
+    /// Resolving an image failed.
+    #[error("failed to resolve source metadata for {reference}: {message}")]
+    Resolve {
+        /// The image.
+        reference: String,
+        /// Why.
+        message: String,
+    },
+    /// A feature kiln does not support yet.
+    #[error("{0} is not supported yet")]
+    NotSupported(String),
+    /// An unsupported `# syntax=` directive.
+    #[error(
+        "unsupported syntax directive {0:?}: kiln only runs its built-in Dockerfile frontend (docker/dockerfile:1)"
+    )]
+    Syntax(String),
+}
+
+fn suggestion_text(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!(" (did you mean {s}?)"),
+        None => String::new(),
+    }
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let word = word.to_ascii_lowercase();
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let d = edit_distance(&word, &c.to_ascii_lowercase());
+        if best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    let (distance, candidate) = best?;
+    // Allow roughly one typo per three characters, and at least one.
+    (distance > 0 && distance <= (word.chars().count() / 3).max(1)).then(|| candidate.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        assert_eq!(
+            suggest("ENTRYPONT", ["CMD", "ENTRYPOINT", "ENV"]).as_deref(),
+            Some("ENTRYPOINT")
+        );
+        assert_eq!(suggest("mont", ["mount", "network"]).as_deref(), Some("mount"));
+        assert_eq!(suggest("xyzzy", ["mount", "network"]), None);
+    }
+}
