@@ -1,0 +1,3 @@
+//! kiln's state directory (being written).
+
+pub mod layer;
