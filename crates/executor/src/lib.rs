@@ -1,0 +1,290 @@
+//! Runs one process (a Dockerfile `RUN` step) in a container.
+//!
+//! This is the only crate that creates namespaces or execs container processes. The caller
+//! prepares the root filesystem (usually an overlayfs mount of a snapshot) and hands its path
+//! to an [`Executor`] together with an [`ExecSpec`]; the executor returns the process's
+//! [`ExitStatus`] and streams its output to an [`OutputSink`] as it arrives.
+//!
+//! Main types:
+//! - [`RuncExecutor`] drives the `runc` binary with an OCI bundle generated per run, the way
+//!   BuildKit's OCI worker does. The container gets Docker's default runtime spec for a build
+//!   step: its own pid, ipc, uts and mount namespaces, a network namespace with only loopback
+//!   (or the host's network), Docker's default capabilities, masked and read-only `/proc`
+//!   paths, a device allow-list, and generated `/etc/hosts`, `/etc/resolv.conf` and
+//!   `/etc/hostname` files bind-mounted read-only.
+//! - [`FakeExecutor`] records what it was asked to run and writes a deterministic file into the
+//!   root filesystem, for unprivileged tests of the layers above.
+//! - [`enter_private_mount_namespace`] moves the whole process into its own mount namespace,
+//!   so every mount kiln makes disappears with it.
+//!
+//! Invariants:
+//! - The executor never mounts or unmounts the root filesystem; it belongs to the caller and
+//!   whatever the process writes there stays there. Mount-point stubs that the runtime had to
+//!   create in it (an empty `/etc/hosts`, a missing `/proc` directory) are removed afterwards,
+//!   so they do not leak into the layer the caller commits.
+//! - Files are read from and created in the root filesystem only through paths resolved inside
+//!   it (`openat2` with `RESOLVE_IN_ROOT`): an image cannot point `/etc/passwd` or the working
+//!   directory at the host.
+//! - Cancelling a run (dropping its future) kills the container and removes its runtime state
+//!   and bundle before the drop returns.
+//! - `unsafe` lives only in the private `sys` module.
+//!
+//! Deliberately not done here: seccomp (Docker's default profile comes later), AppArmor and
+//! SELinux labels, user namespaces (rootless), CNI networking, resource limits beyond the open
+//! files limit, interactive terminals and `exec` into a running container.
+
+mod fake;
+mod rootfs;
+mod runc;
+mod spec;
+mod sys;
+mod user;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+pub use fake::FakeExecutor;
+pub use runc::{RuncConfig, RuncExecutor};
+pub use sys::enter_private_mount_namespace;
+
+/// The hostname a container gets when [`ExecSpec::hostname`] is empty, the same as BuildKit's.
+pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
+
+/// The `PATH` a process gets when [`ExecSpec::env`] has none, the same as Docker's.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs processes in containers.
+pub trait Executor: Send + Sync {
+    /// Runs `spec` with `rootfs` as the container's root filesystem and returns the exit status
+    /// of its process; a process that fails is a normal [`ExitStatus`], not an error.
+    ///
+    /// Output is streamed to `output` as it arrives. Cancel-safe: dropping the returned future
+    /// kills the container and removes everything the run created except what the process
+    /// wrote into `rootfs`.
+    fn run<'a>(
+        &'a self,
+        rootfs: &'a Path,
+        spec: &'a ExecSpec,
+        output: &'a dyn OutputSink,
+    ) -> impl Future<Output = Result<ExitStatus, Error>> + Send + 'a;
+}
+
+/// Receives a container's output as it arrives.
+///
+/// `write` is called from the task that runs the container, so it must not block for long:
+/// a slow sink slows the process down once the pipe buffers are full.
+pub trait OutputSink: Send + Sync {
+    /// Accepts one chunk of output, which may end in the middle of a line or of a UTF-8
+    /// character.
+    fn write(&self, stream: Stream, data: &[u8]);
+}
+
+/// One of a process's output streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// What to run and how: the process and its container.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The program and its arguments; the program is looked up in the container's `PATH`.
+    pub args: Vec<String>,
+    /// Environment entries, `KEY=value`, in order. [`DEFAULT_PATH`] is added when there is no
+    /// `PATH`; `HOME` is set by the runtime from the user's passwd entry (or `/`) when absent.
+    pub env: Vec<String>,
+    /// Absolute working directory inside the container; empty means `/`. A missing directory
+    /// is created (mode 0755, owned by the process's user and group, as BuildKit does).
+    pub cwd: String,
+    /// `""` (root), `name`, `uid`, `name:group`, `uid:gid`, `name:gid` or `uid:group`, resolved
+    /// against the root filesystem's `/etc/passwd` and `/etc/group` as Docker does.
+    pub user: String,
+    /// The container's hostname; empty means [`DEFAULT_HOSTNAME`].
+    pub hostname: String,
+    /// Which network the process sees.
+    pub network: NetworkMode,
+    /// Additional mounts, applied after the default ones; one with the destination of a
+    /// default mount (say `/etc/resolv.conf`) replaces it.
+    pub mounts: Vec<Mount>,
+    /// Mounts the root filesystem read-only.
+    pub readonly_rootfs: bool,
+}
+
+/// The network a container sees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// Its own network namespace with only the loopback interface, which is up.
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// An additional mount in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// Absolute path inside the container.
+    pub destination: String,
+    /// What is mounted there.
+    pub kind: MountKind,
+}
+
+/// What an additional [`Mount`] mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A recursive bind mount of a host file or directory.
+    Bind {
+        /// The host path.
+        source: PathBuf,
+        /// Mounts it read-only.
+        readonly: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Size limit in bytes; `None` leaves the kernel's default (half of the memory).
+        size: Option<u64>,
+    },
+}
+
+/// How a container's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitStatus {
+    /// The exit code. A process killed by signal `n` is reported by the runtime as `128 + n`,
+    /// as shells and Docker report it.
+    pub code: i32,
+    /// Set when the runtime itself was killed by this signal, so the container's own status
+    /// is unknown; `code` is then `128 + signal`.
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// Whether the process exited with code 0.
+    pub fn success(&self) -> bool {
+        self.code == 0 && self.signal.is_none()
+    }
+}
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The OCI runtime binary is not on `PATH` (or at the given path).
+    #[error("failed to find the oci runtime {name}")]
+    FindRuntime {
+        /// The configured name or path.
+        name: PathBuf,
+    },
+    /// The executor's state directory could not be created.
+    #[error("failed to create state directory {path}")]
+    CreateStateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The [`ExecSpec`] cannot be run as given.
+    #[error("invalid exec spec: {reason}")]
+    InvalidSpec {
+        /// What is wrong, naming the field.
+        reason: String,
+    },
+    /// The root filesystem could not be opened.
+    #[error("failed to open root filesystem {path}")]
+    OpenRootfs {
+        /// The root filesystem.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A user name has no entry in the image's `/etc/passwd`.
+    #[error("unable to find user {name}: no matching entries in passwd file")]
+    UnknownUser {
+        /// The user name.
+        name: String,
+    },
+    /// A group name has no entry in the image's `/etc/group`.
+    #[error("unable to find group {name}: no matching entries in group file")]
+    UnknownGroup {
+        /// The group name.
+        name: String,
+    },
+    /// `/etc/passwd` or `/etc/group` exists in the image but could not be read.
+    #[error("failed to read {path} in the root filesystem")]
+    ReadUserDatabase {
+        /// The path inside the container.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The working directory could not be created inside the root filesystem.
+    #[error("failed to create working directory {path}")]
+    CreateWorkdir {
+        /// The path inside the container.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bundle (the runtime spec and the generated files) could not be written.
+    #[error("failed to write container bundle {path}")]
+    WriteBundle {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file could not be written into the root filesystem (only [`FakeExecutor`] does so).
+    #[error("failed to write {path} in the root filesystem")]
+    WriteRootfs {
+        /// The file, on the host.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime process could not be started.
+    #[error("failed to start {runtime}")]
+    SpawnRuntime {
+        /// The runtime binary.
+        runtime: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the container's output or waiting for the runtime failed.
+    #[error("failed to wait for container {id}")]
+    WaitRuntime {
+        /// The container id.
+        id: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime failed to set up or start the container (for example because the program
+    /// does not exist in the image); `message` is the runtime's own error.
+    #[error("failed to run container {id}: {message}")]
+    Runtime {
+        /// The container id.
+        id: String,
+        /// The runtime's error message, e.g. `exec: "foo": executable file not found in $PATH`.
+        message: String,
+    },
+    /// The process could not move into a private mount namespace.
+    #[error("failed to enter a private mount namespace: {step}")]
+    EnterMountNamespace {
+        /// The step that failed.
+        step: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,435 @@
+//! [`RuncExecutor`]: runs each process with `runc run` on a generated bundle.
+//!
+//! Layout of the state directory, which the executor owns:
+//! - `runc/`: runc's `--root` (its container state);
+//! - `bundles/<id>/`: one bundle per run with `config.json`, the generated `hosts`,
+//!   `resolv.conf` and `hostname` files and runc's JSON log `runc.log`.
+//!
+//! A run is `runc run` in the foreground (no `--detach`): runc hands its stdout and stderr to the
+//! container process and exits with the process's exit code, which keeps the executor simple
+//! and leaves no container behind when the process ends. runc's own failures (a missing program,
+//! a bad mount) also end in a non-zero exit; they are told apart by the error lines runc writes
+//! to its log file.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::rootfs::{Rootfs, Stub};
+use crate::{Error, ExecSpec, Executor, ExitStatus, OutputSink, Result, Stream, spec, user};
+
+/// Size of one read from the container's stdout or stderr.
+const READ_CHUNK: usize = 32 * 1024;
+
+/// Where the binary is looked for when it is not on `PATH` (sbin is often missing there).
+const FALLBACK_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"];
+
+/// Configuration of a [`RuncExecutor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuncConfig {
+    /// The runtime binary: a path, or a name looked up in `PATH` (then in the usual sbin and
+    /// bin directories). Default `runc`.
+    pub runtime: PathBuf,
+    /// Directory for bundles and runc's state; the executor owns it and creates it if needed.
+    pub state_dir: PathBuf,
+    /// Cgroup under which each container gets its own cgroup, `<cgroup_parent>/<id>`. Relative
+    /// (the default, `kiln`) means below the cgroup of the kiln process in each hierarchy, so
+    /// containers stay inside any limit kiln runs under; an absolute path starts at the root.
+    pub cgroup_parent: String,
+}
+
+impl RuncConfig {
+    /// The default configuration for a state directory.
+    pub fn new(state_dir: impl Into<PathBuf>) -> RuncConfig {
+        RuncConfig {
+            runtime: PathBuf::from("runc"),
+            state_dir: state_dir.into(),
+            cgroup_parent: "kiln".into(),
+        }
+    }
+}
+
+/// Runs processes in containers with the `runc` binary.
+#[derive(Debug)]
+pub struct RuncExecutor {
+    runtime: PathBuf,
+    runc_root: PathBuf,
+    bundles: PathBuf,
+    cgroup_parent: String,
+    next_run: AtomicU64,
+    /// Random per executor, so that ids never collide with those of an earlier kiln process
+    /// with the same pid whose state was left behind.
+    nonce: u32,
+}
+
+impl RuncExecutor {
+    /// Finds the runtime binary and creates the state directory.
+    pub fn new(config: RuncConfig) -> Result<RuncExecutor> {
+        let runtime = find_runtime(&config.runtime).ok_or(Error::FindRuntime {
+            name: config.runtime.clone(),
+        })?;
+        let state_dir = std::path::absolute(&config.state_dir).map_err(|source| Error::CreateStateDir {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let runc_root = state_dir.join("runc");
+        let bundles = state_dir.join("bundles");
+        for dir in [&runc_root, &bundles] {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+                .map_err(|source| Error::CreateStateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        let nonce = RandomState::new().build_hasher().finish() as u32;
+        Ok(RuncExecutor {
+            runtime,
+            runc_root,
+            bundles,
+            cgroup_parent: config.cgroup_parent,
+            next_run: AtomicU64::new(1),
+            nonce,
+        })
+    }
+
+    fn runc(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.runtime);
+        command.arg("--root").arg(&self.runc_root);
+        command
+    }
+
+    async fn run_container(
+        &self,
+        rootfs: &Path,
+        spec: &ExecSpec,
+        output: &dyn OutputSink,
+    ) -> Result<ExitStatus> {
+        validate(spec)?;
+        let root = Rootfs::open(rootfs).map_err(|source| Error::OpenRootfs {
+            path: rootfs.to_owned(),
+            source,
+        })?;
+        let user = user::resolve(&spec.user, |path| {
+            root.read_user_file(path)
+                .map_err(|source| Error::ReadUserDatabase {
+                    path: path.to_owned(),
+                    source,
+                })
+        })?;
+        let cwd = if spec.cwd.is_empty() {
+            "/"
+        } else {
+            spec.cwd.as_str()
+        };
+        root.create_dir_all(cwd, user.uid, user.gid)
+            .map_err(|source| Error::CreateWorkdir {
+                path: cwd.to_owned(),
+                source,
+            })?;
+
+        let id = format!(
+            "kiln-{}-{}-{:08x}",
+            std::process::id(),
+            self.next_run.fetch_add(1, Ordering::Relaxed),
+            self.nonce
+        );
+        let bundle = self.bundles.join(&id);
+        let mut guard = RunGuard {
+            executor: self,
+            id,
+            bundle,
+            root,
+            stubs: Vec::new(),
+            started: false,
+            finished: false,
+        };
+        let mounts = guard.write_bundle(spec, rootfs, &user)?;
+        // Recorded before runc creates them, so that they can be told apart afterwards.
+        guard.stubs = mounts
+            .iter()
+            .filter_map(|m| guard.root.find_stub(&m.destination))
+            .collect();
+
+        let log = guard.bundle.join("runc.log");
+        let mut child = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .arg("--log")
+            .arg(&log)
+            .args(["--log-format", "json", "run", "--bundle"])
+            .arg(&guard.bundle)
+            .arg(&guard.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a Ctrl-C meant for kiln does not reach the build step.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| Error::SpawnRuntime {
+                runtime: self.runtime.clone(),
+                source,
+            })?;
+        guard.started = true;
+
+        let wait_error = |source| Error::WaitRuntime {
+            id: guard.id.clone(),
+            source,
+        };
+        let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
+            (Some(stdout), Some(stderr)) => (stdout, stderr),
+            _ => return Err(wait_error(io::Error::other("stdio pipes were not created"))),
+        };
+        let (out, err, status) = tokio::join!(
+            pump(stdout, Stream::Stdout, output),
+            pump(stderr, Stream::Stderr, output),
+            child.wait()
+        );
+        let status = status.map_err(wait_error)?;
+        out.and(err).map_err(wait_error)?;
+        guard.finished = true;
+
+        let status = match (status.code(), status.signal()) {
+            (Some(code), _) => ExitStatus { code, signal: None },
+            (None, Some(signal)) => ExitStatus {
+                code: 128 + signal,
+                signal: Some(signal),
+            },
+            (None, None) => {
+                return Err(wait_error(io::Error::other(format!(
+                    "unexpected wait status {status}"
+                ))));
+            }
+        };
+        if !status.success() {
+            let errors = runtime_errors(&log);
+            if !errors.is_empty() {
+                return Err(Error::Runtime {
+                    id: guard.id.clone(),
+                    message: errors.join("; "),
+                });
+            }
+        }
+        Ok(status)
+    }
+}
+
+impl Executor for RuncExecutor {
+    fn run<'a>(
+        &'a self,
+        rootfs: &'a Path,
+        spec: &'a ExecSpec,
+        output: &'a dyn OutputSink,
+    ) -> impl Future<Output = Result<ExitStatus>> + Send + 'a {
+        self.run_container(rootfs, spec, output)
+    }
+}
+
+/// Owns everything one run creates and removes it on drop, whether the run finished, failed
+/// or was cancelled. Declared before the runc child in `run_container`, so it is dropped after
+/// it: `kill_on_drop` has already sent SIGKILL to runc when this kills the container itself.
+struct RunGuard<'a> {
+    executor: &'a RuncExecutor,
+    id: String,
+    bundle: PathBuf,
+    root: Rootfs,
+    stubs: Vec<Stub>,
+    /// runc was started, so a container may exist.
+    started: bool,
+    /// runc exited by itself; it removes the container when it does.
+    finished: bool,
+}
+
+impl RunGuard<'_> {
+    /// Writes the bundle and returns the mounts of its `config.json`.
+    fn write_bundle(
+        &self,
+        spec: &ExecSpec,
+        rootfs: &Path,
+        user: &user::User,
+    ) -> Result<Vec<spec::MountEntry>> {
+        let write_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::WriteBundle { path, source }
+        };
+        std::fs::create_dir(&self.bundle).map_err(write_error(&self.bundle))?;
+        // A host without /etc/resolv.conf gets an empty one, as glibc then uses localhost.
+        let resolv_conf = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        let hostname = spec::hostname(spec);
+        let mounts = spec::mounts(spec, &self.bundle);
+        let cgroups_path = format!(
+            "{}/{}",
+            self.executor.cgroup_parent.trim_end_matches('/'),
+            self.id
+        );
+        let config = spec::config(spec, rootfs, user, &mounts, &cgroups_path);
+        let files = [
+            ("resolv.conf", resolv_conf),
+            ("hosts", spec::hosts_file(hostname).into_bytes()),
+            ("hostname", format!("{hostname}\n").into_bytes()),
+            ("config.json", config.to_string().into_bytes()),
+        ];
+        for (name, content) in files {
+            let path = self.bundle.join(name);
+            std::fs::write(&path, content)
+                .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
+                .map_err(write_error(&path))?;
+        }
+        Ok(mounts)
+    }
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        // Synchronous on purpose: the container must be gone when the drop returns, and a drop
+        // cannot await. Both commands take milliseconds.
+        let state_exists = self.executor.runc_root.join(&self.id).exists();
+        if self.started && (!self.finished || state_exists) {
+            let quiet = |command: &mut std::process::Command| {
+                let _ = command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            };
+            quiet(self.executor.runc().args(["kill", &self.id, "KILL"]));
+            quiet(self.executor.runc().args(["delete", "--force", &self.id]));
+        }
+        for stub in self.stubs.iter().rev() {
+            self.root.remove_stub(stub);
+        }
+        let _ = std::fs::remove_dir_all(&self.bundle);
+    }
+}
+
+fn validate(spec: &ExecSpec) -> Result<()> {
+    let invalid = |reason: String| Err(Error::InvalidSpec { reason });
+    if spec.args.is_empty() {
+        return invalid("args is empty".into());
+    }
+    if !spec.cwd.is_empty() && !spec.cwd.starts_with('/') {
+        return invalid(format!("cwd {:?} is not absolute", spec.cwd));
+    }
+    if let Some(m) = spec.mounts.iter().find(|m| !m.destination.starts_with('/')) {
+        return invalid(format!("mount destination {:?} is not absolute", m.destination));
+    }
+    Ok(())
+}
+
+/// Copies one output stream to the sink until it ends.
+async fn pump(mut reader: impl AsyncRead + Unpin, stream: Stream, sink: &dyn OutputSink) -> io::Result<()> {
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        match reader.read(&mut buf).await? {
+            0 => return Ok(()),
+            n => sink.write(stream, &buf[..n]),
+        }
+    }
+}
+
+/// The error messages runc wrote to its JSON log, without runc's `runc run failed: ` prefix.
+fn runtime_errors(log: &Path) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Line {
+        level: String,
+        msg: String,
+    }
+    let content = std::fs::read_to_string(log).unwrap_or_default();
+    content
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter(|l| l.level == "error" || l.level == "fatal")
+        .map(|l| {
+            l.msg
+                .strip_prefix("runc run failed: ")
+                .unwrap_or(&l.msg)
+                .to_owned()
+        })
+        .collect()
+}
+
+fn find_runtime(runtime: &Path) -> Option<PathBuf> {
+    if runtime.components().count() > 1 {
+        return runtime.is_file().then(|| runtime.to_owned());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(FALLBACK_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(runtime))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_errors_come_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runc.log");
+        std::fs::write(
+            &log,
+            concat!(
+                r#"{"level":"warning","msg":"ignored","time":"t"}"#,
+                "\n",
+                r#"{"level":"error","msg":"runc run failed: unable to start container process: exec: \"foo\": executable file not found in $PATH","time":"t"}"#,
+                "\nnot json\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            runtime_errors(&log),
+            [r#"unable to start container process: exec: "foo": executable file not found in $PATH"#]
+        );
+        assert!(runtime_errors(&dir.path().join("missing")).is_empty());
+    }
+
+    #[test]
+    fn invalid_specs_are_rejected() {
+        let ok = ExecSpec {
+            args: vec!["true".into()],
+            ..ExecSpec::default()
+        };
+        assert!(validate(&ok).is_ok());
+        assert!(validate(&ExecSpec::default()).is_err());
+        assert!(
+            validate(&ExecSpec {
+                cwd: "work".into(),
+                ..ok.clone()
+            })
+            .is_err()
+        );
+        let mount = crate::Mount {
+            destination: "tmp".into(),
+            kind: crate::MountKind::Tmpfs { size: None },
+        };
+        assert!(
+            validate(&ExecSpec {
+                mounts: vec![mount],
+                ..ok
+            })
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn runtime_is_found_on_path_or_by_path() {
+        assert!(find_runtime(Path::new("sh")).is_some());
+        assert_eq!(find_runtime(Path::new("/bin/sh")), Some(PathBuf::from("/bin/sh")));
+        assert!(find_runtime(Path::new("no-such-runtime-kiln")).is_none());
+    }
+}

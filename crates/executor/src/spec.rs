@@ -1,0 +1,331 @@
+//! The OCI runtime spec (`config.json`) for one run, modelled on Docker's default spec for a
+//! container and on what BuildKit changes for a build step.
+//!
+//! Differences from `docker run` that are deliberate: `/etc/hosts`, `/etc/resolv.conf` and
+//! `/etc/hostname` are bind-mounted read-only (as BuildKit does), the hostname defaults to
+//! BuildKit's `buildkitsandbox`, and there is no seccomp profile yet.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::user::User;
+use crate::{DEFAULT_HOSTNAME, DEFAULT_PATH, ExecSpec, MountKind, NetworkMode};
+
+/// Docker's default capability set, given as bounding, effective and permitted set. The
+/// inheritable and ambient sets stay empty (Docker dropped inheritable for CVE-2022-24769), so
+/// a non-root process loses them at exec unless a binary has file capabilities.
+const CAPABILITIES: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Docker's masked paths: these are hidden from the container (bind-mounted over with
+/// `/dev/null` or an empty read-only tmpfs by the runtime).
+const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Docker's read-only paths.
+const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Character devices the container may use, `(major, minor)`: null, zero, full, random,
+/// urandom, tty, console, ptmx. runc creates the first six nodes in `/dev` itself and
+/// `/dev/pts/*` comes from the devpts mount, which the `136:*` rule below allows.
+const ALLOWED_DEVICES: [(i64, i64); 8] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)];
+
+/// The `RLIMIT_NOFILE` soft and hard limit a Docker daemon started by systemd passes on.
+const NOFILE_LIMIT: u64 = 1 << 20;
+
+/// The open files limit for the container: Docker's, or kiln's own hard limit when that is
+/// lower, because raising a hard limit needs `CAP_SYS_RESOURCE`, which kiln may lack.
+pub(crate) fn nofile_limit() -> u64 {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
+    hard.map_or(NOFILE_LIMIT, |hard| hard.min(NOFILE_LIMIT))
+}
+
+/// One entry of the spec's `mounts`.
+#[derive(Debug, Serialize)]
+pub(crate) struct MountEntry {
+    pub destination: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    source: String,
+    options: Vec<String>,
+}
+
+impl MountEntry {
+    fn new(destination: &str, kind: &'static str, source: &str, options: &[&str]) -> MountEntry {
+        MountEntry {
+            destination: destination.to_owned(),
+            kind,
+            source: source.to_owned(),
+            options: options.iter().map(|&o| o.to_owned()).collect(),
+        }
+    }
+}
+
+/// The hostname the container gets.
+pub(crate) fn hostname(spec: &ExecSpec) -> &str {
+    if spec.hostname.is_empty() {
+        DEFAULT_HOSTNAME
+    } else {
+        &spec.hostname
+    }
+}
+
+/// The generated `/etc/hosts`, like BuildKit's.
+pub(crate) fn hosts_file(hostname: &str) -> String {
+    format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
+/// The process environment: the spec's entries in order, plus `PATH` when missing.
+fn env(spec: &ExecSpec) -> Vec<String> {
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    env
+}
+
+/// All mounts in order: Docker's defaults, the generated files from `bundle`, then the
+/// spec's own; a spec mount replaces a default one with the same destination.
+pub(crate) fn mounts(spec: &ExecSpec, bundle: &Path) -> Vec<MountEntry> {
+    let file = |name: &str| bundle.join(name).to_string_lossy().into_owned();
+    let defaults = [
+        MountEntry::new("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        MountEntry::new(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        MountEntry::new(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        MountEntry::new("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        MountEntry::new(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ),
+        MountEntry::new("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
+        MountEntry::new(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        MountEntry::new("/etc/resolv.conf", "bind", &file("resolv.conf"), &["rbind", "ro"]),
+        MountEntry::new("/etc/hosts", "bind", &file("hosts"), &["rbind", "ro"]),
+        MountEntry::new("/etc/hostname", "bind", &file("hostname"), &["rbind", "ro"]),
+    ];
+    let replaced = |dest: &str| spec.mounts.iter().any(|m| m.destination == dest);
+    let mut all: Vec<MountEntry> = defaults
+        .into_iter()
+        .filter(|m| !replaced(&m.destination))
+        .collect();
+    for mount in &spec.mounts {
+        all.push(match &mount.kind {
+            MountKind::Bind { source, readonly } => MountEntry::new(
+                &mount.destination,
+                "bind",
+                &source.to_string_lossy(),
+                &["rbind", if *readonly { "ro" } else { "rw" }],
+            ),
+            MountKind::Tmpfs { size } => {
+                let mut entry = MountEntry::new(&mount.destination, "tmpfs", "tmpfs", &["nosuid"]);
+                entry.options.extend(size.map(|s| format!("size={s}")));
+                entry
+            }
+        });
+    }
+    all
+}
+
+/// The complete `config.json`.
+pub(crate) fn config(
+    spec: &ExecSpec,
+    rootfs: &Path,
+    user: &User,
+    mounts: &[MountEntry],
+    cgroups_path: &str,
+) -> Value {
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
+    if spec.network == NetworkMode::None {
+        // runc brings up `lo` in a network namespace it creates.
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
+    for (major, minor) in ALLOWED_DEVICES {
+        devices.push(json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}));
+    }
+    devices.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {
+                "uid": user.uid,
+                "gid": user.gid,
+                "umask": 0o022,
+                "additionalGids": user.additional_gids,
+            },
+            "args": spec.args,
+            "env": env(spec),
+            "cwd": if spec.cwd.is_empty() { "/" } else { &spec.cwd },
+            "capabilities": {
+                "bounding": CAPABILITIES,
+                "effective": CAPABILITIES,
+                "permitted": CAPABILITIES,
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile_limit(), "soft": nofile_limit()}],
+            "noNewPrivileges": false,
+        },
+        "root": {"path": rootfs, "readonly": spec.readonly_rootfs},
+        "hostname": hostname(spec),
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+            "resources": {"devices": devices},
+            "cgroupsPath": cgroups_path,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mount;
+
+    #[test]
+    fn config_has_docker_defaults_and_spec_values() {
+        let spec = ExecSpec {
+            args: vec!["sh".into(), "-c".into(), "true".into()],
+            env: vec!["A=1".into()],
+            cwd: "/work".into(),
+            network: NetworkMode::Host,
+            mounts: vec![
+                Mount {
+                    destination: "/etc/hosts".into(),
+                    kind: MountKind::Tmpfs { size: Some(4096) },
+                },
+                Mount {
+                    destination: "/src".into(),
+                    kind: MountKind::Bind {
+                        source: "/host/src".into(),
+                        readonly: true,
+                    },
+                },
+            ],
+            ..ExecSpec::default()
+        };
+        let user = User {
+            uid: 1000,
+            gid: 1000,
+            additional_gids: vec![1000, 2000],
+        };
+        let mounts = mounts(&spec, Path::new("/state/bundles/x"));
+        let config = config(&spec, Path::new("/rootfs"), &user, &mounts, "kiln/x");
+
+        assert_eq!(
+            config["process"]["env"],
+            json!(["A=1", format!("PATH={DEFAULT_PATH}")])
+        );
+        assert_eq!(
+            config["process"]["user"],
+            json!({"uid": 1000, "gid": 1000, "umask": 18, "additionalGids": [1000, 2000]})
+        );
+        assert_eq!(
+            config["process"]["capabilities"]["effective"]
+                .as_array()
+                .unwrap()
+                .len(),
+            14
+        );
+        assert!(config["process"]["capabilities"].get("inheritable").is_none());
+        assert_eq!(config["hostname"], "buildkitsandbox");
+        assert_eq!(config["root"], json!({"path": "/rootfs", "readonly": false}));
+        let namespaces = config["linux"]["namespaces"].to_string();
+        assert!(!namespaces.contains("network"), "{namespaces}");
+        let destinations: Vec<&str> = mounts.iter().map(|m| m.destination.as_str()).collect();
+        assert_eq!(
+            destinations,
+            [
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm",
+                "/etc/resolv.conf",
+                "/etc/hostname",
+                "/etc/hosts",
+                "/src"
+            ]
+        );
+        assert_eq!(config["mounts"][7]["source"], "/state/bundles/x/resolv.conf");
+        assert_eq!(
+            config["mounts"][9],
+            json!({"destination": "/etc/hosts", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=4096"]})
+        );
+        assert_eq!(config["mounts"][10]["options"], json!(["rbind", "ro"]));
+    }
+
+    #[test]
+    fn hosts_file_names_the_host() {
+        assert_eq!(
+            hosts_file("box"),
+            "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        );
+    }
+}
