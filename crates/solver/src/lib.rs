@@ -1,0 +1,515 @@
+//! A generic solver for content-addressed build graphs.
+//!
+//! The solver runs a DAG of [`Vertex`]es. Each vertex has an [`Op`] that knows two things: its
+//! [`CacheMap`] (a digest of what the op does, without its inputs, plus how each input
+//! contributes to the cache key) and how to execute given its inputs' results. The solver
+//! computes cache keys bottom-up, reuses results from a [`CacheStore`] where a key matches, and
+//! executes the rest, running independent branches concurrently.
+//!
+//! Cache keys (modelled on BuildKit's): `key(v) = H(version, cachemap.digest, for each input:
+//! dep key)`, where a dep key is either the input's own key and output index (a "fast" key,
+//! from the definition alone) or a digest of the input's content as the op sees it (a "slow"
+//! content key, e.g. of the files a COPY reads — computed from the input's result). An op may
+//! also declare itself uncacheable (e.g. a local directory read afresh every build); anything
+//! depending on it through a fast key is then uncacheable too, while a content dep makes its
+//! users cacheable again.
+//!
+//! Sharing: every vertex is identified by its digest. Vertices loaded by any number of
+//! concurrent [`Job`]s share one state per digest, so identical work runs once, and its
+//! result is handed to everyone who asked.
+//!
+//! Invariants: knows nothing about LLB, containers or disks (ops and results are opaque);
+//! no IO of its own. Cancelling a solve means dropping its future; every in-flight op future
+//! is dropped with it.
+//!
+//! Tests: toy ops that count executions, in `tests.rs`.
+
+#![forbid(unsafe_code)]
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::future::try_join_all;
+use oci::Digest;
+use tokio::sync::OnceCell;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Errors of ops and cache stores, shared between every waiter of a failed vertex.
+pub type OpError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Version of the cache-key encoding; part of every key.
+pub const KEY_VERSION: &str = "kiln-solver-key-v1";
+
+/// A function computing the content key of one input result.
+pub type ContentFn<R> = Arc<dyn Fn(R) -> BoxFuture<'static, Result<Digest, OpError>> + Send + Sync>;
+
+/// How one input contributes to its user's cache key.
+pub struct Dep<R> {
+    /// Which part of the input the op reads (e.g. the paths a COPY selects).
+    pub selector: Option<Digest>,
+    /// When set, the input's content (as this function digests it) replaces its key.
+    pub content: Option<ContentFn<R>>,
+}
+
+impl<R> Default for Dep<R> {
+    fn default() -> Self {
+        Dep {
+            selector: None,
+            content: None,
+        }
+    }
+}
+
+/// What an op's cache key is made of.
+pub struct CacheMap<R> {
+    /// Digest of what the op does, not including its inputs.
+    pub digest: Digest,
+    /// One entry per input, in input order.
+    pub deps: Vec<Dep<R>>,
+    /// `false`: never look this op up in the cache nor store its result.
+    pub cacheable: bool,
+}
+
+/// Per-vertex context handed to ops: where to send logs.
+pub struct Context {
+    vertex: Digest,
+    progress: Arc<Broadcast>,
+}
+
+impl Context {
+    /// The vertex being worked on.
+    pub fn vertex(&self) -> &Digest {
+        &self.vertex
+    }
+
+    /// Sends output of the op (1 = stdout, 2 = stderr) to everyone watching the vertex.
+    pub fn log(&self, stream: u8, data: &[u8]) {
+        self.progress.send(Event::Log {
+            vertex: self.vertex.clone(),
+            stream,
+            data: data.to_vec(),
+        });
+    }
+
+    /// Sends a status line about the op (e.g. "pulling layer 2/3").
+    pub fn status(&self, message: String) {
+        self.progress.send(Event::Status {
+            vertex: self.vertex.clone(),
+            message,
+        });
+    }
+}
+
+/// An operation the solver can run.
+pub trait Op<R>: Send + Sync {
+    /// The op's cache map. Called at most once per vertex state.
+    fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<R>, OpError>>;
+    /// Runs the op on its inputs' results, returning its outputs.
+    fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<R>) -> BoxFuture<'a, Result<Vec<R>, OpError>>;
+}
+
+/// Persistent results, keyed by cache key.
+pub trait CacheStore<R>: Send + Sync {
+    /// The outputs stored under `key`, if any (and still valid).
+    fn load<'a>(&'a self, key: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<R>>, OpError>>;
+    /// Stores outputs under `key`.
+    fn save<'a>(&'a self, key: &'a Digest, outputs: &'a [R]) -> BoxFuture<'a, Result<(), OpError>>;
+}
+
+/// A node of the graph.
+pub struct Vertex<R> {
+    /// Identity: equal digests mean identical work.
+    pub digest: Digest,
+    /// Name for progress output.
+    pub name: String,
+    /// Inputs: (producing vertex, output index).
+    pub inputs: Vec<(Arc<Vertex<R>>, usize)>,
+    /// What to do.
+    pub op: Arc<dyn Op<R>>,
+    /// Never use a cached result (the result is still stored).
+    pub ignore_cache: bool,
+}
+
+/// Progress of a solve, as data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A vertex's result was found in the cache.
+    Cached {
+        /// The vertex.
+        vertex: Digest,
+        /// Its name.
+        name: String,
+    },
+    /// A vertex started executing.
+    Started {
+        /// The vertex.
+        vertex: Digest,
+        /// Its name.
+        name: String,
+    },
+    /// Output of a running vertex.
+    Log {
+        /// The vertex.
+        vertex: Digest,
+        /// 1 = stdout, 2 = stderr.
+        stream: u8,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A status line of a running vertex.
+    Status {
+        /// The vertex.
+        vertex: Digest,
+        /// The line.
+        message: String,
+    },
+    /// A vertex finished executing.
+    Completed {
+        /// The vertex.
+        vertex: Digest,
+        /// Its name.
+        name: String,
+        /// How long it ran.
+        duration: Duration,
+        /// Its error, if it failed.
+        error: Option<String>,
+    },
+}
+
+/// Receives progress events.
+pub trait Progress: Send + Sync {
+    /// Called for every event, from any thread.
+    fn event(&self, event: Event);
+}
+
+/// A failed solve: which vertex failed, and why.
+#[derive(Clone)]
+pub struct SolveError {
+    /// The vertex that failed.
+    pub vertex: Digest,
+    /// Its name.
+    pub name: String,
+    /// The op's (or cache store's) error.
+    pub error: OpError,
+}
+
+impl fmt::Debug for SolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SolveError({}: {})", self.name, self.error)
+    }
+}
+
+impl fmt::Display for SolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for SolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.error.as_ref())
+    }
+}
+
+/// Fans events out to every job watching a vertex.
+#[derive(Default)]
+struct Broadcast {
+    sinks: Mutex<Vec<Arc<dyn Progress>>>,
+}
+
+impl Broadcast {
+    fn add(&self, sink: Arc<dyn Progress>) {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        if !sinks.iter().any(|s| Arc::ptr_eq(s, &sink)) {
+            sinks.push(sink);
+        }
+    }
+
+    fn send(&self, event: Event) {
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for sink in sinks {
+            sink.event(event.clone());
+        }
+    }
+}
+
+/// A vertex's cache key (`None` when uncacheable) and the outputs found under it.
+type KeyAndCached<R> = (Option<Digest>, Option<Vec<R>>);
+
+/// The shared state of one vertex digest.
+///
+/// Each stage of a vertex's life is a `OnceCell`: whoever gets there first does the work,
+/// everyone else waits for it. If the future doing it is dropped, the next waiter takes over.
+struct State<R> {
+    vertex: Arc<Vertex<R>>,
+    inputs: Vec<(Arc<State<R>>, usize)>,
+    progress: Arc<Broadcast>,
+    cache_map: OnceCell<Result<Arc<CacheMap<R>>, SolveError>>,
+    /// The cache key (`None` when uncacheable) and the cached outputs found under it.
+    key: OnceCell<Result<KeyAndCached<R>, SolveError>>,
+    result: OnceCell<Result<Vec<R>, SolveError>>,
+}
+
+/// The engine-wide solver: shares vertex states between concurrent jobs.
+pub struct Solver<R> {
+    cache: Arc<dyn CacheStore<R>>,
+    active: Mutex<HashMap<Digest, Weak<State<R>>>>,
+}
+
+impl<R: Clone + Send + Sync + 'static> Solver<R> {
+    /// A solver storing results in `cache`.
+    pub fn new(cache: Arc<dyn CacheStore<R>>) -> Solver<R> {
+        Solver {
+            cache,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts a job reporting to `progress`.
+    pub fn job(self: &Arc<Self>, progress: Arc<dyn Progress>) -> Job<R> {
+        Job {
+            solver: self.clone(),
+            progress,
+            states: HashMap::new(),
+        }
+    }
+
+    /// Finds or creates the shared state of `vertex` (and, recursively, its inputs).
+    fn state(
+        &self,
+        vertex: &Arc<Vertex<R>>,
+        progress: &Arc<dyn Progress>,
+        job: &mut HashMap<Digest, Arc<State<R>>>,
+    ) -> Arc<State<R>> {
+        if let Some(s) = job.get(&vertex.digest) {
+            return s.clone();
+        }
+        // A no-cache request must not join a cached one: give it its own identity.
+        let identity = if vertex.ignore_cache {
+            Digest::of(format!("{}:ignore-cache", vertex.digest).as_bytes())
+        } else {
+            vertex.digest.clone()
+        };
+        let inputs: Vec<(Arc<State<R>>, usize)> = vertex
+            .inputs
+            .iter()
+            .map(|(v, i)| (self.state(v, progress, job), *i))
+            .collect();
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.retain(|_, w| w.strong_count() > 0);
+        let state = match active.get(&identity).and_then(Weak::upgrade) {
+            Some(existing) => existing,
+            None => {
+                let state = Arc::new(State {
+                    vertex: vertex.clone(),
+                    inputs,
+                    progress: Arc::new(Broadcast::default()),
+                    cache_map: OnceCell::new(),
+                    key: OnceCell::new(),
+                    result: OnceCell::new(),
+                });
+                active.insert(identity, Arc::downgrade(&state));
+                state
+            }
+        };
+        drop(active);
+        state.progress.add(progress.clone());
+        job.insert(vertex.digest.clone(), state.clone());
+        state
+    }
+
+    fn context(state: &State<R>) -> Context {
+        Context {
+            vertex: state.vertex.digest.clone(),
+            progress: state.progress.clone(),
+        }
+    }
+
+    fn fail(state: &State<R>, error: OpError) -> SolveError {
+        SolveError {
+            vertex: state.vertex.digest.clone(),
+            name: state.vertex.name.clone(),
+            error,
+        }
+    }
+
+    async fn cache_map(&self, state: &Arc<State<R>>) -> Result<Arc<CacheMap<R>>, SolveError> {
+        state
+            .cache_map
+            .get_or_init(|| async {
+                let ctx = Self::context(state);
+                let map = state
+                    .vertex
+                    .op
+                    .cache_map(&ctx)
+                    .await
+                    .map_err(|e| Self::fail(state, e))?;
+                if map.deps.len() != state.inputs.len() {
+                    let message = format!(
+                        "op returned {} cache deps for {} inputs",
+                        map.deps.len(),
+                        state.inputs.len()
+                    );
+                    return Err(Self::fail(state, Arc::new(std::io::Error::other(message))));
+                }
+                Ok(Arc::new(map))
+            })
+            .await
+            .clone()
+    }
+
+    fn key<'a>(&'a self, state: &'a Arc<State<R>>) -> BoxFuture<'a, Result<Option<Digest>, SolveError>> {
+        Box::pin(async move {
+            let (key, _) = self.key_and_cached(state).await?;
+            Ok(key)
+        })
+    }
+
+    async fn key_and_cached(
+        &self,
+        state: &Arc<State<R>>,
+    ) -> Result<(Option<Digest>, Option<Vec<R>>), SolveError> {
+        state
+            .key
+            .get_or_init(|| async {
+                let map = self.cache_map(state).await?;
+                if !map.cacheable {
+                    return Ok((None, None));
+                }
+                let parts = try_join_all(state.inputs.iter().zip(map.deps.iter()).map(
+                    |((input, index), dep)| {
+                        let content = dep.content.clone();
+                        async move {
+                            match content {
+                                Some(content) => {
+                                    let outputs = self.result(input).await?;
+                                    let output = outputs
+                                        .get(*index)
+                                        .cloned()
+                                        .ok_or_else(|| missing_output(input, *index))?;
+                                    let digest = content(output).await.map_err(|e| Self::fail(state, e))?;
+                                    Ok::<_, SolveError>(Some(format!("content:{digest}")))
+                                }
+                                None => Ok(self.key(input).await?.map(|k| format!("key:{k}:{index}"))),
+                            }
+                        }
+                    },
+                ))
+                .await?;
+                let mut text = format!("{KEY_VERSION}\n{}\n", map.digest);
+                for (i, (part, dep)) in parts.iter().zip(map.deps.iter()).enumerate() {
+                    // An input without a key (and without content hashing) makes this op
+                    // uncacheable: nothing identifies what it would read.
+                    let Some(part) = part else { return Ok((None, None)) };
+                    let selector = dep.selector.as_ref().map(Digest::to_string).unwrap_or_default();
+                    text.push_str(&format!("{i} {part} {selector}\n"));
+                }
+                let key = Digest::of(text.as_bytes());
+                let cached = if state.vertex.ignore_cache {
+                    None
+                } else {
+                    self.cache.load(&key).await.map_err(|e| Self::fail(state, e))?
+                };
+                if cached.is_some() {
+                    state.progress.send(Event::Cached {
+                        vertex: state.vertex.digest.clone(),
+                        name: state.vertex.name.clone(),
+                    });
+                }
+                Ok((Some(key), cached))
+            })
+            .await
+            .clone()
+    }
+
+    fn result<'a>(&'a self, state: &'a Arc<State<R>>) -> BoxFuture<'a, Result<Vec<R>, SolveError>> {
+        Box::pin(async move {
+            state
+                .result
+                .get_or_init(|| async {
+                    let (key, cached) = self.key_and_cached(state).await?;
+                    if let Some(outputs) = cached {
+                        return Ok(outputs);
+                    }
+                    let inputs = try_join_all(state.inputs.iter().map(|(input, index)| async move {
+                        let outputs = self.result(input).await?;
+                        outputs
+                            .get(*index)
+                            .cloned()
+                            .ok_or_else(|| missing_output(input, *index))
+                    }))
+                    .await?;
+                    let ctx = Self::context(state);
+                    let vertex = &state.vertex;
+                    state.progress.send(Event::Started {
+                        vertex: vertex.digest.clone(),
+                        name: vertex.name.clone(),
+                    });
+                    let started = Instant::now();
+                    let outcome = vertex.op.exec(&ctx, inputs).await;
+                    state.progress.send(Event::Completed {
+                        vertex: vertex.digest.clone(),
+                        name: vertex.name.clone(),
+                        duration: started.elapsed(),
+                        error: outcome.as_ref().err().map(|e| e.to_string()),
+                    });
+                    let outputs = outcome.map_err(|e| Self::fail(state, e))?;
+                    if let Some(key) = key {
+                        self.cache
+                            .save(&key, &outputs)
+                            .await
+                            .map_err(|e| Self::fail(state, e))?;
+                    }
+                    Ok(outputs)
+                })
+                .await
+                .clone()
+        })
+    }
+}
+
+fn missing_output<R>(state: &State<R>, index: usize) -> SolveError {
+    let message = format!("vertex has no output {index}");
+    SolveError {
+        vertex: state.vertex.digest.clone(),
+        name: state.vertex.name.clone(),
+        error: Arc::new(std::io::Error::other(message)),
+    }
+}
+
+/// One build's view of the solver: the vertices it loaded and where its progress goes.
+pub struct Job<R> {
+    solver: Arc<Solver<R>>,
+    progress: Arc<dyn Progress>,
+    states: HashMap<Digest, Arc<State<R>>>,
+}
+
+impl<R: Clone + Send + Sync + 'static> Job<R> {
+    /// Solves output `index` of `root`, returning its result.
+    pub async fn solve(&mut self, root: &Arc<Vertex<R>>, index: usize) -> Result<R, SolveError> {
+        let state = self.solver.state(root, &self.progress, &mut self.states);
+        let outputs = self.solver.result(&state).await?;
+        outputs
+            .get(index)
+            .cloned()
+            .ok_or_else(|| missing_output(&state, index))
+    }
+
+    /// The cache key computed for `vertex` in this job, if it was computed and is cacheable.
+    pub fn cache_key(&self, vertex: &Digest) -> Option<Digest> {
+        let state = self.states.get(vertex)?;
+        match state.key.get()? {
+            Ok((key, _)) => key.clone(),
+            Err(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

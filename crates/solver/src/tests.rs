@@ -1,0 +1,452 @@
+//! Solver tests with toy ops that count their executions.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// Counts executions per op name and the peak number of ops running at once.
+#[derive(Default)]
+struct Counters {
+    runs: Mutex<HashMap<String, usize>>,
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Counters {
+    fn runs(&self, name: &str) -> usize {
+        self.runs.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+    fn total(&self) -> usize {
+        self.runs.lock().unwrap().values().sum()
+    }
+}
+
+/// A toy op: its output is its name followed by its inputs' outputs.
+struct Toy {
+    name: String,
+    /// Changes what the op "does".
+    version: u32,
+    counters: Arc<Counters>,
+    /// How long exec waits (lets tests observe overlap and cancellation).
+    wait: Duration,
+    cacheable: bool,
+    /// Inputs whose content (output text) replaces their key.
+    content_inputs: Vec<usize>,
+    fail: bool,
+    /// For uncacheable sources: what they produce (like a local directory's files).
+    content: Arc<Mutex<String>>,
+}
+
+struct DropGuard(Arc<Counters>, bool);
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Op<String> for Toy {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
+        Box::pin(async move {
+            let digest = Digest::of(format!("{}:{}", self.name, self.version).as_bytes());
+            Ok(CacheMap {
+                digest,
+                deps: Vec::new(),
+                cacheable: self.cacheable,
+            })
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        ctx: &'a Context,
+        inputs: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<String>, OpError>> {
+        Box::pin(async move {
+            *self
+                .counters
+                .runs
+                .lock()
+                .unwrap()
+                .entry(self.name.clone())
+                .or_default() += 1;
+            let now = self.counters.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.counters.peak.fetch_max(now, Ordering::SeqCst);
+            let mut guard = DropGuard(self.counters.clone(), false);
+            ctx.log(1, format!("running {}", self.name).as_bytes());
+            tokio::time::sleep(self.wait).await;
+            self.counters.running.fetch_sub(1, Ordering::SeqCst);
+            guard.1 = true;
+            if self.fail {
+                return Err(Arc::new(std::io::Error::other(format!("{} failed", self.name))) as OpError);
+            }
+            let own = if self.cacheable {
+                self.name.clone()
+            } else {
+                self.content.lock().unwrap().clone()
+            };
+            Ok(vec![format!("{own}({})", inputs.join(","))])
+        })
+    }
+}
+
+/// Wraps a toy so its cache map has the right number of deps.
+struct WithDeps {
+    toy: Toy,
+    inputs: usize,
+}
+
+impl Op<String> for WithDeps {
+    fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
+        Box::pin(async move {
+            let mut map = self.toy.cache_map(ctx).await?;
+            map.deps = (0..self.inputs)
+                .map(|i| {
+                    let content: Option<ContentFn<String>> = if self.toy.content_inputs.contains(&i) {
+                        Some(Arc::new(|r: String| {
+                            Box::pin(async move { Ok::<_, OpError>(Digest::of(r.as_bytes())) })
+                                as BoxFuture<'static, Result<Digest, OpError>>
+                        }))
+                    } else {
+                        None
+                    };
+                    Dep {
+                        selector: None,
+                        content,
+                    }
+                })
+                .collect();
+            Ok(map)
+        })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        ctx: &'a Context,
+        inputs: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<String>, OpError>> {
+        self.toy.exec(ctx, inputs)
+    }
+}
+
+#[derive(Default)]
+struct MemoryCache {
+    records: Mutex<HashMap<Digest, Vec<String>>>,
+}
+
+impl CacheStore<String> for MemoryCache {
+    fn load<'a>(&'a self, key: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<String>>, OpError>> {
+        Box::pin(async move { Ok(self.records.lock().unwrap().get(key).cloned()) })
+    }
+    fn save<'a>(&'a self, key: &'a Digest, outputs: &'a [String]) -> BoxFuture<'a, Result<(), OpError>> {
+        Box::pin(async move {
+            self.records.lock().unwrap().insert(key.clone(), outputs.to_vec());
+            Ok(())
+        })
+    }
+}
+
+#[derive(Default)]
+struct Events(Mutex<Vec<Event>>);
+impl Progress for Events {
+    fn event(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+impl Events {
+    fn cached(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Cached { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Builds toy graphs.
+struct Graph {
+    counters: Arc<Counters>,
+    wait: Duration,
+}
+
+impl Graph {
+    fn new() -> Graph {
+        Graph {
+            counters: Arc::new(Counters::default()),
+            wait: Duration::from_millis(0),
+        }
+    }
+
+    fn toy(&self, name: &str) -> Toy {
+        Toy {
+            name: name.into(),
+            version: 0,
+            counters: self.counters.clone(),
+            wait: self.wait,
+            cacheable: true,
+            content_inputs: Vec::new(),
+            fail: false,
+            content: Arc::new(Mutex::new(String::new())),
+        }
+    }
+
+    fn vertex(&self, toy: Toy, inputs: Vec<Arc<Vertex<String>>>) -> Arc<Vertex<String>> {
+        // The digest covers the op and its inputs, like an LLB digest.
+        let mut text = format!(
+            "{}:{}:{}:{:?}",
+            toy.name, toy.version, toy.cacheable, toy.content_inputs
+        );
+        for i in &inputs {
+            text.push_str(&format!(":{}", i.digest));
+        }
+        let n = inputs.len();
+        Arc::new(Vertex {
+            digest: Digest::of(text.as_bytes()),
+            name: toy.name.clone(),
+            inputs: inputs.into_iter().map(|v| (v, 0)).collect(),
+            op: Arc::new(WithDeps { toy, inputs: n }),
+            ignore_cache: false,
+        })
+    }
+
+    fn leaf(&self, name: &str) -> Arc<Vertex<String>> {
+        self.vertex(self.toy(name), Vec::new())
+    }
+}
+
+fn solver(cache: &Arc<MemoryCache>) -> Arc<Solver<String>> {
+    Arc::new(Solver::new(cache.clone() as Arc<dyn CacheStore<String>>))
+}
+
+#[tokio::test]
+async fn shared_vertex_runs_once_within_a_build() {
+    let g = Graph::new();
+    let base = g.leaf("base");
+    let a = g.vertex(g.toy("a"), vec![base.clone()]);
+    let b = g.vertex(g.toy("b"), vec![base.clone()]);
+    let root = g.vertex(g.toy("root"), vec![a, b]);
+    let cache = Arc::new(MemoryCache::default());
+    let result = solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&root, 0)
+        .await
+        .unwrap();
+    assert_eq!(result, "root(a(base()),b(base()))");
+    assert_eq!(g.counters.runs("base"), 1);
+    assert_eq!(g.counters.total(), 4);
+}
+
+#[tokio::test]
+async fn identical_work_of_concurrent_builds_runs_once() {
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(100);
+    let shared = g.leaf("shared");
+    let one = g.vertex(g.toy("one"), vec![shared.clone()]);
+    // A second build constructs the same shared vertex independently.
+    let shared_again = g.leaf("shared");
+    assert_eq!(shared.digest, shared_again.digest);
+    let two = g.vertex(g.toy("two"), vec![shared_again]);
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    let mut job1 = solver.job(Arc::new(Events::default()));
+    let mut job2 = solver.job(Arc::new(Events::default()));
+    let (r1, r2) = tokio::join!(job1.solve(&one, 0), job2.solve(&two, 0));
+    assert_eq!(r1.unwrap(), "one(shared())");
+    assert_eq!(r2.unwrap(), "two(shared())");
+    assert_eq!(g.counters.runs("shared"), 1);
+}
+
+#[tokio::test]
+async fn independent_branches_run_in_parallel() {
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(50);
+    let branches: Vec<_> = (0..4).map(|i| g.leaf(&format!("branch{i}"))).collect();
+    let root = g.vertex(g.toy("root"), branches);
+    let cache = Arc::new(MemoryCache::default());
+    solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&root, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        g.counters.peak.load(Ordering::SeqCst),
+        4,
+        "all four branches must be running at once"
+    );
+}
+
+#[tokio::test]
+async fn rebuild_uses_the_cache_and_reports_every_step_cached() {
+    let g = Graph::new();
+    let build = |g: &Graph| {
+        let base = g.leaf("base");
+        let mid = g.vertex(g.toy("mid"), vec![base]);
+        g.vertex(g.toy("top"), vec![mid])
+    };
+    let cache = Arc::new(MemoryCache::default());
+    let first = solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&build(&g), 0)
+        .await
+        .unwrap();
+    assert_eq!(g.counters.total(), 3);
+    // A new solver (a new process) with the same persistent cache.
+    let events = Arc::new(Events::default());
+    let second = solver(&cache)
+        .job(events.clone())
+        .solve(&build(&g), 0)
+        .await
+        .unwrap();
+    assert_eq!(first, second);
+    assert_eq!(g.counters.total(), 3, "nothing may run again");
+    assert_eq!(events.cached(), vec!["base", "mid", "top"]);
+}
+
+#[tokio::test]
+async fn a_change_reruns_exactly_the_dependent_steps() {
+    let g = Graph::new();
+    let build = |g: &Graph, version: u32| {
+        let base = g.leaf("base");
+        let other = g.vertex(g.toy("other"), vec![base.clone()]);
+        let mut changed = g.toy("changed");
+        changed.version = version;
+        let changed = g.vertex(changed, vec![base]);
+        let after = g.vertex(g.toy("after"), vec![changed]);
+        g.vertex(g.toy("root"), vec![other, after])
+    };
+    let cache = Arc::new(MemoryCache::default());
+    solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&build(&g, 1), 0)
+        .await
+        .unwrap();
+    solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&build(&g, 2), 0)
+        .await
+        .unwrap();
+    assert_eq!(g.counters.runs("base"), 1);
+    assert_eq!(g.counters.runs("other"), 1);
+    assert_eq!(g.counters.runs("changed"), 2);
+    assert_eq!(g.counters.runs("after"), 2);
+    assert_eq!(g.counters.runs("root"), 2);
+}
+
+#[tokio::test]
+async fn content_keys_make_users_of_uncacheable_sources_cacheable() {
+    let g = Graph::new();
+    let files = Arc::new(Mutex::new("v1".to_string()));
+    let build = |g: &Graph| {
+        let mut local = g.toy("local");
+        local.cacheable = false;
+        local.content = files.clone();
+        let local = g.vertex(local, Vec::new());
+        let mut copy = g.toy("copy");
+        copy.content_inputs = vec![0];
+        let copy = g.vertex(copy, vec![local.clone()]);
+        // Depends on the local source through a fast key: never cacheable.
+        let raw = g.vertex(g.toy("raw"), vec![local]);
+        (copy, raw)
+    };
+    let cache = Arc::new(MemoryCache::default());
+    let (copy, _) = build(&g);
+    solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&copy, 0)
+        .await
+        .unwrap();
+    let (copy, raw) = build(&g);
+    let s = solver(&cache);
+    let mut job = s.job(Arc::new(Events::default()));
+    job.solve(&copy, 0).await.unwrap();
+    assert_eq!(
+        g.counters.runs("local"),
+        2,
+        "an uncacheable source runs every build"
+    );
+    assert_eq!(g.counters.runs("copy"), 1, "same content: cache hit");
+    job.solve(&raw, 0).await.unwrap();
+    solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&raw, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        g.counters.runs("raw"),
+        2,
+        "a fast-key user of an uncacheable source is uncacheable"
+    );
+    *files.lock().unwrap() = "v2".into();
+    let (copy, _) = build(&g);
+    let out = solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&copy, 0)
+        .await
+        .unwrap();
+    assert_eq!(g.counters.runs("copy"), 2, "changed content: rerun");
+    assert_eq!(out, "copy(v2())");
+}
+
+#[tokio::test]
+async fn a_failure_names_its_vertex_and_stops_dependents() {
+    let g = Graph::new();
+    let mut bad = g.toy("bad");
+    bad.fail = true;
+    let bad = g.vertex(bad, Vec::new());
+    let root = g.vertex(g.toy("root"), vec![bad.clone()]);
+    let cache = Arc::new(MemoryCache::default());
+    let err = solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&root, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(err.vertex, bad.digest);
+    assert_eq!(err.name, "bad");
+    assert_eq!(err.to_string(), "bad failed");
+    assert_eq!(g.counters.runs("root"), 0);
+    assert!(
+        cache.records.lock().unwrap().is_empty(),
+        "a failed step is never cached"
+    );
+}
+
+#[tokio::test]
+async fn cancelling_drops_running_ops_and_releases_state() {
+    let mut g = Graph::new();
+    g.wait = Duration::from_secs(30);
+    let slow = g.leaf("slow");
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    {
+        let mut job = solver.job(Arc::new(Events::default()));
+        let solve = job.solve(&slow, 0);
+        let outcome = tokio::time::timeout(Duration::from_millis(50), solve).await;
+        assert!(outcome.is_err(), "the solve must still be running");
+    }
+    assert_eq!(
+        g.counters.dropped.load(Ordering::SeqCst),
+        1,
+        "the running op future was dropped"
+    );
+    assert_eq!(
+        g.counters.running.load(Ordering::SeqCst),
+        1,
+        "it never reached its end"
+    );
+    let active = solver.active.lock().unwrap();
+    assert!(
+        active.values().all(|w| w.strong_count() == 0),
+        "no vertex state outlives its jobs"
+    );
+}
