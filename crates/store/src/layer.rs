@@ -24,11 +24,7 @@
 //! `metacopy`, `userxattr`); upper directories using those are not understood.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
-
-use rustix::fs::{self as rfs, Mode, OFlags};
-use rustix::io::Errno;
 
 mod apply;
 mod write;
@@ -123,66 +119,4 @@ pub enum LayerError {
         #[source]
         source: io::Error,
     },
-}
-
-/// An xattr name and value.
-type Xattr = (Vec<u8>, Vec<u8>);
-
-fn is_dir(st: &rfs::Stat) -> bool {
-    rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory
-}
-
-/// The names in directory `dir` (any fd, `O_PATH` included), without `.` and `..`, sorted by bytes.
-fn read_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    // `O_PATH` fds cannot be read, so open the directory itself for reading.
-    let fd = rfs::openat(
-        dir,
-        c".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    let mut names = Vec::new();
-    for entry in rfs::Dir::new(fd)? {
-        let name = entry?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// All xattrs of the file open as `fd` (not `O_PATH`), sorted by name.
-fn read_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<Xattr>> {
-    let list = match read_sized(|buf| rfs::flistxattr(fd.as_fd(), buf)) {
-        Err(e) if e == Errno::NOTSUP => return Ok(Vec::new()),
-        other => other?,
-    };
-    let mut xattrs = Vec::new();
-    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        match read_sized(|buf| rfs::fgetxattr(fd.as_fd(), name, buf)) {
-            Ok(value) => xattrs.push((name.to_vec(), value)),
-            // Removed between listing and reading: it is simply not there.
-            Err(e) if e == Errno::NODATA => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    xattrs.sort();
-    Ok(xattrs)
-}
-
-/// Calls a `*xattr` style function with a growing buffer until the value fits.
-fn read_sized(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match call(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            // The kernel caps xattr lists and values at 64 KiB, so this ends.
-            Err(e) if e == Errno::RANGE && buf.len() < (1 << 17) => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
 }

@@ -1,3 +1,316 @@
-//! kiln's state directory (being written).
+//! kiln's state directory: everything kiln keeps on disk, and the only code that writes there.
+//!
+//! Main types:
+//! - [`Store`]: opens (and locks) a state directory; owns the metadata database, the
+//!   [`ContentStore`] of blobs and the snapshots.
+//! - Snapshots: each is one overlayfs layer directory plus a parent; [`Active`] is a snapshot
+//!   being written (a RUN or COPY step), [`Store::view`] mounts a committed one read-only.
+//! - [`layer`]: conversion between layer tarballs and layer directories.
+//! - The cache index ([`CacheRecord`]): solver cache keys → results, and the layer index
+//!   (chain IDs of pulled layers → snapshots), so a layer is applied once and reused.
+//!
+//! Layout of the state directory:
+//! ```text
+//! lock                 exclusive lock held while a process uses the store
+//! metadata.redb        metadata database (redb): snapshots, layers, cache index
+//! blobs/sha256/<hex>   content store
+//! ingest/              blobs being written
+//! snapshots/<id>/fs    layer directories; snapshots/<id>/work: overlay work dirs
+//! mnt/                 mount points of mounted snapshots
+//! ```
+//!
+//! Invariants:
+//! - A snapshot directory is in the database only once it is complete; anything else found at
+//!   start-up (half-written snapshots, ingest files, mounts) is debris of a crash and removed.
+//! - Committed snapshots and blobs are immutable.
+//! - Mounts are owned by guards ([`Mounted`]) and undone on drop.
+//!
+//! This crate does not know about LLB, the solver or registries. Tests: unit tests here,
+//! integration tests (as root, with overlayfs) in `tests/`.
 
+#![forbid(unsafe_code)]
+
+mod content;
+mod db;
+pub mod fileop;
 pub mod layer;
+mod mount;
+mod snapshot;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+pub use content::{ContentStore, Ingest};
+pub use db::{CacheRecord, LayerBlob, SnapshotInfo};
+pub use layer::{ApplyStats, LayerError, LayerStats, apply_layer, write_layer};
+pub use mount::Mounted;
+pub use snapshot::{Active, SnapshotId};
+
+use oci::Digest;
+
+/// Version of the on-disk format. A state directory written by another version is refused
+/// (with a clear message) rather than misread.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("failed to {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metadata database failed.
+    #[error("metadata database error: {0}")]
+    Database(String),
+    /// A blob did not have the expected digest.
+    #[error("content digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What the caller expected.
+        expected: Digest,
+        /// What was written.
+        actual: Digest,
+    },
+    /// Stored data is not what it should be.
+    #[error("corrupt state: {what}")]
+    Corrupt {
+        /// What is wrong.
+        what: String,
+    },
+    /// A snapshot does not exist.
+    #[error("snapshot {0} does not exist")]
+    NoSnapshot(SnapshotId),
+    /// Mounting failed.
+    #[error("failed to mount {path}: {message}")]
+    Mount {
+        /// The mount point.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The state directory was written by an incompatible version of kiln.
+    #[error(
+        "state directory {path} has format version {found}, this kiln uses {expected}: use another --root or remove it"
+    )]
+    FormatVersion {
+        /// The directory.
+        path: PathBuf,
+        /// Its version.
+        found: u64,
+        /// Ours.
+        expected: u64,
+    },
+    /// Applying or writing a layer failed.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+}
+
+/// An open state directory. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    db: db::Db,
+    content: ContentStore,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state directory at `root`, waiting for any other process
+    /// that holds it. `on_wait` is called once if the directory is busy, before waiting.
+    pub fn open(root: &Path, on_wait: impl FnOnce()) -> Result<Store, Error> {
+        fs::create_dir_all(root).map_err(|source| Error::Io {
+            action: "create state directory",
+            path: root.into(),
+            source,
+        })?;
+        let root = fs::canonicalize(root).map_err(|source| Error::Io {
+            action: "resolve",
+            path: root.into(),
+            source,
+        })?;
+        let lock_path = root.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                action: "open lock file",
+                path: lock_path.clone(),
+                source,
+            })?;
+        use rustix::fs::{FlockOperation, flock};
+        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            on_wait();
+            flock(&lock, FlockOperation::LockExclusive).map_err(|e| Error::Io {
+                action: "lock",
+                path: lock_path.clone(),
+                source: e.into(),
+            })?;
+        }
+        let db = db::Db::open(&root)?;
+        let content = ContentStore::open(&root)?;
+        let store = Store {
+            root,
+            db,
+            content,
+            _lock: lock,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The blob store.
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    fn mnt_dir(&self) -> PathBuf {
+        self.root.join("mnt")
+    }
+
+    fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// Removes the debris a crash may have left: mounts, incomplete snapshots, work dirs.
+    fn recover(&self) -> Result<(), Error> {
+        let mnt = self.mnt_dir();
+        fs::create_dir_all(&mnt).map_err(|source| Error::Io {
+            action: "create directory",
+            path: mnt.clone(),
+            source,
+        })?;
+        if let Ok(entries) = fs::read_dir(&mnt) {
+            for entry in entries.flatten() {
+                mount::unmount_and_remove(&entry.path());
+            }
+        }
+        let snapshots = self.snapshots_dir();
+        fs::create_dir_all(&snapshots).map_err(|source| Error::Io {
+            action: "create directory",
+            path: snapshots.clone(),
+            source,
+        })?;
+        let known = self.db.snapshot_ids()?;
+        if let Ok(entries) = fs::read_dir(&snapshots) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let id = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok());
+                match id {
+                    Some(id) if known.contains(&id) => {
+                        let work = path.join("work");
+                        if work.exists() {
+                            let _ = fs::remove_dir_all(&work);
+                        }
+                    }
+                    _ => {
+                        let _ = fs::remove_dir_all(&path);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Information about a committed snapshot.
+    pub fn snapshot(&self, id: SnapshotId) -> Result<SnapshotInfo, Error> {
+        self.db.snapshot(id)?.ok_or(Error::NoSnapshot(id))
+    }
+
+    /// The chain of snapshots ending at `id`, base first.
+    pub fn chain(&self, id: SnapshotId) -> Result<Vec<SnapshotInfo>, Error> {
+        let mut chain = Vec::new();
+        let mut next = Some(id);
+        while let Some(id) = next {
+            let info = self.snapshot(id)?;
+            next = info.parent;
+            chain.push(info);
+            if chain.len() > 10_000 {
+                return Err(Error::Corrupt {
+                    what: format!("snapshot chain of {id} loops"),
+                });
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// The layer directory of a committed snapshot (its changes only).
+    pub fn layer_dir(&self, id: SnapshotId) -> PathBuf {
+        self.snapshots_dir().join(id.to_string()).join("fs")
+    }
+
+    /// Starts a new snapshot on top of `parent` (`None` = empty).
+    pub fn prepare(&self, parent: Option<SnapshotId>, description: &str) -> Result<Active<'_>, Error> {
+        if let Some(p) = parent {
+            self.snapshot(p)?;
+        }
+        let id = self.db.next_snapshot_id()?;
+        Active::create(self, id, parent, description)
+    }
+
+    /// Mounts a committed snapshot read-only (or hands out its directory when it has no parent).
+    pub fn view(&self, id: SnapshotId) -> Result<Mounted, Error> {
+        let chain = self.chain(id)?;
+        if chain.len() == 1 {
+            return Ok(Mounted::plain(self.layer_dir(id)));
+        }
+        let lowers: Vec<PathBuf> = chain.iter().rev().map(|s| self.layer_dir(s.id)).collect();
+        mount::mount_overlay(&self.mnt_dir(), &lowers, None)
+    }
+
+    /// The snapshot holding the layer chain `chain_id`, if it was applied before.
+    pub fn layer_snapshot(&self, chain_id: &Digest) -> Result<Option<SnapshotId>, Error> {
+        let id = self.db.layer(chain_id)?;
+        Ok(id.filter(|id| self.db.snapshot(*id).ok().flatten().is_some()))
+    }
+
+    /// Records that `id` holds the layer chain `chain_id`.
+    pub fn set_layer_snapshot(&self, chain_id: &Digest, id: SnapshotId) -> Result<(), Error> {
+        self.db.set_layer(chain_id, id)
+    }
+
+    /// Records the blob of a snapshot's layer, so exports reuse it instead of recompressing.
+    pub fn set_layer_blob(&self, id: SnapshotId, blob: LayerBlob) -> Result<(), Error> {
+        self.db.update_snapshot(id, |info| info.blob = Some(blob))
+    }
+
+    /// Looks up a cache key.
+    pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>, Error> {
+        let Some(record) = self.db.cache_get(key)? else {
+            return Ok(None);
+        };
+        // A record whose snapshots are gone is no record.
+        for id in record.outputs.iter().flatten() {
+            if self.db.snapshot(*id)?.is_none() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(record))
+    }
+
+    /// Stores a cache record.
+    pub fn cache_put(&self, key: &Digest, record: &CacheRecord) -> Result<(), Error> {
+        self.db.cache_put(key, record)
+    }
+}
+
+/// The current time in Unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

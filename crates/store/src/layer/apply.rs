@@ -6,15 +6,13 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{
-    self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
-};
+use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Uid, XattrFlags};
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::{
-    ApplyStats, LayerError, OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX, Xattr, is_dir, read_names,
-    read_xattrs,
+use super::{ApplyStats, LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::fileop::inroot::{
+    self, NewDir, Xattr, clean, clear, errno_is, read_names, read_xattrs, remove_all, times, xattr_allowed,
 };
 
 /// Applies an OCI layer (an uncompressed tar stream) onto the directory tree `root`.
@@ -86,14 +84,6 @@ struct Meta {
     xattrs: Vec<Xattr>,
 }
 
-/// Access and modification times both set to `mtime`.
-fn times(mtime: Timespec) -> Timestamps {
-    Timestamps {
-        last_access: mtime,
-        last_modification: mtime,
-    }
-}
-
 struct Applier {
     /// `O_PATH` fd of the root; every path is resolved beneath it.
     root: OwnedFd,
@@ -111,10 +101,6 @@ fn failed<'a, E: Into<io::Error>>(entry: &'a str, action: &'static str) -> impl 
         action,
         source: source.into(),
     }
-}
-
-fn errno_is(e: &io::Error, list: &[Errno]) -> bool {
-    list.iter().any(|x| e.raw_os_error() == Some(x.raw_os_error()))
 }
 
 /// Splits a cleaned, non-empty path into its parent and last component.
@@ -380,55 +366,7 @@ impl Applier {
     /// Opens directory `path` (cleaned, relative to the root) as `O_PATH`, following symlinks
     /// but never leaving the root. With `create`, missing components are made with mode 0755.
     fn open_dir(&self, path: &[u8], create: bool) -> io::Result<OwnedFd> {
-        match self.resolve(path) {
-            Err(e) if create && e.kind() == io::ErrorKind::NotFound => {}
-            other => return other,
-        }
-        let mut dir = self.resolve(b"")?;
-        let ends = path
-            .iter()
-            .enumerate()
-            .filter(|&(_, &b)| b == b'/')
-            .map(|(i, _)| i)
-            .chain([path.len()]);
-        let mut start = 0;
-        for end in ends {
-            dir = match self.resolve(&path[..end]) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    match rfs::mkdirat(&dir, &path[start..end], Mode::from_raw_mode(0o755)) {
-                        // The component exists but does not resolve: a dangling symlink.
-                        Err(e) if e == Errno::EXIST => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::NotFound,
-                                "a parent is a symlink to a missing directory",
-                            ));
-                        }
-                        other => other?,
-                    }
-                    self.resolve(&path[..end])?
-                }
-                other => other?,
-            };
-            start = end + 1;
-        }
-        Ok(dir)
-    }
-
-    fn resolve(&self, path: &[u8]) -> io::Result<OwnedFd> {
-        self.open_in_root(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC)
-    }
-
-    fn open_in_root(&self, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-        let path = if path.is_empty() { b"." } else { path };
-        let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        let mut attempts = 0;
-        loop {
-            match rfs::openat2(&self.root, path, flags, Mode::empty(), resolve) {
-                // The kernel asks for a retry when a rename raced with the lookup.
-                Err(e) if e == Errno::AGAIN && attempts < 16 => attempts += 1,
-                other => return Ok(other?),
-            }
-        }
+        inroot::open_dir(self.root.as_fd(), path, create.then_some(&NewDir::PLAIN))
     }
 
     fn note_created(&mut self, parent: &[u8], name: &[u8]) {
@@ -520,7 +458,7 @@ impl Applier {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         for (path, mtime) in &self.dir_times {
             let shown = String::from_utf8_lossy(path);
-            let fd = match self.open_in_root(path, flags) {
+            let fd = match inroot::open_in_root(self.root.as_fd(), path, flags) {
                 Ok(fd) => fd,
                 // Removed or replaced by a later entry of the layer.
                 Err(e) if errno_is(&e, &[Errno::NOENT, Errno::NOTDIR, Errno::LOOP]) => continue,
@@ -530,94 +468,6 @@ impl Applier {
         }
         Ok(())
     }
-}
-
-/// Removes the entry `name` of `dir`, first emptying it when it is a directory. Symlinks are
-/// removed, never followed. Missing entries are fine. Iterative, so deep trees cannot overflow
-/// the stack; it holds one fd per level.
-fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Err(e) if e == Errno::NOENT => return Ok(()),
-        Err(e) => return Err(e.into()),
-        Ok(st) if !is_dir(&st) => return Ok(rfs::unlinkat(dir, name, AtFlags::empty())?),
-        Ok(_) => {}
-    }
-    /// A directory being emptied: its fd and the subdirectories still to remove.
-    struct Frame {
-        fd: OwnedFd,
-        subdirs: Vec<Vec<u8>>,
-    }
-    fn open(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Frame> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rfs::openat(dir, name, flags, Mode::empty())?;
-        let mut subdirs = Vec::new();
-        for child in read_names(fd.as_fd())? {
-            match rfs::statat(&fd, child.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) if is_dir(&st) => subdirs.push(child),
-                Ok(_) => rfs::unlinkat(&fd, child.as_slice(), AtFlags::empty())?,
-                Err(e) if e == Errno::NOENT => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(Frame { fd, subdirs })
-    }
-    let mut stack = vec![open(dir, name)?];
-    while let Some(top) = stack.last() {
-        if let Some(sub) = top.subdirs.last() {
-            let frame = open(top.fd.as_fd(), sub)?;
-            stack.push(frame);
-            continue;
-        }
-        // `top` is empty now: remove it from its parent.
-        stack.pop();
-        match stack.last_mut() {
-            Some(parent) => {
-                if let Some(sub) = parent.subdirs.pop() {
-                    rfs::unlinkat(&parent.fd, sub.as_slice(), AtFlags::REMOVEDIR)?;
-                }
-            }
-            None => rfs::unlinkat(dir, name, AtFlags::REMOVEDIR)?,
-        }
-    }
-    Ok(())
-}
-
-/// Prepares the entry `name` of `dir` for a new entry: keeps an existing directory when
-/// `keep_dir` (returning true), otherwise removes whatever is there.
-fn clear(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io::Result<bool> {
-    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Err(e) if e == Errno::NOENT => Ok(false),
-        Err(e) => Err(e.into()),
-        Ok(st) if is_dir(&st) && keep_dir => Ok(true),
-        Ok(_) => remove_all(dir, name).map(|()| false),
-    }
-}
-
-/// Splits a tar path into clean components: empty and `.` components dropped, `..` removing
-/// the previous component and clamped at the root.
-fn clean(path: &[u8]) -> Vec<&[u8]> {
-    let mut comps: Vec<&[u8]> = Vec::new();
-    for comp in path.split(|&b| b == b'/') {
-        match comp {
-            b"" | b"." => {}
-            b".." => {
-                comps.pop();
-            }
-            _ => comps.push(comp),
-        }
-    }
-    comps
-}
-
-/// Whether an xattr from a layer may be applied. `trusted.*` would let a layer forge overlayfs
-/// state, and `security.*` labels other than file capabilities belong to the host policy.
-fn xattr_allowed(name: &[u8]) -> bool {
-    !name.contains(&0)
-        && !name.starts_with(OVERLAY_XATTR_PREFIX)
-        && (name.starts_with(b"user.")
-            || name == b"security.capability"
-            || name == b"system.posix_acl_access"
-            || name == b"system.posix_acl_default")
 }
 
 /// Parses a PAX time such as `1700000000.123456789` or `-1.5`.
@@ -646,16 +496,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clean_clamps_at_root() {
-        let joined = |p: &[u8]| clean(p).join(&b'/');
-        assert_eq!(joined(b"../../etc/evil"), b"etc/evil");
-        assert_eq!(joined(b"/abs/./path/"), b"abs/path");
-        assert_eq!(joined(b"a/b/../../../c"), b"c");
-        assert_eq!(joined(b"./"), b"");
-        assert_eq!(joined(b"a//b/.."), b"a");
-    }
-
-    #[test]
     fn pax_times() {
         let t = |s: &str| parse_pax_time(s.as_bytes()).map(|t| (t.tv_sec, t.tv_nsec));
         assert_eq!(t("1700000000.123456789"), Some((1_700_000_000, 123_456_789)));
@@ -665,14 +505,5 @@ mod tests {
         assert_eq!(t("-1.5"), Some((-2, 500_000_000)));
         assert_eq!(t("1.x"), None);
         assert_eq!(t(""), None);
-    }
-
-    #[test]
-    fn xattr_allow_list() {
-        assert!(xattr_allowed(b"user.foo"));
-        assert!(xattr_allowed(b"security.capability"));
-        assert!(!xattr_allowed(b"trusted.overlay.opaque"));
-        assert!(!xattr_allowed(b"trusted.foo"));
-        assert!(!xattr_allowed(b"security.selinux"));
     }
 }

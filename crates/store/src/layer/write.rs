@@ -9,10 +9,8 @@ use std::path::Path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
 
-use super::{
-    LayerError, LayerStats, OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX, Xattr, read_names,
-    read_xattrs,
-};
+use super::{LayerError, LayerStats, OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX};
+use crate::fileop::inroot::{Xattr, read_names, read_xattrs};
 
 /// Largest value of the 8-byte octal uid/gid fields of a ustar header.
 const MAX_OCTAL_ID: u64 = 0o7_777_777;
