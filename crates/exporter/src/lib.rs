@@ -1,0 +1,214 @@
+//! Exporters: turn a solved build result into something a user can take away.
+//!
+//! A build ends with a result filesystem (a committed [`store`] snapshot, or nothing at all) and
+//! the image config the frontend produced. This crate writes that result out, as BuildKit's
+//! exporters do:
+//! - [`build_image`] is the shared part of every image-producing exporter: it computes (or
+//!   reuses) one layer blob per snapshot of the result's chain, aligns the config's history with
+//!   those layers, and writes the config and manifest blobs into the content store.
+//! - [`write_oci_tar`] writes an OCI image-layout tarball of that image.
+//! - [`write_local`] copies the result filesystem into a directory.
+//! - [`write_tar`] writes the result filesystem as one tar stream.
+//!
+//! Invariants:
+//! - Exporters read results and never change cache records or snapshots. The one thing they
+//!   record is the layer blob computed for a snapshot ([`store::Store::set_layer_blob`]), so
+//!   that later exports reuse it instead of compressing again.
+//! - Output is byte-for-byte deterministic for the same input: layer tars are deterministic
+//!   ([`store::write_layer`]), gzip headers carry no time or name, times in the config come from
+//!   the snapshots (or `SOURCE_DATE_EPOCH`), never from the clock, and tarball entries are in a
+//!   fixed order with fixed metadata. A fully cached rebuild yields the same image digest.
+//! - Layers are streamed from disk to disk; no layer is ever held in memory.
+//!
+//! Deliberately not done here: pushing to a registry and docker tarballs (they will reuse
+//! [`build_image`]), zstd compression (callers refuse it), multi-platform indexes, attestations,
+//! and parsing exporter attributes (the daemon turns them into the typed options used here).
+
+#![forbid(unsafe_code)]
+
+mod image;
+mod local;
+mod oci_tar;
+mod time;
+
+use std::path::PathBuf;
+
+use oci::{Digest, ImageConfig};
+use store::{SnapshotId, Store};
+
+pub use image::{ImageSummary, build_image};
+pub use local::{write_local, write_tar};
+pub use oci_tar::write_oci_tar;
+
+/// What to export.
+#[derive(Clone, Copy, Debug)]
+pub struct Source<'a> {
+    /// The store holding the result.
+    pub store: &'a Store,
+    /// The result filesystem: a committed snapshot, or `None` for an empty filesystem.
+    pub result: Option<SnapshotId>,
+    /// The image config produced by the frontend: history filled in (one entry per step, with
+    /// `empty_layer` set for metadata-only steps), `rootfs.diff_ids` empty. Image exporters fill
+    /// in the diff IDs and missing times; directory and tar exporters ignore it.
+    pub image: &'a ImageConfig,
+}
+
+/// How new layer blobs are compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Compression {
+    /// gzip at the default level (`application/vnd.oci.image.layer.v1.tar+gzip`).
+    #[default]
+    Gzip,
+    /// Plain tar (`application/vnd.oci.image.layer.v1.tar`).
+    Uncompressed,
+}
+
+/// Options of the image exporters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OciOptions {
+    /// The image name, e.g. `example.com/app:v1`; written as annotations of the index entry.
+    pub name: Option<String>,
+    /// Compression of the layers in the image. Layers that already have a blob in another
+    /// compression are converted between gzip and plain tar; zstd blobs (pulled base layers)
+    /// are kept as they are.
+    pub compression: Compression,
+    /// `SOURCE_DATE_EPOCH` (Unix seconds): when set, used for the image creation time and for
+    /// every history entry that has no time yet, instead of the snapshots' commit times.
+    pub epoch: Option<i64>,
+}
+
+/// Errors of the exporters.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A snapshot of the result could not be looked up.
+    #[error("failed to read snapshot {id}")]
+    Snapshot {
+        /// The snapshot.
+        id: SnapshotId,
+        /// Why.
+        #[source]
+        source: store::Error,
+    },
+    /// The result could not be mounted.
+    #[error("failed to mount snapshot {id}")]
+    Mount {
+        /// The snapshot.
+        id: SnapshotId,
+        /// Why.
+        #[source]
+        source: store::Error,
+    },
+    /// Writing the layer tar of a snapshot failed.
+    #[error("failed to write the layer of snapshot {id}")]
+    WriteLayer {
+        /// The snapshot.
+        id: SnapshotId,
+        /// Why.
+        #[source]
+        source: store::LayerError,
+    },
+    /// Writing the result filesystem as a tar failed.
+    #[error("failed to write the filesystem of snapshot {id} as a tar")]
+    WriteTar {
+        /// The snapshot.
+        id: SnapshotId,
+        /// Why.
+        #[source]
+        source: store::LayerError,
+    },
+    /// A content store or metadata operation failed.
+    #[error("failed to {action} for snapshot {id}")]
+    Store {
+        /// What was being done.
+        action: &'static str,
+        /// The snapshot.
+        id: SnapshotId,
+        /// Why.
+        #[source]
+        source: store::Error,
+    },
+    /// Compressing or decompressing a layer failed.
+    #[error("failed to {action} layer of snapshot {id}")]
+    Compress {
+        /// What was being done.
+        action: &'static str,
+        /// The snapshot.
+        id: SnapshotId,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A recorded layer blob is not in the content store.
+    #[error("layer blob {digest} of snapshot {id} is missing from the content store")]
+    MissingBlob {
+        /// The blob.
+        digest: Digest,
+        /// The snapshot.
+        id: SnapshotId,
+    },
+    /// A recorded layer blob has a media type kiln cannot put into an image.
+    #[error("layer blob {digest} of snapshot {id} has unsupported media type {media_type:?}")]
+    UnsupportedMediaType {
+        /// The blob.
+        digest: Digest,
+        /// The snapshot.
+        id: SnapshotId,
+        /// Its media type.
+        media_type: String,
+    },
+    /// Encoding a JSON document failed.
+    #[error("failed to encode the image {what}")]
+    Encode {
+        /// Which document.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Storing the config or manifest blob failed.
+    #[error("failed to store the image {what}")]
+    StoreBlob {
+        /// Which document.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: store::Error,
+    },
+    /// The image name is not a valid reference.
+    #[error("invalid image name {name:?}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: oci::ReferenceError,
+    },
+    /// A blob in the content store does not have the size or digest its name promises.
+    #[error("blob {digest} in the content store is corrupt: {reason}")]
+    CorruptBlob {
+        /// The blob.
+        digest: Digest,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Writing the output stream failed.
+    #[error("failed to write {entry} to the output")]
+    Output {
+        /// The tarball entry being written.
+        entry: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A filesystem operation of the local exporter failed.
+    #[error("failed to {action} {path}")]
+    Local {
+        /// What was being done.
+        action: &'static str,
+        /// The path (in the destination, or in the result for reads).
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
