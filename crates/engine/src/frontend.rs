@@ -1,0 +1,400 @@
+//! The Dockerfile frontend adapter and the build job: read the Dockerfile, resolve base images
+//! through the registry, compile, solve, export.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dockerfile::{BuildOptions, Compiled, ImageResolver, ResolvedImage};
+use oci::{ImageConfig, Platform, Reference};
+use solver::Solver;
+
+use crate::progress::Step;
+use crate::{
+    BuildError, BuildRequest, BuildResult, Destination, Inner, OutputSpec, Progress, Ref, SourceSnippet, ops,
+    pull,
+};
+
+/// Resolves base images through the registry, recording manifests and configs in the store.
+struct RegistryResolver<'a> {
+    inner: &'a Arc<Inner>,
+    progress: Arc<dyn Progress>,
+    resolved: Mutex<BTreeMap<Reference, ResolvedImage>>,
+}
+
+impl ImageResolver for RegistryResolver<'_> {
+    async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<ResolvedImage, String> {
+        if let Some(r) = self
+            .resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reference)
+        {
+            return Ok(r.clone());
+        }
+        let step = Step::start(
+            &self.progress,
+            format!("[internal] load metadata for {}", reference.name_with_tag()),
+        );
+        let result = async {
+            let resolved = self
+                .inner
+                .registry
+                .resolve(reference, platform)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.inner
+                .store
+                .content()
+                .write(&resolved.manifest.bytes)
+                .map_err(|e| e.to_string())?;
+            let pinned = reference.with_digest(resolved.manifest.digest.clone());
+            let config: ImageConfig = pull::config(self.inner, &pinned, &resolved.parsed)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(ResolvedImage {
+                reference: pinned,
+                config,
+            })
+        }
+        .await;
+        let result = step.finish(result)?;
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference.clone(), result.clone());
+        Ok(result)
+    }
+}
+
+trait NameWithTag {
+    fn name_with_tag(&self) -> String;
+}
+
+impl NameWithTag for Reference {
+    /// `docker.io/library/busybox:latest`, as BuildKit names metadata steps.
+    fn name_with_tag(&self) -> String {
+        match self.tag() {
+            Some(t) => format!("{}:{t}", self.name()),
+            None => self.to_string(),
+        }
+    }
+}
+
+fn dockerfile_path(request: &BuildRequest) -> PathBuf {
+    match &request.dockerfile {
+        Some(p) => p.clone(),
+        None => {
+            let upper = request.context.join("Dockerfile");
+            let lower = request.context.join("dockerfile");
+            if !upper.exists() && lower.exists() {
+                lower
+            } else {
+                upper
+            }
+        }
+    }
+}
+
+fn build_options(request: &BuildRequest, dockerfile: &Path, platform: &Platform) -> BuildOptions {
+    BuildOptions {
+        target: request.target.clone(),
+        build_args: request.build_args.clone(),
+        target_platform: platform.clone(),
+        build_platform: platform.clone(),
+        dockerfile_name: dockerfile
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into()),
+        context_excludes: Vec::new(),
+        no_cache: request.no_cache,
+    }
+}
+
+/// Reads the Dockerfile (as an internal step) and checks the context.
+fn load_definition(
+    request: &BuildRequest,
+    progress: Option<&Arc<dyn Progress>>,
+) -> Result<(PathBuf, String), BuildError> {
+    if !request.context.is_dir() {
+        return Err(BuildError::Request(format!(
+            "unable to prepare context: path {:?} not found",
+            request.context.display().to_string()
+        )));
+    }
+    let path = dockerfile_path(request);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let step = progress.map(|p| Step::start(p, format!("[internal] load build definition from {name}")));
+    let read = std::fs::read(&path)
+        .map_err(|e| format!("failed to read dockerfile: open {}: {e}", path.display()))
+        .and_then(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|_| format!("failed to read dockerfile {}: not valid UTF-8", path.display()))
+        });
+    if let (Some(step), Ok(text)) = (&step, &read) {
+        step.status(format!("transferring dockerfile: {}B done", text.len()));
+    }
+    let text = match step {
+        Some(step) => step.finish(read),
+        None => read,
+    }
+    .map_err(BuildError::Request)?;
+    for ignore in [
+        request.context.join(".dockerignore"),
+        PathBuf::from(format!("{}.dockerignore", path.display())),
+    ] {
+        if ignore.exists() {
+            return Err(BuildError::Request(format!(
+                "{} found: .dockerignore files are not supported yet (remove it or build from a context without one)",
+                ignore.display()
+            )));
+        }
+    }
+    Ok((path, text))
+}
+
+fn dockerfile_error(error: dockerfile::Error, path: &Path, text: &str) -> BuildError {
+    let snippet = error.location.map(|l| SourceSnippet {
+        filename: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        data: text.to_string(),
+        start_line: l.start_line,
+        end_line: l.end_line,
+    });
+    BuildError::Dockerfile { error: Box::new(error), snippet }
+}
+
+/// Compiles without building (and without an engine when `offline`).
+pub(crate) async fn compile_only(
+    inner: &Arc<Inner>,
+    request: &BuildRequest,
+    offline: bool,
+    progress: Arc<dyn Progress>,
+) -> Result<(Compiled, String), BuildError> {
+    if offline {
+        return compile_offline(request).await.map(|c| (c, String::new()));
+    }
+    let (path, text) = load_definition(request, Some(&progress))?;
+    let options = build_options(request, &path, &inner.platform);
+    let resolver = RegistryResolver {
+        inner,
+        progress,
+        resolved: Mutex::new(BTreeMap::new()),
+    };
+    let compiled = dockerfile::compile(&text, &options, &resolver)
+        .await
+        .map_err(|e| dockerfile_error(e, &path, &text))?;
+    Ok((compiled, text))
+}
+
+/// Compiles with no base image resolved.
+pub(crate) async fn compile_offline(request: &BuildRequest) -> Result<Compiled, BuildError> {
+    let (path, text) = load_definition(request, None)?;
+    let options = build_options(request, &path, &Platform::linux_amd64());
+    dockerfile::compile(&text, &options, &dockerfile::OfflineResolver)
+        .await
+        .map_err(|e| dockerfile_error(e, &path, &text))
+}
+
+static SESSION_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Runs a whole build.
+pub(crate) async fn build(
+    inner: &Arc<Inner>,
+    solver: &Arc<Solver<Ref>>,
+    request: &BuildRequest,
+    progress: Arc<dyn Progress>,
+) -> Result<BuildResult, BuildError> {
+    let (compiled, _) = compile_only(inner, request, false, progress.clone()).await?;
+    let graph = llb::Graph::load(&compiled.definition.pb).map_err(|e| BuildError::Request(e.to_string()))?;
+    let context = std::fs::canonicalize(&request.context).map_err(|e| {
+        BuildError::Request(format!(
+            "unable to prepare context {}: {e}",
+            request.context.display()
+        ))
+    })?;
+    let locals = BTreeMap::from([(dockerfile::convert::CONTEXT_NAME.to_string(), context)]);
+    let session = format!(
+        "{}-{}",
+        std::process::id(),
+        SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let vertices =
+        ops::vertices(inner, &graph, &locals, &session).map_err(|e| BuildError::Request(e.to_string()))?;
+    let result = match &graph.root {
+        None => Ref::Empty,
+        Some((digest, index)) => {
+            let root = vertices
+                .get(digest)
+                .ok_or_else(|| BuildError::Request("result op missing".into()))?;
+            let mut job = solver.job(progress.clone());
+            job.solve(root, *index as usize)
+                .await
+                .map_err(|e| step_error(&graph, e))?
+        }
+    };
+    let snapshot = match result {
+        Ref::Empty => None,
+        Ref::Snapshot(id) => Some(id),
+        Ref::Local(_) => {
+            return Err(BuildError::Request(
+                "a build result cannot be the build context itself".into(),
+            ));
+        }
+    };
+    let mut outcome = BuildResult {
+        manifest: None,
+        unused_build_args: compiled.unused_build_args.clone(),
+    };
+    for output in &request.outputs {
+        if let Some(manifest) = export(inner, output, snapshot, &compiled.image, &progress).await? {
+            outcome.manifest = Some(manifest);
+        }
+    }
+    Ok(outcome)
+}
+
+fn step_error(graph: &llb::Graph, error: solver::SolveError) -> BuildError {
+    let snippets = graph
+        .locations(&error.vertex)
+        .into_iter()
+        .map(|(filename, data, start, end)| SourceSnippet {
+            filename,
+            data: String::from_utf8_lossy(&data).into_owned(),
+            start_line: start.max(0) as usize,
+            end_line: end.max(0) as usize,
+        })
+        .collect();
+    BuildError::Step {
+        vertex: error.vertex.clone(),
+        name: error.name.clone(),
+        message: error.to_string(),
+        snippets,
+    }
+}
+
+/// Writes one output.
+async fn export(
+    inner: &Arc<Inner>,
+    output: &OutputSpec,
+    snapshot: Option<store::SnapshotId>,
+    image: &ImageConfig,
+    progress: &Arc<dyn Progress>,
+) -> Result<Option<oci::Digest>, BuildError> {
+    let store = inner.store.clone();
+    let image = image.clone();
+    let output = output.clone();
+    let (name, progress) = match &output {
+        OutputSpec::Oci { .. } => ("exporting to oci image format", progress.clone()),
+        OutputSpec::Local { .. } => ("exporting to client directory", progress.clone()),
+        OutputSpec::Tar { .. } => ("exporting to client tarball", progress.clone()),
+    };
+    let step = Step::start(&progress, name);
+    let result =
+        tokio::task::spawn_blocking(move || -> Result<(Option<oci::Digest>, Vec<String>), String> {
+            let source = exporter::Source {
+                store: &store,
+                result: snapshot,
+                image: &image,
+            };
+            let mut notes = Vec::new();
+            let manifest = match &output {
+                OutputSpec::Oci { dest, name } => {
+                    let options = exporter::OciOptions {
+                        name: name.clone(),
+                        ..exporter::OciOptions::default()
+                    };
+                    let summary = with_destination(dest, |w| {
+                        exporter::write_oci_tar(&source, &options, w).map_err(|e| e.to_string())
+                    })?;
+                    notes.push(format!("exporting manifest {} done", summary.manifest.digest));
+                    notes.push(format!("exporting config {} done", summary.config.digest));
+                    notes.push("sending tarball done".into());
+                    Some(summary.manifest.digest)
+                }
+                OutputSpec::Local { dest } => {
+                    exporter::write_local(&source, dest).map_err(|e| e.to_string())?;
+                    notes.push("copying files done".into());
+                    None
+                }
+                OutputSpec::Tar { dest } => {
+                    with_destination(dest, |w| {
+                        exporter::write_tar(&source, w).map_err(|e| e.to_string())
+                    })?;
+                    notes.push("sending tarball done".into());
+                    None
+                }
+            };
+            Ok((manifest, notes))
+        })
+        .await
+        .map_err(|e| BuildError::Export(e.to_string()))
+        .and_then(|r| r.map_err(BuildError::Export));
+    if let Ok((_, notes)) = &result {
+        for note in notes {
+            step.status(note.clone());
+        }
+    }
+    step.finish(result).map(|(m, _)| m)
+}
+
+fn with_destination<T>(
+    dest: &Destination,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<T, String>,
+) -> Result<T, String> {
+    match dest {
+        Destination::Stdout => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            let value = write(&mut lock)?;
+            std::io::Write::flush(&mut lock).map_err(|e| e.to_string())?;
+            Ok(value)
+        }
+        // A device or pipe (e.g. /dev/null) is written in place; it must never be replaced.
+        Destination::File(path) if path.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| format!("failed to open {}: {e}", path.display()))?;
+            let mut buffered = std::io::BufWriter::new(file);
+            let value = write(&mut buffered)?;
+            std::io::Write::flush(&mut buffered).map_err(|e| e.to_string())?;
+            Ok(value)
+        }
+        // A regular file is written next to its destination and renamed into place, so a failed
+        // build never leaves a truncated output behind.
+        Destination::File(path) => {
+            let tmp = path.with_file_name(format!(
+                ".{}.kiln-tmp",
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            ));
+            let file = std::fs::File::create(&tmp)
+                .map_err(|e| format!("failed to create {}: {e}", tmp.display()))?;
+            let mut buffered = std::io::BufWriter::new(file);
+            let result = write(&mut buffered).and_then(|v| {
+                let file = buffered.into_inner().map_err(|e| e.to_string())?;
+                file.sync_all().map_err(|e| e.to_string())?;
+                Ok(v)
+            });
+            match result {
+                Ok(v) => {
+                    std::fs::rename(&tmp, path)
+                        .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(e)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The build engine: what a build means, composed from the lower layers.
+//!
+//! [`Engine::build`] runs a build job end to end: it reads the Dockerfile, resolves base-image
+//! metadata through the registry, compiles the Dockerfile to LLB ([`dockerfile`]), turns every
+//! LLB op into a solver op ([`ops`]: image and local sources, exec, file), solves the graph with
+//! the store-backed cache ([`cache`]), and writes the requested outputs ([`exporter`]).
+//!
+//! Progress is reported as data ([`Event`]) to a [`Progress`] sink supplied by the caller;
+//! internal steps (loading the definition, resolving metadata, exporting) appear as vertices
+//! of their own, as in BuildKit.
+//!
+//! Invariants: knows nothing about the CLI or the wire; all blocking filesystem work runs on
+//! tokio's blocking pool; all state lives in the [`store::Store`] (and the executor's own
+//! directory, `executor/`, under the state directory).
+//!
+//! Tests: `tests/` (end-to-end, privileged).
+
+#![forbid(unsafe_code)]
+
+mod cache;
+mod error;
+mod frontend;
+mod ops;
+mod progress;
+mod pull;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use error::{BuildError, SourceSnippet};
+pub use progress::{Event, Progress};
+
+use oci::Platform;
+use solver::Solver;
+use store::Store;
+
+/// A result of a solver vertex: a filesystem.
+#[derive(Clone, Debug)]
+pub enum Ref {
+    /// The empty filesystem.
+    Empty,
+    /// A committed snapshot.
+    Snapshot(store::SnapshotId),
+    /// A directory of the client (the build context), read in place.
+    Local(Arc<PathBuf>),
+}
+
+/// Where an output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A file.
+    File(PathBuf),
+    /// Standard output.
+    Stdout,
+}
+
+/// One requested output (`--output`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputSpec {
+    /// The result filesystem copied into a directory.
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// An OCI image-layout tarball.
+    Oci {
+        /// Where to write it.
+        dest: Destination,
+        /// Image name to record in the index.
+        name: Option<String>,
+    },
+    /// The result filesystem as a tar stream.
+    Tar {
+        /// Where to write it.
+        dest: Destination,
+    },
+}
+
+/// A build to run.
+#[derive(Clone, Debug, Default)]
+pub struct BuildRequest {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// The Dockerfile; default `<context>/Dockerfile`.
+    pub dockerfile: Option<PathBuf>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--output`s.
+    pub outputs: Vec<OutputSpec>,
+}
+
+/// What a finished build reports.
+#[derive(Clone, Debug, Default)]
+pub struct BuildResult {
+    /// Manifest digest of the image, when an image output was written.
+    pub manifest: Option<oci::Digest>,
+    /// Build arguments that were given but never used.
+    pub unused_build_args: Vec<String>,
+}
+
+/// How to set up an engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The state directory.
+    pub root: PathBuf,
+    /// The OCI runtime binary (`runc`).
+    pub runtime: PathBuf,
+    /// Registries to reach over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
+}
+
+impl EngineConfig {
+    /// Defaults for a state directory: `runc` from `PATH`.
+    pub fn new(root: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            root: root.into(),
+            runtime: PathBuf::from("runc"),
+            insecure_registries: Vec::new(),
+        }
+    }
+}
+
+/// Errors setting up an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The state directory could not be opened.
+    #[error("failed to open the state directory")]
+    Store(#[from] store::Error),
+    /// The executor could not be set up.
+    #[error("failed to set up the container runtime")]
+    Executor(#[from] executor::Error),
+    /// The registry client could not be set up.
+    #[error("failed to set up the registry client")]
+    Registry(#[from] registry::Error),
+}
+
+/// Object-safe form of [`executor::Executor`], so tests can swap in a fake.
+pub trait DynExecutor: Send + Sync {
+    /// See [`executor::Executor::run`].
+    fn run<'a>(
+        &'a self,
+        rootfs: &'a Path,
+        spec: &'a executor::ExecSpec,
+        output: &'a dyn executor::OutputSink,
+    ) -> solver::BoxFuture<'a, Result<executor::ExitStatus, executor::Error>>;
+}
+
+impl<E: executor::Executor> DynExecutor for E {
+    fn run<'a>(
+        &'a self,
+        rootfs: &'a Path,
+        spec: &'a executor::ExecSpec,
+        output: &'a dyn executor::OutputSink,
+    ) -> solver::BoxFuture<'a, Result<executor::ExitStatus, executor::Error>> {
+        Box::pin(executor::Executor::run(self, rootfs, spec, output))
+    }
+}
+
+/// Everything ops need, shared by all builds of an engine.
+pub(crate) struct Inner {
+    pub(crate) store: Arc<Store>,
+    pub(crate) registry: registry::Client,
+    pub(crate) executor: Arc<dyn DynExecutor>,
+    pub(crate) platform: Platform,
+}
+
+/// The build engine. One per process (or daemon); builds may run concurrently.
+pub struct Engine {
+    inner: Arc<Inner>,
+    solver: Arc<Solver<Ref>>,
+}
+
+impl Engine {
+    /// Opens the state directory and sets up the runc executor. `on_wait` is called if another
+    /// process holds the state directory, before waiting for it.
+    pub fn open(config: &EngineConfig, on_wait: impl FnOnce()) -> Result<Engine, SetupError> {
+        let store = Store::open(&config.root, on_wait)?;
+        let mut runc = executor::RuncConfig::new(store.root().join("executor"));
+        runc.runtime = config.runtime.clone();
+        let executor = executor::RuncExecutor::new(runc)?;
+        Self::with_executor(store, Arc::new(executor), config)
+    }
+
+    /// An engine over an open store with the given executor (tests use a fake one).
+    pub fn with_executor(
+        store: Store,
+        executor: Arc<dyn DynExecutor>,
+        config: &EngineConfig,
+    ) -> Result<Engine, SetupError> {
+        let registry = registry::Client::new(registry::ClientConfig {
+            insecure: config.insecure_registries.clone(),
+            credentials: Arc::new(registry::DockerConfigCredentials::load()?),
+            user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
+        })?;
+        let store = Arc::new(store);
+        let cache = Arc::new(cache::StoreCache { store: store.clone() });
+        let inner = Arc::new(Inner {
+            store,
+            registry,
+            executor,
+            platform: Platform::linux_amd64(),
+        });
+        Ok(Engine {
+            inner,
+            solver: Arc::new(Solver::new(cache)),
+        })
+    }
+
+    /// The state directory.
+    pub fn root(&self) -> &Path {
+        self.inner.store.root()
+    }
+
+    /// Runs a build.
+    pub async fn build(
+        &self,
+        request: &BuildRequest,
+        progress: Arc<dyn Progress>,
+    ) -> Result<BuildResult, BuildError> {
+        frontend::build(&self.inner, &self.solver, request, progress).await
+    }
+
+    /// Compiles a Dockerfile to LLB without building. With `offline`, no base image is resolved.
+    pub async fn compile(
+        &self,
+        request: &BuildRequest,
+        offline: bool,
+        progress: Arc<dyn Progress>,
+    ) -> Result<llb::Definition, BuildError> {
+        frontend::compile_only(&self.inner, request, offline, progress)
+            .await
+            .map(|(c, _)| c.definition)
+    }
+}
+
+/// Compiles a Dockerfile with no engine at all: nothing is resolved (`kiln debug llb --offline`).
+pub async fn compile_offline(request: &BuildRequest) -> Result<llb::Definition, BuildError> {
+    frontend::compile_offline(request).await.map(|c| c.definition)
+}
+
+/// Prepares the process for running builds: enters a private mount namespace so every mount
+/// kiln makes disappears with the process, even if it is killed. Call first thing in `main`,
+/// before any thread exists. Returns why it could not, if it could not (builds still work).
+pub fn prepare_process() -> Result<(), String> {
+    executor::enter_private_mount_namespace().map_err(|e| e.to_string())
+}

@@ -1,0 +1,590 @@
+//! LLB ops as solver ops: sources (image, local), exec and file.
+//!
+//! Cache maps follow BuildKit: an op's digest covers what it does but not its inputs (those
+//! enter the key through the solver's deps), image sources are keyed by their manifest digest,
+//! local sources are never cached, and a COPY from the build context is keyed by the content
+//! of the files it selects, so an edit elsewhere in the context changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use llb::pb;
+use oci::{Digest, Reference};
+use prost::Message;
+use solver::{BoxFuture, CacheMap, Context, Dep, Op, OpError};
+use store::fileop::{self, Ownership, UserRef};
+
+use crate::{Inner, Ref, pull};
+
+/// Errors of ops, as shown to users.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OpFailure {
+    #[error("process {command:?} did not complete successfully: exit code: {code}")]
+    ProcessFailed { command: String, code: i32 },
+    #[error("{0}")]
+    Executor(#[from] executor::Error),
+    #[error("{0}")]
+    Store(#[from] store::Error),
+    #[error("{0}")]
+    FileOp(#[from] fileop::FileOpError),
+    #[error("{0}")]
+    Pull(#[from] pull::PullError),
+    #[error("{0} is not supported yet")]
+    NotSupported(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn op_error(e: impl Into<OpFailure>) -> OpError {
+    Arc::new(e.into())
+}
+
+fn join_error(e: tokio::task::JoinError) -> OpError {
+    Arc::new(OpFailure::Invalid(format!("internal task failed: {e}")))
+}
+
+/// Builds the solver vertices of a loaded LLB graph.
+pub(crate) fn vertices(
+    inner: &Arc<Inner>,
+    graph: &llb::Graph,
+    local_dirs: &BTreeMap<String, PathBuf>,
+    session: &str,
+) -> Result<BTreeMap<Digest, Arc<solver::Vertex<Ref>>>, OpFailure> {
+    let mut out: BTreeMap<Digest, Arc<solver::Vertex<Ref>>> = BTreeMap::new();
+    // Definition order puts inputs before their users.
+    for vertex in &graph.vertices {
+        let inputs = vertex
+            .inputs
+            .iter()
+            .map(|(d, i)| {
+                let v = out
+                    .get(d)
+                    .cloned()
+                    .ok_or_else(|| OpFailure::Invalid(format!("input {d} defined after its user")))?;
+                Ok((v, *i as usize))
+            })
+            .collect::<Result<Vec<_>, OpFailure>>()?;
+        let op: Arc<dyn Op<Ref>> = match &vertex.op.kind {
+            Some(pb::op::Kind::Source(source)) => source_op(inner, source, local_dirs, session)?,
+            Some(pb::op::Kind::Exec(exec)) => Arc::new(ExecOp {
+                inner: inner.clone(),
+                op: exec.clone(),
+                base: base_digest(&vertex.op),
+                n_inputs: inputs.len(),
+            }),
+            Some(pb::op::Kind::File(file)) => Arc::new(FileOp {
+                inner: inner.clone(),
+                op: file.clone(),
+                base: base_digest(&vertex.op),
+                n_inputs: inputs.len(),
+            }),
+            Some(pb::op::Kind::Merge(_)) => {
+                return Err(OpFailure::NotSupported("merge ops (COPY --link)".into()));
+            }
+            None => return Err(OpFailure::Invalid("op without body".into())),
+        };
+        let name = vertex
+            .name()
+            .map(str::to_string)
+            .unwrap_or_else(|| short_name(&vertex.op));
+        out.insert(
+            vertex.digest.clone(),
+            Arc::new(solver::Vertex {
+                digest: vertex.digest.clone(),
+                name,
+                inputs,
+                op,
+                ignore_cache: vertex.metadata.ignore_cache,
+            }),
+        );
+    }
+    Ok(out)
+}
+
+fn short_name(op: &pb::Op) -> String {
+    match &op.kind {
+        Some(pb::op::Kind::Source(s)) => s.identifier.clone(),
+        Some(pb::op::Kind::Exec(e)) => e.meta.as_ref().map(|m| m.args.join(" ")).unwrap_or_default(),
+        Some(pb::op::Kind::File(_)) => "file".into(),
+        Some(pb::op::Kind::Merge(_)) => "merge".into(),
+        None => String::new(),
+    }
+}
+
+/// The digest of an op without its inputs: what it does, whatever it does it to.
+fn base_digest(op: &pb::Op) -> Digest {
+    let without_inputs = pb::Op {
+        inputs: Vec::new(),
+        kind: op.kind.clone(),
+        platform: op.platform.clone(),
+    };
+    Digest::of(&without_inputs.encode_to_vec())
+}
+
+fn source_op(
+    inner: &Arc<Inner>,
+    source: &pb::SourceOp,
+    local_dirs: &BTreeMap<String, PathBuf>,
+    session: &str,
+) -> Result<Arc<dyn Op<Ref>>, OpFailure> {
+    if let Some(name) = source.identifier.strip_prefix(llb::attr::SCHEME_LOCAL) {
+        let dir = local_dirs
+            .get(name)
+            .ok_or_else(|| OpFailure::Invalid(format!("no local directory named {name:?} in this build")))?;
+        if let Some(excludes) = source.attrs.get(llb::attr::LOCAL_EXCLUDE_PATTERNS)
+            && excludes != "[]"
+        {
+            return Err(OpFailure::NotSupported(
+                "excluding files from the build context (.dockerignore)".into(),
+            ));
+        }
+        return Ok(Arc::new(LocalOp {
+            dir: Arc::new(dir.clone()),
+            session: session.to_string(),
+        }));
+    }
+    if let Some(reference) = source.identifier.strip_prefix(llb::attr::SCHEME_IMAGE) {
+        let reference = Reference::parse(reference)
+            .map_err(|e| OpFailure::Invalid(format!("invalid image source: {e}")))?;
+        return Ok(Arc::new(ImageOp {
+            inner: inner.clone(),
+            reference,
+        }));
+    }
+    Err(OpFailure::NotSupported(format!("source {:?}", source.identifier)))
+}
+
+struct ImageOp {
+    inner: Arc<Inner>,
+    reference: Reference,
+}
+
+impl Op<Ref> for ImageOp {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
+        Box::pin(async move {
+            // The manifest digest identifies the content; a tag is resolved first.
+            let digest = match self.reference.digest() {
+                Some(d) => d.clone(),
+                None => {
+                    pull::manifest(&self.inner, &self.reference)
+                        .await
+                        .map_err(op_error)?
+                        .0
+                }
+            };
+            let key = format!("image:{digest}:{}", self.inner.platform);
+            Ok(CacheMap {
+                digest: Digest::of(key.as_bytes()),
+                deps: Vec::new(),
+                cacheable: true,
+            })
+        })
+    }
+
+    fn exec<'a>(&'a self, ctx: &'a Context, _inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
+        Box::pin(async move {
+            ctx.status(format!("resolve {}", self.reference));
+            let r = pull::pull(&self.inner, &self.reference, ctx)
+                .await
+                .map_err(op_error)?;
+            Ok(vec![r])
+        })
+    }
+}
+
+/// The build context, read in place. Never cached: users key on the content they read.
+struct LocalOp {
+    dir: Arc<PathBuf>,
+    session: String,
+}
+
+impl Op<Ref> for LocalOp {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
+        Box::pin(async move {
+            let digest = Digest::of(format!("local:{}:{}", self.session, self.dir.display()).as_bytes());
+            Ok(CacheMap {
+                digest,
+                deps: Vec::new(),
+                cacheable: false,
+            })
+        })
+    }
+
+    fn exec<'a>(&'a self, _ctx: &'a Context, _inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
+        Box::pin(async move {
+            if !self.dir.is_dir() {
+                return Err(op_error(OpFailure::Invalid(format!(
+                    "build context {} is not a directory",
+                    self.dir.display()
+                ))));
+            }
+            Ok(vec![Ref::Local(self.dir.clone())])
+        })
+    }
+}
+
+struct ExecOp {
+    inner: Arc<Inner>,
+    op: pb::ExecOp,
+    base: Digest,
+    n_inputs: usize,
+}
+
+struct LogSink<'a>(&'a Context);
+
+impl executor::OutputSink for LogSink<'_> {
+    fn write(&self, stream: executor::Stream, data: &[u8]) {
+        let n = match stream {
+            executor::Stream::Stdout => 1,
+            executor::Stream::Stderr => 2,
+        };
+        self.0.log(n, data);
+    }
+}
+
+impl Op<Ref> for ExecOp {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
+        Box::pin(async move {
+            let deps = (0..self.n_inputs).map(|_| Dep::default()).collect();
+            Ok(CacheMap {
+                digest: self.base.clone(),
+                deps,
+                cacheable: true,
+            })
+        })
+    }
+
+    fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
+        Box::pin(async move {
+            let meta = self.op.meta.clone().unwrap_or_default();
+            if self.op.mounts.len() != 1 || self.op.mounts[0].dest != "/" {
+                return Err(op_error(OpFailure::NotSupported("RUN --mount".into())));
+            }
+            let root = &self.op.mounts[0];
+            let network = match pb::NetMode::try_from(self.op.network) {
+                Ok(pb::NetMode::Unset | pb::NetMode::None) => executor::NetworkMode::None,
+                Ok(pb::NetMode::Host) => {
+                    return Err(op_error(OpFailure::NotSupported("network mode host".into())));
+                }
+                Err(_) => {
+                    return Err(op_error(OpFailure::Invalid(format!(
+                        "unknown network mode {}",
+                        self.op.network
+                    ))));
+                }
+            };
+            if self.op.security != pb::SecurityMode::Sandbox as i32 {
+                return Err(op_error(OpFailure::NotSupported("security mode insecure".into())));
+            }
+            let parent = match usize::try_from(root.input).ok().and_then(|i| inputs.get(i)) {
+                None | Some(Ref::Empty) => None,
+                Some(Ref::Snapshot(id)) => Some(*id),
+                Some(Ref::Local(_)) => {
+                    return Err(op_error(OpFailure::NotSupported(
+                        "a local directory as the root of a RUN".into(),
+                    )));
+                }
+            };
+            let spec = executor::ExecSpec {
+                args: meta.args.clone(),
+                env: meta.env.clone(),
+                cwd: if meta.cwd.is_empty() {
+                    "/".into()
+                } else {
+                    meta.cwd.clone()
+                },
+                user: meta.user.clone(),
+                hostname: meta.hostname.clone(),
+                network,
+                mounts: Vec::new(),
+                readonly_rootfs: root.readonly,
+            };
+            let store = self.inner.store.clone();
+            let active = store
+                .prepare(parent, &format!("exec {}", meta.args.join(" ")))
+                .map_err(op_error)?;
+            let status = {
+                let mount = active.mount().map_err(op_error)?;
+                self.inner
+                    .executor
+                    .run(mount.path(), &spec, &LogSink(ctx))
+                    .await
+                    .map_err(op_error)?
+            };
+            if !status.success() {
+                return Err(op_error(OpFailure::ProcessFailed {
+                    command: meta.args.join(" "),
+                    code: status.code,
+                }));
+            }
+            // Committing is one small database transaction.
+            let info = active.commit().map_err(op_error)?;
+            Ok(vec![Ref::Snapshot(info.id)])
+        })
+    }
+}
+
+struct FileOp {
+    inner: Arc<Inner>,
+    op: pb::FileOp,
+    base: Digest,
+    n_inputs: usize,
+}
+
+/// What a copy reads from one input, for its content key.
+#[derive(Clone)]
+struct Selection {
+    src: String,
+    follow_symlink: bool,
+    allow_wildcard: bool,
+    allow_empty_wildcard: bool,
+}
+
+impl Op<Ref> for FileOp {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
+        Box::pin(async move {
+            let n = self.n_inputs;
+            let mut selections: Vec<Vec<Selection>> = vec![Vec::new(); n];
+            for action in &self.op.actions {
+                if let Some(pb::file_action::Action::Copy(copy)) = &action.action
+                    && let Some(list) = usize::try_from(action.secondary_input)
+                        .ok()
+                        .and_then(|i| selections.get_mut(i))
+                {
+                    list.push(Selection {
+                        src: copy.src.clone(),
+                        follow_symlink: copy.follow_symlink,
+                        allow_wildcard: copy.allow_wildcard,
+                        allow_empty_wildcard: copy.allow_empty_wildcard,
+                    });
+                }
+            }
+            let deps = selections
+                .into_iter()
+                .map(|list| {
+                    if list.is_empty() {
+                        return Dep::default();
+                    }
+                    let selector = Digest::of(
+                        list.iter()
+                            .map(|s| s.src.as_str())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                            .as_bytes(),
+                    );
+                    let list = Arc::new(list);
+                    let content: solver::ContentFn<Ref> = Arc::new(move |r: Ref| {
+                        let list = list.clone();
+                        Box::pin(async move { content_key(r, list).await })
+                    });
+                    Dep {
+                        selector: Some(selector),
+                        content: Some(content),
+                    }
+                })
+                .collect();
+            Ok(CacheMap {
+                digest: self.base.clone(),
+                deps,
+                cacheable: true,
+            })
+        })
+    }
+
+    fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
+        Box::pin(async move {
+            let _ = ctx;
+            let store = self.inner.store.clone();
+            let op = self.op.clone();
+            let id = tokio::task::spawn_blocking(move || run_file_op(&store, &op, &inputs))
+                .await
+                .map_err(join_error)?;
+            Ok(vec![id.map_err(op_error)?])
+        })
+    }
+}
+
+/// The content key of a COPY's sources in one input.
+async fn content_key(r: Ref, selections: Arc<Vec<Selection>>) -> Result<Digest, OpError> {
+    // Only the build context is keyed by content for now; other inputs reach here only if a
+    // frontend asks for it, and then their identity is their snapshot.
+    let root = match &r {
+        Ref::Local(dir) => (**dir).clone(),
+        Ref::Empty => return Ok(Digest::of(b"empty")),
+        Ref::Snapshot(id) => return Ok(Digest::of(format!("snapshot:{id}").as_bytes())),
+    };
+    tokio::task::spawn_blocking(move || {
+        let owner = Some(Ownership { uid: 0, gid: 0 });
+        let mut text = String::new();
+        for s in selections.iter() {
+            let d = fileop::content_digest(
+                &root,
+                &s.src,
+                s.follow_symlink,
+                s.allow_wildcard,
+                s.allow_empty_wildcard,
+                owner,
+            )
+            .map_err(op_error)?;
+            text.push_str(&format!("{}\n{d}\n", s.src));
+        }
+        Ok(Digest::of(text.as_bytes()))
+    })
+    .await
+    .map_err(join_error)?
+}
+
+fn run_file_op(store: &store::Store, op: &pb::FileOp, inputs: &[Ref]) -> Result<Ref, OpFailure> {
+    let n_inputs = inputs.len() as i64;
+    let first = op
+        .actions
+        .first()
+        .ok_or_else(|| OpFailure::Invalid("file op without actions".into()))?;
+    let base = match usize::try_from(first.input).ok().and_then(|i| inputs.get(i)) {
+        None | Some(Ref::Empty) => None,
+        Some(Ref::Snapshot(id)) => Some(*id),
+        Some(Ref::Local(_)) => {
+            return Err(OpFailure::NotSupported(
+                "file actions on a local directory".into(),
+            ));
+        }
+    };
+    for (i, action) in op.actions.iter().enumerate().skip(1) {
+        if action.input != n_inputs + i as i64 - 1 {
+            return Err(OpFailure::NotSupported(
+                "file actions that do not chain on the previous action".into(),
+            ));
+        }
+    }
+    let active = store.prepare(base, "file op")?;
+    {
+        let mount = active.mount()?;
+        let dest = mount.path();
+        for action in &op.actions {
+            if action.secondary_input >= n_inputs {
+                return Err(OpFailure::NotSupported(
+                    "copying from the result of an earlier action".into(),
+                ));
+            }
+            let timestamp = |t: i64| (t >= 0).then_some(t);
+            match &action.action {
+                Some(pb::file_action::Action::Copy(copy)) => {
+                    let source = usize::try_from(action.secondary_input)
+                        .ok()
+                        .and_then(|i| inputs.get(i))
+                        .cloned();
+                    let empty_dir;
+                    let view;
+                    let (src_root, source_owner) = match &source {
+                        Some(Ref::Local(dir)) => ((**dir).clone(), Some(Ownership { uid: 0, gid: 0 })),
+                        Some(Ref::Snapshot(id)) => {
+                            view = store.view(*id)?;
+                            (view.path().to_path_buf(), None)
+                        }
+                        None | Some(Ref::Empty) => {
+                            empty_dir = EmptyDir::new(store)?;
+                            (empty_dir.path.clone(), None)
+                        }
+                    };
+                    let owner = ownership(dest, copy.owner.as_ref())?;
+                    let options = fileop::CopyOptions {
+                        src: copy.src.clone(),
+                        dest: copy.dest.clone(),
+                        owner,
+                        source_owner,
+                        mode: u32::try_from(copy.mode).ok(),
+                        follow_symlink: copy.follow_symlink,
+                        dir_copy_contents: copy.dir_copy_contents,
+                        create_dest_path: copy.create_dest_path,
+                        allow_wildcard: copy.allow_wildcard,
+                        allow_empty_wildcard: copy.allow_empty_wildcard,
+                        timestamp: timestamp(copy.timestamp),
+                        include_patterns: copy.include_patterns.clone(),
+                        exclude_patterns: copy.exclude_patterns.clone(),
+                        always_replace_existing_dest_paths: copy.always_replace_existing_dest_paths,
+                    };
+                    if copy.attempt_unpack_docker_compatibility {
+                        return Err(OpFailure::NotSupported("unpacking archives (ADD)".into()));
+                    }
+                    if !copy.mode_str.is_empty() {
+                        return Err(OpFailure::NotSupported("symbolic --chmod modes".into()));
+                    }
+                    fileop::copy(&src_root, dest, &options)?;
+                }
+                Some(pb::file_action::Action::Mkdir(m)) => {
+                    let owner = ownership(dest, m.owner.as_ref())?;
+                    fileop::mkdir(
+                        dest,
+                        &m.path,
+                        m.mode as u32,
+                        m.make_parents,
+                        owner,
+                        timestamp(m.timestamp),
+                    )?;
+                }
+                Some(pb::file_action::Action::Mkfile(m)) => {
+                    let owner = ownership(dest, m.owner.as_ref())?;
+                    fileop::mkfile(
+                        dest,
+                        &m.path,
+                        m.mode as u32,
+                        &m.data,
+                        owner,
+                        timestamp(m.timestamp),
+                    )?;
+                }
+                Some(pb::file_action::Action::Rm(r)) => {
+                    fileop::rm(dest, &r.path, r.allow_not_found, r.allow_wildcard)?;
+                }
+                Some(pb::file_action::Action::Symlink(s)) => {
+                    let owner = ownership(dest, s.owner.as_ref())?;
+                    fileop::symlink(dest, &s.oldpath, &s.newpath, owner, timestamp(s.timestamp))?;
+                }
+                None => return Err(OpFailure::Invalid("file action without body".into())),
+            }
+        }
+    }
+    Ok(Ref::Snapshot(active.commit()?.id))
+}
+
+/// An empty directory under the state directory, removed on drop.
+struct EmptyDir {
+    path: PathBuf,
+}
+
+impl EmptyDir {
+    fn new(store: &store::Store) -> Result<EmptyDir, OpFailure> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = store
+            .root()
+            .join("mnt")
+            .join(format!("empty-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path)
+            .map_err(|e| OpFailure::Invalid(format!("create {}: {e}", path.display())))?;
+        Ok(EmptyDir { path })
+    }
+}
+
+impl Drop for EmptyDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+fn user_ref(u: &pb::UserOpt) -> Option<UserRef> {
+    match u.user.as_ref()? {
+        pb::user_opt::User::ById(id) => Some(UserRef::Id(*id)),
+        pb::user_opt::User::ByName(n) => Some(UserRef::Name(n.name.clone())),
+    }
+}
+
+fn ownership(root: &std::path::Path, owner: Option<&pb::ChownOpt>) -> Result<Option<Ownership>, OpFailure> {
+    let Some(owner) = owner else { return Ok(None) };
+    let Some(user) = owner.user.as_ref().and_then(user_ref) else {
+        return Ok(None);
+    };
+    let group = owner.group.as_ref().and_then(user_ref);
+    Ok(Some(fileop::resolve_ownership(root, &user, group.as_ref())?))
+}
