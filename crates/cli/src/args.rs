@@ -1,0 +1,113 @@
+//! Command-line flags, shaped like `docker buildx build` so users' habits carry over.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kiln builds container images from Dockerfiles.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// State directory (cache, images, snapshots).
+    #[arg(long, global = true, env = "KILN_ROOT", default_value = "/var/lib/kiln")]
+    pub(crate) root: PathBuf,
+    /// OCI runtime used to run build steps.
+    #[arg(long, global = true, env = "KILN_RUNTIME", default_value = "runc")]
+    pub(crate) runtime: PathBuf,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Whether the command runs builds (and so wants a private mount namespace).
+    pub(crate) fn needs_engine(&self) -> bool {
+        match &self.command {
+            Command::Build(_) => true,
+            Command::Debug {
+                command: DebugCommand::Llb(a),
+            } => !a.offline,
+            Command::Debug {
+                command: DebugCommand::Parse { .. },
+            } => false,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
+    /// Inspect what kiln would do.
+    Debug {
+        #[command(subcommand)]
+        command: DebugCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DebugCommand {
+    /// Print the LLB graph a Dockerfile compiles to, one op per line.
+    Llb(LlbArgs),
+    /// Print the parse tree of a Dockerfile in BuildKit's test dump format.
+    Parse {
+        /// The Dockerfile.
+        file: PathBuf,
+    },
+}
+
+/// Flags shared by `build` and `debug llb`.
+#[derive(Debug, Args)]
+pub(crate) struct CompileArgs {
+    /// Name of the Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub(crate) file: Option<PathBuf>,
+    /// Set the target build stage to build.
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// Set build-time variables (`KEY=VALUE`, or `KEY` to take the value from the environment).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub(crate) build_args: Vec<String>,
+    /// Set the target platform for the build (kiln builds for linux/amd64 only today).
+    #[arg(long)]
+    pub(crate) platform: Option<String>,
+    /// Build context directory.
+    #[arg(default_value = ".")]
+    pub(crate) context: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
+    #[command(flatten)]
+    pub(crate) compile: CompileArgs,
+    /// Output destination (format: `type=local,dest=path`).
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub(crate) outputs: Vec<String>,
+    /// Name of the image (recorded in OCI outputs), `name:tag`.
+    #[arg(short = 't', long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// Set type of progress output.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub(crate) progress: ProgressMode,
+    /// Do not use cache when building the image.
+    #[arg(long)]
+    pub(crate) no_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LlbArgs {
+    #[command(flatten)]
+    pub(crate) compile: CompileArgs,
+    /// Do not resolve base images (an unresolved image contributes an empty config).
+    #[arg(long)]
+    pub(crate) offline: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProgressMode {
+    /// `tty` on a terminal, `plain` otherwise.
+    Auto,
+    /// Live view of running steps.
+    Tty,
+    /// One line per event, for logs.
+    Plain,
+}

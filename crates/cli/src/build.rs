@@ -1,0 +1,277 @@
+//! The commands: turning flags into engine requests and running them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use engine::{BuildRequest, Destination, Engine, EngineConfig, OutputSpec};
+
+use crate::args::{BuildArgs, Cli, Command, CompileArgs, DebugCommand, ProgressMode};
+use crate::progress::Display;
+use crate::render::CliError;
+
+/// Runs the parsed command line.
+pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match &cli.command {
+        Command::Build(args) => build(&cli, args).await,
+        Command::Debug {
+            command: DebugCommand::Parse { file },
+        } => debug_parse(file),
+        Command::Debug {
+            command: DebugCommand::Llb(args),
+        } => {
+            let request = request(&args.compile)?;
+            let definition = if args.offline {
+                engine::compile_offline(&request)
+                    .await
+                    .map_err(|e| CliError::build(e, None))?
+            } else {
+                let engine = open_engine(&cli)?;
+                let display = Display::new(ProgressMode::Plain, true);
+                let result = engine.compile(&request, false, display.clone()).await;
+                display.finish();
+                result.map_err(|e| CliError::build(e, None))?
+            };
+            let graph = llb::Graph::load(&definition.pb).map_err(|e| CliError::Usage(e.to_string()))?;
+            print!("{}", llb::dump(&graph));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn debug_parse(file: &PathBuf) -> Result<ExitCode, CliError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::Usage(format!("failed to read {}: {e}", file.display())))?;
+    let ast = dockerfile::parser::parse(&text);
+    if let Some(d) = ast.first_error() {
+        return Err(CliError::Usage(format!(
+            "{}:{}: {}",
+            file.display(),
+            d.start_line,
+            d.message
+        )));
+    }
+    print!("{}", ast.dump());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
+    let mut config = EngineConfig::new(&cli.root);
+    config.runtime = cli.runtime.clone();
+    let root = cli.root.clone();
+    Engine::open(&config, || {
+        eprintln!("waiting for another kiln process to release {}", root.display());
+    })
+    .map_err(|e| {
+        CliError::Setup(anyhow::Error::new(e).context(format!("state directory {}", cli.root.display())))
+    })
+}
+
+/// Builds the engine request for the compile flags.
+fn request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
+    if let Some(platform) = &args.platform {
+        let host = "linux/amd64";
+        if platform.split(',').any(|p| p.trim() != host) {
+            return Err(CliError::Usage(format!(
+                "--platform={platform} is not supported yet: kiln builds for {host} only"
+            )));
+        }
+    }
+    let mut build_args = BTreeMap::new();
+    for arg in &args.build_args {
+        match arg.split_once('=') {
+            Some((k, v)) => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            // `--build-arg NAME` takes the value from the environment, as docker does.
+            None => {
+                if let Ok(v) = std::env::var(arg) {
+                    build_args.insert(arg.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(BuildRequest {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        target: args.target.clone(),
+        build_args,
+        no_cache: false,
+        outputs: Vec::new(),
+    })
+}
+
+/// Parses one `--output` value the way buildx does.
+pub(crate) fn parse_output(spec: &str, tags: &[String]) -> Result<Option<OutputSpec>, String> {
+    if spec == "-" {
+        return Ok(Some(OutputSpec::Tar {
+            dest: Destination::Stdout,
+        }));
+    }
+    if !spec.contains('=') {
+        return Ok(Some(OutputSpec::Local {
+            dest: PathBuf::from(spec),
+        }));
+    }
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("invalid output option {part:?}: expected key=value"))?;
+        fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+    }
+    let kind = fields.remove("type").unwrap_or_else(|| "local".into());
+    let dest = fields.remove("dest");
+    let to_dest = |dest: Option<String>, what: &str| -> Result<Destination, String> {
+        match dest.as_deref() {
+            None => Err(format!(
+                "dest is required for {what} output (use dest=- for standard output)"
+            )),
+            Some("-") => Ok(Destination::Stdout),
+            Some(path) => Ok(Destination::File(PathBuf::from(path))),
+        }
+    };
+    let output = match kind.as_str() {
+        "local" => {
+            let dest = dest.ok_or("dest is required for local output")?;
+            OutputSpec::Local {
+                dest: PathBuf::from(dest),
+            }
+        }
+        "tar" => OutputSpec::Tar {
+            dest: to_dest(dest, "tar")?,
+        },
+        "oci" => {
+            let name = fields.remove("name").or_else(|| tags.first().cloned());
+            if let Some(tar) = fields.remove("tar")
+                && tar != "true"
+            {
+                return Err(
+                    "oci output with tar=false (an image layout directory) is not supported yet".into(),
+                );
+            }
+            OutputSpec::Oci {
+                dest: to_dest(dest, "oci")?,
+                name,
+            }
+        }
+        "cacheonly" => return Ok(None),
+        "docker" | "image" | "registry" => {
+            return Err(format!(
+                "output type {kind:?} is not supported yet (supported: local, tar, oci)"
+            ));
+        }
+        other => {
+            return Err(format!(
+                "unknown output type {other:?} (supported: local, tar, oci)"
+            ));
+        }
+    };
+    if let Some(key) = fields.keys().next() {
+        return Err(format!("unknown option {key:?} for {kind} output"));
+    }
+    Ok(Some(output))
+}
+
+async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
+    let mut request = request(&args.compile)?;
+    request.no_cache = args.no_cache;
+    for spec in &args.outputs {
+        if let Some(output) = parse_output(spec, &args.tags).map_err(CliError::Usage)? {
+            request.outputs.push(output);
+        }
+    }
+    let stdout_outputs = request
+        .outputs
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                OutputSpec::Tar {
+                    dest: Destination::Stdout
+                } | OutputSpec::Oci {
+                    dest: Destination::Stdout,
+                    ..
+                }
+            )
+        })
+        .count();
+    if stdout_outputs > 1 {
+        return Err(CliError::Usage(
+            "only one output can be written to standard output".into(),
+        ));
+    }
+    let engine = open_engine(cli)?;
+    let display = Display::new(args.progress, false);
+    if args.outputs.is_empty() {
+        display.warn("No output specified: the build result will only remain in the build cache. Use --output to export it.");
+    }
+    let result = engine.build(&request, display.clone()).await;
+    display.finish();
+    match result {
+        Ok(outcome) => {
+            if !outcome.unused_build_args.is_empty() {
+                eprintln!(
+                    "WARNING: one or more build-args [{}] were not consumed",
+                    outcome.unused_build_args.join(" ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(CliError::build(e, Some(display))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse_like_buildx() {
+        assert_eq!(
+            parse_output("out", &[]).unwrap(),
+            Some(OutputSpec::Local { dest: "out".into() })
+        );
+        assert_eq!(
+            parse_output("-", &[]).unwrap(),
+            Some(OutputSpec::Tar {
+                dest: Destination::Stdout
+            })
+        );
+        assert_eq!(
+            parse_output("type=oci,dest=a.tar,name=x:1", &[]).unwrap(),
+            Some(OutputSpec::Oci {
+                dest: Destination::File("a.tar".into()),
+                name: Some("x:1".into())
+            })
+        );
+        assert_eq!(
+            parse_output("type=oci,dest=a.tar", &["t:2".into()]).unwrap(),
+            Some(OutputSpec::Oci {
+                dest: Destination::File("a.tar".into()),
+                name: Some("t:2".into())
+            })
+        );
+        assert_eq!(parse_output("type=cacheonly", &[]).unwrap(), None);
+        assert!(
+            parse_output("type=oci", &[])
+                .unwrap_err()
+                .contains("dest is required")
+        );
+        assert!(
+            parse_output("type=docker,dest=x", &[])
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+        assert!(
+            parse_output("type=local,dest=x,bogus=1", &[])
+                .unwrap_err()
+                .contains("unknown option")
+        );
+        assert!(
+            parse_output("type=weird", &[])
+                .unwrap_err()
+                .contains("unknown output type")
+        );
+    }
+}
