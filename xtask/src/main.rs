@@ -17,19 +17,24 @@ use anyhow::{Context, Result, bail};
 /// Debian packages the tests and the demo use.
 const PACKAGES: [&str; 5] = ["runc", "busybox-static", "docker-registry", "skopeo", "umoci"];
 
-fn main() -> Result<()> {
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
-    std::env::set_current_dir(&root)?;
-    match args.first().map(String::as_str) {
-        Some("ci") => ci(),
-        Some("demo") => demo(&root),
-        Some("tidy") => tidy(),
-        Some("deps") => ensure_packages(),
-        _ => {
-            eprintln!("usage: cargo xtask <ci|demo|tidy|deps>");
-            std::process::exit(2);
-        }
+    let result = std::env::set_current_dir(&root)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| match args.first().map(String::as_str) {
+            Some("ci") => ci(),
+            Some("demo") => demo(&root),
+            Some("tidy") => tidy(),
+            Some("deps") => ensure_packages(),
+            _ => {
+                eprintln!("usage: cargo xtask <ci|demo|tidy|deps>");
+                std::process::exit(2);
+            }
+        });
+    if let Err(e) = result {
+        eprintln!("\nxtask: {e:#}");
+        std::process::exit(1);
     }
 }
 

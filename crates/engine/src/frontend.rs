@@ -167,7 +167,10 @@ fn dockerfile_error(error: dockerfile::Error, path: &Path, text: &str) -> BuildE
         start_line: l.start_line,
         end_line: l.end_line,
     });
-    BuildError::Dockerfile { error: Box::new(error), snippet }
+    BuildError::Dockerfile {
+        error: Box::new(error),
+        snippet,
+    }
 }
 
 /// Compiles without building (and without an engine when `offline`).

@@ -1,9 +1,9 @@
 //! The build engine: what a build means, composed from the lower layers.
 //!
 //! [`Engine::build`] runs a build job end to end: it reads the Dockerfile, resolves base-image
-//! metadata through the registry, compiles the Dockerfile to LLB ([`dockerfile`]), turns every
-//! LLB op into a solver op ([`ops`]: image and local sources, exec, file), solves the graph with
-//! the store-backed cache ([`cache`]), and writes the requested outputs ([`exporter`]).
+//! metadata through the registry, compiles the Dockerfile to LLB (`dockerfile`), turns every
+//! LLB op into a solver op (`ops`: image and local sources, exec, file), solves the graph with
+//! the store-backed cache (`cache`), and writes the requested outputs (`exporter`).
 //!
 //! Progress is reported as data ([`Event`]) to a [`Progress`] sink supplied by the caller;
 //! internal steps (loading the definition, resolving metadata, exporting) appear as vertices
