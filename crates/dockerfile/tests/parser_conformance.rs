@@ -5,16 +5,7 @@
 use std::path::PathBuf;
 
 fn conformance_dir() -> PathBuf {
-    let dir = match std::env::var_os("KILN_CONFORMANCE_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
-    };
-    assert!(
-        dir.join("buildkit-parser").is_dir(),
-        "conformance data not found at {} (set KILN_CONFORMANCE_DIR)",
-        dir.display()
-    );
-    dir
+    testkit::conformance_dir()
 }
 
 fn case_dirs(sub: &str) -> Vec<PathBuf> {

@@ -9,10 +9,7 @@ use std::path::PathBuf;
 use dockerfile::shell::{CaseInsensitiveEnv, Env, Lexer, LexerOptions};
 
 fn conformance_dir() -> PathBuf {
-    match std::env::var_os("KILN_CONFORMANCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance"),
-    }
+    testkit::conformance_dir()
 }
 
 fn read_table(name: &str) -> String {
