@@ -159,6 +159,24 @@ pub struct MountOptions {
     pub readonly: bool,
     /// Whether the mount's changes become an output of the op.
     pub output: bool,
+    /// What kind of mount.
+    pub kind: MountKind,
+}
+
+/// The kind of an exec mount and its options.
+#[derive(Clone, Debug, Default)]
+pub enum MountKind {
+    /// A bind mount of the input (or an empty directory).
+    #[default]
+    Bind,
+    /// A persistent cache directory, seeded from the input when it is first created.
+    Cache(pb::CacheOpt),
+    /// A tmpfs.
+    Tmpfs(pb::TmpfsOpt),
+    /// A secret file.
+    Secret(pb::SecretOpt),
+    /// An SSH agent socket.
+    Ssh(pb::SshOpt),
 }
 
 impl Exec {
@@ -170,6 +188,7 @@ impl Exec {
                 mounts: Vec::new(),
                 network: network as i32,
                 security: security as i32,
+                secretenv: Vec::new(),
             },
             inputs: Vec::new(),
             outputs: 0,
@@ -186,15 +205,41 @@ impl Exec {
         } else {
             None
         };
-        self.op.mounts.push(pb::Mount {
+        let mut mount = pb::Mount {
             input: input_index,
             selector: options.selector,
             dest: dest.to_string(),
             output: output.unwrap_or(-1),
             readonly: options.readonly,
             mount_type: pb::MountType::Bind as i32,
-        });
+            ..Default::default()
+        };
+        match options.kind {
+            MountKind::Bind => {}
+            MountKind::Cache(opt) => {
+                mount.mount_type = pb::MountType::Cache as i32;
+                mount.cache_opt = Some(opt);
+            }
+            MountKind::Tmpfs(opt) => {
+                mount.mount_type = pb::MountType::Tmpfs as i32;
+                mount.tmpfs_opt = Some(opt);
+            }
+            MountKind::Secret(opt) => {
+                mount.mount_type = pb::MountType::Secret as i32;
+                mount.secret_opt = Some(opt);
+            }
+            MountKind::Ssh(opt) => {
+                mount.mount_type = pb::MountType::Ssh as i32;
+                mount.ssh_opt = Some(opt);
+            }
+        }
+        self.op.mounts.push(mount);
         output
+    }
+
+    /// Exposes a secret to the process as an environment variable.
+    pub fn secret_env(&mut self, secret: pb::SecretEnv) {
+        self.op.secretenv.push(secret);
     }
 
     /// Finishes the op. Returns a handle per output, in output order.

@@ -64,8 +64,52 @@ pub fn dump(graph: &Graph) -> String {
                 if e.security == pb::SecurityMode::Insecure as i32 {
                     let _ = write!(out, " security=insecure");
                 }
+                for secret in &e.secretenv {
+                    let _ = write!(
+                        out,
+                        " secret-env({}={:?}{})",
+                        secret.name,
+                        secret.id,
+                        if secret.optional { "" } else { " required" }
+                    );
+                }
                 for m in &e.mounts {
-                    let _ = write!(out, " mount({} <- {}", m.dest, input(m.input));
+                    let kind = match pb::MountType::try_from(m.mount_type) {
+                        Ok(pb::MountType::Bind) => String::new(),
+                        Ok(pb::MountType::Cache) => {
+                            let c = m.cache_opt.clone().unwrap_or_default();
+                            let sharing =
+                                pb::CacheSharing::try_from(c.sharing).map_or("?", |s| s.as_str_name());
+                            format!("cache id={:?} sharing={} ", c.id, sharing.to_ascii_lowercase())
+                        }
+                        Ok(pb::MountType::Tmpfs) => {
+                            format!("tmpfs size={} ", m.tmpfs_opt.clone().unwrap_or_default().size)
+                        }
+                        Ok(pb::MountType::Secret) => {
+                            let o = m.secret_opt.clone().unwrap_or_default();
+                            format!(
+                                "secret id={:?} uid={} gid={} mode={:o}{} ",
+                                o.id,
+                                o.uid,
+                                o.gid,
+                                o.mode,
+                                if o.optional { "" } else { " required" }
+                            )
+                        }
+                        Ok(pb::MountType::Ssh) => {
+                            let o = m.ssh_opt.clone().unwrap_or_default();
+                            format!(
+                                "ssh id={:?} uid={} gid={} mode={:o}{} ",
+                                o.id,
+                                o.uid,
+                                o.gid,
+                                o.mode,
+                                if o.optional { "" } else { " required" }
+                            )
+                        }
+                        Err(_) => "? ".into(),
+                    };
+                    let _ = write!(out, " mount({kind}{} <- {}", m.dest, input(m.input));
                     if !m.selector.is_empty() {
                         let _ = write!(out, " selector={:?}", m.selector);
                     }
@@ -200,5 +244,8 @@ fn write_copy_flags(out: &mut String, c: &pb::FileActionCopy) {
     }
     if !c.exclude_patterns.is_empty() {
         let _ = write!(out, " exclude={:?}", c.exclude_patterns);
+    }
+    if !c.required_paths.is_empty() {
+        let _ = write!(out, " required={:?}", c.required_paths);
     }
 }

@@ -93,6 +93,23 @@ pub struct ExecOp {
     /// Security mode.
     #[prost(enumeration = "SecurityMode", tag = "4")]
     pub security: i32,
+    /// Secrets exposed as environment variables.
+    #[prost(message, repeated, tag = "5")]
+    pub secretenv: Vec<SecretEnv>,
+}
+
+/// A secret given to a process as an environment variable.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SecretEnv {
+    /// The secret's id.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// The variable name.
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// A missing secret is not an error.
+    #[prost(bool, tag = "3")]
+    pub optional: bool,
 }
 
 /// The process of an exec op.
@@ -197,6 +214,89 @@ pub struct Mount {
     /// Mount kind.
     #[prost(enumeration = "MountType", tag = "6")]
     pub mount_type: i32,
+    /// tmpfs options.
+    #[prost(message, optional, tag = "19")]
+    pub tmpfs_opt: Option<TmpfsOpt>,
+    /// Cache mount options.
+    #[prost(message, optional, tag = "20")]
+    pub cache_opt: Option<CacheOpt>,
+    /// Secret mount options.
+    #[prost(message, optional, tag = "21")]
+    pub secret_opt: Option<SecretOpt>,
+    /// SSH agent mount options.
+    #[prost(message, optional, tag = "22")]
+    pub ssh_opt: Option<SshOpt>,
+}
+
+/// Options of a tmpfs mount.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct TmpfsOpt {
+    /// Size limit in bytes (0 = default).
+    #[prost(int64, tag = "1")]
+    pub size: i64,
+}
+
+/// How concurrent users share a cache mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum CacheSharing {
+    /// Everyone uses the same directory at once.
+    Shared = 0,
+    /// Concurrent users get their own copy.
+    Private = 1,
+    /// Users take turns.
+    Locked = 2,
+}
+
+/// Options of a cache mount.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CacheOpt {
+    /// Identity of the cache.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Sharing mode.
+    #[prost(enumeration = "CacheSharing", tag = "2")]
+    pub sharing: i32,
+}
+
+/// Options of a secret mount.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SecretOpt {
+    /// The secret's id.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Owner uid.
+    #[prost(uint32, tag = "2")]
+    pub uid: u32,
+    /// Owner gid.
+    #[prost(uint32, tag = "3")]
+    pub gid: u32,
+    /// Permission bits.
+    #[prost(uint32, tag = "4")]
+    pub mode: u32,
+    /// A missing secret is not an error.
+    #[prost(bool, tag = "5")]
+    pub optional: bool,
+}
+
+/// Options of an SSH agent socket mount.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SshOpt {
+    /// The forwarded agent's id.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    /// Owner uid.
+    #[prost(uint32, tag = "2")]
+    pub uid: u32,
+    /// Owner gid.
+    #[prost(uint32, tag = "3")]
+    pub gid: u32,
+    /// Permission bits.
+    #[prost(uint32, tag = "4")]
+    pub mode: u32,
+    /// A missing agent is not an error.
+    #[prost(bool, tag = "5")]
+    pub optional: bool,
 }
 
 /// Produces a filesystem from outside the graph.
@@ -307,6 +407,9 @@ pub struct FileActionCopy {
     /// Symbolic mode (`u+x`), used when `mode` is -1.
     #[prost(string, tag = "15")]
     pub mode_str: String,
+    /// Paths (relative to `src`) that must exist, for copies that select by pattern.
+    #[prost(string, repeated, tag = "16")]
+    pub required_paths: Vec<String>,
 }
 
 /// Create a file with the given contents.
