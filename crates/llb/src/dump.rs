@@ -78,9 +78,13 @@ pub fn dump(graph: &Graph) -> String {
                         Ok(pb::MountType::Bind) => String::new(),
                         Ok(pb::MountType::Cache) => {
                             let c = m.cache_opt.clone().unwrap_or_default();
-                            let sharing =
-                                pb::CacheSharing::try_from(c.sharing).map_or("?", |s| s.as_str_name());
-                            format!("cache id={:?} sharing={} ", c.id, sharing.to_ascii_lowercase())
+                            let sharing = match pb::CacheSharing::try_from(c.sharing) {
+                                Ok(pb::CacheSharing::Shared) => "shared",
+                                Ok(pb::CacheSharing::Private) => "private",
+                                Ok(pb::CacheSharing::Locked) => "locked",
+                                Err(_) => "?",
+                            };
+                            format!("cache id={:?} sharing={sharing} ", c.id)
                         }
                         Ok(pb::MountType::Tmpfs) => {
                             format!("tmpfs size={} ", m.tmpfs_opt.clone().unwrap_or_default().size)
