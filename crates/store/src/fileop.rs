@@ -5,6 +5,10 @@
 //! compile to. Semantics follow BuildKit's file backend (`solver/llbsolver/file`) and the
 //! `copy` package of tonistiigi/fsutil it uses; see [`copy`] for the rules.
 //!
+//! Main types: [`CopyOptions`] (LLB's `FileActionCopy`), [`PatternMatcher`] (moby's pattern
+//! semantics for `.dockerignore`, `COPY --exclude` and `COPY --parents`), [`ModeSet`]
+//! (symbolic `--chmod`).
+//!
 //! Security: both trees are untrusted. The destination is an image's filesystem and the
 //! source may be another image's, so any symlink in either may point anywhere (`/etc -> /`,
 //! `x -> /root/.ssh`). Every path is resolved with `openat2(RESOLVE_IN_ROOT)` beneath a root
@@ -14,13 +18,13 @@
 //! symlink is meant to be followed (a `follow_symlink` source, the copy destination, mkfile), it
 //! is resolved step by step, again inside the root. Leaving a root is therefore impossible by
 //! construction, not an error. User-supplied paths are cleaned lexically first: `..` is clamped
-//! at the root, so `/../../x` is `/x`.
+//! at the root, so `/../../x` is `/x`. Archives unpacked by `ADD` are untrusted too: they are
+//! extracted with the layer machinery, confined to the destination directory.
 //!
 //! Errors name paths as the build sees them (`/src/missing`), never the host paths of the roots.
 //!
-//! Not done here: include/exclude patterns of copy (refused with
-//! [`FileOpError::NotSupported`]), archive unpacking (`ADD`), symbolic chmod strings, id
-//! mapping (user namespaces), and cache bookkeeping (callers key on [`content_digest`]).
+//! Not done here: id mapping (user namespaces), xattr error policies other than "skip what the
+//! file system cannot store", and cache bookkeeping (callers key on [`content_digest`]).
 
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -29,16 +33,23 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, Timespec, Uid};
 use rustix::io::Errno;
 
+mod archive;
 mod copy;
 mod digest;
+mod filter;
 pub(crate) mod inroot;
+mod mode;
+mod patterns;
 mod user;
 mod wildcard;
 
 pub use copy::copy;
 pub use digest::content_digest;
+pub use mode::{ModeSet, parse_mode_str};
+pub use patterns::{MatchInfo, PatternMatcher};
 pub use user::resolve_ownership;
 
+use filter::Filters;
 use inroot::{NewDir, errno_is, open_dir, resolve_final};
 
 /// Numeric owner of a file.
@@ -69,7 +80,9 @@ impl UserRef {
     }
 }
 
-/// Options of [`copy`], mirroring LLB's `FileActionCopy`.
+/// Options of [`copy`], mirroring LLB's `FileActionCopy`. [`content_digest`] takes the same
+/// options and uses only the source-side ones (`src`, `follow_symlink`, wildcards,
+/// `source_owner`, the three pattern lists and `required_paths`).
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
     /// Absolute path in the source tree; with `allow_wildcard` it may contain `*`, `?`, `[...]`
@@ -77,14 +90,21 @@ pub struct CopyOptions {
     pub src: String,
     /// Absolute path in the destination tree; a trailing `/` (or `/.`) means "a directory".
     pub dest: String,
-    /// Owner given to every copied entry and to the directories the copy creates.
+    /// Owner given to every copied entry and to the directories the copy creates; for an
+    /// unpacked archive, to every extracted entry.
     pub owner: Option<Ownership>,
     /// When `owner` is `None`: ownership given to copied entries instead of their source
-    /// ownership (the local build context, whose files become 0:0).
+    /// ownership (the local build context, whose files become 0:0). Not applied to the
+    /// entries of an unpacked archive, which keep the archive's ownership.
     pub source_owner: Option<Ownership>,
     /// Permission bits (with setuid, setgid and sticky) given to every copied entry except
     /// symlinks, and to the directories the copy creates.
     pub mode: Option<u32>,
+    /// Symbolic (or octal) chmod string (`u=rwX,go=rX`, see [`ModeSet`]) applied to every
+    /// copied entry except symlinks, relative to the entry's own source mode. Takes precedence
+    /// over `mode`, as in BuildKit, where a mode string means no numeric mode is used at all:
+    /// directories the copy creates as parents then get 0755.
+    pub mode_str: Option<String>,
     /// Copy what the matched source path points to when it is a symlink (resolved within the
     /// source root). Symlinks inside copied directories are always copied as symlinks.
     pub follow_symlink: bool,
@@ -99,10 +119,36 @@ pub struct CopyOptions {
     /// Modification (and access) time of every copied entry and created directory, in Unix
     /// seconds; `None` keeps the source times.
     pub timestamp: Option<i64>,
-    /// Not supported yet: must be empty.
+    /// Only entries matching these patterns ([`PatternMatcher`] semantics), and the directories
+    /// on the way to them, are copied. Matched against the path relative to each matched source
+    /// (fsutil's rule); the matched source itself is always copied. BuildKit lowers
+    /// `COPY --parents a/b/c /d/` to `src: "/"` with `a/b/c` here, and `/x/./y/z` to `src: "/x"`
+    /// with `y/z`. Directories created on the way get their source's metadata.
     pub include_patterns: Vec<String>,
-    /// Not supported yet: must be empty.
+    /// Entries matching these patterns are not copied (`COPY --exclude`). Matched, like
+    /// `include_patterns`, against the path relative to each matched source: excluding `*.log`
+    /// while copying `/src/dir` tests `x.log` for `/src/dir/x.log`. The matched source itself is
+    /// never excluded (so a single-file source is always copied).
     pub exclude_patterns: Vec<String>,
+    /// The build context's excludes (`.dockerignore`), matched against the path relative to the
+    /// *source root*. Unlike `exclude_patterns` they hide paths as if they were not in the
+    /// context at all: a hidden source is [`FileOpError::NotFound`], wildcards do not match
+    /// hidden paths, and a hidden directory exists only while a `!` pattern re-includes
+    /// something below it. A matched source reached through a symlink is filtered by the path
+    /// it was matched at.
+    pub context_excludes: Vec<String>,
+    /// Paths in the source tree (relative to its root; a leading `/` changes nothing) that must
+    /// exist, as seen through `context_excludes`; a missing one is [`FileOpError::NotFound`].
+    pub required_paths: Vec<String>,
+    /// `ADD`'s archive handling (LLB `attempt_unpack_docker_compatibility`): a matched source
+    /// that is a regular file (after following symlinks) holding a tar archive, plain or
+    /// compressed with gzip, bzip2, xz or zstd (detected by content, never by name), is
+    /// extracted into `dest`, which is treated as a directory (created with mode 0755, `owner`
+    /// and `timestamp` when missing), merging into what is there like `tar -x`. Entries keep the
+    /// archive's ownership unless `owner` is set, and its modes and times; `mode`, `mode_str`,
+    /// the patterns and `timestamp` do not apply to them. Whiteout names (`.wh.*`) are plain
+    /// names here, as in docker's `ADD`. Other sources are copied as usual.
+    pub attempt_unpack: bool,
     /// Replace existing destination entries of another type (a directory over a file and the
     /// reverse) instead of failing; directories still merge into directories.
     pub always_replace_existing_dest_paths: bool,
@@ -177,6 +223,31 @@ pub enum FileOpError {
     UnknownGroup {
         /// The name.
         name: String,
+    },
+    /// A path pattern is malformed.
+    #[error("invalid pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A chmod mode string is malformed.
+    #[error("invalid mode {mode:?}: {reason}")]
+    InvalidMode {
+        /// The mode string as given.
+        mode: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// Extracting an archive (`ADD`) failed; nothing was written outside the destination.
+    #[error("failed to extract archive {path}")]
+    Extract {
+        /// The archive's source path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: crate::layer::LayerError,
     },
     /// A requested feature is not implemented.
     #[error("file operation not supported: {what}")]
@@ -304,6 +375,76 @@ fn open_source(root: BorrowedFd<'_>, rel: &[u8], follow: bool) -> Result<Source,
         other => other.map_err(failed("stat", &shown(rel)))?,
     };
     Ok(Source { dir, name, stat })
+}
+
+/// Whether the source entry located as `source` (at `rel`) is visible through the context
+/// excludes.
+fn source_visible(filters: &Filters, rel: &[u8], source: &Source) -> Result<bool, FileOpError> {
+    let dir = if inroot::is_dir(&source.stat) {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Some(
+            rfs::openat(&source.dir, source.name.as_slice(), flags, Mode::empty())
+                .map_err(failed("open", &shown(rel)))?,
+        )
+    } else {
+        None
+    };
+    filters
+        .visible(rel, dir.as_ref().map(|d| d.as_fd()))
+        .map_err(failed("list", &shown(rel)))
+}
+
+/// The sources a copy (or its content digest) reads: [`find_sources`], less what the context
+/// excludes hide. A hidden literal source is [`FileOpError::NotFound`], as is a wildcard left
+/// with no visible match (unless empty wildcards are allowed).
+fn copy_sources(
+    root: BorrowedFd<'_>,
+    options: &CopyOptions,
+    filters: &Filters,
+) -> Result<Vec<Vec<u8>>, FileOpError> {
+    let matches = find_sources(
+        root,
+        &options.src,
+        options.allow_wildcard,
+        options.allow_empty_wildcard,
+    )?;
+    if options.context_excludes.is_empty() {
+        return Ok(matches);
+    }
+    let had_matches = !matches.is_empty();
+    let mut visible = Vec::with_capacity(matches.len());
+    for rel in matches {
+        // A missing source is reported by the copy itself, with the usual error.
+        let source = match open_source(root, &rel, options.follow_symlink) {
+            Err(FileOpError::NotFound { .. }) => {
+                visible.push(rel);
+                continue;
+            }
+            other => other?,
+        };
+        if source_visible(filters, &rel, &source)? {
+            visible.push(rel);
+        }
+    }
+    let src = rel_path(&options.src)?;
+    let wildcard = options.allow_wildcard && src.split(|&b| b == b'/').any(wildcard::has_wildcards);
+    if had_matches && visible.is_empty() && !(wildcard && options.allow_empty_wildcard) {
+        return Err(FileOpError::NotFound { path: shown(&src) });
+    }
+    Ok(visible)
+}
+
+/// Checks that every `required_paths` entry exists (final symlinks not followed) and is visible
+/// through the context excludes.
+fn check_required(root: BorrowedFd<'_>, options: &CopyOptions, filters: &Filters) -> Result<(), FileOpError> {
+    for path in &options.required_paths {
+        let rel = rel_path(path)?;
+        let source = open_source(root, &rel, false)?;
+        if !source_visible(filters, &rel, &source)? {
+            return Err(FileOpError::NotFound { path: shown(&rel) });
+        }
+    }
+    Ok(())
 }
 
 /// Opens the regular file `name` of `dir` for reading and checks it is still the file `stat`

@@ -30,6 +30,7 @@ mod apply;
 mod write;
 
 pub use apply::apply_layer;
+pub(crate) use apply::extract_archive;
 pub use write::write_layer;
 
 /// Prefix of an OCI whiteout entry: `.wh.<name>` deletes `<name>` from the lower layers.

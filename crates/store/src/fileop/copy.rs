@@ -6,6 +6,10 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use super::archive;
+use super::filter::{self, Filters, State, Verdict};
+use super::mode::{ModeSet, parse_mode_str};
+
 use rustix::fs::{
     self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
 };
@@ -15,9 +19,10 @@ use super::inroot::{
     self, NewDir, Xattr, is_dir, open_dir, read_names, read_xattrs, remove_all, resolve_final, xattr_allowed,
 };
 use super::{
-    CopyOptions, CopyStats, FileOpError, Source, failed, find_sources, join_shown, new_dir, open_regular,
-    open_root, open_source, rel_path, shown, split_last,
+    CopyOptions, CopyStats, FileOpError, Source, check_required, copy_sources, failed, join_shown, new_dir,
+    open_regular, open_root, open_source, rel_path, shown, split_last,
 };
+use crate::layer::extract_archive;
 
 /// Copies `options.src` from the tree `src_root` to `options.dest` in the tree `dest_root`,
 /// as BuildKit's file backend does with fsutil's `copy`.
@@ -26,7 +31,8 @@ use super::{
 ///   [`FileOpError::NotFound`] unless `allow_empty_wildcard`); otherwise the literal path. A
 ///   missing source is [`FileOpError::NotFound`] (`"/src/missing": not found`). With
 ///   `follow_symlink`, a matched path that is a symlink is replaced by what it points to,
-///   resolved within the source root; it keeps the match's name.
+///   resolved within the source root; it keeps the match's name. Paths hidden by
+///   `context_excludes` do not exist; every `required_paths` entry must.
 /// - Destination: missing parents are created when `create_dest_path` (else the parent must
 ///   exist); a `dest` ending in `/` (or `/.`), or a copy with several matches, makes `dest`
 ///   itself a directory. Created directories get mode 0755 (or `mode`), `owner` (else the
@@ -34,7 +40,12 @@ use super::{
 /// - Where it lands: a non-directory source goes to `dest/<name>` when `dest` is an existing
 ///   directory, else to `dest` itself. A source directory with `dir_copy_contents` is merged
 ///   into `dest` (created as above when missing); without it, it is copied as `dest/<name>`
-///   when `dest` exists, else as `dest`.
+///   when `dest` exists, else as `dest`. With `attempt_unpack`, a matched archive is extracted
+///   into `dest` instead (see [`CopyOptions::attempt_unpack`]).
+/// - Selection inside a matched directory: `include_patterns`, `exclude_patterns` (relative to
+///   the match) and `context_excludes` (relative to the source root) pick the entries copied.
+///   A directory that is not picked itself but holds picked entries is created on the way to
+///   them, with its source metadata.
 /// - Merging: directories merge recursively; a directory already at the top-level target
 ///   keeps its metadata, nested ones take the source's. Other entries replace what is there,
 ///   except that a directory over a non-directory (or the reverse) is an error unless
@@ -43,14 +54,13 @@ use super::{
 ///   modification times (directories' set after their contents), symlinks as symlinks (targets
 ///   untouched), hard links among the files of one match, xattrs named `user.*`,
 ///   `security.capability` and POSIX ACLs, device nodes, fifos and sockets (recreated with
-///   `mknod`). `owner` or else `source_owner` replaces ownership, `mode` the permission bits of
-///   everything but symlinks, `timestamp` the times.
+///   `mknod`). `owner` or else `source_owner` replaces ownership, `mode_str` or else `mode` the
+///   permission bits of everything but symlinks, `timestamp` the times.
+///
+/// Stats count extracted archive entries (directories included) as files.
 pub fn copy(src_root: &Path, dest_root: &Path, options: &CopyOptions) -> Result<CopyStats, FileOpError> {
-    if !options.include_patterns.is_empty() || !options.exclude_patterns.is_empty() {
-        return Err(FileOpError::NotSupported {
-            what: "include and exclude patterns of copy",
-        });
-    }
+    let filters = Filters::new(options)?;
+    let mode_set = options.mode_str.as_deref().map(parse_mode_str).transpose()?;
     let src_root = open_root(src_root)?;
     let dest_root = open_root(dest_root)?;
     let dest = rel_path(&options.dest)?;
@@ -60,24 +70,27 @@ pub fn copy(src_root: &Path, dest_root: &Path, options: &CopyOptions) -> Result<
         open_dir(dest_root.as_fd(), dest_parent, None)
             .map_err(failed("find directory", &shown(dest_parent)))?;
     }
-    let matches = find_sources(
-        src_root.as_fd(),
-        &options.src,
-        options.allow_wildcard,
-        options.allow_empty_wildcard,
-    )?;
+    check_required(src_root.as_fd(), options, &filters)?;
+    let matches = copy_sources(src_root.as_fd(), options, &filters)?;
     if matches.is_empty() {
         return Ok(CopyStats::default());
     }
     let raw = options.dest.as_str();
     let dest_is_dir = raw.ends_with('/') || raw.ends_with("/.") || raw == "." || matches.len() > 1;
     let ensure = if dest_is_dir { &dest[..] } else { dest_parent };
-    let new = new_dir(options.mode.unwrap_or(0o755), options.owner, options.timestamp);
+    // A mode string means BuildKit passes no numeric mode: created parents get 0755.
+    let dir_mode = match mode_set {
+        Some(_) => 0o755,
+        None => options.mode.unwrap_or(0o755),
+    };
+    let new = new_dir(dir_mode, options.owner, options.timestamp);
     let (_, created) = inroot::make_dirs(dest_root.as_fd(), ensure, &new)
         .map_err(failed("create directory", &shown(ensure)))?;
 
     let mut copier = Copier {
         options,
+        filters,
+        mode_set,
         new,
         created,
         stats: CopyStats::default(),
@@ -85,6 +98,9 @@ pub fn copy(src_root: &Path, dest_root: &Path, options: &CopyOptions) -> Result<
         top: None,
     };
     for rel in &matches {
+        if options.attempt_unpack && copier.unpack(src_root.as_fd(), dest_root.as_fd(), rel, &dest)? {
+            continue;
+        }
         copier.copy_match(src_root.as_fd(), dest_root.as_fd(), rel, &dest, &dest_shown)?;
     }
     // Created directories get `timestamp` only now: the copy changed their times.
@@ -92,19 +108,26 @@ pub fn copy(src_root: &Path, dest_root: &Path, options: &CopyOptions) -> Result<
     Ok(copier.stats)
 }
 
-/// A source directory being copied: both fds, the names still to visit (reversed, so `pop`
-/// gives the smallest), its path relative to the match, and the metadata to give the
-/// destination once its contents are written (`None`: leave it as it is).
+/// A source directory being copied: its fd, the destination directory (`None` while it is only
+/// walked, see [`Verdict::Walk`]), its name there and its source stat (to create it late), the
+/// names still to visit (reversed, so `pop` gives the smallest), its path relative to the
+/// match, the metadata to give the destination once its contents are written (`None`: leave it
+/// as it is), and what the filters matched for it.
 struct Frame {
     src: OwnedFd,
-    dst: OwnedFd,
+    dst: Option<OwnedFd>,
+    name: Vec<u8>,
+    stat: rfs::Stat,
     names: Vec<Vec<u8>>,
     rel: Vec<u8>,
     meta: Option<(rfs::Stat, Vec<Xattr>)>,
+    state: State,
 }
 
 struct Copier<'a> {
     options: &'a CopyOptions,
+    filters: Filters,
+    mode_set: Option<ModeSet>,
     /// Metadata of directories created as parents.
     new: NewDir,
     /// The directories created as parents (or as the directory to copy contents into).
@@ -122,14 +145,6 @@ fn stat_opt(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<rfs::Stat>> {
         Ok(st) => Ok(Some(st)),
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e.into()),
-    }
-}
-
-fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
-    if rel.is_empty() {
-        name.to_vec()
-    } else {
-        [rel, b"/", name].concat()
     }
 }
 
@@ -173,18 +188,62 @@ impl Copier<'_> {
         };
         self.links.clear();
         self.top = None;
-        self.copy_tree(source, dir.as_fd(), &name, &shown(rel), &target_shown)
+        self.copy_tree(source, rel, dir.as_fd(), &name, &target_shown)
     }
 
-    /// Copies one matched source entry, and everything below it, to `name` in `dir`.
+    /// With `attempt_unpack`: extracts the match `rel` into `dest` when it is an archive, and
+    /// says whether it was one.
+    fn unpack(
+        &mut self,
+        src_root: BorrowedFd<'_>,
+        dest_root: BorrowedFd<'_>,
+        rel: &[u8],
+        dest: &[u8],
+    ) -> Result<bool, FileOpError> {
+        let src_shown = shown(rel);
+        // Like BuildKit, the source is followed to the end, symlinks included.
+        let (dir, name) = match resolve_final(src_root, rel) {
+            Ok(found) => found,
+            // Missing: the copy reports it.
+            Err(_) => return Ok(false),
+        };
+        let st = match rfs::statat(&dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => st,
+            _ => return Ok(false),
+        };
+        let mut file = File::from(open_regular(dir.as_fd(), &name, &st).map_err(failed("open", &src_shown))?);
+        if !archive::is_tar(&mut file) {
+            return Ok(false);
+        }
+        let dest_shown = shown(dest);
+        let new = new_dir(0o755, self.options.owner, self.options.timestamp);
+        let (target, created) =
+            inroot::make_dirs(dest_root, dest, &new).map_err(failed("create directory", &dest_shown))?;
+        // Their times are set with the other created directories, once everything is written.
+        self.created.extend(created);
+        let stream = archive::open(&mut file).map_err(failed("read", &src_shown))?;
+        let owner = self.options.owner.map(|o| (o.uid, o.gid));
+        let stats =
+            extract_archive(stream, target.as_fd(), owner).map_err(|source| FileOpError::Extract {
+                path: src_shown.clone(),
+                source,
+            })?;
+        self.stats.files += stats.entries;
+        self.stats.bytes += stats.bytes;
+        Ok(true)
+    }
+
+    /// Copies one matched source entry (at `match_rel` in the source root), and what the filters
+    /// pick below it, to `name` in `dir`.
     fn copy_tree(
         &mut self,
         source: Source,
+        match_rel: &[u8],
         dir: BorrowedFd<'_>,
         name: &[u8],
-        src_shown: &str,
         dst_shown: &str,
     ) -> Result<(), FileOpError> {
+        let src_shown = shown(match_rel);
         let top = self.copy_entry(
             source.dir.as_fd(),
             &source.name,
@@ -192,28 +251,33 @@ impl Copier<'_> {
             dir,
             name,
             b"",
-            src_shown,
+            &src_shown,
             dst_shown,
         )?;
-        let Some(top) = top else { return Ok(()) };
-        let st = rfs::fstat(&top.dst).map_err(failed("stat", dst_shown))?;
+        let Some(mut top) = top else { return Ok(()) };
+        top.state = self.filters.top(match_rel).1;
+        let st = match &top.dst {
+            Some(dst) => rfs::fstat(dst).map_err(failed("stat", dst_shown))?,
+            None => return Ok(()),
+        };
         let fd = rfs::openat(dir, name, OFlags::PATH | DIR_FLAGS, Mode::empty())
             .map_err(failed("open", dst_shown))?;
         self.top = Some((fd, (st.st_dev, st.st_ino)));
+        let filtering = self.filters.is_active();
         let mut stack = vec![top];
         while let Some(frame) = stack.last_mut() {
             let Some(name) = frame.names.pop() else {
                 if let Some(done) = stack.pop()
-                    && let Some((st, xattrs)) = &done.meta
+                    && let (Some(dst), Some((st, xattrs))) = (&done.dst, &done.meta)
                 {
                     let shown = join_shown(dst_shown, &done.rel);
-                    self.set_meta(done.dst.as_fd(), st, xattrs)
+                    self.set_meta(dst.as_fd(), st, xattrs)
                         .map_err(failed("set metadata of", &shown))?;
                 }
                 continue;
             };
-            let rel = join_rel(&frame.rel, &name);
-            let (src, dst) = (join_shown(src_shown, &rel), join_shown(dst_shown, &rel));
+            let rel = filter::join(&frame.rel, &name);
+            let (src, dst) = (join_shown(&src_shown, &rel), join_shown(dst_shown, &rel));
             let Some(st) = stat_opt(frame.src.as_fd(), &name).map_err(failed("stat", &src))? else {
                 continue;
             };
@@ -226,19 +290,107 @@ impl Copier<'_> {
             {
                 continue;
             }
-            let child = self.copy_entry(
-                frame.src.as_fd(),
-                &name,
-                &st,
-                frame.dst.as_fd(),
-                &name,
-                &rel,
-                &src,
-                &dst,
-            )?;
-            stack.extend(child);
+            let (verdict, state) = if filtering {
+                let root_rel = filter::join(match_rel, &rel);
+                self.filters.check(&rel, &root_rel, is_dir(&st), &frame.state)
+            } else {
+                (Verdict::Take, State::default())
+            };
+            match verdict {
+                Verdict::Skip => continue,
+                Verdict::Walk => {
+                    let src_fd = rfs::openat(&frame.src, name.as_slice(), DIR_FLAGS, Mode::empty())
+                        .map_err(failed("open", &src))?;
+                    let mut names = read_names(src_fd.as_fd()).map_err(failed("list", &src))?;
+                    names.reverse();
+                    stack.push(Frame {
+                        src: src_fd,
+                        dst: None,
+                        name,
+                        stat: st,
+                        names,
+                        rel,
+                        meta: None,
+                        state,
+                    });
+                }
+                Verdict::Take => {
+                    self.materialize(&mut stack, &src_shown, dst_shown)?;
+                    let Some(frame) = stack.last() else { break };
+                    // `materialize` just created every missing destination on the stack.
+                    let Some(parent) = &frame.dst else { continue };
+                    let child = self.copy_entry(
+                        frame.src.as_fd(),
+                        &name,
+                        &st,
+                        parent.as_fd(),
+                        &name,
+                        &rel,
+                        &src,
+                        &dst,
+                    )?;
+                    stack.extend(child.map(|mut c| {
+                        c.state = state;
+                        c
+                    }));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Creates the destinations of the walked-only directories on the stack, outermost first,
+    /// because something below them is being copied. They take their source's metadata.
+    fn materialize(&self, stack: &mut [Frame], src_shown: &str, dst_shown: &str) -> Result<(), FileOpError> {
+        let Some(first) = stack.iter().position(|f| f.dst.is_none()) else {
+            return Ok(());
+        };
+        for i in first.max(1)..stack.len() {
+            let (done, rest) = stack.split_at_mut(i);
+            let (Some(parent), Some(frame)) = (done.last(), rest.first_mut()) else {
+                break;
+            };
+            let Some(parent_dst) = &parent.dst else { break };
+            let src = join_shown(src_shown, &frame.rel);
+            let dst = join_shown(dst_shown, &frame.rel);
+            let (fd, _) = self.prepare_dir(parent_dst.as_fd(), &frame.name, &src, &dst)?;
+            let xattrs = read_xattrs(frame.src.as_fd()).map_err(failed("read xattrs of", &src))?;
+            frame.meta = Some((frame.stat, xattrs));
+            frame.dst = Some(fd);
+        }
+        Ok(())
+    }
+
+    /// Makes `dname` in `ddir` a directory for a source directory: keeps an existing directory,
+    /// replaces another entry when allowed, else creates it. Returns it opened, and whether it
+    /// was created.
+    fn prepare_dir(
+        &self,
+        ddir: BorrowedFd<'_>,
+        dname: &[u8],
+        src: &str,
+        dst: &str,
+    ) -> Result<(OwnedFd, bool), FileOpError> {
+        let existing = stat_opt(ddir, dname).map_err(failed("stat", dst))?;
+        let created = match existing {
+            Some(e) if is_dir(&e) => false,
+            Some(_) if !self.options.always_replace_existing_dest_paths => {
+                return Err(FileOpError::DirOverNonDir {
+                    src: src.to_owned(),
+                    dest: dst.to_owned(),
+                });
+            }
+            other => {
+                if other.is_some() {
+                    remove_all(ddir, dname).map_err(failed("replace", dst))?;
+                }
+                rfs::mkdirat(ddir, dname, Mode::from_raw_mode(0o700))
+                    .map_err(failed("create directory", dst))?;
+                true
+            }
+        };
+        let fd = rfs::openat(ddir, dname, DIR_FLAGS, Mode::empty()).map_err(failed("open", dst))?;
+        Ok((fd, created))
     }
 
     /// Copies the source entry `sname` of `sdir` (described by `st`) to `dname` in `ddir`.
@@ -257,28 +409,10 @@ impl Copier<'_> {
         dst: &str,
     ) -> Result<Option<Frame>, FileOpError> {
         let replace = self.options.always_replace_existing_dest_paths;
-        let existing = stat_opt(ddir, dname).map_err(failed("stat", dst))?;
         let kind = FileType::from_raw_mode(st.st_mode);
         if kind == FileType::Directory {
-            let created = match existing {
-                Some(e) if is_dir(&e) => false,
-                Some(_) if !replace => {
-                    return Err(FileOpError::DirOverNonDir {
-                        src: src.to_owned(),
-                        dest: dst.to_owned(),
-                    });
-                }
-                other => {
-                    if other.is_some() {
-                        remove_all(ddir, dname).map_err(failed("replace", dst))?;
-                    }
-                    rfs::mkdirat(ddir, dname, Mode::from_raw_mode(0o700))
-                        .map_err(failed("create directory", dst))?;
-                    true
-                }
-            };
+            let (dst_fd, created) = self.prepare_dir(ddir, dname, src, dst)?;
             let src_fd = rfs::openat(sdir, sname, DIR_FLAGS, Mode::empty()).map_err(failed("open", src))?;
-            let dst_fd = rfs::openat(ddir, dname, DIR_FLAGS, Mode::empty()).map_err(failed("open", dst))?;
             let mut names = read_names(src_fd.as_fd()).map_err(failed("list", src))?;
             names.reverse();
             // The top-level target keeps its metadata when it was there already (fsutil's rule).
@@ -292,13 +426,16 @@ impl Copier<'_> {
             };
             return Ok(Some(Frame {
                 src: src_fd,
-                dst: dst_fd,
+                dst: Some(dst_fd),
+                name: dname.to_vec(),
+                stat: *st,
                 names,
                 rel: rel.to_vec(),
                 meta,
+                state: State::default(),
             }));
         }
-        match existing {
+        match stat_opt(ddir, dname).map_err(failed("stat", dst))? {
             Some(e) if is_dir(&e) && !replace => {
                 return Err(FileOpError::NonDirOverDir {
                     src: src.to_owned(),
@@ -374,7 +511,12 @@ impl Copier<'_> {
     }
 
     fn mode(&self, st: &rfs::Stat) -> Mode {
-        Mode::from_raw_mode(self.options.mode.unwrap_or(st.st_mode) & 0o7777)
+        let bits = match (&self.mode_set, self.options.mode) {
+            (Some(set), _) => set.apply(st.st_mode, is_dir(st)),
+            (None, Some(mode)) => mode,
+            (None, None) => st.st_mode,
+        };
+        Mode::from_raw_mode(bits & 0o7777)
     }
 
     fn times(&self, st: &rfs::Stat) -> Timestamps {

@@ -9,72 +9,110 @@ use oci::{Digest, Sha256Writer};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::inroot::{Xattr, read_names, read_xattrs, xattr_allowed};
+use super::filter::{self, Filters, State, Verdict};
+use super::inroot::{Xattr, is_dir, read_names, read_xattrs, xattr_allowed};
 use super::{
-    FileOpError, Ownership, failed, find_sources, join_shown, open_regular, open_root, open_source, shown,
-    split_last,
+    CopyOptions, FileOpError, Ownership, check_required, copy_sources, failed, join_shown, open_regular,
+    open_root, open_source, shown, split_last,
 };
 
 /// Version tag hashed first, so a change of the record format changes every digest.
 const FORMAT: &[u8] = b"kiln.fileop.content.v1\0";
 
-/// The digest of what [`copy`](super::copy) with these source-side options reads.
+/// The digest of what [`copy`](super::copy) with these options reads.
 ///
-/// Matches `src` exactly as `copy` does (same wildcard, `follow_symlink` and not-found rules).
-/// For every match, in order, it hashes the match's name, then walks the match depth-first
-/// with names sorted by bytes and hashes one record per entry: its path relative to the match,
-/// type, permission bits, uid and gid (or `source_owner`), symlink target, device numbers and
-/// the xattrs `copy` carries over (sorted), followed for regular files by their content and
-/// length. Times are not included, so touching a file keeps the digest; changing a file's
-/// content, mode, owner or name changes it. Records are length-prefixed, so the digest is
-/// deterministic across runs and machines and no two trees share one by framing accident.
-pub fn content_digest(
-    src_root: &Path,
-    src: &str,
-    follow_symlink: bool,
-    allow_wildcard: bool,
-    allow_empty_wildcard: bool,
-    source_owner: Option<Ownership>,
-) -> Result<Digest, FileOpError> {
+/// Only the source side of `options` counts: `src` is matched exactly as `copy` matches it
+/// (same wildcard, `follow_symlink`, not-found and `required_paths` rules), and the same
+/// entries are selected (`include_patterns`, `exclude_patterns`, `context_excludes`). For
+/// every match, in order, it hashes the match's name, then walks the match depth-first with
+/// names sorted by bytes and hashes one record per selected entry: its path relative to the
+/// match, type, permission bits, uid and gid (or `source_owner`), symlink target, device
+/// numbers and the xattrs `copy` carries over (sorted), followed for regular files by their
+/// content and length. A directory that is only walked gets its record just before the first
+/// entry selected below it (that is when `copy` creates it), and none if nothing is. Times are
+/// not included, so touching a file keeps the digest; changing a selected file's content,
+/// mode, owner or name changes it, and changing an entry that is not selected does not.
+/// Records are length-prefixed, so the digest is deterministic across runs and machines and no
+/// two trees share one by framing accident.
+pub fn content_digest(src_root: &Path, options: &CopyOptions) -> Result<Digest, FileOpError> {
+    let filters = Filters::new(options)?;
     let root = open_root(src_root)?;
-    let matches = find_sources(root.as_fd(), src, allow_wildcard, allow_empty_wildcard)?;
+    check_required(root.as_fd(), options, &filters)?;
+    let matches = copy_sources(root.as_fd(), options, &filters)?;
     let mut hasher = Hasher {
         out: Sha256Writer::new(io::sink()),
-        owner: source_owner,
+        owner: options.source_owner,
     };
     hasher.put(FORMAT);
+    let filtering = filters.is_active();
     for rel in &matches {
-        let source = open_source(root.as_fd(), rel, follow_symlink)?;
+        let source = open_source(root.as_fd(), rel, options.follow_symlink)?;
         let (_, base) = split_last(rel);
         hasher.put(b"M");
         hasher.field(base);
         let base_shown = shown(rel);
-        let top = hasher.visit(source.dir.as_fd(), &source.name, &source.stat, b"", &base_shown)?;
+        let top = hasher.visit(
+            source.dir.as_fd(),
+            &source.name,
+            &source.stat,
+            b"",
+            &base_shown,
+            true,
+        )?;
         let mut stack: Vec<Dir> = top.into_iter().collect();
+        if let Some(top) = stack.first_mut() {
+            top.state = filters.top(rel).1;
+        }
         while let Some(dir) = stack.last_mut() {
             let Some(name) = dir.names.pop() else {
                 stack.pop();
                 continue;
             };
-            let child = [&dir.rel[..], if dir.rel.is_empty() { b"" } else { b"/" }, &name].concat();
+            let child = filter::join(&dir.rel, &name);
             let path = join_shown(&base_shown, &child);
             let st = match rfs::statat(&dir.fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Err(Errno::NOENT) => continue,
                 other => other.map_err(failed("stat", &path))?,
             };
-            let next = hasher.visit(dir.fd.as_fd(), &name, &st, &child, &path)?;
-            stack.extend(next);
+            let (verdict, state) = if filtering {
+                let root_rel = filter::join(rel, &child);
+                filters.check(&child, &root_rel, is_dir(&st), &dir.state)
+            } else {
+                (Verdict::Take, State::default())
+            };
+            if verdict == Verdict::Skip {
+                continue;
+            }
+            let take = verdict == Verdict::Take;
+            if take {
+                // Directories walked so far without a record get it now, outermost first.
+                for pending in stack.iter_mut() {
+                    if let Some((st, xattrs)) = pending.pending.take() {
+                        hasher.record(&pending.rel, &st, FileType::Directory, b"", &xattrs);
+                    }
+                }
+            }
+            let Some(dir) = stack.last() else { break };
+            let next = hasher.visit(dir.fd.as_fd(), &name, &st, &child, &path, take)?;
+            stack.extend(next.map(|mut d| {
+                d.state = state;
+                d
+            }));
         }
     }
     let (digest, _, _) = hasher.out.finish();
     Ok(digest)
 }
 
-/// A directory being walked: its fd, names left (reversed) and path relative to the match.
+/// A directory being walked: its fd, names left (reversed), path relative to the match, what
+/// the filters matched for it, and, while it is only walked and has no record yet, what its
+/// record needs.
 struct Dir {
     fd: OwnedFd,
     names: Vec<Vec<u8>>,
     rel: Vec<u8>,
+    state: State,
+    pending: Option<(rfs::Stat, Vec<Xattr>)>,
 }
 
 struct Hasher {
@@ -97,7 +135,8 @@ impl Hasher {
         self.put(bytes);
     }
 
-    /// Hashes the entry `name` of `dir`; returns the directory to walk next for a directory.
+    /// Hashes the entry `name` of `dir` (when `take`; otherwise it is a directory only walked,
+    /// whose record is kept pending); returns the directory to walk next for a directory.
     fn visit(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -105,6 +144,7 @@ impl Hasher {
         st: &rfs::Stat,
         rel: &[u8],
         path: &str,
+        take: bool,
     ) -> Result<Option<Dir>, FileOpError> {
         let kind = FileType::from_raw_mode(st.st_mode);
         let (mut link, mut xattrs, mut walk, mut content) = (Vec::new(), Vec::new(), None, None);
@@ -119,6 +159,8 @@ impl Hasher {
                     fd,
                     names,
                     rel: rel.to_vec(),
+                    state: State::default(),
+                    pending: None,
                 });
             }
             FileType::RegularFile => {
@@ -132,6 +174,12 @@ impl Hasher {
                     .into_bytes();
             }
             _ => {}
+        }
+        if !take {
+            if let Some(walk) = &mut walk {
+                walk.pending = Some((*st, xattrs));
+            }
+            return Ok(walk);
         }
         self.record(rel, st, kind, &link, &xattrs);
         if let Some(fd) = content {

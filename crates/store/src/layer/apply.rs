@@ -53,8 +53,51 @@ pub fn apply_layer(tar: impl Read, root: &Path) -> Result<ApplyStats, LayerError
         path: root.to_path_buf(),
         source: e.into(),
     })?;
+    run(tar, root_fd, Kind::Layer)
+}
+
+/// Extracts a plain tar stream into the directory `dir` (any fd of it, `O_PATH` included), as
+/// docker's `ADD` unpacks an archive (BuildKit's file backend): the same confinement and entry
+/// handling as [`apply_layer`], with these differences:
+/// - Whiteout and opaque-marker names are ordinary names, extracted as the entries they are.
+/// - A path (or hard link target) that `..` would lead out of `dir` is refused with
+///   [`LayerError::InvalidEntry`] instead of being clamped (a leading `/` is dropped first, so
+///   absolute paths land inside `dir`).
+/// - With `owner`, every entry gets that uid and gid instead of the archive's.
+/// - Directories implied by an entry's path are created with mode 0755, owned by 0:0.
+pub(crate) fn extract_archive(
+    tar: impl Read,
+    dir: BorrowedFd<'_>,
+    owner: Option<(u32, u32)>,
+) -> Result<ApplyStats, LayerError> {
+    let root_fd = rfs::openat(
+        dir,
+        c".",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::Apply {
+        entry: ".".to_owned(),
+        action: "open extraction directory",
+        source: e.into(),
+    })?;
+    let owner = owner.map(|(uid, gid)| (Uid::from_raw(uid), Gid::from_raw(gid)));
+    run(tar, root_fd, Kind::Extract { owner })
+}
+
+/// What a tar stream is applied as.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// An image layer: whiteouts delete, `..` is clamped.
+    Layer,
+    /// An archive unpacked by `ADD`.
+    Extract { owner: Option<(Uid, Gid)> },
+}
+
+fn run(tar: impl Read, root_fd: OwnedFd, kind: Kind) -> Result<ApplyStats, LayerError> {
     let mut applier = Applier {
         root: root_fd,
+        kind,
         stats: ApplyStats::default(),
         dir_times: BTreeMap::new(),
         created: BTreeMap::new(),
@@ -87,6 +130,7 @@ struct Meta {
 struct Applier {
     /// `O_PATH` fd of the root; every path is resolved beneath it.
     root: OwnedFd,
+    kind: Kind,
     stats: ApplyStats,
     /// Directories that had an entry in this layer, by cleaned path, with their mtime; set last.
     dir_times: BTreeMap<Vec<u8>, Timespec>,
@@ -140,6 +184,9 @@ impl Applier {
         if raw.contains(&0) {
             return Err(invalid(shown, "path contains a nul byte"));
         }
+        if self.extracting() && escapes(&raw) {
+            return Err(invalid(shown, "path leads out of the extraction directory"));
+        }
         let comps = clean(&raw);
         let Some((&name, parents)) = comps.split_last() else {
             // The root itself: its metadata belongs to whoever owns the root directory.
@@ -148,13 +195,17 @@ impl Applier {
         };
         let parent = parents.join(&b'/');
 
-        if name == OPAQUE_MARKER {
+        // Whiteouts mean nothing in an archive: there they are ordinary entries.
+        let layer = !self.extracting();
+        if layer && name == OPAQUE_MARKER {
             self.opaque(&parent)
                 .map_err(failed(shown, "apply opaque whiteout"))?;
             self.stats.entries += 1;
             return Ok(());
         }
-        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX) {
+        if let Some(target) = name.strip_prefix(WHITEOUT_PREFIX)
+            && layer
+        {
             if target.starts_with(WHITEOUT_PREFIX) {
                 // aufs metadata such as `.wh..wh.plnk`: meaningless here.
                 self.stats.skipped_entries += 1;
@@ -286,10 +337,14 @@ impl Applier {
             tv_sec: i64::try_from(secs).unwrap_or(i64::MAX),
             tv_nsec: 0,
         });
+        let (uid, gid) = match self.kind {
+            Kind::Extract { owner: Some(owner) } => owner,
+            _ => (Uid::from_raw(uid), Gid::from_raw(gid)),
+        };
         Ok(Meta {
             mode: mode & 0o7777,
-            uid: Uid::from_raw(uid),
-            gid: Gid::from_raw(gid),
+            uid,
+            gid,
             mtime,
             xattrs,
         })
@@ -341,6 +396,12 @@ impl Applier {
         if target.contains(&0) {
             return Err(invalid(shown, "hard link target contains a nul byte"));
         }
+        if self.extracting() && escapes(target) {
+            return Err(invalid(
+                shown,
+                "hard link target leads out of the extraction directory",
+            ));
+        }
         let target_comps = clean(target);
         let Some((&target_name, target_parents)) = target_comps.split_last() else {
             return Err(invalid(shown, "hard link target is the root"));
@@ -366,7 +427,18 @@ impl Applier {
     /// Opens directory `path` (cleaned, relative to the root) as `O_PATH`, following symlinks
     /// but never leaving the root. With `create`, missing components are made with mode 0755.
     fn open_dir(&self, path: &[u8], create: bool) -> io::Result<OwnedFd> {
-        inroot::open_dir(self.root.as_fd(), path, create.then_some(&NewDir::PLAIN))
+        let implied = match self.kind {
+            Kind::Layer => NewDir::PLAIN,
+            Kind::Extract { .. } => NewDir {
+                owner: Some((0, 0)),
+                ..NewDir::PLAIN
+            },
+        };
+        inroot::open_dir(self.root.as_fd(), path, create.then_some(&implied))
+    }
+
+    fn extracting(&self) -> bool {
+        matches!(self.kind, Kind::Extract { .. })
     }
 
     fn note_created(&mut self, parent: &[u8], name: &[u8]) {
@@ -470,6 +542,22 @@ impl Applier {
     }
 }
 
+/// Whether `path`, with leading slashes dropped, climbs above its start with `..` (`a/../../x`).
+fn escapes(path: &[u8]) -> bool {
+    let mut depth: usize = 0;
+    for comp in path.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return true,
+            },
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 /// Parses a PAX time such as `1700000000.123456789` or `-1.5`.
 fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     let text = std::str::from_utf8(value).ok()?;
@@ -494,6 +582,16 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaping_paths() {
+        assert!(escapes(b"../x"));
+        assert!(escapes(b"/../x"));
+        assert!(escapes(b"a/../../x"));
+        assert!(!escapes(b"a/../x"));
+        assert!(!escapes(b"/abs/./x"));
+        assert!(!escapes(b"a/b/.."));
+    }
 
     #[test]
     fn pax_times() {
