@@ -64,6 +64,21 @@ pub fn dump(graph: &Graph) -> String {
                 if e.security == pb::SecurityMode::Insecure as i32 {
                     let _ = write!(out, " security=insecure");
                 }
+                if let Some(p) = &meta.proxy_env {
+                    let pairs = [
+                        ("http_proxy", &p.http_proxy),
+                        ("https_proxy", &p.https_proxy),
+                        ("ftp_proxy", &p.ftp_proxy),
+                        ("no_proxy", &p.no_proxy),
+                        ("all_proxy", &p.all_proxy),
+                    ];
+                    let set: Vec<String> = pairs
+                        .iter()
+                        .filter(|(_, v)| !v.is_empty())
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    let _ = write!(out, " proxy={set:?}");
+                }
                 for secret in &e.secretenv {
                     let _ = write!(
                         out,

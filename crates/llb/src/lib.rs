@@ -25,7 +25,7 @@ mod graph;
 pub mod pb;
 
 pub use builder::{
-    Definition, Exec, FileChain, MountOptions, OpOptions, Output, SourceRange, platform_to_pb,
+    Definition, Exec, FileChain, MountKind, MountOptions, OpOptions, Output, SourceRange, platform_to_pb,
 };
 pub use dump::dump;
 pub use graph::{Graph, LoadError, Vertex};

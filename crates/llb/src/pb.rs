@@ -407,7 +407,7 @@ pub struct FileActionCopy {
     /// Symbolic mode (`u+x`), used when `mode` is -1.
     #[prost(string, tag = "15")]
     pub mode_str: String,
-    /// Paths (relative to `src`) that must exist, for copies that select by pattern.
+    /// Absolute paths in the source filesystem that must exist (copies that select by pattern).
     #[prost(string, repeated, tag = "16")]
     pub required_paths: Vec<String>,
 }
