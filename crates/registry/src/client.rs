@@ -345,6 +345,36 @@ fn tls_config() -> Result<(rustls::ClientConfig, Option<String>), Error> {
     Ok((config, problem))
 }
 
+/// A general-purpose HTTP client with the same TLS setup as registry connections (rustls with
+/// the platform verifier) that follows redirects, for downloads that are not registry traffic
+/// (HTTP build sources). It sends no credentials of its own, follows at most 10 redirects and
+/// never one from https down to plain http.
+pub fn http_client(user_agent: &str) -> Result<reqwest::Client, Error> {
+    let (tls, _) = tls_config()?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let allowed = attempt
+                .previous()
+                .last()
+                .is_none_or(|from| redirect_allowed(from, attempt.url()));
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if !allowed {
+                attempt.error("refusing a redirect from https to plain http")
+            } else {
+                attempt.follow()
+            }
+        }))
+        .connect_timeout(Duration::from_secs(30))
+        // No overall timeout (downloads can be large), but a stalled connection must not hang
+        // a build forever.
+        .read_timeout(Duration::from_secs(300))
+        .user_agent(user_agent)
+        .build()
+        .map_err(|e| Error::ClientSetup { source: Box::new(e) })
+}
+
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }

@@ -29,7 +29,7 @@ mod auth;
 mod client;
 mod credentials;
 
-pub use client::{BlobBody, BlobReader, Client, ClientConfig, FetchedManifest, ResolvedImage};
+pub use client::{BlobBody, BlobReader, Client, ClientConfig, FetchedManifest, ResolvedImage, http_client};
 pub use credentials::{
     CredentialStore, Credentials, DockerConfigCredentials, IDENTITY_TOKEN_USER, NoCredentials,
 };
