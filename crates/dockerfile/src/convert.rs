@@ -1,27 +1,37 @@
 //! Dockerfile → LLB: the compiler proper.
 //!
-//! [`compile`] checks the Dockerfile, works out which stages the target needs (an unreachable
-//! stage is never resolved or converted, even if broken), asks the [`ImageResolver`] for the
-//! configs of the base images those stages use, and converts each needed stage instruction by
-//! instruction into LLB ops plus an image config, the way BuildKit's `dockerfile2llb` does.
+//! [`compile`] checks the Dockerfile, works out which stages the target needs ([`plan`]: an
+//! unreachable stage is never resolved or converted, even if broken), asks the
+//! [`ImageResolver`] for the configs of the images those stages use (and, when a base image
+//! carries ONBUILD triggers, for what the triggers use), then converts each needed stage
+//! instruction by instruction into LLB ops plus an image config, the way BuildKit's
+//! `dockerfile2llb` does. RUN lives in [`run`], COPY and ADD in [`copy`].
 //!
 //! Two environments are tracked per stage, as in BuildKit: the image config's `Env` (what ENV
 //! sets; it ends up in the image) and the build environment of RUN steps (image ENV plus the
 //! ARGs in scope; ARG values never reach the image config).
+//!
+//! The compiler lowers every feature of the Dockerfile into LLB; whether the engine can run a
+//! given op (say a cache mount) is the engine's business, so `kiln debug llb` works for any
+//! valid Dockerfile.
+
+mod copy;
+mod plan;
+mod run;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-use llb::{Exec, FileChain, MountOptions, OpOptions, Output, SourceRange, pb};
+use llb::{FileChain, OpOptions, Output, SourceRange, pb};
 use oci::{ContainerConfig, HealthConfig, History, ImageConfig, Platform, Reference};
 
-use crate::error::{Error, ErrorKind, Location, suggest};
+use crate::error::{Error, ErrorKind, Location};
 use crate::instructions::{
-    self, ArgDecl, CommandLine, CopyArgs, Dockerfile, Healthcheck, Instruction, KeyValue, RunArgs, Spanned,
-    Stage,
+    self, ArgDecl, CommandLine, Dockerfile, Healthcheck, Instruction, KeyValue, Spanned, Stage,
 };
 use crate::parser;
-use crate::shell::{self, Lexer};
+use crate::shell::{self, Lexer, LexerOptions};
+use plan::{Plan, Source};
 
 /// The `PATH` a `FROM scratch` stage (and any image without one) gets on Linux.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -31,6 +41,16 @@ pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 /// Name of the local source holding the build context.
 pub const CONTEXT_NAME: &str = "context";
+
+/// A named build context (`--build-context NAME=…`): what FROM, `COPY --from` and
+/// `RUN --mount from=` mean when they use NAME.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A local directory, transferred as the local source of this name.
+    Local(String),
+    /// An image.
+    Image(Reference),
+}
 
 /// What a build asks of the compiler.
 #[derive(Clone, Debug)]
@@ -45,8 +65,13 @@ pub struct BuildOptions {
     pub build_platform: Platform,
     /// The Dockerfile's name, for the source map.
     pub dockerfile_name: String,
-    /// Patterns of context paths to leave out (from `.dockerignore`).
-    pub context_excludes: Vec<String>,
+    /// Patterns of paths to leave out of local sources (from `.dockerignore`), by local name.
+    pub local_excludes: BTreeMap<String, Vec<String>>,
+    /// Named build contexts, by lower-cased name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// Identifies the client session local sources belong to, so that identical local sources
+    /// of different clients never share a vertex. `None` for offline compiles.
+    pub session: Option<String>,
     /// Never use cached results (`--no-cache`).
     pub no_cache: bool,
 }
@@ -59,7 +84,9 @@ impl Default for BuildOptions {
             target_platform: Platform::linux_amd64(),
             build_platform: Platform::linux_amd64(),
             dockerfile_name: "Dockerfile".into(),
-            context_excludes: Vec::new(),
+            local_excludes: BTreeMap::new(),
+            named_contexts: BTreeMap::new(),
+            session: None,
             no_cache: false,
         }
     }
@@ -115,6 +142,8 @@ pub struct Compiled {
     pub target: String,
     /// Build arguments given but never declared.
     pub unused_build_args: Vec<String>,
+    /// Names of the local sources the build reads (the build context and named local contexts).
+    pub locals: BTreeSet<String>,
 }
 
 /// Compiles `text` (the Dockerfile) into LLB.
@@ -136,68 +165,72 @@ pub async fn compile<R: ImageResolver>(
         ));
     }
     let dockerfile = instructions::from_ast(&ast)?;
-    let plan = Plan::new(&dockerfile, options)?;
+    let mut plan = Plan::new(&dockerfile, options)?;
     let mut images: BTreeMap<Reference, ResolvedImage> = BTreeMap::new();
-    for (reference, location) in &plan.images {
-        if images.contains_key(reference) {
-            continue;
+    let mut triggers_read: BTreeSet<usize> = BTreeSet::new();
+    // Resolve what the reachable stages use; ONBUILD triggers of resolved base images can
+    // reach further stages and images, so repeat until nothing new appears.
+    loop {
+        for (reference, location) in plan.reach(&dockerfile) {
+            if images.contains_key(&reference) {
+                continue;
+            }
+            let resolved = resolver
+                .resolve(&reference, &options.target_platform)
+                .await
+                .map_err(|message| {
+                    Error::at(
+                        ErrorKind::Resolve {
+                            reference: reference.to_string(),
+                            message,
+                        },
+                        location,
+                    )
+                })?;
+            images.insert(reference, resolved);
         }
-        let resolved = resolver
-            .resolve(reference, &options.target_platform)
-            .await
-            .map_err(|message| {
-                Error::at(
-                    ErrorKind::Resolve {
-                        reference: reference.to_string(),
-                        message,
-                    },
-                    *location,
-                )
-            })?;
-        images.insert(reference.clone(), resolved);
+        let mut changed = false;
+        let reachable: Vec<usize> = plan.reachable.iter().copied().collect();
+        for s in reachable {
+            let Source::Image(reference) = &plan.bases[s] else {
+                continue;
+            };
+            if !triggers_read.insert(s) {
+                continue;
+            }
+            let on_build = images
+                .get(reference)
+                .and_then(|r| r.config.config.on_build.clone())
+                .unwrap_or_default();
+            if on_build.is_empty() {
+                continue;
+            }
+            let location = dockerfile.stages[s].location;
+            let triggers = on_build
+                .iter()
+                .map(|t| plan::parse_trigger(t, location))
+                .collect::<Result<Vec<_>, _>>()?;
+            plan.set_triggers(&dockerfile, options, s, triggers)?;
+            changed = true;
+        }
+        if !changed {
+            break;
+        }
     }
     let mut converter = Converter::new(&dockerfile, &plan, &images, options, text);
     converter.run()
 }
 
-/// Whether a `# syntax=` value names the Dockerfile frontend kiln has built in.
+/// Whether a `# syntax=` value names a Dockerfile frontend kiln implements itself: BuildKit's
+/// own `docker/dockerfile` and `docker/dockerfile-upstream`, any tag or digest.
 fn is_builtin_syntax(syntax: &str) -> bool {
     let name = syntax.split('@').next().unwrap_or(syntax);
-    let (repo, tag) = match name.rsplit_once(':') {
-        Some((r, t)) if !t.contains('/') => (r, t),
-        _ => (name, "latest"),
+    let repo = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => r,
+        _ => name,
     };
     let repo = repo.trim_start_matches("docker.io/");
-    repo == "docker/dockerfile"
-        && (tag == "latest" || tag == "1" || tag.starts_with("1.") || tag.starts_with("1-"))
-}
-
-/// Where a stage's filesystem comes from.
-#[derive(Clone, Debug)]
-enum Base {
-    Scratch,
-    Stage(usize),
-    Image(Reference),
-}
-
-/// What `COPY --from` names.
-#[derive(Clone, Debug)]
-enum CopySource {
-    Stage(usize),
-    Image(Reference),
-}
-
-/// The analysis done before conversion: bases, dependencies, reachability, images to resolve.
-struct Plan {
-    target: usize,
-    bases: Vec<Base>,
-    /// Meta (global) ARGs after build-arg overrides, in declaration order.
-    meta_args: Vec<(String, Option<String>)>,
-    /// `COPY --from` targets, per (stage, instruction index).
-    copy_sources: BTreeMap<(usize, usize), CopySource>,
-    reachable: BTreeSet<usize>,
-    images: Vec<(Reference, Location)>,
-    used_args: BTreeSet<String>,
+    matches!(repo, "docker/dockerfile" | "docker/dockerfile-upstream")
 }
 
 fn platform_args(options: &BuildOptions) -> Vec<(String, Option<String>)> {
@@ -262,181 +295,6 @@ fn expansion_error(e: shell::ShellError, location: Location) -> Error {
     Error::at(ErrorKind::Expansion(e.to_string()), location)
 }
 
-impl Plan {
-    fn new(df: &Dockerfile, options: &BuildOptions) -> Result<Plan, Error> {
-        let lexer = Lexer::new(df.escape);
-        let mut used_args = BTreeSet::new();
-        // Global ARGs: build-arg values override defaults; defaults may use earlier globals.
-        let mut meta_args = platform_args(options);
-        for (decl, location) in &df.meta_args {
-            used_args.insert(decl.name.clone());
-            let value = match options.build_args.get(&decl.name) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.default {
-                    Some(d) => Some(
-                        lexer
-                            .process_word(d, &meta_env(&meta_args))
-                            .map_err(|e| expansion_error(e, *location))?,
-                    ),
-                    None => None,
-                },
-            };
-            match meta_args.iter_mut().find(|(k, _)| *k == decl.name) {
-                Some(entry) => entry.1 = value,
-                None => meta_args.push((decl.name.clone(), value)),
-            }
-        }
-        let env = meta_env(&meta_args);
-
-        let target = match &options.target {
-            None => df.stages.len() - 1,
-            Some(t) => {
-                let t = t.to_ascii_lowercase();
-                df.stages
-                    .iter()
-                    .position(|s| s.name.as_deref() == Some(t.as_str()))
-                    .ok_or_else(|| {
-                        let names = df.stages.iter().filter_map(|s| s.name.as_deref());
-                        Error::global(ErrorKind::TargetNotFound {
-                            target: t.clone(),
-                            suggestion: suggest(&t, names),
-                        })
-                    })?
-            }
-        };
-
-        let stage_by_name = |name: &str| -> Option<usize> {
-            let lower = name.to_ascii_lowercase();
-            df.stages
-                .iter()
-                .position(|s| s.name.as_deref() == Some(lower.as_str()))
-        };
-
-        let mut bases = Vec::with_capacity(df.stages.len());
-        let mut copy_sources = BTreeMap::new();
-        for stage in &df.stages {
-            let base_name = lexer
-                .process_word(&stage.base, &env)
-                .map_err(|e| expansion_error(e, stage.location))?;
-            let base = if base_name.eq_ignore_ascii_case("scratch") {
-                Base::Scratch
-            } else if let Some(i) = stage_by_name(&base_name) {
-                if i >= stage.index {
-                    return Err(Error::at(
-                        if i == stage.index {
-                            ErrorKind::CircularStage(base_name)
-                        } else {
-                            ErrorKind::StageOrder {
-                                what: "FROM".into(),
-                                name: base_name,
-                            }
-                        },
-                        stage.location,
-                    ));
-                }
-                Base::Stage(i)
-            } else {
-                if base_name.is_empty() {
-                    return Err(Error::at(
-                        ErrorKind::BadReference(format!("base name ({}) should not be blank", stage.base)),
-                        stage.location,
-                    ));
-                }
-                let reference = Reference::parse(&base_name)
-                    .map_err(|e| Error::at(ErrorKind::BadReference(e.to_string()), stage.location))?;
-                Base::Image(reference)
-            };
-            bases.push(base);
-            for (i, spanned) in stage.instructions.iter().enumerate() {
-                let Instruction::Copy(CopyArgs { from: Some(from), .. }) = &spanned.instruction else {
-                    continue;
-                };
-                if from.contains('$') {
-                    return Err(Error::at(
-                        ErrorKind::NotSupported(
-                            "variable expansion in --from (define a new stage with FROM using an ARG from the global scope instead)"
-                                .into(),
-                        ),
-                        spanned.location,
-                    ));
-                }
-                let source = if let Some(s) = stage_by_name(from) {
-                    if s >= stage.index {
-                        return Err(Error::at(
-                            ErrorKind::StageOrder {
-                                what: "COPY --from".into(),
-                                name: from.clone(),
-                            },
-                            spanned.location,
-                        ));
-                    }
-                    CopySource::Stage(s)
-                } else if let Ok(n) = from.parse::<usize>() {
-                    if n >= stage.index {
-                        return Err(Error::at(
-                            ErrorKind::StageOrder {
-                                what: "COPY --from".into(),
-                                name: from.clone(),
-                            },
-                            spanned.location,
-                        ));
-                    }
-                    CopySource::Stage(n)
-                } else {
-                    let reference = Reference::parse(from)
-                        .map_err(|e| Error::at(ErrorKind::BadReference(e.to_string()), spanned.location))?;
-                    CopySource::Image(reference)
-                };
-                copy_sources.insert((stage.index, i), source);
-            }
-            for spanned in &stage.instructions {
-                if let Instruction::Arg(args) = &spanned.instruction {
-                    used_args.extend(args.iter().map(|a| a.name.clone()));
-                }
-            }
-        }
-
-        // Walk dependencies from the target.
-        let mut reachable = BTreeSet::new();
-        let mut todo = vec![target];
-        while let Some(s) = todo.pop() {
-            if !reachable.insert(s) {
-                continue;
-            }
-            if let Base::Stage(b) = &bases[s] {
-                todo.push(*b);
-            }
-            for ((stage, _), source) in copy_sources.range((s, 0)..(s + 1, 0)) {
-                debug_assert_eq!(*stage, s);
-                if let CopySource::Stage(d) = source {
-                    todo.push(*d);
-                }
-            }
-        }
-
-        let mut images = Vec::new();
-        for &s in &reachable {
-            if let Base::Image(r) = &bases[s] {
-                images.push((r.clone(), df.stages[s].location));
-            }
-            for ((_, i), source) in copy_sources.range((s, 0)..(s + 1, 0)) {
-                if let CopySource::Image(r) = source {
-                    images.push((r.clone(), df.stages[s].instructions[*i].location));
-                }
-            }
-        }
-        Ok(Plan {
-            target,
-            bases,
-            meta_args,
-            copy_sources,
-            reachable,
-            images,
-            used_args,
-        })
-    }
-}
-
 /// The state of one stage while it is converted.
 #[derive(Clone)]
 struct StageState {
@@ -450,6 +308,8 @@ struct StageState {
     display_name: Option<String>,
     step: usize,
     steps: usize,
+    /// Step names get `ONBUILD ` after the counter while triggers run.
+    in_trigger: bool,
 }
 
 struct Converter<'a> {
@@ -459,9 +319,9 @@ struct Converter<'a> {
     options: &'a BuildOptions,
     text: &'a str,
     lexer: Lexer,
-    context: Option<Output>,
+    locals: BTreeMap<String, Output>,
     stages: BTreeMap<usize, StageState>,
-    image_stages: BTreeMap<Reference, Output>,
+    image_sources: BTreeMap<Reference, Output>,
 }
 
 impl<'a> Converter<'a> {
@@ -479,9 +339,9 @@ impl<'a> Converter<'a> {
             options,
             text,
             lexer: Lexer::new(df.escape),
-            context: None,
+            locals: BTreeMap::new(),
             stages: BTreeMap::new(),
-            image_stages: BTreeMap::new(),
+            image_sources: BTreeMap::new(),
         }
     }
 
@@ -518,18 +378,20 @@ impl<'a> Converter<'a> {
                 .clone()
                 .unwrap_or_else(|| format!("stage-{}", stage.index)),
             unused_build_args,
+            locals: self.locals.keys().cloned().collect(),
         })
     }
 
     fn op_options(&self, state: &mut StageState, text: &str, location: Option<Location>) -> OpOptions {
         state.step += 1;
         let width = state.steps.to_string().len();
+        let onbuild = if state.in_trigger { "ONBUILD " } else { "" };
         let prefix = match &state.display_name {
-            Some(n) => format!("[{n} {:>width$}/{}]", state.step, state.steps),
-            None => format!("[{:>width$}/{}]", state.step, state.steps),
+            Some(n) => format!("[{n} {:>width$}/{}] {onbuild}", state.step, state.steps),
+            None => format!("[{:>width$}/{}] {onbuild}", state.step, state.steps),
         };
         OpOptions {
-            description: Some(format!("{prefix} {text}")),
+            description: Some(format!("{prefix}{text}")),
             ignore_cache: self.options.no_cache,
             locations: location
                 .map(|l| SourceRange {
@@ -543,6 +405,81 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// The step name of an instruction: its text with variables expanded where they are set
+    /// and the keyword upper-cased, as BuildKit shows it.
+    fn display_text(&self, original: &str, state: &StageState) -> String {
+        let lexer = self.lexer.with_options(LexerOptions {
+            raw_quotes: true,
+            skip_unset_env: true,
+            ..LexerOptions::default()
+        });
+        let expanded = lexer
+            .process_word(original, &state.env)
+            .unwrap_or_else(|_| original.to_string());
+        match expanded.split_once(' ') {
+            Some((keyword, rest)) => format!("{} {rest}", keyword.to_ascii_uppercase()),
+            None => expanded.to_ascii_uppercase(),
+        }
+    }
+
+    /// The filesystem a [`Source`] stands for.
+    fn source_state(&mut self, source: &Source) -> Option<Output> {
+        match source {
+            Source::Scratch => None,
+            Source::Stage(s) => self.stages.get(s).and_then(|s| s.fs.clone()),
+            Source::Local(name) => Some(self.local(name)),
+            Source::Image(reference) => {
+                if let Some(o) = self.image_sources.get(reference) {
+                    return Some(o.clone());
+                }
+                let pinned = self
+                    .images
+                    .get(reference)
+                    .map_or_else(|| reference.clone(), |r| r.reference.clone());
+                let options = OpOptions {
+                    description: Some(format!("[internal] load image {pinned}")),
+                    ignore_cache: self.options.no_cache,
+                    platform: Some(self.options.target_platform.clone()),
+                    ..OpOptions::default()
+                };
+                let output = image_source(&pinned, options);
+                self.image_sources.insert(reference.clone(), output.clone());
+                Some(output)
+            }
+        }
+    }
+
+    /// The local source `name` (the build context or a named local context), made once.
+    fn local(&mut self, name: &str) -> Output {
+        if let Some(c) = self.locals.get(name) {
+            return c.clone();
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert(llb::attr::LOCAL_SHARED_KEY_HINT.to_string(), name.to_string());
+        if let Some(excludes) = self.options.local_excludes.get(name).filter(|e| !e.is_empty()) {
+            attrs.insert(
+                llb::attr::LOCAL_EXCLUDE_PATTERNS.to_string(),
+                serde_json::to_string(excludes).unwrap_or_default(),
+            );
+        }
+        if let Some(session) = &self.options.session {
+            attrs.insert(llb::attr::LOCAL_SESSION.to_string(), session.clone());
+        }
+        let description = if name == CONTEXT_NAME {
+            "[internal] load build context".to_string()
+        } else {
+            format!("[context {name}] load from client")
+        };
+        let options = OpOptions {
+            description: Some(description),
+            ignore_cache: self.options.no_cache,
+            ..OpOptions::default()
+        };
+        let output = Output::source(format!("{}{name}", llb::attr::SCHEME_LOCAL), attrs, options);
+        self.locals.insert(name.to_string(), output.clone());
+        output
+    }
+
     fn convert_stage(&mut self, stage: &Stage) -> Result<StageState, Error> {
         let display_name = (self.df.stages.len() > 1).then(|| {
             stage
@@ -550,30 +487,39 @@ impl<'a> Converter<'a> {
                 .clone()
                 .unwrap_or_else(|| format!("stage-{}", stage.index))
         });
-        let steps = stage.instructions.len() + 1;
+        let triggers = self.plan.triggers.get(&stage.index).cloned().unwrap_or_default();
+        let steps = stage.instructions.len() + triggers.len() + 1;
         self.check_platform(stage)?;
+        let fresh = |display_name: Option<String>| StageState {
+            fs: None,
+            image: empty_image(&self.options.target_platform),
+            env: Vars::from_strings(&[format!("PATH={DEFAULT_PATH}")]),
+            build_args: Vec::new(),
+            cmd_set: false,
+            display_name,
+            step: 1,
+            steps,
+            in_trigger: false,
+        };
         let mut state = match &self.plan.bases[stage.index] {
-            Base::Scratch => StageState {
-                fs: None,
-                image: empty_image(&self.options.target_platform),
-                env: Vars::from_strings(&[format!("PATH={DEFAULT_PATH}")]),
-                build_args: Vec::new(),
-                cmd_set: false,
-                display_name,
-                step: 1,
-                steps,
-            },
-            Base::Stage(b) => {
+            Source::Scratch => fresh(display_name),
+            Source::Local(name) => {
+                let mut state = fresh(display_name);
+                state.fs = Some(self.local(name));
+                state
+            }
+            Source::Stage(b) => {
                 let base = &self.stages[b];
                 StageState {
                     cmd_set: false,
                     display_name,
                     step: 1,
                     steps,
+                    in_trigger: false,
                     ..base.clone()
                 }
             }
-            Base::Image(reference) => {
+            Source::Image(reference) => {
                 let resolved = &self.images[reference];
                 let mut state = StageState {
                     fs: None,
@@ -584,6 +530,7 @@ impl<'a> Converter<'a> {
                     display_name,
                     step: 0,
                     steps,
+                    in_trigger: false,
                 };
                 let env = resolved.config.config.env.clone().unwrap_or_default();
                 state.env = Vars::from_strings(&env);
@@ -596,21 +543,21 @@ impl<'a> Converter<'a> {
                     Some(stage.location),
                 );
                 state.fs = Some(image_source(&resolved.reference, options));
-                if let Some(triggers) = &resolved.config.config.on_build
-                    && !triggers.is_empty()
-                {
-                    return Err(Error::at(
-                        ErrorKind::NotSupported(format!(
-                            "running the ONBUILD triggers of base image {reference}"
-                        )),
-                        stage.location,
-                    ));
-                }
                 state
             }
         };
+        // ONBUILD triggers of the base run first, and are not passed on to later stages.
+        if !triggers.is_empty() {
+            state.image.config.on_build = None;
+            state.in_trigger = true;
+            let offset = stage.instructions.len();
+            for (i, spanned) in triggers.iter().enumerate() {
+                self.dispatch(stage.index, offset + i, spanned, &mut state)?;
+            }
+            state.in_trigger = false;
+        }
         for (i, spanned) in stage.instructions.iter().enumerate() {
-            self.dispatch(stage, i, spanned, &mut state)?;
+            self.dispatch(stage.index, i, spanned, &mut state)?;
         }
         Ok(state)
     }
@@ -655,16 +602,25 @@ impl<'a> Converter<'a> {
 
     fn dispatch(
         &mut self,
-        stage: &Stage,
+        stage: usize,
         index: usize,
         spanned: &Spanned,
         state: &mut StageState,
     ) -> Result<(), Error> {
         let location = spanned.location;
+        let bad = |instruction: &str, message: String| {
+            Error::at(
+                ErrorKind::BadArguments {
+                    instruction: instruction.into(),
+                    message,
+                },
+                location,
+            )
+        };
         match &spanned.instruction {
-            Instruction::Run(run) => self.dispatch_run(run, spanned, state),
-            Instruction::Copy(copy) => self.dispatch_copy(stage, index, copy, spanned, state),
-            Instruction::Add(_) => Err(Error::at(ErrorKind::NotSupported("ADD".into()), location)),
+            Instruction::Run(run) => self.dispatch_run(stage, index, run, spanned, state),
+            Instruction::Copy(copy) => self.dispatch_copy(stage, index, copy, false, spanned, state),
+            Instruction::Add(copy) => self.dispatch_copy(stage, index, copy, true, spanned, state),
             Instruction::Env(pairs) => {
                 let expanded = self.expand_pairs(pairs, state, location)?;
                 let mut env = Vars::from_strings(&state.image.config.env.clone().unwrap_or_default());
@@ -690,10 +646,9 @@ impl<'a> Converter<'a> {
                 }
                 let text = expanded
                     .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                self.metadata_step(state, format!("LABEL {text}"));
+                    .map(|(k, v)| format!(" {k}={v}"))
+                    .collect::<String>();
+                self.metadata_step(state, format!("LABEL{text}"));
                 Ok(())
             }
             Instruction::Maintainer(name) => {
@@ -727,38 +682,21 @@ impl<'a> Converter<'a> {
             }
             Instruction::Shell(shell) => {
                 state.image.config.shell = Some(shell.clone());
-                self.metadata_step(state, format!("SHELL {}", go_quote_list(shell)));
+                self.metadata_step(state, format!("SHELL [{}]", shell.join(" ")));
                 Ok(())
             }
             Instruction::Expose(ports) => {
                 let mut all = Vec::new();
                 for p in ports {
                     for word in self.expand_words(p, state, location)? {
-                        all.extend(parse_port(&word).map_err(|m| {
-                            Error::at(
-                                ErrorKind::BadArguments {
-                                    instruction: "EXPOSE".into(),
-                                    message: m,
-                                },
-                                location,
-                            )
-                        })?);
+                        all.extend(parse_port(&word).map_err(|m| bad("EXPOSE", m))?);
                     }
                 }
                 let exposed = state.image.config.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in &all {
                     exposed.insert(p.clone(), serde_json::Map::new());
                 }
-                self.metadata_step(
-                    state,
-                    format!(
-                        "EXPOSE map[{}]",
-                        all.iter()
-                            .map(|p| format!("{p}:{{}}"))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                );
+                self.metadata_step(state, format!("EXPOSE [{}]", all.join(" ")));
                 Ok(())
             }
             Instruction::Volume(volumes) => {
@@ -766,13 +704,7 @@ impl<'a> Converter<'a> {
                 for v in volumes {
                     let v = self.expand(v, state, location)?;
                     if v.trim().is_empty() {
-                        return Err(Error::at(
-                            ErrorKind::BadArguments {
-                                instruction: "VOLUME".into(),
-                                message: "specified can not be an empty string".into(),
-                            },
-                            location,
-                        ));
+                        return Err(bad("VOLUME", "specified can not be an empty string".into()));
                     }
                     expanded.push(v);
                 }
@@ -786,40 +718,28 @@ impl<'a> Converter<'a> {
             Instruction::StopSignal(signal) => {
                 let signal = self.expand(signal, state, location)?;
                 if !valid_signal(&signal) {
-                    return Err(Error::at(
-                        ErrorKind::BadArguments {
-                            instruction: "STOPSIGNAL".into(),
-                            message: format!("invalid signal: {signal}"),
-                        },
-                        location,
-                    ));
+                    return Err(bad("STOPSIGNAL", format!("invalid signal: {signal}")));
                 }
                 state.image.config.stop_signal = Some(signal.clone());
                 self.metadata_step(state, format!("STOPSIGNAL {signal}"));
                 Ok(())
             }
             Instruction::Healthcheck(check) => {
-                let config = healthcheck(check, state).map_err(|m| {
-                    Error::at(
-                        ErrorKind::BadArguments {
-                            instruction: "HEALTHCHECK".into(),
-                            message: m,
-                        },
-                        location,
-                    )
-                })?;
+                let config = healthcheck(check).map_err(|m| bad("HEALTHCHECK", m))?;
+                let text = format!("HEALTHCHECK {}", go_health(&config));
                 state.image.config.healthcheck = Some(config);
-                self.metadata_step(state, spanned.original.clone());
+                self.metadata_step(state, text);
                 Ok(())
             }
             Instruction::Onbuild(trigger) => {
+                // Recorded for whoever builds on this image; no history entry, as in BuildKit.
                 state
                     .image
                     .config
                     .on_build
                     .get_or_insert_with(Vec::new)
                     .push(trigger.clone());
-                self.metadata_step(state, format!("ONBUILD {trigger}"));
+                state.step += 1;
                 Ok(())
             }
         }
@@ -836,6 +756,7 @@ impl<'a> Converter<'a> {
         });
     }
 
+    /// Records a step that made a layer.
     fn layer_history(&self, state: &mut StageState, created_by: String) {
         state.image.history.push(History {
             created_by: Some(format!("{created_by} # buildkit")),
@@ -906,246 +827,6 @@ impl<'a> Converter<'a> {
         }
     }
 
-    fn dispatch_run(
-        &mut self,
-        run: &RunArgs,
-        spanned: &Spanned,
-        state: &mut StageState,
-    ) -> Result<(), Error> {
-        let location = spanned.location;
-        if !run.mounts.is_empty() {
-            return Err(Error::at(ErrorKind::NotSupported("RUN --mount".into()), location));
-        }
-        if !run.heredocs.is_empty() {
-            return Err(Error::at(
-                ErrorKind::NotSupported("RUN with a heredoc".into()),
-                location,
-            ));
-        }
-        let network = match run
-            .network
-            .as_deref()
-            .map(|n| self.expand(n, state, location))
-            .transpose()?
-            .as_deref()
-        {
-            None | Some("default") => pb::NetMode::Unset,
-            Some("none") => pb::NetMode::None,
-            Some("host") => {
-                return Err(Error::at(
-                    ErrorKind::NotSupported("RUN --network=host".into()),
-                    location,
-                ));
-            }
-            Some(other) => {
-                return Err(Error::at(
-                    ErrorKind::BadFlag(format!(
-                        "unsupported network mode {other:?}: expected default, none or host"
-                    )),
-                    location,
-                ));
-            }
-        };
-        let security = match run
-            .security
-            .as_deref()
-            .map(|s| self.expand(s, state, location))
-            .transpose()?
-            .as_deref()
-        {
-            None | Some("sandbox") => pb::SecurityMode::Sandbox,
-            Some("insecure") => {
-                return Err(Error::at(
-                    ErrorKind::NotSupported("RUN --security=insecure".into()),
-                    location,
-                ));
-            }
-            Some(other) => {
-                return Err(Error::at(
-                    ErrorKind::BadFlag(format!(
-                        "unsupported security mode {other:?}: expected sandbox or insecure"
-                    )),
-                    location,
-                ));
-            }
-        };
-        let args = self.with_shell(&run.command, state);
-        let meta = pb::Meta {
-            args: args.clone(),
-            env: state.env.to_strings(),
-            cwd: workdir_of(state),
-            user: state.image.config.user.clone().unwrap_or_default(),
-            ..Default::default()
-        };
-        let mut exec = Exec::new(meta, network, security);
-        exec.mount(
-            "/",
-            state.fs.as_ref(),
-            MountOptions {
-                output: true,
-                ..Default::default()
-            },
-        );
-        let options = self.op_options(state, &spanned.original, Some(location));
-        state.fs = exec.finish(options).into_iter().next();
-        let history = format!("RUN {}", run_command_string(&args, &state.build_args, &state.env));
-        self.layer_history(state, history);
-        Ok(())
-    }
-
-    fn context(&mut self) -> Output {
-        if let Some(c) = &self.context {
-            return c.clone();
-        }
-        let mut attrs = BTreeMap::new();
-        attrs.insert(
-            llb::attr::LOCAL_SHARED_KEY_HINT.to_string(),
-            CONTEXT_NAME.to_string(),
-        );
-        if !self.options.context_excludes.is_empty() {
-            attrs.insert(
-                llb::attr::LOCAL_EXCLUDE_PATTERNS.to_string(),
-                serde_json::to_string(&self.options.context_excludes).unwrap_or_default(),
-            );
-        }
-        let options = OpOptions {
-            description: Some("[internal] load build context".into()),
-            ignore_cache: self.options.no_cache,
-            ..OpOptions::default()
-        };
-        let output = Output::source(
-            format!("{}{CONTEXT_NAME}", llb::attr::SCHEME_LOCAL),
-            attrs,
-            options,
-        );
-        self.context = Some(output.clone());
-        output
-    }
-
-    fn copy_source(&mut self, stage: &Stage, index: usize) -> Option<Output> {
-        match self.plan.copy_sources.get(&(stage.index, index))? {
-            CopySource::Stage(s) => self.stages.get(s).and_then(|s| s.fs.clone()).or(None),
-            CopySource::Image(reference) => {
-                if let Some(o) = self.image_stages.get(reference) {
-                    return Some(o.clone());
-                }
-                let resolved = &self.images[reference];
-                let options = OpOptions {
-                    description: Some(format!("[internal] load image {}", resolved.reference)),
-                    ignore_cache: self.options.no_cache,
-                    platform: Some(self.options.target_platform.clone()),
-                    ..OpOptions::default()
-                };
-                let output = image_source(&resolved.reference, options);
-                self.image_stages.insert(reference.clone(), output.clone());
-                Some(output)
-            }
-        }
-    }
-
-    fn dispatch_copy(
-        &mut self,
-        stage: &Stage,
-        index: usize,
-        copy: &CopyArgs,
-        spanned: &Spanned,
-        state: &mut StageState,
-    ) -> Result<(), Error> {
-        let location = spanned.location;
-        let unsupported = |what: &str| {
-            Err(Error::at(
-                ErrorKind::NotSupported(format!("COPY {what}")),
-                location,
-            ))
-        };
-        if copy.link {
-            return unsupported("--link");
-        }
-        if copy.parents {
-            return unsupported("--parents");
-        }
-        if !copy.exclude.is_empty() {
-            return unsupported("--exclude");
-        }
-        if !copy.heredocs.is_empty() {
-            return unsupported("with a heredoc");
-        }
-        let owner = match &copy.chown {
-            Some(chown) => Some(parse_chown(&self.expand(chown, state, location)?)),
-            None => None,
-        };
-        let mode = match &copy.chmod {
-            Some(chmod) => {
-                let value = self.expand(chmod, state, location)?;
-                match u32::from_str_radix(&value, 8) {
-                    Ok(m) if m <= 0o7777 && !value.is_empty() => m as i32,
-                    _ => {
-                        return unsupported(&format!("--chmod={value} (only octal modes are supported yet)"));
-                    }
-                }
-            }
-            None => -1,
-        };
-        let from_context = copy.from.is_none();
-        let source = if from_context {
-            Some(self.context())
-        } else {
-            self.copy_source(stage, index)
-        };
-        let mut sources = Vec::with_capacity(copy.sources.len());
-        for s in &copy.sources {
-            sources.push(self.expand(s, state, location)?);
-        }
-        let dest_raw = self.expand(&copy.dest, state, location)?;
-        let dest = path_relative_to_workdir(&workdir_of(state), &dest_raw);
-        let wildcard = sources.iter().any(|s| s.contains(['*', '?', '[']));
-        if (sources.len() > 1 || wildcard) && !dest.ends_with('/') && sources.len() > 1 {
-            return Err(Error::at(
-                ErrorKind::BadArguments {
-                    instruction: "COPY".into(),
-                    message:
-                        "with more than one source file, the destination must be a directory and end with a /"
-                            .into(),
-                },
-                location,
-            ));
-        }
-        let mut chain = FileChain::new(state.fs.as_ref());
-        for src in &sources {
-            let src_path = clean_path(&format!("/{src}"));
-            chain = chain.copy(
-                source.as_ref(),
-                pb::FileActionCopy {
-                    src: src_path,
-                    dest: dest.clone(),
-                    owner: owner.clone(),
-                    mode,
-                    follow_symlink: true,
-                    dir_copy_contents: true,
-                    create_dest_path: true,
-                    allow_wildcard: true,
-                    allow_empty_wildcard: sources.len() > 1,
-                    timestamp: -1,
-                    ..Default::default()
-                },
-            );
-        }
-        let options = self.op_options(state, &spanned.original, Some(location));
-        state.fs = chain.finish(options);
-        let mut message = String::from("COPY");
-        if let Some(from) = &copy.from {
-            message.push_str(&format!(" --from={from}"));
-        }
-        for s in &sources {
-            message.push(' ');
-            message.push_str(s);
-        }
-        message.push(' ');
-        message.push_str(&dest_raw);
-        self.layer_history(state, message);
-        Ok(())
-    }
-
     fn dispatch_workdir(
         &mut self,
         dir: &str,
@@ -1160,6 +841,11 @@ impl<'a> Converter<'a> {
             clean_path(&format!("{}/{dir}", workdir_of(state)))
         };
         state.image.config.working_dir = Some(path.clone());
+        if path == "/" {
+            self.metadata_step(state, "WORKDIR /".into());
+            return Ok(());
+        }
+        // The directory is created, owned by the current user, even if nothing uses it.
         let owner = state
             .image
             .config
@@ -1167,7 +853,8 @@ impl<'a> Converter<'a> {
             .as_deref()
             .filter(|u| !u.is_empty())
             .map(parse_chown);
-        let options = self.op_options(state, &spanned.original, Some(location));
+        let display = self.display_text(&spanned.original, state);
+        let options = self.op_options(state, &display, Some(location));
         state.fs = FileChain::new(state.fs.as_ref())
             .mkdir(pb::FileActionMkDir {
                 path: path.clone(),
@@ -1177,7 +864,12 @@ impl<'a> Converter<'a> {
                 timestamp: -1,
             })
             .finish(options);
-        self.layer_history(state, format!("WORKDIR {path}"));
+        state.image.history.push(History {
+            created_by: Some(format!("WORKDIR {path}")),
+            comment: Some(HISTORY_COMMENT.into()),
+            empty_layer: false,
+            ..History::default()
+        });
         Ok(())
     }
 }
@@ -1256,6 +948,81 @@ fn go_quote_list(list: &[String]) -> String {
     format!("[{}]", quoted.join(" "))
 }
 
+/// Go's `%q` of BuildKit's health check struct, as it appears in history:
+/// `&{["CMD-SHELL" "x"] "30s" "5s" "0s" "0s" '\x03'}`.
+fn go_health(h: &HealthConfig) -> String {
+    let retries = u32::try_from(h.retries)
+        .ok()
+        .and_then(char::from_u32)
+        .unwrap_or('\0');
+    format!(
+        "&{{{} {} {} {} {} {}}}",
+        go_quote_list(h.test.as_deref().unwrap_or(&[])),
+        parser::go_quote(&go_duration(h.interval)),
+        parser::go_quote(&go_duration(h.timeout)),
+        parser::go_quote(&go_duration(h.start_period)),
+        parser::go_quote(&go_duration(h.start_interval)),
+        go_rune(retries),
+    )
+}
+
+/// Go's `%q` of a rune.
+fn go_rune(c: char) -> String {
+    let inner = parser::go_quote(&c.to_string());
+    let inner = &inner[1..inner.len() - 1];
+    let inner = if inner == "\\\"" {
+        "\""
+    } else if inner == "'" {
+        "\\'"
+    } else {
+        inner
+    };
+    format!("'{inner}'")
+}
+
+/// Go's `time.Duration.String()`.
+fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let negative = nanos < 0;
+    let n = nanos.unsigned_abs();
+    let sign = if negative { "-" } else { "" };
+    if n < 1_000 {
+        return format!("{sign}{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{sign}{}µs", trim_fraction(n as f64 / 1e3));
+    }
+    if n < 1_000_000_000 {
+        return format!("{sign}{}ms", trim_fraction(n as f64 / 1e6));
+    }
+    let total_seconds = n / 1_000_000_000;
+    let fraction = n % 1_000_000_000;
+    let hours = total_seconds / 3600;
+    let minutes = (total_seconds % 3600) / 60;
+    let seconds = total_seconds % 60;
+    let mut out = String::from(sign);
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if hours > 0 || minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    let frac = if fraction == 0 {
+        String::new()
+    } else {
+        format!(".{:09}", fraction).trim_end_matches('0').to_string()
+    };
+    out.push_str(&format!("{seconds}{frac}s"));
+    out
+}
+
+fn trim_fraction(value: f64) -> String {
+    let text = format!("{value:.9}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Lexically cleans an absolute path: no `.`, `..` or repeated slashes.
 pub fn clean_path(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -1272,26 +1039,25 @@ pub fn clean_path(path: &str) -> String {
 }
 
 /// Resolves a COPY destination against the working directory, keeping a trailing `/` (which
-/// says the destination is a directory).
+/// says the destination is a directory); `.` and the empty destination mean the directory.
 fn path_relative_to_workdir(workdir: &str, dest: &str) -> String {
-    if dest.is_empty() {
-        return format!("{}/", clean_path(workdir)).replace("//", "/");
-    }
+    let dest = if dest.is_empty() || dest == "." {
+        "./"
+    } else {
+        dest
+    };
     let joined = if dest.starts_with('/') {
         dest.to_string()
     } else {
         format!("{workdir}/{dest}")
     };
     let mut cleaned = clean_path(&joined);
-    let wants_dir = dest.ends_with('/') || dest.ends_with("/.") || dest == ".";
+    let wants_dir = dest.ends_with('/') || dest.ends_with("/.");
     if wants_dir && !cleaned.ends_with('/') {
         cleaned.push('/');
     }
     cleaned
 }
-
-/// Parses `user[:group]` into an owner; numbers are ids, anything else a name resolved in the
-/// destination filesystem.
 fn parse_chown(spec: &str) -> pb::ChownOpt {
     let one = |s: &str| -> pb::UserOpt {
         let user = match s.parse::<u32>() {
@@ -1312,8 +1078,6 @@ fn parse_chown(spec: &str) -> pb::ChownOpt {
         group: group.filter(|g| !g.is_empty()).map(one),
     }
 }
-
-/// Expands `80`, `80/udp` or `8000-8002/tcp` into `port/proto` keys.
 fn parse_port(spec: &str) -> Result<Vec<String>, String> {
     let (ports, proto) = match spec.split_once('/') {
         Some((p, proto)) => (p, proto.to_ascii_lowercase()),
@@ -1335,7 +1099,6 @@ fn parse_port(spec: &str) -> Result<Vec<String>, String> {
     }
     Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
 }
-
 fn valid_signal(signal: &str) -> bool {
     if let Ok(n) = signal.parse::<u32>() {
         return (1..=64).contains(&n);
@@ -1348,8 +1111,6 @@ fn valid_signal(signal: &str) -> bool {
     ];
     NAMES.contains(&name) || name == "XFSZ" || name.starts_with("RTMIN") || name.starts_with("RTMAX")
 }
-
-/// Parses a Go duration (`1m30s`, `500ms`) into nanoseconds.
 fn parse_duration(text: &str) -> Result<i64, String> {
     let bad = || format!("invalid duration {text:?}");
     if text == "0" {
@@ -1386,8 +1147,7 @@ fn parse_duration(text: &str) -> Result<i64, String> {
     }
     Ok(total as i64)
 }
-
-fn healthcheck(check: &Healthcheck, state: &StageState) -> Result<HealthConfig, String> {
+fn healthcheck(check: &Healthcheck) -> Result<HealthConfig, String> {
     match check {
         Healthcheck::None => Ok(HealthConfig {
             test: Some(vec!["NONE".into()]),
@@ -1400,7 +1160,6 @@ fn healthcheck(check: &Healthcheck, state: &StageState) -> Result<HealthConfig, 
                     .collect(),
                 CommandLine::Shell(line) => vec!["CMD-SHELL".to_string(), line.clone()],
             };
-            let _ = state;
             let duration = |name: &str| -> Result<i64, String> {
                 match options.get(name) {
                     None => Ok(0),
@@ -1444,6 +1203,7 @@ mod tests {
         assert_eq!(clean_path("/../x"), "/x");
         assert_eq!(path_relative_to_workdir("/app", "sub/"), "/app/sub/");
         assert_eq!(path_relative_to_workdir("/app", "."), "/app/");
+        assert_eq!(path_relative_to_workdir("/app", ""), "/app/");
         assert_eq!(path_relative_to_workdir("/app", "/abs"), "/abs");
         assert_eq!(path_relative_to_workdir("/app", "f"), "/app/f");
     }
@@ -1460,11 +1220,34 @@ mod tests {
     }
 
     #[test]
+    fn go_formatting() {
+        assert_eq!(go_duration(0), "0s");
+        assert_eq!(go_duration(90_000_000_000), "1m30s");
+        assert_eq!(go_duration(500_000_000), "500ms");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_rune('\u{3}'), r"'\x03'");
+        let h = HealthConfig {
+            test: Some(vec!["CMD-SHELL".into(), "true".into()]),
+            interval: 5_000_000_000,
+            timeout: 3_000_000_000,
+            retries: 3,
+            ..HealthConfig::default()
+        };
+        assert_eq!(
+            go_health(&h),
+            r#"&{["CMD-SHELL" "true"] "5s" "3s" "0s" "0s" '\x03'}"#
+        );
+    }
+
+    #[test]
     fn syntax_directive() {
         assert!(is_builtin_syntax("docker/dockerfile:1"));
         assert!(is_builtin_syntax("docker/dockerfile:1.7-labs"));
         assert!(is_builtin_syntax("docker.io/docker/dockerfile:1.4"));
         assert!(is_builtin_syntax("docker/dockerfile"));
+        assert!(is_builtin_syntax("docker/dockerfile:experimental"));
+        assert!(is_builtin_syntax("docker/dockerfile-upstream:master"));
         assert!(!is_builtin_syntax("example.com/my/frontend:2"));
     }
 

@@ -144,8 +144,9 @@ pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a s
         }
     }
     let (distance, candidate) = best?;
-    // Allow roughly one typo per three characters, and at least one.
-    (distance > 0 && distance <= (word.chars().count() / 3).max(1)).then(|| candidate.to_string())
+    // One typo in short words, two (a swap of two letters is two edits) in longer ones.
+    let allowed = if word.chars().count() >= 4 { 2 } else { 1 };
+    (distance > 0 && distance <= allowed).then(|| candidate.to_string())
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

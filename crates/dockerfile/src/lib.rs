@@ -15,7 +15,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chmod;
 pub mod convert;
+pub mod dockerignore;
 mod error;
 pub mod instructions;
 pub mod parser;
