@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use dockerfile::convert::{CONTEXT_NAME, NamedContext};
 use dockerfile::{BuildOptions, Compiled, ImageResolver, ResolvedImage};
 use oci::{ImageConfig, Platform, Reference};
 use solver::Solver;
@@ -97,8 +98,15 @@ fn dockerfile_path(request: &BuildRequest) -> PathBuf {
     }
 }
 
-fn build_options(request: &BuildRequest, dockerfile: &Path, platform: &Platform) -> BuildOptions {
-    BuildOptions {
+/// Everything the compiler needs besides the Dockerfile, and the local directories the build
+/// reads (by local source name).
+fn build_options(
+    request: &BuildRequest,
+    dockerfile: &Path,
+    platform: &Platform,
+    session: Option<String>,
+) -> Result<(BuildOptions, BTreeMap<String, PathBuf>), BuildError> {
+    let mut options = BuildOptions {
         target: request.target.clone(),
         build_args: request.build_args.clone(),
         target_platform: platform.clone(),
@@ -107,8 +115,62 @@ fn build_options(request: &BuildRequest, dockerfile: &Path, platform: &Platform)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Dockerfile".into()),
-        context_excludes: Vec::new(),
+        session,
         no_cache: request.no_cache,
+        ..BuildOptions::default()
+    };
+    let mut locals = BTreeMap::from([(CONTEXT_NAME.to_string(), request.context.clone())]);
+    // `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's `.dockerignore`.
+    let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+    let ignore = if specific.is_file() {
+        specific
+    } else {
+        request.context.join(".dockerignore")
+    };
+    options
+        .local_excludes
+        .insert(CONTEXT_NAME.to_string(), read_ignore_file(&ignore)?);
+    for (name, value) in &request.named_contexts {
+        let key = name.to_ascii_lowercase();
+        if let Some(image) = value.strip_prefix("docker-image://") {
+            let reference = Reference::parse(image)
+                .map_err(|e| BuildError::Request(format!("invalid build context {name}={value}: {e}")))?;
+            options.named_contexts.insert(key, NamedContext::Image(reference));
+            continue;
+        }
+        if value.contains("://") || value.starts_with("git@") {
+            return Err(BuildError::Request(format!(
+                "build context {name}={value} is not supported yet: use a local directory or docker-image://REF"
+            )));
+        }
+        let dir = PathBuf::from(value);
+        if !dir.is_dir() {
+            return Err(BuildError::Request(format!(
+                "build context {name}: directory {value:?} not found"
+            )));
+        }
+        let local = format!("named-{key}");
+        options
+            .local_excludes
+            .insert(local.clone(), read_ignore_file(&dir.join(".dockerignore"))?);
+        options
+            .named_contexts
+            .insert(key, NamedContext::Local(local.clone()));
+        locals.insert(local, dir);
+    }
+    Ok((options, locals))
+}
+
+/// The patterns of a `.dockerignore` file (none when it does not exist).
+fn read_ignore_file(path: &Path) -> Result<Vec<String>, BuildError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => dockerfile::dockerignore::parse(&text)
+            .map_err(|e| BuildError::Request(format!("failed to parse {}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(BuildError::Request(format!(
+            "failed to read {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -143,17 +205,6 @@ fn load_definition(
         None => read,
     }
     .map_err(BuildError::Request)?;
-    for ignore in [
-        request.context.join(".dockerignore"),
-        PathBuf::from(format!("{}.dockerignore", path.display())),
-    ] {
-        if ignore.exists() {
-            return Err(BuildError::Request(format!(
-                "{} found: .dockerignore files are not supported yet (remove it or build from a context without one)",
-                ignore.display()
-            )));
-        }
-    }
     Ok((path, text))
 }
 
@@ -173,18 +224,24 @@ fn dockerfile_error(error: dockerfile::Error, path: &Path, text: &str) -> BuildE
     }
 }
 
-/// Compiles without building (and without an engine when `offline`).
+/// Compiles without building (and without an engine when `offline`). Returns the compiled
+/// build and the local directories it reads, by local source name.
 pub(crate) async fn compile_only(
     inner: &Arc<Inner>,
     request: &BuildRequest,
     offline: bool,
     progress: Arc<dyn Progress>,
-) -> Result<(Compiled, String), BuildError> {
+) -> Result<(Compiled, BTreeMap<String, PathBuf>), BuildError> {
     if offline {
-        return compile_offline(request).await.map(|c| (c, String::new()));
+        return compile_offline(request).await.map(|c| (c, BTreeMap::new()));
     }
     let (path, text) = load_definition(request, Some(&progress))?;
-    let options = build_options(request, &path, &inner.platform);
+    let session = format!(
+        "{}-{}",
+        std::process::id(),
+        SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let (options, locals) = build_options(request, &path, &inner.platform, Some(session))?;
     let resolver = RegistryResolver {
         inner,
         progress,
@@ -193,13 +250,13 @@ pub(crate) async fn compile_only(
     let compiled = dockerfile::compile(&text, &options, &resolver)
         .await
         .map_err(|e| dockerfile_error(e, &path, &text))?;
-    Ok((compiled, text))
+    Ok((compiled, locals))
 }
 
 /// Compiles with no base image resolved.
 pub(crate) async fn compile_offline(request: &BuildRequest) -> Result<Compiled, BuildError> {
     let (path, text) = load_definition(request, None)?;
-    let options = build_options(request, &path, &Platform::linux_amd64());
+    let (options, _) = build_options(request, &path, &Platform::linux_amd64(), None)?;
     dockerfile::compile(&text, &options, &dockerfile::OfflineResolver)
         .await
         .map_err(|e| dockerfile_error(e, &path, &text))
@@ -214,22 +271,21 @@ pub(crate) async fn build(
     request: &BuildRequest,
     progress: Arc<dyn Progress>,
 ) -> Result<BuildResult, BuildError> {
-    let (compiled, _) = compile_only(inner, request, false, progress.clone()).await?;
+    let (compiled, locals) = compile_only(inner, request, false, progress.clone()).await?;
     let graph = llb::Graph::load(&compiled.definition.pb).map_err(|e| BuildError::Request(e.to_string()))?;
-    let context = std::fs::canonicalize(&request.context).map_err(|e| {
-        BuildError::Request(format!(
-            "unable to prepare context {}: {e}",
-            request.context.display()
-        ))
-    })?;
-    let locals = BTreeMap::from([(dockerfile::convert::CONTEXT_NAME.to_string(), context)]);
+    let mut dirs = BTreeMap::new();
+    for (name, dir) in locals {
+        let dir = std::fs::canonicalize(&dir)
+            .map_err(|e| BuildError::Request(format!("unable to prepare context {}: {e}", dir.display())))?;
+        dirs.insert(name, dir);
+    }
     let session = format!(
         "{}-{}",
         std::process::id(),
         SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     let vertices =
-        ops::vertices(inner, &graph, &locals, &session).map_err(|e| BuildError::Request(e.to_string()))?;
+        ops::vertices(inner, &graph, &dirs, &session).map_err(|e| BuildError::Request(e.to_string()))?;
     let result = match &graph.root {
         None => Ref::Empty,
         Some((digest, index)) => {

@@ -92,6 +92,8 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--output`s.
     pub outputs: Vec<OutputSpec>,
+    /// `--build-context NAME=VALUE`s, as given: a directory, or `docker-image://REF`.
+    pub named_contexts: BTreeMap<String, String>,
 }
 
 /// What a finished build reports.
@@ -167,6 +169,8 @@ pub(crate) struct Inner {
     pub(crate) registry: registry::Client,
     pub(crate) executor: Arc<dyn DynExecutor>,
     pub(crate) platform: Platform,
+    /// HTTP sources' client and what earlier downloads returned (for revalidation).
+    pub(crate) http: ops::http::HttpState,
 }
 
 /// The build engine. One per process (or daemon); builds may run concurrently.
@@ -204,6 +208,7 @@ impl Engine {
             registry,
             executor,
             platform: Platform::linux_amd64(),
+            http: ops::http::HttpState::default(),
         });
         Ok(Engine {
             inner,
@@ -214,6 +219,24 @@ impl Engine {
     /// The state directory.
     pub fn root(&self) -> &Path {
         self.inner.store.root()
+    }
+
+    /// The open state directory, for callers that inspect results (tests, exporters of their
+    /// own).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Solves an LLB definition directly, without a frontend: `local_dirs` maps the names of its
+    /// `local://` sources to directories. Returns the result snapshot (`None` for an empty
+    /// result). Failures carry the failing vertex and its source locations, as [`Engine::build`].
+    pub async fn solve_definition(
+        &self,
+        definition: &llb::Definition,
+        local_dirs: &BTreeMap<String, PathBuf>,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Option<store::SnapshotId>, BuildError> {
+        ops::solve_definition(&self.inner, &self.solver, definition, local_dirs, progress).await
     }
 
     /// Runs a build.

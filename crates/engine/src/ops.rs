@@ -1,9 +1,17 @@
-//! LLB ops as solver ops: sources (image, local), exec and file.
+//! LLB ops as solver ops: sources (image, local, HTTP, git), exec, file and merge.
 //!
 //! Cache maps follow BuildKit: an op's digest covers what it does but not its inputs (those
 //! enter the key through the solver's deps), image sources are keyed by their manifest digest,
 //! local sources are never cached, and a COPY from the build context is keyed by the content
-//! of the files it selects, so an edit elsewhere in the context changes nothing.
+//! of the files it selects, so an edit elsewhere in the context changes nothing; a bind mount of
+//! the context in an exec is keyed the same way, by the content of the part it mounts. The
+//! context is seen through its exclude patterns (`.dockerignore`, an attribute of its local
+//! source), which the ops reading it get from the graph. HTTP sources are keyed by their
+//! checksum or the downloaded content ([`http`]), git sources by the commit their ref resolves
+//! to ([`git`]).
+//!
+//! Submodules: [`http`] and [`git`] sources, [`merge`] ops (`COPY --link`), and [`mounts`], the
+//! exec mounts besides the root filesystem (`RUN --mount=type=bind|tmpfs`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +23,12 @@ use prost::Message;
 use solver::{BoxFuture, CacheMap, Context, Dep, Op, OpError};
 use store::fileop::{self, Ownership, UserRef};
 
-use crate::{Inner, Ref, pull};
+use crate::{BuildError, Inner, Progress, Ref, SourceSnippet, pull};
+
+pub(crate) mod git;
+pub(crate) mod http;
+mod merge;
+mod mounts;
 
 /// Errors of ops, as shown to users.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +43,15 @@ pub(crate) enum OpFailure {
     FileOp(#[from] fileop::FileOpError),
     #[error("{0}")]
     Pull(#[from] pull::PullError),
+    #[error("{0}")]
+    Http(#[from] http::HttpError),
+    #[error("{0}")]
+    Git(#[from] git::GitError),
     #[error("{0} is not supported yet")]
     NotSupported(String),
+    /// As `NotSupported`, for a feature named in the plural.
+    #[error("{0} are not supported yet")]
+    NotSupportedPlural(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -52,8 +72,21 @@ pub(crate) fn vertices(
     session: &str,
 ) -> Result<BTreeMap<Digest, Arc<solver::Vertex<Ref>>>, OpFailure> {
     let mut out: BTreeMap<Digest, Arc<solver::Vertex<Ref>>> = BTreeMap::new();
+    // The `.dockerignore` patterns of each local source, by vertex: they travel to the ops that
+    // read the directory, which see it through them.
+    let mut excludes: BTreeMap<Digest, Arc<Vec<String>>> = BTreeMap::new();
     // Definition order puts inputs before their users.
     for vertex in &graph.vertices {
+        let input_excludes: Vec<Arc<Vec<String>>> = vertex
+            .inputs
+            .iter()
+            .map(|(d, _)| excludes.get(d).cloned().unwrap_or_default())
+            .collect();
+        let local_inputs: Vec<bool> = vertex
+            .inputs
+            .iter()
+            .map(|(d, _)| excludes.contains_key(d))
+            .collect();
         let inputs = vertex
             .inputs
             .iter()
@@ -66,22 +99,33 @@ pub(crate) fn vertices(
             })
             .collect::<Result<Vec<_>, OpFailure>>()?;
         let op: Arc<dyn Op<Ref>> = match &vertex.op.kind {
-            Some(pb::op::Kind::Source(source)) => source_op(inner, source, local_dirs, session)?,
+            Some(pb::op::Kind::Source(source)) => {
+                if source.identifier.starts_with(llb::attr::SCHEME_LOCAL) {
+                    excludes.insert(vertex.digest.clone(), Arc::new(local_excludes(source)?));
+                }
+                source_op(inner, source, local_dirs, session)?
+            }
             Some(pb::op::Kind::Exec(exec)) => Arc::new(ExecOp {
                 inner: inner.clone(),
                 op: exec.clone(),
                 base: base_digest(&vertex.op),
                 n_inputs: inputs.len(),
+                excludes: input_excludes,
+                local_inputs,
             }),
             Some(pb::op::Kind::File(file)) => Arc::new(FileOp {
                 inner: inner.clone(),
                 op: file.clone(),
                 base: base_digest(&vertex.op),
                 n_inputs: inputs.len(),
+                excludes: input_excludes,
             }),
-            Some(pb::op::Kind::Merge(_)) => {
-                return Err(OpFailure::NotSupported("merge ops (COPY --link)".into()));
-            }
+            Some(pb::op::Kind::Merge(merge)) => Arc::new(merge::MergeOp {
+                inner: inner.clone(),
+                op: merge.clone(),
+                base: base_digest(&vertex.op),
+                n_inputs: inputs.len(),
+            }),
             None => return Err(OpFailure::Invalid("op without body".into())),
         };
         let name = vertex
@@ -122,6 +166,16 @@ fn base_digest(op: &pb::Op) -> Digest {
     Digest::of(&without_inputs.encode_to_vec())
 }
 
+/// The exclude patterns (`.dockerignore`) of a local source: a JSON list of strings.
+fn local_excludes(source: &pb::SourceOp) -> Result<Vec<String>, OpFailure> {
+    match source.attrs.get(llb::attr::LOCAL_EXCLUDE_PATTERNS) {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| {
+            OpFailure::Invalid(format!("invalid exclude patterns of {}: {e}", source.identifier))
+        }),
+    }
+}
+
 fn source_op(
     inner: &Arc<Inner>,
     source: &pb::SourceOp,
@@ -132,13 +186,6 @@ fn source_op(
         let dir = local_dirs
             .get(name)
             .ok_or_else(|| OpFailure::Invalid(format!("no local directory named {name:?} in this build")))?;
-        if let Some(excludes) = source.attrs.get(llb::attr::LOCAL_EXCLUDE_PATTERNS)
-            && excludes != "[]"
-        {
-            return Err(OpFailure::NotSupported(
-                "excluding files from the build context (.dockerignore)".into(),
-            ));
-        }
         return Ok(Arc::new(LocalOp {
             dir: Arc::new(dir.clone()),
             session: session.to_string(),
@@ -151,6 +198,12 @@ fn source_op(
             inner: inner.clone(),
             reference,
         }));
+    }
+    if source.identifier.starts_with("http://") || source.identifier.starts_with("https://") {
+        return Ok(Arc::new(http::HttpOp::new(inner, source)?));
+    }
+    if source.identifier.starts_with(llb::attr::SCHEME_GIT) {
+        return Ok(Arc::new(git::GitOp::new(inner, source)?));
     }
     Err(OpFailure::NotSupported(format!("source {:?}", source.identifier)))
 }
@@ -229,6 +282,10 @@ struct ExecOp {
     op: pb::ExecOp,
     base: Digest,
     n_inputs: usize,
+    /// Per input: the exclude patterns of a local source (empty for anything else).
+    excludes: Vec<Arc<Vec<String>>>,
+    /// Per input: whether it is a local source (the build context).
+    local_inputs: Vec<bool>,
 }
 
 struct LogSink<'a>(&'a Context);
@@ -243,10 +300,55 @@ impl executor::OutputSink for LogSink<'_> {
     }
 }
 
+impl ExecOp {
+    /// The cache dep of input `i`. Inputs are keyed by their own keys, except the build context
+    /// (which has none): a bind mount of it is keyed by the content of the part it mounts, as a
+    /// COPY from it is, so editing another file of the context changes nothing.
+    fn dep(&self, i: usize) -> Dep<Ref> {
+        if !self.local_inputs.get(i).copied().unwrap_or(false) {
+            return Dep::default();
+        }
+        let selectors: Vec<String> = self
+            .op
+            .mounts
+            .iter()
+            .filter(|m| {
+                usize::try_from(m.input).ok() == Some(i)
+                    && m.dest != "/"
+                    && m.mount_type == pb::MountType::Bind as i32
+            })
+            .map(|m| format!("/{}", m.selector.trim_start_matches('/')))
+            .collect();
+        if selectors.is_empty() {
+            return Dep::default();
+        }
+        let excludes = self.excludes.get(i).cloned().unwrap_or_default();
+        let list: Arc<Vec<fileop::CopyOptions>> = Arc::new(
+            selectors
+                .iter()
+                .map(|src| fileop::CopyOptions {
+                    src: src.clone(),
+                    follow_symlink: true,
+                    context_excludes: excludes.to_vec(),
+                    ..fileop::CopyOptions::default()
+                })
+                .collect(),
+        );
+        let content: solver::ContentFn<Ref> = Arc::new(move |r: Ref| {
+            let list = list.clone();
+            Box::pin(async move { content_key(r, list).await })
+        });
+        Dep {
+            selector: Some(Digest::of(format!("mount\n{}", selectors.join("\n")).as_bytes())),
+            content: Some(content),
+        }
+    }
+}
+
 impl Op<Ref> for ExecOp {
     fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
-            let deps = (0..self.n_inputs).map(|_| Dep::default()).collect();
+            let deps = (0..self.n_inputs).map(|i| self.dep(i)).collect();
             Ok(CacheMap {
                 digest: self.base.clone(),
                 deps,
@@ -258,10 +360,17 @@ impl Op<Ref> for ExecOp {
     fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
         Box::pin(async move {
             let meta = self.op.meta.clone().unwrap_or_default();
-            if self.op.mounts.len() != 1 || self.op.mounts[0].dest != "/" {
-                return Err(op_error(OpFailure::NotSupported("RUN --mount".into())));
+            let mut roots = self.op.mounts.iter().filter(|m| m.dest == "/");
+            let (Some(root), None) = (roots.next(), roots.next()) else {
+                return Err(op_error(OpFailure::Invalid(
+                    "an exec needs exactly one mount at /".into(),
+                )));
+            };
+            if !self.op.secretenv.is_empty() {
+                return Err(op_error(OpFailure::NotSupportedPlural(
+                    "secret environment variables".into(),
+                )));
             }
-            let root = &self.op.mounts[0];
             let network = match pb::NetMode::try_from(self.op.network) {
                 Ok(pb::NetMode::Unset | pb::NetMode::None) => executor::NetworkMode::None,
                 Ok(pb::NetMode::Host) => {
@@ -286,6 +395,11 @@ impl Op<Ref> for ExecOp {
                     )));
                 }
             };
+            let store = self.inner.store.clone();
+            // Dropped after the run: unmounts and discards everything the mounts needed.
+            let extra = mounts::prepare(&store, &self.op.mounts, &inputs, &self.excludes)
+                .await
+                .map_err(op_error)?;
             let spec = executor::ExecSpec {
                 args: meta.args.clone(),
                 env: meta.env.clone(),
@@ -297,10 +411,9 @@ impl Op<Ref> for ExecOp {
                 user: meta.user.clone(),
                 hostname: meta.hostname.clone(),
                 network,
-                mounts: Vec::new(),
+                mounts: extra.mounts.clone(),
                 readonly_rootfs: root.readonly,
             };
-            let store = self.inner.store.clone();
             let active = store
                 .prepare(parent, &format!("exec {}", meta.args.join(" ")))
                 .map_err(op_error)?;
@@ -312,6 +425,7 @@ impl Op<Ref> for ExecOp {
                     .await
                     .map_err(op_error)?
             };
+            drop(extra);
             if !status.success() {
                 return Err(op_error(OpFailure::ProcessFailed {
                     command: meta.args.join(" "),
@@ -330,33 +444,54 @@ struct FileOp {
     op: pb::FileOp,
     base: Digest,
     n_inputs: usize,
+    /// Per input: the exclude patterns of a local source (empty for anything else).
+    excludes: Vec<Arc<Vec<String>>>,
 }
 
-/// What a copy reads from one input, for its content key.
-#[derive(Clone)]
-struct Selection {
-    src: String,
-    follow_symlink: bool,
-    allow_wildcard: bool,
-    allow_empty_wildcard: bool,
+/// The options of a copy action reading an input with the given exclude patterns (a local
+/// source's `.dockerignore`). Ownership is left to the caller: the new owner is resolved in the
+/// destination, and the build context's files become 0:0.
+fn copy_options(copy: &pb::FileActionCopy, excludes: &[String]) -> fileop::CopyOptions {
+    fileop::CopyOptions {
+        src: copy.src.clone(),
+        dest: copy.dest.clone(),
+        owner: None,
+        source_owner: None,
+        mode: u32::try_from(copy.mode).ok(),
+        mode_str: (!copy.mode_str.is_empty()).then(|| copy.mode_str.clone()),
+        follow_symlink: copy.follow_symlink,
+        dir_copy_contents: copy.dir_copy_contents,
+        create_dest_path: copy.create_dest_path,
+        allow_wildcard: copy.allow_wildcard,
+        allow_empty_wildcard: copy.allow_empty_wildcard,
+        timestamp: (copy.timestamp >= 0).then_some(copy.timestamp),
+        include_patterns: copy.include_patterns.clone(),
+        exclude_patterns: copy.exclude_patterns.clone(),
+        context_excludes: excludes.to_vec(),
+        required_paths: copy.required_paths.clone(),
+        attempt_unpack: copy.attempt_unpack_docker_compatibility,
+        always_replace_existing_dest_paths: copy.always_replace_existing_dest_paths,
+    }
 }
+
+/// Ownership given to files copied from the build context, as BuildKit's local sources do.
+const CONTEXT_OWNER: Ownership = Ownership { uid: 0, gid: 0 };
 
 impl Op<Ref> for FileOp {
     fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
             let n = self.n_inputs;
-            let mut selections: Vec<Vec<Selection>> = vec![Vec::new(); n];
+            let mut selections: Vec<Vec<fileop::CopyOptions>> = vec![Vec::new(); n];
             for action in &self.op.actions {
                 if let Some(pb::file_action::Action::Copy(copy)) = &action.action
-                    && let Some(list) = usize::try_from(action.secondary_input)
-                        .ok()
-                        .and_then(|i| selections.get_mut(i))
+                    && let Ok(i) = usize::try_from(action.secondary_input)
+                    && let Some(list) = selections.get_mut(i)
                 {
-                    list.push(Selection {
-                        src: copy.src.clone(),
-                        follow_symlink: copy.follow_symlink,
-                        allow_wildcard: copy.allow_wildcard,
-                        allow_empty_wildcard: copy.allow_empty_wildcard,
+                    let excludes = self.excludes.get(i).map_or(&[][..], |e| e.as_slice());
+                    // Only the build context is hashed, and its files are copied as 0:0.
+                    list.push(fileop::CopyOptions {
+                        source_owner: Some(CONTEXT_OWNER),
+                        ..copy_options(copy, excludes)
                     });
                 }
             }
@@ -397,7 +532,8 @@ impl Op<Ref> for FileOp {
             let _ = ctx;
             let store = self.inner.store.clone();
             let op = self.op.clone();
-            let id = tokio::task::spawn_blocking(move || run_file_op(&store, &op, &inputs))
+            let excludes = self.excludes.clone();
+            let id = tokio::task::spawn_blocking(move || run_file_op(&store, &op, &inputs, &excludes))
                 .await
                 .map_err(join_error)?;
             Ok(vec![id.map_err(op_error)?])
@@ -405,8 +541,9 @@ impl Op<Ref> for FileOp {
     }
 }
 
-/// The content key of a COPY's sources in one input.
-async fn content_key(r: Ref, selections: Arc<Vec<Selection>>) -> Result<Digest, OpError> {
+/// The content key of what a COPY (or a bind mount) reads from one input, as `selections`
+/// select it.
+async fn content_key(r: Ref, selections: Arc<Vec<fileop::CopyOptions>>) -> Result<Digest, OpError> {
     // Only the build context is keyed by content for now; other inputs reach here only if a
     // frontend asks for it, and then their identity is their snapshot.
     let root = match &r {
@@ -415,19 +552,10 @@ async fn content_key(r: Ref, selections: Arc<Vec<Selection>>) -> Result<Digest, 
         Ref::Snapshot(id) => return Ok(Digest::of(format!("snapshot:{id}").as_bytes())),
     };
     tokio::task::spawn_blocking(move || {
-        let owner = Some(Ownership { uid: 0, gid: 0 });
         let mut text = String::new();
-        for s in selections.iter() {
-            let d = fileop::content_digest(
-                &root,
-                &s.src,
-                s.follow_symlink,
-                s.allow_wildcard,
-                s.allow_empty_wildcard,
-                owner,
-            )
-            .map_err(op_error)?;
-            text.push_str(&format!("{}\n{d}\n", s.src));
+        for options in selections.iter() {
+            let d = fileop::content_digest(&root, options).map_err(op_error)?;
+            text.push_str(&format!("{}\n{d}\n", options.src));
         }
         Ok(Digest::of(text.as_bytes()))
     })
@@ -435,7 +563,12 @@ async fn content_key(r: Ref, selections: Arc<Vec<Selection>>) -> Result<Digest, 
     .map_err(join_error)?
 }
 
-fn run_file_op(store: &store::Store, op: &pb::FileOp, inputs: &[Ref]) -> Result<Ref, OpFailure> {
+fn run_file_op(
+    store: &store::Store,
+    op: &pb::FileOp,
+    inputs: &[Ref],
+    excludes: &[Arc<Vec<String>>],
+) -> Result<Ref, OpFailure> {
     let n_inputs = inputs.len() as i64;
     let first = op
         .actions
@@ -470,14 +603,12 @@ fn run_file_op(store: &store::Store, op: &pb::FileOp, inputs: &[Ref]) -> Result<
             let timestamp = |t: i64| (t >= 0).then_some(t);
             match &action.action {
                 Some(pb::file_action::Action::Copy(copy)) => {
-                    let source = usize::try_from(action.secondary_input)
-                        .ok()
-                        .and_then(|i| inputs.get(i))
-                        .cloned();
+                    let index = usize::try_from(action.secondary_input).ok();
+                    let source = index.and_then(|i| inputs.get(i)).cloned();
                     let empty_dir;
                     let view;
                     let (src_root, source_owner) = match &source {
-                        Some(Ref::Local(dir)) => ((**dir).clone(), Some(Ownership { uid: 0, gid: 0 })),
+                        Some(Ref::Local(dir)) => ((**dir).clone(), Some(CONTEXT_OWNER)),
                         Some(Ref::Snapshot(id)) => {
                             view = store.view(*id)?;
                             (view.path().to_path_buf(), None)
@@ -487,29 +618,14 @@ fn run_file_op(store: &store::Store, op: &pb::FileOp, inputs: &[Ref]) -> Result<
                             (empty_dir.path.clone(), None)
                         }
                     };
-                    let owner = ownership(dest, copy.owner.as_ref())?;
+                    let excludes = index
+                        .and_then(|i| excludes.get(i))
+                        .map_or(&[][..], |e| e.as_slice());
                     let options = fileop::CopyOptions {
-                        src: copy.src.clone(),
-                        dest: copy.dest.clone(),
-                        owner,
+                        owner: ownership(dest, copy.owner.as_ref())?,
                         source_owner,
-                        mode: u32::try_from(copy.mode).ok(),
-                        follow_symlink: copy.follow_symlink,
-                        dir_copy_contents: copy.dir_copy_contents,
-                        create_dest_path: copy.create_dest_path,
-                        allow_wildcard: copy.allow_wildcard,
-                        allow_empty_wildcard: copy.allow_empty_wildcard,
-                        timestamp: timestamp(copy.timestamp),
-                        include_patterns: copy.include_patterns.clone(),
-                        exclude_patterns: copy.exclude_patterns.clone(),
-                        always_replace_existing_dest_paths: copy.always_replace_existing_dest_paths,
+                        ..copy_options(copy, excludes)
                     };
-                    if copy.attempt_unpack_docker_compatibility {
-                        return Err(OpFailure::NotSupported("unpacking archives (ADD)".into()));
-                    }
-                    if !copy.mode_str.is_empty() {
-                        return Err(OpFailure::NotSupported("symbolic --chmod modes".into()));
-                    }
                     fileop::copy(&src_root, dest, &options)?;
                 }
                 Some(pb::file_action::Action::Mkdir(m)) => {
@@ -546,6 +662,59 @@ fn run_file_op(store: &store::Store, op: &pb::FileOp, inputs: &[Ref]) -> Result<
         }
     }
     Ok(Ref::Snapshot(active.commit()?.id))
+}
+
+/// Solves a whole LLB definition (the engine's entry point for clients that bring their own
+/// LLB): loads and validates it, builds the vertices with `local_dirs` as its `local://`
+/// sources, and solves its result.
+pub(crate) async fn solve_definition(
+    inner: &Arc<Inner>,
+    solver: &Arc<solver::Solver<Ref>>,
+    definition: &llb::Definition,
+    local_dirs: &BTreeMap<String, PathBuf>,
+    progress: Arc<dyn Progress>,
+) -> Result<Option<store::SnapshotId>, BuildError> {
+    static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let graph = llb::Graph::load(&definition.pb).map_err(|e| BuildError::Request(e.to_string()))?;
+    let session = format!(
+        "definition-{}-{}",
+        std::process::id(),
+        SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let vertices =
+        vertices(inner, &graph, local_dirs, &session).map_err(|e| BuildError::Request(e.to_string()))?;
+    let Some((digest, index)) = &graph.root else {
+        return Ok(None);
+    };
+    let root = vertices
+        .get(digest)
+        .ok_or_else(|| BuildError::Request("result op missing".into()))?;
+    let result = solver
+        .job(progress)
+        .solve(root, *index as usize)
+        .await
+        .map_err(|error| BuildError::Step {
+            vertex: error.vertex.clone(),
+            name: error.name.clone(),
+            message: error.to_string(),
+            snippets: graph
+                .locations(&error.vertex)
+                .into_iter()
+                .map(|(filename, data, start, end)| SourceSnippet {
+                    filename,
+                    data: String::from_utf8_lossy(&data).into_owned(),
+                    start_line: start.max(0) as usize,
+                    end_line: end.max(0) as usize,
+                })
+                .collect(),
+        })?;
+    match result {
+        Ref::Empty => Ok(None),
+        Ref::Snapshot(id) => Ok(Some(id)),
+        Ref::Local(_) => Err(BuildError::Request(
+            "a build result cannot be a local directory".into(),
+        )),
+    }
 }
 
 /// An empty directory under the state directory, removed on drop.
