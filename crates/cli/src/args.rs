@@ -70,6 +70,9 @@ pub(crate) struct CompileArgs {
     /// Set the target platform for the build (kiln builds for linux/amd64 only today).
     #[arg(long)]
     pub(crate) platform: Option<String>,
+    /// Additional build contexts (`NAME=DIR` or `NAME=docker-image://REF`).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub(crate) build_contexts: Vec<String>,
     /// Build context directory.
     #[arg(default_value = ".")]
     pub(crate) context: PathBuf,

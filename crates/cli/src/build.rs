@@ -91,6 +91,16 @@ fn request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
             }
         }
     }
+    let mut named_contexts = BTreeMap::new();
+    for spec in &args.build_contexts {
+        let (name, value) = spec
+            .split_once('=')
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| {
+                CliError::Usage(format!("invalid --build-context {spec:?}: expected NAME=VALUE"))
+            })?;
+        named_contexts.insert(name.to_string(), value.to_string());
+    }
     Ok(BuildRequest {
         context: args.context.clone(),
         dockerfile: args.file.clone(),
@@ -98,6 +108,7 @@ fn request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
         build_args,
         no_cache: false,
         outputs: Vec::new(),
+        named_contexts,
     })
 }
 
