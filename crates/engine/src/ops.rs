@@ -158,12 +158,48 @@ fn short_name(op: &pb::Op) -> String {
 
 /// The digest of an op without its inputs: what it does, whatever it does it to.
 fn base_digest(op: &pb::Op) -> Digest {
+    let mut kind = op.kind.clone();
+    // Proxy settings reach the process but never its cache key, as in BuildKit: changing a
+    // proxy must not rebuild anything.
+    if let Some(pb::op::Kind::Exec(exec)) = &mut kind
+        && let Some(meta) = &mut exec.meta
+    {
+        meta.proxy_env = None;
+    }
     let without_inputs = pb::Op {
         inputs: Vec::new(),
-        kind: op.kind.clone(),
+        kind,
         platform: op.platform.clone(),
     };
     Digest::of(&without_inputs.encode_to_vec())
+}
+
+/// The process environment: the op's, plus proxy variables (upper and lower case, as tools
+/// read either) that the op does not set itself.
+fn process_env(meta: &pb::Meta) -> Vec<String> {
+    let mut env = meta.env.clone();
+    let Some(proxy) = &meta.proxy_env else { return env };
+    let pairs = [
+        ("HTTP_PROXY", &proxy.http_proxy),
+        ("HTTPS_PROXY", &proxy.https_proxy),
+        ("FTP_PROXY", &proxy.ftp_proxy),
+        ("NO_PROXY", &proxy.no_proxy),
+        ("ALL_PROXY", &proxy.all_proxy),
+    ];
+    for (name, value) in pairs {
+        if value.is_empty() {
+            continue;
+        }
+        for key in [name.to_string(), name.to_ascii_lowercase()] {
+            if !env
+                .iter()
+                .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+            {
+                env.push(format!("{key}={value}"));
+            }
+        }
+    }
+    env
 }
 
 /// The exclude patterns (`.dockerignore`) of a local source: a JSON list of strings.
@@ -402,7 +438,7 @@ impl Op<Ref> for ExecOp {
                 .map_err(op_error)?;
             let spec = executor::ExecSpec {
                 args: meta.args.clone(),
-                env: meta.env.clone(),
+                env: process_env(&meta),
                 cwd: if meta.cwd.is_empty() {
                     "/".into()
                 } else {
@@ -756,4 +792,51 @@ fn ownership(root: &std::path::Path, owner: Option<&pb::ChownOpt>) -> Result<Opt
     };
     let group = owner.group.as_ref().and_then(user_ref);
     Ok(Some(fileop::resolve_ownership(root, &user, group.as_ref())?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_op(proxy: Option<pb::ProxyEnv>) -> pb::Op {
+        let meta = pb::Meta {
+            args: vec!["true".into()],
+            env: vec!["no_proxy=mine".into()],
+            proxy_env: proxy,
+            ..Default::default()
+        };
+        let exec = pb::ExecOp {
+            meta: Some(meta),
+            ..Default::default()
+        };
+        pb::Op {
+            inputs: Vec::new(),
+            kind: Some(pb::op::Kind::Exec(exec)),
+            platform: None,
+        }
+    }
+
+    #[test]
+    fn proxies_are_in_the_env_but_not_the_cache_key() {
+        let proxy = pb::ProxyEnv {
+            http_proxy: "http://p:1".into(),
+            no_proxy: "x".into(),
+            ..Default::default()
+        };
+        let with = exec_op(Some(proxy));
+        assert_eq!(base_digest(&with), base_digest(&exec_op(None)));
+        let Some(pb::op::Kind::Exec(exec)) = &with.kind else {
+            panic!("not an exec op")
+        };
+        let env = process_env(exec.meta.as_ref().unwrap());
+        assert_eq!(
+            env,
+            vec![
+                "no_proxy=mine",
+                "HTTP_PROXY=http://p:1",
+                "http_proxy=http://p:1",
+                "NO_PROXY=x"
+            ]
+        );
+    }
 }
