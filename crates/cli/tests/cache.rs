@@ -1,8 +1,10 @@
 //! Cache behaviour through the `kiln` binary: what reruns after which change.
 
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Output};
 
+use common::write;
 use testkit::{CountingRuntime, Fixture, TempRoot};
 
 fn kiln(root: &TempRoot, runtime: &CountingRuntime, args: &[&str]) -> Output {
@@ -16,12 +18,6 @@ fn kiln(root: &TempRoot, runtime: &CountingRuntime, args: &[&str]) -> Output {
     assert!(!stderr.contains("panicked"), "kiln panicked:\n{stderr}");
     assert!(output.status.success(), "kiln {args:?} failed:\n{stderr}");
     output
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
 }
 
 /// Which RUN steps ran (not cached), by the text after `RUN `.

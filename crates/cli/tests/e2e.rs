@@ -1,42 +1,13 @@
 //! End-to-end builds through the `kiln` binary with real containers (runc over overlayfs), a
 //! real registry on loopback and locally built base images.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use testkit::{CountingRuntime, Fixture, TempRoot};
-
-struct Kiln {
-    root: TempRoot,
-    runtime: CountingRuntime,
-}
-
-impl Kiln {
-    fn new() -> Kiln {
-        Kiln {
-            root: TempRoot::new().unwrap(),
-            runtime: CountingRuntime::new().unwrap(),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .env("KILN_ROOT", self.root.path())
-            .env("KILN_RUNTIME", self.runtime.path())
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!stderr.contains("panicked"), "kiln panicked:\n{stderr}");
-        output
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use common::{Kiln, write};
+use testkit::Fixture;
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -161,19 +161,11 @@ impl Plan {
         if name.eq_ignore_ascii_case("scratch") {
             return Ok(Source::Scratch);
         }
-        if let Some(i) = stage_by_name(df, &name) {
-            if i == stage.index {
-                return Err(Error::at(ErrorKind::CircularStage(name), stage.location));
-            }
-            if i > stage.index {
-                return Err(Error::at(
-                    ErrorKind::StageOrder {
-                        what: "FROM".into(),
-                        name,
-                    },
-                    stage.location,
-                ));
-            }
+        // As in BuildKit, a base name is looked up among the stages defined before this one
+        // only: in `FROM nginx AS nginx` (or when only a later stage has the name) it is an image.
+        if let Some(i) = stage_by_name(df, &name)
+            && i < stage.index
+        {
             return Ok(Source::Stage(i));
         }
         let reference = Reference::parse(&name)
@@ -210,18 +202,18 @@ impl Plan {
                 location,
             )
         };
-        if let Some(s) = stage_by_name(df, from) {
-            return if s < current {
-                Ok(Source::Stage(s))
-            } else {
-                Err(later())
-            };
-        }
-        if let Ok(n) = from.parse::<usize>() {
-            return if n < current {
-                Ok(Source::Stage(n))
-            } else {
-                Err(later())
+        // A stage reading from itself is a cycle (BuildKit's message); a later stage is not
+        // built yet.
+        let circular = |s: usize| {
+            let name = df.stages[s].name.clone().unwrap_or_else(|| format!("stage-{s}"));
+            Error::at(ErrorKind::CircularStage(name), location)
+        };
+        let stage = stage_by_name(df, from).or_else(|| from.parse::<usize>().ok());
+        if let Some(s) = stage {
+            return match s.cmp(&current) {
+                std::cmp::Ordering::Less => Ok(Source::Stage(s)),
+                std::cmp::Ordering::Equal => Err(circular(s)),
+                std::cmp::Ordering::Greater => Err(later()),
             };
         }
         if from.eq_ignore_ascii_case("scratch") {

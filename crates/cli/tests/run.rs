@@ -1,0 +1,190 @@
+//! RUN end to end through the `kiln` binary: shell and exec form, SHELL, heredoc scripts,
+//! `--network=none`, USER and WORKDIR as the process's identity and working directory. Real
+//! containers (runc over overlayfs) on the busybox fixture image.
+
+mod common;
+
+use common::Harness;
+
+#[test]
+fn run_forms_shell_and_heredocs() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile(
+        r#"FROM @BASE@
+ENV WHO=world
+RUN echo shell-form > /shell-form && echo "$WHO" >> /shell-form
+RUN ["/bin/touch", "/exec $WHO"]
+RUN echo "$-" > /flags-default
+SHELL ["/bin/sh", "-ec"]
+RUN echo "$-" > /flags-custom
+SHELL ["/bin/busybox", "sh", "-c"]
+RUN echo "via $0" > /busybox-shell
+SHELL ["/bin/sh", "-c"]
+RUN <<EOF
+echo line1 > /heredoc
+echo "line2 $WHO" >> /heredoc
+EOF
+RUN <<EOF
+#!/bin/awk -f
+BEGIN { print "awk ran" > "/shebang-awk" }
+EOF
+RUN <<EOF
+#!/bin/sh
+echo "shebang sh $WHO" > /shebang-sh
+EOF
+RUN <<-EOF
+	cat > /tabs <<'INNER'
+	indented
+	INNER
+EOF
+RUN cat <<EOF > /cat-expanded
+hello $WHO
+EOF
+RUN cat <<'EOF' > /cat-literal
+hello $WHO
+EOF
+RUN <<EOF sh -s
+echo "from stdin" > /stdin-script
+EOF
+RUN cat <<A > /multi-a && cat <<B > /multi-b
+first doc
+A
+second doc
+B
+"#,
+    );
+    let built = h.build(&ctx, &[]);
+    assert_eq!(built.read("/shell-form"), "shell-form\nworld\n");
+    // Exec form runs without a shell: no variable expansion, the word is one argument.
+    assert!(built.is_file("/exec $WHO"), "{:?}", built.list("/"));
+    assert_eq!(built.read("/flags-default"), "c\n");
+    assert_eq!(built.read("/flags-custom"), "ce\n");
+    assert_eq!(built.read("/busybox-shell"), "via sh\n");
+    assert_eq!(built.read("/heredoc"), "line1\nline2 world\n");
+    assert_eq!(built.read("/shebang-awk"), "awk ran\n");
+    assert_eq!(built.read("/shebang-sh"), "shebang sh world\n");
+    // `<<-` strips the leading tabs, so the inner heredoc's delimiter is found.
+    assert_eq!(built.read("/tabs"), "indented\n");
+    assert_eq!(built.read("/cat-expanded"), "hello world\n");
+    assert_eq!(built.read("/cat-literal"), "hello $WHO\n");
+    assert_eq!(built.read("/stdin-script"), "from stdin\n");
+    // Several heredocs in one command.
+    assert_eq!(built.read("/multi-a"), "first doc\n");
+    assert_eq!(built.read("/multi-b"), "second doc\n");
+    assert_eq!(h.kiln.runtime.runs(), 13, "one container per RUN:\n{}", built.log);
+    // The heredoc script and its mount point leave nothing behind in the image.
+    assert!(!built.exists("/dev/pipes"), "{:?}", built.list("/dev"));
+}
+
+#[test]
+fn run_network_user_and_workdir() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile(
+        r#"FROM @BASE@
+RUN --network=none cat /proc/net/dev > /netdev-none
+RUN cat /proc/net/dev > /netdev-default
+WORKDIR /work/dir
+RUN pwd > here
+WORKDIR sub
+RUN pwd > here
+USER app
+RUN id -u > /tmp/app-id && id -g >> /tmp/app-id && touch /home/app/by-app && echo "$HOME" > /tmp/app-home
+WORKDIR /created-by-app
+RUN pwd > /tmp/app-pwd && touch own-file
+USER app:nogroup
+RUN id -g > /tmp/app-nogroup
+ENV DIR=/from-env
+WORKDIR $DIR/sub
+USER 1234:5678
+RUN id -u > /tmp/numeric-id && id -g >> /tmp/numeric-id && touch /tmp/by-numeric
+USER root
+RUN id -u > /root-id
+"#,
+    );
+    let built = h.build(&ctx, &[]);
+    // With --network=none the container has a loopback interface only.
+    let netdev = built.read("/netdev-none");
+    let interfaces: Vec<&str> = netdev
+        .lines()
+        .skip(2)
+        .map(|l| l.split(':').next().unwrap().trim())
+        .collect();
+    assert_eq!(interfaces, vec!["lo"], "{netdev}");
+    // FIXME(issue 3): without --network, BuildKit gives RUN the worker's network (the host's,
+    // or a CNI bridge: either way an interface besides lo); kiln runs it with loopback only,
+    // as if --network=none, so `RUN wget …`/`apt-get` cannot reach anything.
+    // let netdev = built.read("/netdev-default");
+    // assert!(netdev.lines().skip(2).any(|l| l.split(':').next().unwrap().trim() != "lo"), "{netdev}");
+
+    // WORKDIR is created and is the working directory of RUN; a relative WORKDIR nests.
+    assert_eq!(built.read("/work/dir/here"), "/work/dir\n");
+    assert_eq!(built.read("/work/dir/sub/here"), "/work/dir/sub\n");
+
+    // USER by name: uid and gid from /etc/passwd, HOME from the passwd entry; files it
+    // creates are its own, and so is a WORKDIR created while it is the user.
+    assert_eq!(built.read("/tmp/app-id"), "1000\n1000\n");
+    assert_eq!(built.read("/tmp/app-home"), "/home/app\n");
+    assert_eq!(built.owner("/home/app/by-app"), (1000, 1000));
+    assert_eq!(built.read("/tmp/app-pwd"), "/created-by-app\n");
+    assert_eq!(built.owner("/created-by-app"), (1000, 1000));
+    assert_eq!(built.owner("/created-by-app/own-file"), (1000, 1000));
+    // USER name:group takes the group from /etc/group; WORKDIR expands ENV.
+    assert_eq!(built.read("/tmp/app-nogroup"), "65534\n");
+    assert!(built.is_dir("/from-env/sub"));
+
+    // USER uid:gid need not exist in /etc/passwd.
+    assert_eq!(built.read("/tmp/numeric-id"), "1234\n5678\n");
+    assert_eq!(built.owner("/tmp/by-numeric"), (1234, 5678));
+    assert_eq!(built.read("/root-id"), "0\n");
+    assert_eq!(built.config()["config"]["User"], "root");
+    assert_eq!(built.config()["config"]["WorkingDir"], "/from-env/sub");
+}
+
+#[test]
+fn run_bind_and_tmpfs_mounts() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.write("a.txt", "a\n");
+    ctx.dockerfile(
+        r#"FROM @BASE@ AS first
+RUN mkdir -p /out && echo from-stage > /out/f
+
+FROM @BASE@
+ENV MNT=/ctx-env
+WORKDIR /wd
+RUN --mount=target=/ctx cat /ctx/a.txt > /from-context && (touch /ctx/new 2>/dev/null && echo writable || echo read-only) > /ctx-ro
+RUN --mount=type=bind,from=first,source=/out,target=/m cat /m/f > /from-stage
+RUN --mount=type=bind,rw,target=/ctx touch /ctx/new && ls /ctx > /rw-list
+RUN --mount=target=/ctx ls /ctx > /after-rw
+RUN --mount=type=tmpfs,target=/scratch,size=128m touch /scratch/foo && grep ' /scratch ' /proc/mounts > /tmpfs-mount
+RUN [ ! -e /scratch/foo ] && echo gone > /tmpfs-gone
+RUN --mount=target=$MNT ls $MNT > /env-target
+RUN --mount=target=rel cat rel/a.txt > /relative-target
+"#,
+    );
+    let built = h.build(&ctx, &[]);
+    // The default mount is a read-only bind of the build context.
+    assert_eq!(built.read("/from-context"), "a\n");
+    assert_eq!(built.read("/ctx-ro"), "read-only\n");
+    assert_eq!(built.read("/from-stage"), "from-stage\n");
+    // A read-write bind lets the command write, but the writes are thrown away.
+    assert!(built.read("/rw-list").lines().any(|l| l == "new"));
+    assert!(!built.read("/after-rw").lines().any(|l| l == "new"));
+    assert!(!ctx.join("new").exists(), "the context itself was written to");
+    // tmpfs: sized as asked, empty again in the next step.
+    assert!(
+        built.read("/tmpfs-mount").contains("size=131072k"),
+        "{}",
+        built.read("/tmpfs-mount")
+    );
+    assert_eq!(built.read("/tmpfs-gone"), "gone\n");
+    // Mount options expand variables; relative targets resolve against WORKDIR.
+    assert!(built.read("/env-target").lines().any(|l| l == "a.txt"));
+    assert_eq!(built.read("/relative-target"), "a\n");
+    // Mount points made for the mounts do not stay in the image.
+    for stub in ["/ctx", "/m", "/scratch", "/ctx-env", "/wd/rel"] {
+        assert!(!built.exists(stub), "mount point {stub} left in the result");
+    }
+}
