@@ -271,10 +271,12 @@ fn apply(
             "diff ID mismatch: config says {diff_id}, content is {actual}"
         ));
     }
+    store::fault::point("pull.applied");
     let info = active.commit().map_err(|e| e.to_string())?;
-    store
-        .set_layer_snapshot(chain_id, info.id)
-        .map_err(|e| e.to_string())?;
+    store::fault::point("pull.committed");
+    // The layer index entry comes last: a snapshot it names is complete and records its
+    // original blob, so a crash in between leaves only an unreferenced snapshot (the layer is
+    // applied again), never an entry whose exports would recompute a different blob.
     store
         .set_layer_blob(
             info.id,
@@ -284,6 +286,10 @@ fn apply(
                 empty: false,
             },
         )
+        .map_err(|e| e.to_string())?;
+    store::fault::point("pull.blob-recorded");
+    store
+        .set_layer_snapshot(chain_id, info.id)
         .map_err(|e| e.to_string())?;
     Ok(info.id)
 }

@@ -26,7 +26,8 @@
 //!   it (`openat2` with `RESOLVE_IN_ROOT`): an image cannot point `/etc/passwd` or the working
 //!   directory at the host.
 //! - Cancelling a run (dropping its future) kills the container and removes its runtime state
-//!   and bundle before the drop returns.
+//!   and bundle before the drop returns. What a killed process left behind is removed by
+//!   [`RuncExecutor::recover`] at the next start.
 //! - `unsafe` lives only in the private `sys` module.
 //!
 //! Deliberately not done here: seccomp (Docker's default profile comes later), AppArmor and
@@ -274,6 +275,16 @@ pub enum Error {
         id: String,
         /// The runtime's error message, e.g. `exec: "foo": executable file not found in $PATH`.
         message: String,
+    },
+    /// Stale containers or bundles of an earlier process could not be removed
+    /// ([`RuncExecutor::recover`]).
+    #[error("failed to remove stale container state {path}")]
+    Recover {
+        /// The directory or entry.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
     /// The process could not move into a private mount namespace.
     #[error("failed to enter a private mount namespace: {step}")]

@@ -5,6 +5,10 @@
 //! - `bundles/<id>/`: one bundle per run with `config.json`, the generated `hosts`,
 //!   `resolv.conf` and `hostname` files and runc's JSON log `runc.log`.
 //!
+//! A kiln process killed outright (`SIGKILL`) leaves its containers running (runc runs in a
+//! process group of its own) and their state and bundles behind; [`RuncExecutor::recover`]
+//! removes all of that when the next kiln opens the state directory.
+//!
 //! A run is `runc run` in the foreground (no `--detach`): runc hands its stdout and stderr to the
 //! container process and exits with the process's exit code, which keeps the executor simple
 //! and leaves no container behind when the process ends. runc's own failures (a missing program,
@@ -100,6 +104,56 @@ impl RuncExecutor {
             next_run: AtomicU64::new(1),
             nonce,
         })
+    }
+
+    /// Kills and deletes every container in this executor's runc state and removes every
+    /// bundle; returns the ids of the containers it removed.
+    ///
+    /// For start-up only, while no run of this executor is in progress and no other process
+    /// uses the state directory (kiln holds the store's exclusive lock, under which this
+    /// directory lives): then every container there was left by a kiln process that was
+    /// killed outright, whose guards never ran. Such a container may still be running and
+    /// writing into a snapshot that the store is about to discard, so it must go first.
+    ///
+    /// Best effort per container: runc's `delete --force` kills whatever is left of it and
+    /// removes its cgroup; if runc cannot (its state is unreadable), the state directory is
+    /// removed anyway so that it is not retried forever.
+    pub fn recover(&self) -> Result<Vec<String>> {
+        let recover_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Recover { path, source }
+        };
+        let mut removed = Vec::new();
+        for entry in sorted_entries(&self.runc_root).map_err(recover_error(&self.runc_root))? {
+            let state = self.runc_root.join(&entry);
+            if !state.is_dir() {
+                continue;
+            }
+            let Some(id) = entry.to_str() else { continue };
+            let quiet = |command: &mut std::process::Command| {
+                let _ = command
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            };
+            quiet(self.runc().args(["kill", id, "KILL"]));
+            quiet(self.runc().args(["delete", "--force", id]));
+            if state.exists() {
+                std::fs::remove_dir_all(&state).map_err(recover_error(&state))?;
+            }
+            removed.push(id.to_owned());
+        }
+        for entry in sorted_entries(&self.bundles).map_err(recover_error(&self.bundles))? {
+            let bundle = self.bundles.join(entry);
+            let removed = if bundle.is_dir() {
+                std::fs::remove_dir_all(&bundle)
+            } else {
+                std::fs::remove_file(&bundle)
+            };
+            removed.map_err(recover_error(&bundle))?;
+        }
+        Ok(removed)
     }
 
     fn runc(&self) -> std::process::Command {
@@ -326,6 +380,15 @@ fn validate(spec: &ExecSpec) -> Result<()> {
     Ok(())
 }
 
+/// The names in a directory, sorted.
+fn sorted_entries(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    let mut names = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
+}
+
 /// Copies one output stream to the sink until it ends.
 async fn pump(mut reader: impl AsyncRead + Unpin, stream: Stream, sink: &dyn OutputSink) -> io::Result<()> {
     let mut buf = vec![0; READ_CHUNK];
@@ -424,6 +487,30 @@ mod tests {
             })
             .is_err()
         );
+    }
+
+    #[test]
+    fn recover_removes_stale_state_and_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        // A runtime that does nothing: the state left behind must be removed anyway.
+        let config = RuncConfig {
+            runtime: PathBuf::from("/bin/true"),
+            ..RuncConfig::new(dir.path())
+        };
+        let executor = RuncExecutor::new(config).unwrap();
+        for id in ["kiln-1-1-0000000a", "kiln-2-7-0000000b"] {
+            std::fs::create_dir_all(dir.path().join("runc").join(id)).unwrap();
+            std::fs::write(dir.path().join("runc").join(id).join("state.json"), "{").unwrap();
+            std::fs::create_dir_all(dir.path().join("bundles").join(id)).unwrap();
+        }
+        std::fs::write(dir.path().join("bundles/stray"), "").unwrap();
+        assert_eq!(
+            executor.recover().unwrap(),
+            ["kiln-1-1-0000000a", "kiln-2-7-0000000b"]
+        );
+        assert_eq!(std::fs::read_dir(dir.path().join("runc")).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(dir.path().join("bundles")).unwrap().count(), 0);
+        assert!(executor.recover().unwrap().is_empty());
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn build_image(source: &Source<'_>, options: &OciOptions) -> Result<ImageSum
     let mut layers = Vec::with_capacity(chain.len());
     for info in &chain {
         layers.push(layer(store, info, options.compression)?);
+        store::fault::point("export.layer");
     }
     let metas: Vec<LayerMeta<'_>> = chain
         .iter()

@@ -86,6 +86,7 @@ pub fn write_oci_tar(
         .collect();
     for descriptor in blobs.values() {
         append_blob(&mut tar, source, descriptor)?;
+        store::fault::point("export.blob");
     }
     let mut out = tar.into_inner().map_err(|source| Error::Output {
         entry: "the end of the archive".into(),

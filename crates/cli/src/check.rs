@@ -1,0 +1,71 @@
+//! `kiln debug check`: verifies the state directory and says what to do about what is wrong.
+//!
+//! Opening the state directory runs kiln's crash recovery first (debris of killed processes is
+//! removed, stale containers are killed), so the report describes the state *after* recovery:
+//! what the next build will find. The checks themselves are `store::Store::check`'s.
+
+use std::process::ExitCode;
+
+use crate::args::Cli;
+use crate::build::open_engine;
+use crate::render::CliError;
+
+/// Runs the check, prints a summary to stdout and fails (exit code 1) on any problem.
+pub(crate) fn run(cli: &Cli) -> Result<ExitCode, CliError> {
+    let engine = open_engine(cli)?;
+    let report = engine.store().check().map_err(|e| {
+        CliError::Setup(anyhow::Error::new(e).context(format!("failed to check {}", cli.root.display())))
+    })?;
+    println!(
+        "state directory {} (checked after start-up recovery)",
+        engine.root().display()
+    );
+    println!(
+        "blobs:       {} ({}), hashed and compared with their names",
+        report.blobs,
+        human_size(report.blob_bytes)
+    );
+    println!(
+        "snapshots:   {} ({} unreferenced: left by interrupted builds, reclaimed by pruning)",
+        report.snapshots, report.unreferenced_snapshots
+    );
+    println!("layer index: {} entries", report.layers);
+    println!("cache index: {} records", report.cache_records);
+    if report.is_ok() {
+        println!("no problems found");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} problem(s) found:", report.problems.len());
+    for problem in &report.problems {
+        println!("- {problem}\n  what to do: {}", problem.remedy());
+    }
+    println!("(everything in a state directory is a cache: removing it is always safe)");
+    Ok(ExitCode::FAILURE)
+}
+
+/// `1.2MB`-style sizes, as the build progress prints them.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_234_567), "1.23MB");
+    }
+}
