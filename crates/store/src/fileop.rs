@@ -37,6 +37,7 @@ mod archive;
 mod copy;
 mod digest;
 mod filter;
+mod hashcache;
 pub(crate) mod inroot;
 mod mode;
 mod patterns;
@@ -44,7 +45,9 @@ mod user;
 mod wildcard;
 
 pub use copy::copy;
-pub use digest::content_digest;
+pub use digest::{content_digest, content_digest_cached};
+pub use hashcache::HashCache;
+pub(crate) use hashcache::{Entry as HashEntry, FileKey};
 pub use mode::{ModeSet, parse_mode_str};
 pub use patterns::{MatchInfo, PatternMatcher};
 pub use user::resolve_ownership;

@@ -10,6 +10,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::filter::{self, Filters, State, Verdict};
+use super::hashcache::HashCache;
 use super::inroot::{Xattr, is_dir, read_names, read_xattrs, xattr_allowed};
 use super::{
     CopyOptions, FileOpError, Ownership, check_required, copy_sources, failed, join_shown, open_regular,
@@ -17,7 +18,7 @@ use super::{
 };
 
 /// Version tag hashed first, so a change of the record format changes every digest.
-const FORMAT: &[u8] = b"kiln.fileop.content.v1\0";
+const FORMAT: &[u8] = b"kiln.fileop.content.v2\0";
 
 /// The digest of what [`copy`](super::copy) with these options reads.
 ///
@@ -35,6 +36,25 @@ const FORMAT: &[u8] = b"kiln.fileop.content.v1\0";
 /// Records are length-prefixed, so the digest is deterministic across runs and machines and no
 /// two trees share one by framing accident.
 pub fn content_digest(src_root: &Path, options: &CopyOptions) -> Result<Digest, FileOpError> {
+    digest_with(src_root, options, None)
+}
+
+/// [`content_digest`], remembering file digests in `cache` (and using what it remembers), so
+/// that hashing a tree again reads only the files that changed. The digest is the same with or
+/// without a cache.
+pub fn content_digest_cached(
+    src_root: &Path,
+    options: &CopyOptions,
+    cache: &HashCache,
+) -> Result<Digest, FileOpError> {
+    digest_with(src_root, options, Some(cache))
+}
+
+fn digest_with(
+    src_root: &Path,
+    options: &CopyOptions,
+    cache: Option<&HashCache>,
+) -> Result<Digest, FileOpError> {
     let filters = Filters::new(options)?;
     let root = open_root(src_root)?;
     check_required(root.as_fd(), options, &filters)?;
@@ -42,6 +62,7 @@ pub fn content_digest(src_root: &Path, options: &CopyOptions) -> Result<Digest, 
     let mut hasher = Hasher {
         out: Sha256Writer::new(io::sink()),
         owner: options.source_owner,
+        cache,
     };
     hasher.put(FORMAT);
     let filtering = filters.is_active();
@@ -115,12 +136,13 @@ struct Dir {
     pending: Option<(rfs::Stat, Vec<Xattr>)>,
 }
 
-struct Hasher {
+struct Hasher<'a> {
     out: Sha256Writer<io::Sink>,
     owner: Option<Ownership>,
+    cache: Option<&'a HashCache>,
 }
 
-impl Hasher {
+impl Hasher<'_> {
     fn put(&mut self, bytes: &[u8]) {
         // Writing to a sink through the hashing writer cannot fail.
         let _ = self.out.write_all(bytes);
@@ -163,10 +185,30 @@ impl Hasher {
                     pending: None,
                 });
             }
-            FileType::RegularFile => {
-                let fd = open_regular(dir, name, st).map_err(failed("open", path))?;
-                xattrs = read_xattrs(fd.as_fd()).map_err(failed("read xattrs of", path))?;
-                content = Some(fd);
+            FileType::RegularFile if take => {
+                // The content is hashed on its own; the tree digest takes that digest, so a
+                // remembered one stands in for reading the file.
+                let remembered = self.cache.and_then(|c| c.get(st));
+                let (digest, size, file_xattrs) = match remembered {
+                    Some(entry) => (entry.content, st.st_size as u64, entry.xattrs),
+                    None => {
+                        let fd = open_regular(dir, name, st).map_err(failed("open", path))?;
+                        let file_xattrs = read_xattrs(fd.as_fd()).map_err(failed("read xattrs of", path))?;
+                        let mut writer = Sha256Writer::new(io::sink());
+                        let size =
+                            io::copy(&mut File::from(fd), &mut writer).map_err(failed("read", path))?;
+                        let (digest, _, _) = writer.finish();
+                        let raw = digest_bytes(&digest);
+                        if let Some(cache) = self.cache
+                            && size == st.st_size as u64
+                        {
+                            cache.put(st, raw, file_xattrs.clone());
+                        }
+                        (raw, size, file_xattrs)
+                    }
+                };
+                xattrs = file_xattrs;
+                content = Some((digest, size));
             }
             FileType::Symlink => {
                 link = rfs::readlinkat(dir, name, Vec::new())
@@ -182,8 +224,9 @@ impl Hasher {
             return Ok(walk);
         }
         self.record(rel, st, kind, &link, &xattrs);
-        if let Some(fd) = content {
-            let length = io::copy(&mut File::from(fd), &mut self.out).map_err(failed("read", path))?;
+        if let Some((digest, length)) = content {
+            self.put(b"C");
+            self.put(&digest);
             self.num(length);
         }
         Ok(walk)
@@ -221,4 +264,14 @@ impl Hasher {
             self.field(value);
         }
     }
+}
+
+/// The raw 32 bytes of a sha256 digest.
+fn digest_bytes(digest: &Digest) -> [u8; 32] {
+    let mut raw = [0u8; 32];
+    for (i, byte) in raw.iter_mut().enumerate() {
+        // A Digest always holds 64 lowercase hex characters.
+        *byte = u8::from_str_radix(&digest.hex()[2 * i..2 * i + 2], 16).unwrap_or(0);
+    }
+    raw
 }

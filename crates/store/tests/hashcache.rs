@@ -1,0 +1,83 @@
+//! The file-digest cache: the same digests as without it, and changes are always seen.
+
+use std::time::{Duration, SystemTime};
+
+use store::fileop::{self, CopyOptions, HashCache};
+
+fn options() -> CopyOptions {
+    CopyOptions {
+        src: "/".into(),
+        follow_symlink: true,
+        dir_copy_contents: true,
+        ..CopyOptions::default()
+    }
+}
+
+#[test]
+fn cached_digests_equal_fresh_ones_and_follow_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        let sub = dir.path().join(format!("d{}", i % 5));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("f{i}")), format!("content {i}")).unwrap();
+    }
+    let cache = HashCache::default();
+    let fresh = fileop::content_digest(dir.path(), &options()).unwrap();
+    assert_eq!(
+        fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap(),
+        fresh
+    );
+    assert_eq!(cache.len(), 50, "every regular file is remembered");
+    // Answered from the cache: the same digest.
+    assert_eq!(
+        fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap(),
+        fresh
+    );
+
+    // A content change is seen, even with the modification time put back.
+    let file = dir.path().join("d3/f13");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "changed").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let changed = fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap();
+    assert_ne!(changed, fresh);
+    assert_eq!(changed, fileop::content_digest(dir.path(), &options()).unwrap());
+
+    // Touching a file changes no digest.
+    let later = SystemTime::now() + Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("d1/f1"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    assert_eq!(
+        fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap(),
+        changed
+    );
+}
+
+#[test]
+fn the_cache_survives_reopening_the_store() {
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("a"), "a").unwrap();
+    std::fs::write(context.path().join("b"), "b").unwrap();
+    let digest = {
+        let store = store::Store::open(root.path(), || {}).unwrap();
+        let d = fileop::content_digest_cached(context.path(), &options(), store.hash_cache()).unwrap();
+        store.save_hash_cache().unwrap();
+        d
+    };
+    let store = store::Store::open(root.path(), || {}).unwrap();
+    assert_eq!(store.hash_cache().len(), 2);
+    assert_eq!(
+        fileop::content_digest_cached(context.path(), &options(), store.hash_cache()).unwrap(),
+        digest
+    );
+}
