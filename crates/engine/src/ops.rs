@@ -250,6 +250,11 @@ struct ImageOp {
 }
 
 impl Op<Ref> for ImageOp {
+    fn resource(&self) -> solver::Resource {
+        // Mostly waiting: on a container, a registry or a server.
+        solver::Resource::External
+    }
+
     fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
             // The manifest digest identifies the content; a tag is resolved first.
@@ -370,9 +375,11 @@ impl ExecOp {
                 })
                 .collect(),
         );
+        let store = self.inner.store.clone();
         let content: solver::ContentFn<Ref> = Arc::new(move |r: Ref| {
             let list = list.clone();
-            Box::pin(async move { content_key(r, list).await })
+            let store = store.clone();
+            Box::pin(async move { content_key(store, r, list).await })
         });
         Dep {
             selector: Some(Digest::of(format!("mount\n{}", selectors.join("\n")).as_bytes())),
@@ -382,6 +389,11 @@ impl ExecOp {
 }
 
 impl Op<Ref> for ExecOp {
+    fn resource(&self) -> solver::Resource {
+        // Mostly waiting: on a container, a registry or a server.
+        solver::Resource::External
+    }
+
     fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
             let deps = (0..self.n_inputs).map(|i| self.dep(i)).collect();
@@ -455,6 +467,7 @@ impl Op<Ref> for ExecOp {
                 .map_err(op_error)?;
             let status = {
                 let mount = active.mount().map_err(op_error)?;
+                store::fault::point("exec.before-run");
                 self.inner
                     .executor
                     .run(mount.path(), &spec, &LogSink(ctx))
@@ -468,6 +481,7 @@ impl Op<Ref> for ExecOp {
                     code: status.code,
                 }));
             }
+            store::fault::point("exec.after-run");
             // Committing is one small database transaction.
             let info = active.commit().map_err(op_error)?;
             Ok(vec![Ref::Snapshot(info.id)])
@@ -524,7 +538,8 @@ impl Op<Ref> for FileOp {
                     && let Some(list) = selections.get_mut(i)
                 {
                     let excludes = self.excludes.get(i).map_or(&[][..], |e| e.as_slice());
-                    // Only the build context is hashed, and its files are copied as 0:0.
+                    // Files of the build context are copied as 0:0 (content_key keeps the
+                    // owners of other inputs).
                     list.push(fileop::CopyOptions {
                         source_owner: Some(CONTEXT_OWNER),
                         ..copy_options(copy, excludes)
@@ -545,9 +560,11 @@ impl Op<Ref> for FileOp {
                             .as_bytes(),
                     );
                     let list = Arc::new(list);
+                    let store = self.inner.store.clone();
                     let content: solver::ContentFn<Ref> = Arc::new(move |r: Ref| {
                         let list = list.clone();
-                        Box::pin(async move { content_key(r, list).await })
+                        let store = store.clone();
+                        Box::pin(async move { content_key(store, r, list).await })
                     });
                     Dep {
                         selector: Some(selector),
@@ -578,19 +595,34 @@ impl Op<Ref> for FileOp {
 }
 
 /// The content key of what a COPY (or a bind mount) reads from one input, as `selections`
-/// select it.
-async fn content_key(r: Ref, selections: Arc<Vec<fileop::CopyOptions>>) -> Result<Digest, OpError> {
-    // Only the build context is keyed by content for now; other inputs reach here only if a
-    // frontend asks for it, and then their identity is their snapshot.
-    let root = match &r {
-        Ref::Local(dir) => (**dir).clone(),
-        Ref::Empty => return Ok(Digest::of(b"empty")),
-        Ref::Snapshot(id) => return Ok(Digest::of(format!("snapshot:{id}").as_bytes())),
-    };
+/// select it: a digest of exactly those files (names, modes, owners, contents; not times).
+/// The build context is hashed with the store's file-digest cache, so only changed files are
+/// read; a snapshot's digest is computed once and remembered, since snapshots never change.
+async fn content_key(
+    store: Arc<store::Store>,
+    r: Ref,
+    selections: Arc<Vec<fileop::CopyOptions>>,
+) -> Result<Digest, OpError> {
+    if let Ref::Empty = r {
+        return Ok(Digest::of(b"empty"));
+    }
     tokio::task::spawn_blocking(move || {
         let mut text = String::new();
         for options in selections.iter() {
-            let d = fileop::content_digest(&root, options).map_err(op_error)?;
+            let d = match &r {
+                Ref::Local(dir) => {
+                    fileop::content_digest_cached(dir, options, store.hash_cache()).map_err(op_error)?
+                }
+                // Files copied from a snapshot keep their owners.
+                Ref::Snapshot(id) => {
+                    let options = fileop::CopyOptions {
+                        source_owner: None,
+                        ..options.clone()
+                    };
+                    store.snapshot_content_digest(*id, &options).map_err(op_error)?
+                }
+                Ref::Empty => Digest::of(b"empty"),
+            };
             text.push_str(&format!("{}\n{d}\n", options.src));
         }
         Ok(Digest::of(text.as_bytes()))

@@ -14,6 +14,13 @@
 //! depending on it through a fast key is then uncacheable too, while a content dep makes its
 //! users cacheable again.
 //!
+//! Parallelism: independent vertices run concurrently, bounded by [`Limits`]. Ops say which
+//! [`Resource`] they use: in-process work (copying files, unpacking layers, hashing) is
+//! bounded by the number of cores, since more of it at once only thrashes; ops that wait on
+//! something outside the process (a container, the network) are unbounded by default, so
+//! steps that sleep or wait overlap freely and the kernel shares the CPU between containers.
+//! An explicit `max_parallelism` bounds every executing op, whatever its resource.
+//!
 //! Sharing: every vertex is identified by its digest. Vertices loaded by any number of
 //! concurrent [`Job`]s share one state per digest, so identical work runs once, and its
 //! result is handed to everyone who asked.
@@ -35,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use oci::Digest;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -106,8 +113,51 @@ impl Context {
     }
 }
 
+/// What an op spends while it executes; decides which [`Limits`] apply to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// CPU and disk of this process (file copies, layer unpacking, hashing).
+    Compute,
+    /// Time waiting on something outside the process: a container, a download.
+    External,
+}
+
+/// How many ops may execute at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bound on every executing op (`--max-parallelism`); `None`: no overall bound.
+    pub max_parallelism: Option<usize>,
+    /// Bound on ops using [`Resource::Compute`] (and on content hashing).
+    pub compute: usize,
+}
+
+impl Limits {
+    /// The default: compute work bounded by the machine's cores, external work unbounded.
+    pub fn for_this_machine() -> Limits {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Limits {
+            max_parallelism: None,
+            compute: cores,
+        }
+    }
+
+    /// Every op bounded by `n` (at least 1), compute work also by the cores.
+    pub fn with_max_parallelism(n: usize) -> Limits {
+        let n = n.max(1);
+        let machine = Limits::for_this_machine();
+        Limits {
+            max_parallelism: Some(n),
+            compute: machine.compute.min(n),
+        }
+    }
+}
+
 /// An operation the solver can run.
 pub trait Op<R>: Send + Sync {
+    /// What executing the op spends; [`Resource::Compute`] unless the op says otherwise.
+    fn resource(&self) -> Resource {
+        Resource::Compute
+    }
     /// The op's cache map. Called at most once per vertex state.
     fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<R>, OpError>>;
     /// Runs the op on its inputs' results, returning its outputs.
@@ -260,14 +310,49 @@ struct State<R> {
 pub struct Solver<R> {
     cache: Arc<dyn CacheStore<R>>,
     active: Mutex<HashMap<Digest, Weak<State<R>>>>,
+    /// Permits for every executing op, when bounded.
+    all: Option<Semaphore>,
+    /// Permits for compute work.
+    compute: Semaphore,
+}
+
+/// Permits held while an op executes; released on drop (also when the solve is cancelled).
+struct Permits<'a> {
+    _all: Option<SemaphorePermit<'a>>,
+    _compute: Option<SemaphorePermit<'a>>,
 }
 
 impl<R: Clone + Send + Sync + 'static> Solver<R> {
-    /// A solver storing results in `cache`.
+    /// A solver storing results in `cache`, with the default [`Limits`] of this machine.
     pub fn new(cache: Arc<dyn CacheStore<R>>) -> Solver<R> {
+        Self::with_limits(cache, Limits::for_this_machine())
+    }
+
+    /// A solver storing results in `cache`, running ops within `limits`.
+    pub fn with_limits(cache: Arc<dyn CacheStore<R>>, limits: Limits) -> Solver<R> {
         Solver {
             cache,
             active: Mutex::new(HashMap::new()),
+            all: limits.max_parallelism.map(|n| Semaphore::new(n.max(1))),
+            compute: Semaphore::new(limits.compute.max(1)),
+        }
+    }
+
+    /// Waits for the permits an op of `resource` needs. The overall permit is always taken
+    /// first, so two ops never wait on each other's permits.
+    async fn permits(&self, resource: Resource) -> Permits<'_> {
+        // The semaphores are never closed, so acquiring cannot fail.
+        let all = match &self.all {
+            Some(all) => all.acquire().await.ok(),
+            None => None,
+        };
+        let compute = match resource {
+            Resource::Compute => self.compute.acquire().await.ok(),
+            Resource::External => None,
+        };
+        Permits {
+            _all: all,
+            _compute: compute,
         }
     }
 
@@ -393,7 +478,10 @@ impl<R: Clone + Send + Sync + 'static> Solver<R> {
                                         .get(*index)
                                         .cloned()
                                         .ok_or_else(|| missing_output(input, *index))?;
-                                    let digest = content(output).await.map_err(|e| Self::fail(state, e))?;
+                                    let digest = {
+                                        let _permits = self.permits(Resource::Compute).await;
+                                        content(output).await.map_err(|e| Self::fail(state, e))?
+                                    };
                                     Ok::<_, SolveError>(Some(format!("content:{digest}")))
                                 }
                                 None => Ok(self.key(input).await?.map(|k| format!("key:{k}:{index}"))),
@@ -447,12 +535,14 @@ impl<R: Clone + Send + Sync + 'static> Solver<R> {
                     .await?;
                     let ctx = Self::context(state);
                     let vertex = &state.vertex;
+                    let permits = self.permits(vertex.op.resource()).await;
                     state.progress.send(Event::Started {
                         vertex: vertex.digest.clone(),
                         name: vertex.name.clone(),
                     });
                     let started = Instant::now();
                     let outcome = vertex.op.exec(&ctx, inputs).await;
+                    drop(permits);
                     state.progress.send(Event::Completed {
                         vertex: vertex.digest.clone(),
                         name: vertex.name.clone(),

@@ -38,6 +38,7 @@ struct Toy {
     fail: bool,
     /// For uncacheable sources: what they produce (like a local directory's files).
     content: Arc<Mutex<String>>,
+    resource: Resource,
 }
 
 struct DropGuard(Arc<Counters>, bool);
@@ -50,6 +51,10 @@ impl Drop for DropGuard {
 }
 
 impl Op<String> for Toy {
+    fn resource(&self) -> Resource {
+        self.resource
+    }
+
     fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
         Box::pin(async move {
             let digest = Digest::of(format!("{}:{}", self.name, self.version).as_bytes());
@@ -101,6 +106,10 @@ struct WithDeps {
 }
 
 impl Op<String> for WithDeps {
+    fn resource(&self) -> Resource {
+        self.toy.resource
+    }
+
     fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
         Box::pin(async move {
             let mut map = self.toy.cache_map(ctx).await?;
@@ -198,6 +207,7 @@ impl Graph {
             content_inputs: Vec::new(),
             fail: false,
             content: Arc::new(Mutex::new(String::new())),
+            resource: Resource::Compute,
         }
     }
 
@@ -271,7 +281,14 @@ async fn identical_work_of_concurrent_builds_runs_once() {
 async fn independent_branches_run_in_parallel() {
     let mut g = Graph::new();
     g.wait = Duration::from_millis(50);
-    let branches: Vec<_> = (0..4).map(|i| g.leaf(&format!("branch{i}"))).collect();
+    // Like RUN steps: by default, external work is not bounded by the number of cores.
+    let branches: Vec<_> = (0..4)
+        .map(|i| {
+            let mut toy = g.toy(&format!("branch{i}"));
+            toy.resource = Resource::External;
+            g.vertex(toy, Vec::new())
+        })
+        .collect();
     let root = g.vertex(g.toy("root"), branches);
     let cache = Arc::new(MemoryCache::default());
     solver(&cache)
@@ -449,4 +466,86 @@ async fn cancelling_drops_running_ops_and_releases_state() {
         active.values().all(|w| w.strong_count() == 0),
         "no vertex state outlives its jobs"
     );
+}
+
+#[tokio::test]
+async fn max_parallelism_bounds_every_running_op() {
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(40);
+    let mut branches: Vec<_> = (0..3).map(|i| g.leaf(&format!("compute{i}"))).collect();
+    for i in 0..3 {
+        let mut toy = g.toy(&format!("external{i}"));
+        toy.resource = Resource::External;
+        branches.push(g.vertex(toy, Vec::new()));
+    }
+    let root = g.vertex(g.toy("root"), branches);
+    let cache = Arc::new(MemoryCache::default());
+    let limits = Limits {
+        max_parallelism: Some(2),
+        compute: 8,
+    };
+    let solver = Arc::new(Solver::with_limits(cache as Arc<dyn CacheStore<String>>, limits));
+    let out = solver
+        .job(Arc::new(Events::default()))
+        .solve(&root, 0)
+        .await
+        .unwrap();
+    assert!(out.starts_with("root("), "{out}");
+    assert_eq!(g.counters.total(), 7, "every op ran");
+    assert_eq!(
+        g.counters.peak.load(Ordering::SeqCst),
+        2,
+        "never more than two ops at once, and two did overlap"
+    );
+}
+
+#[tokio::test]
+async fn compute_ops_are_bounded_but_external_ops_overlap() {
+    // Two graphs, so each kind of op has its own counters.
+    let mut compute = Graph::new();
+    compute.wait = Duration::from_millis(40);
+    let mut external = Graph::new();
+    external.wait = Duration::from_millis(40);
+    let mut branches: Vec<_> = (0..3).map(|i| compute.leaf(&format!("copy{i}"))).collect();
+    for i in 0..4 {
+        let mut toy = external.toy(&format!("sleep{i}"));
+        toy.resource = Resource::External;
+        branches.push(external.vertex(toy, Vec::new()));
+    }
+    let root = external.vertex(external.toy("root"), branches);
+    let cache = Arc::new(MemoryCache::default());
+    let limits = Limits {
+        max_parallelism: None,
+        compute: 1,
+    };
+    let solver = Arc::new(Solver::with_limits(cache as Arc<dyn CacheStore<String>>, limits));
+    solver
+        .job(Arc::new(Events::default()))
+        .solve(&root, 0)
+        .await
+        .unwrap();
+    assert_eq!(compute.counters.total(), 3);
+    assert_eq!(
+        compute.counters.peak.load(Ordering::SeqCst),
+        1,
+        "compute work is bounded by the compute limit"
+    );
+    assert_eq!(
+        external.counters.peak.load(Ordering::SeqCst),
+        4,
+        "all four external ops (like sleeping RUN steps) overlap"
+    );
+}
+
+#[test]
+fn explicit_max_parallelism_also_caps_compute_work() {
+    let limits = Limits::with_max_parallelism(1);
+    assert_eq!(limits.max_parallelism, Some(1));
+    assert_eq!(limits.compute, 1);
+    assert_eq!(
+        Limits::with_max_parallelism(0).max_parallelism,
+        Some(1),
+        "0 means 1, never a hang"
+    );
+    assert_eq!(Limits::for_this_machine().max_parallelism, None);
 }

@@ -310,6 +310,11 @@ impl GitOp {
 }
 
 impl Op<Ref> for GitOp {
+    fn resource(&self) -> solver::Resource {
+        // Mostly waiting: on a container, a registry or a server.
+        solver::Resource::External
+    }
+
     fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
             if !is_commit(&self.shown_reference()) {

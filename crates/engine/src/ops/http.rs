@@ -280,6 +280,11 @@ impl HttpOp {
 }
 
 impl Op<Ref> for HttpOp {
+    fn resource(&self) -> solver::Resource {
+        // Mostly waiting: on a container, a registry or a server.
+        solver::Resource::External
+    }
+
     fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
             let digest = match &self.checksum {
