@@ -14,6 +14,10 @@ pub(crate) struct Cli {
     /// OCI runtime used to run build steps.
     #[arg(long, global = true, env = "KILN_RUNTIME", default_value = "runc")]
     pub(crate) runtime: PathBuf,
+    /// After each build, prune least recently used cache down to SIZE (0 = never; default: 10%
+    /// of the disk holding the state directory, at most 10GB).
+    #[arg(long, global = true, env = "KILN_GC_KEEP_STORAGE", value_name = "SIZE", value_parser = crate::disk::size)]
+    pub(crate) gc_keep_storage: Option<u64>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -23,11 +27,17 @@ impl Cli {
     pub(crate) fn needs_engine(&self) -> bool {
         match &self.command {
             Command::Build(_) => true,
+            // Disk management mounts nothing.
+            Command::Du(_) | Command::Prune(_) => false,
             Command::Debug {
                 command: DebugCommand::Llb(a),
             } => !a.offline,
             Command::Debug {
                 command: DebugCommand::Parse { .. },
+            } => false,
+            // Recovery must unmount debris where it is, not in a private copy of the mounts.
+            Command::Debug {
+                command: DebugCommand::Check,
             } => false,
         }
     }
@@ -37,6 +47,12 @@ impl Cli {
 pub(crate) enum Command {
     /// Build an image from a Dockerfile.
     Build(BuildArgs),
+    /// Show what the build cache holds: records, sizes, last use (`--format json` for scripts).
+    #[command(after_long_help = crate::disk::JSON_HELP)]
+    Du(crate::disk::DuArgs),
+    /// Remove build cache: by default every build result not in use; see the flags.
+    #[command(after_long_help = crate::disk::JSON_HELP)]
+    Prune(crate::disk::PruneArgs),
     /// Inspect what kiln would do.
     Debug {
         #[command(subcommand)]
@@ -53,6 +69,9 @@ pub(crate) enum DebugCommand {
         /// The Dockerfile.
         file: PathBuf,
     },
+    /// Verify the state directory (after the crash recovery that opening it runs); exits
+    /// non-zero if anything is inconsistent.
+    Check,
 }
 
 /// Flags shared by `build` and `debug llb`.

@@ -14,9 +14,14 @@ use crate::render::CliError;
 pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match &cli.command {
         Command::Build(args) => build(&cli, args).await,
+        Command::Du(args) => crate::disk::du(&cli, args),
+        Command::Prune(args) => crate::disk::prune(&cli, args),
         Command::Debug {
             command: DebugCommand::Parse { file },
         } => debug_parse(file),
+        Command::Debug {
+            command: DebugCommand::Check,
+        } => crate::check::run(&cli),
         Command::Debug {
             command: DebugCommand::Llb(args),
         } => {
@@ -55,9 +60,10 @@ fn debug_parse(file: &PathBuf) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
+pub(crate) fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
     let mut config = EngineConfig::new(&cli.root);
     config.runtime = cli.runtime.clone();
+    config.gc_keep_storage = cli.gc_keep_storage;
     let root = cli.root.clone();
     Engine::open(&config, || {
         eprintln!("waiting for another kiln process to release {}", root.display());
@@ -221,6 +227,7 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     display.finish();
     match result {
         Ok(outcome) => {
+            crate::disk::report_gc(&outcome.gc);
             if !outcome.unused_build_args.is_empty() {
                 eprintln!(
                     "WARNING: one or more build-args [{}] were not consumed",

@@ -6,6 +6,8 @@ use clap::Parser;
 
 mod args;
 mod build;
+mod check;
+mod disk;
 mod progress;
 mod render;
 
@@ -29,11 +31,41 @@ fn main() -> ExitCode {
     {
         eprintln!("kiln: running without a private mount namespace: {reason}");
     }
-    match runtime.block_on(build::run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    // Ctrl-C or SIGTERM drops the running command: running containers are killed and
+    // deleted, half-made snapshots removed and mounts undone by their guards.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = build::run(cli) => Some(result),
+            () = interrupted() => None,
+        }
+    });
+    // Work already handed to the blocking pool (a file copy, say) finishes or is abandoned.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    match outcome {
+        Some(Ok(code)) => code,
+        Some(Err(e)) => {
             render::error(&e);
             ExitCode::FAILURE
         }
+        None => {
+            eprintln!("ERROR: interrupted: the build was cancelled and its containers stopped");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Resolves when the user interrupts (Ctrl-C) or the process is asked to terminate.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }

@@ -46,6 +46,8 @@ impl CacheStore<Ref> for StoreCache {
             let record = CacheRecord {
                 outputs: snapshots,
                 created: unix_now(),
+                last_used: None,
+                usage_count: 0,
             };
             tokio::task::spawn_blocking(move || store.cache_put(&key, &record))
                 .await

@@ -293,9 +293,12 @@ pub(crate) async fn build(
                 .get(digest)
                 .ok_or_else(|| BuildError::Request("result op missing".into()))?;
             let mut job = solver.job(progress.clone());
-            job.solve(root, *index as usize)
-                .await
-                .map_err(|e| step_error(&graph, e))?
+            let solved = job.solve(root, *index as usize).await;
+            // File digests learnt while hashing the context are kept for the next build, even
+            // when this one failed; losing them only costs re-hashing.
+            let store = inner.store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.save_hash_cache()).await;
+            solved.map_err(|e| step_error(&graph, e))?
         }
     };
     let snapshot = match result {
@@ -310,6 +313,7 @@ pub(crate) async fn build(
     let mut outcome = BuildResult {
         manifest: None,
         unused_build_args: compiled.unused_build_args.clone(),
+        ..BuildResult::default()
     };
     for output in &request.outputs {
         if let Some(manifest) = export(inner, output, snapshot, &compiled.image, &progress).await? {
@@ -445,6 +449,7 @@ fn with_destination<T>(
             });
             match result {
                 Ok(v) => {
+                    store::fault::point("export.before-rename");
                     std::fs::rename(&tmp, path)
                         .map_err(|e| format!("failed to write {}: {e}", path.display()))?;
                     Ok(v)

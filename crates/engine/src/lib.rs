@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod disk;
 mod error;
 mod frontend;
 mod ops;
@@ -28,6 +29,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use disk::{
+    DiskUsage, Filter, GcOutcome, OtherContent, ParseError, PruneOptions, PruneReport, RecordKind,
+    SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
+};
 pub use error::{BuildError, SourceSnippet};
 pub use progress::{Event, Progress};
 
@@ -103,6 +108,8 @@ pub struct BuildResult {
     pub manifest: Option<oci::Digest>,
     /// Build arguments that were given but never used.
     pub unused_build_args: Vec<String>,
+    /// What automatic garbage collection did after the build.
+    pub gc: GcOutcome,
 }
 
 /// How to set up an engine.
@@ -114,6 +121,13 @@ pub struct EngineConfig {
     pub runtime: PathBuf,
     /// Registries to reach over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// Bound on steps executing at once (`--max-parallelism`). `None`: in-process work
+    /// (copies, layer unpacking, hashing) is bounded by the cores and RUN steps and downloads
+    /// are not bounded, so steps that sleep or wait overlap.
+    pub max_parallelism: Option<usize>,
+    /// Limit of automatic garbage collection after builds, in bytes (`--gc-keep-storage`);
+    /// `None`: [`default_gc_limit`] of the state directory; `Some(0)`: no automatic GC.
+    pub gc_keep_storage: Option<u64>,
 }
 
 impl EngineConfig {
@@ -123,6 +137,8 @@ impl EngineConfig {
             root: root.into(),
             runtime: PathBuf::from("runc"),
             insecure_registries: Vec::new(),
+            max_parallelism: None,
+            gc_keep_storage: None,
         }
     }
 }
@@ -177,16 +193,29 @@ pub(crate) struct Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     solver: Arc<Solver<Ref>>,
+    /// Held shared by every running build, exclusively by garbage collection: GC never runs
+    /// while a build uses snapshots the store cannot see as used (see [`Engine::collect_garbage`]).
+    builds: tokio::sync::RwLock<()>,
+    /// Automatic GC limit in bytes; 0 = off.
+    gc_limit: u64,
 }
 
 impl Engine {
     /// Opens the state directory and sets up the runc executor. `on_wait` is called if another
     /// process holds the state directory, before waiting for it.
+    ///
+    /// Crash recovery happens here: opening the store removes its debris, and then every
+    /// container a killed kiln left in the executor's directory is killed and deleted (the
+    /// store's lock is held, so none of them belongs to a live process). A stale container may
+    /// have written into a half-made snapshot meanwhile, so the store recovers once more after.
     pub fn open(config: &EngineConfig, on_wait: impl FnOnce()) -> Result<Engine, SetupError> {
         let store = Store::open(&config.root, on_wait)?;
         let mut runc = executor::RuncConfig::new(store.root().join("executor"));
         runc.runtime = config.runtime.clone();
         let executor = executor::RuncExecutor::new(runc)?;
+        if !executor.recover()?.is_empty() {
+            store.recover()?;
+        }
         Self::with_executor(store, Arc::new(executor), config)
     }
 
@@ -203,6 +232,10 @@ impl Engine {
         })?;
         let store = Arc::new(store);
         let cache = Arc::new(cache::StoreCache { store: store.clone() });
+        let limits = match config.max_parallelism {
+            Some(n) => solver::Limits::with_max_parallelism(n),
+            None => solver::Limits::for_this_machine(),
+        };
         let inner = Arc::new(Inner {
             store,
             registry,
@@ -210,9 +243,14 @@ impl Engine {
             platform: Platform::linux_amd64(),
             http: ops::http::HttpState::default(),
         });
+        let gc_limit = config
+            .gc_keep_storage
+            .unwrap_or_else(|| default_gc_limit(inner.store.root()));
         Ok(Engine {
             inner,
-            solver: Arc::new(Solver::new(cache)),
+            solver: Arc::new(Solver::with_limits(cache, limits)),
+            builds: tokio::sync::RwLock::new(()),
+            gc_limit,
         })
     }
 
@@ -236,6 +274,7 @@ impl Engine {
         local_dirs: &BTreeMap<String, PathBuf>,
         progress: Arc<dyn Progress>,
     ) -> Result<Option<store::SnapshotId>, BuildError> {
+        let _running = self.builds.read().await;
         ops::solve_definition(&self.inner, &self.solver, definition, local_dirs, progress).await
     }
 
@@ -245,7 +284,14 @@ impl Engine {
         request: &BuildRequest,
         progress: Arc<dyn Progress>,
     ) -> Result<BuildResult, BuildError> {
-        frontend::build(&self.inner, &self.solver, request, progress).await
+        let running = self.builds.read().await;
+        let result = frontend::build(&self.inner, &self.solver, request, progress).await;
+        drop(running);
+        // After the outputs are written, and only after a success: a failed build's partial
+        // results are worth keeping for the retry.
+        let mut result = result?;
+        result.gc = self.collect_garbage().await;
+        Ok(result)
     }
 
     /// Compiles a Dockerfile to LLB without building. With `offline`, no base image is resolved.

@@ -157,11 +157,13 @@ impl Ingest {
             });
         }
         let target = self.blobs.join(digest.hex());
+        crate::fault::point("ingest.before-rename");
         fs::rename(&self.path, &target).map_err(|source| Error::Io {
             action: "commit blob",
             path: target.clone(),
             source,
         })?;
+        crate::fault::point("ingest.after-rename");
         if let Ok(dir) = File::open(&self.blobs) {
             let _ = dir.sync_all();
         }

@@ -8,6 +8,10 @@
 //! - [`layer`]: conversion between layer tarballs and layer directories.
 //! - The cache index ([`CacheRecord`]): solver cache keys → results, and the layer index
 //!   (chain IDs of pulled layers → snapshots), so a layer is applied once and reused.
+//! - [`Store::check`]: verifies that the directory is consistent (`kiln debug check`);
+//!   [`fault`]: named points where crash tests kill the process.
+//! - [`gc`]: disk accounting and pruning ([`Store::disk_usage`], [`Store::prune`],
+//!   [`Store::collect_garbage`]).
 //!
 //! Layout of the state directory:
 //! ```text
@@ -30,9 +34,12 @@
 
 #![forbid(unsafe_code)]
 
+mod check;
 mod content;
 mod db;
+pub mod fault;
 pub mod fileop;
+pub mod gc;
 pub mod layer;
 mod mount;
 mod snapshot;
@@ -40,8 +47,13 @@ mod snapshot;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+pub use check::{CheckReport, Problem};
 pub use content::{ContentStore, Ingest};
 pub use db::{CacheRecord, LayerBlob, SnapshotInfo};
+pub use gc::{
+    DiskUsage, Filter, Hold, OtherContent, ParseError, PruneOptions, PruneReport, RecordKind, TextMatch,
+    UsageRecord,
+};
 pub use layer::{ApplyStats, LayerError, LayerStats, apply_layer, write_layer};
 pub use mount::Mounted;
 pub use snapshot::{Active, SnapshotId};
@@ -109,6 +121,9 @@ pub enum Error {
     /// Applying or writing a layer failed.
     #[error(transparent)]
     Layer(#[from] LayerError),
+    /// A file operation (or selecting files to hash) failed.
+    #[error(transparent)]
+    FileOp(#[from] fileop::FileOpError),
 }
 
 /// An open state directory. Cheap to share behind an `Arc`; all methods take `&self`.
@@ -117,6 +132,9 @@ pub struct Store {
     root: PathBuf,
     db: db::Db,
     content: ContentStore,
+    hashes: std::sync::OnceLock<fileop::HashCache>,
+    /// Snapshots in use, which garbage collection must keep ([`Store::hold`]).
+    holds: gc::Holds,
     _lock: File,
 }
 
@@ -160,6 +178,8 @@ impl Store {
             root,
             db,
             content,
+            hashes: std::sync::OnceLock::new(),
+            holds: gc::Holds::default(),
             _lock: lock,
         };
         store.recover()?;
@@ -169,6 +189,62 @@ impl Store {
     /// The state directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The content digest (see [`fileop::content_digest`]) of what `options` select in the
+    /// committed snapshot `id`. Snapshots never change, so each answer is computed once and
+    /// remembered.
+    pub fn snapshot_content_digest(
+        &self,
+        id: SnapshotId,
+        options: &fileop::CopyOptions,
+    ) -> Result<Digest, Error> {
+        let selection = format!(
+            "{:?}",
+            (
+                &options.src,
+                options.follow_symlink,
+                options.allow_wildcard,
+                options.allow_empty_wildcard,
+                &options.include_patterns,
+                &options.exclude_patterns,
+                &options.context_excludes,
+                &options.required_paths,
+                options.source_owner.map(|o| (o.uid, o.gid)),
+            )
+        );
+        let key = format!("content:{id}:{}", Digest::of(selection.as_bytes()));
+        if let Some(known) = self.db.memo_get(&key)?
+            && let Ok(digest) = known.parse::<Digest>()
+        {
+            return Ok(digest);
+        }
+        let view = self.view(id)?;
+        let digest = fileop::content_digest(view.path(), options)?;
+        drop(view);
+        self.db.memo_put(&key, &digest.to_string())?;
+        Ok(digest)
+    }
+
+    /// Remembered file digests of build contexts (loaded from the database on first use).
+    pub fn hash_cache(&self) -> &fileop::HashCache {
+        self.hashes.get_or_init(|| {
+            // An unreadable table only costs re-hashing.
+            fileop::HashCache::with_entries(self.db.hash_entries().unwrap_or_default())
+        })
+    }
+
+    /// Persists the file digests remembered since the last call (at most about a million are
+    /// kept; beyond that the table starts over).
+    pub fn save_hash_cache(&self) -> Result<(), Error> {
+        let Some(cache) = self.hashes.get() else {
+            return Ok(());
+        };
+        let entries = cache.take_changes();
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.db.put_hash_entries(&entries, 1_000_000)
     }
 
     /// The blob store.
@@ -185,7 +261,10 @@ impl Store {
     }
 
     /// Removes the debris a crash may have left: mounts, incomplete snapshots, work dirs.
-    fn recover(&self) -> Result<(), Error> {
+    /// [`Store::open`] runs it. Run it again only while nothing of this store is in use (no
+    /// [`Active`], no [`Mounted`]): after killing processes a crashed kiln left behind that
+    /// could still have been writing into a half-made snapshot (stale containers).
+    pub fn recover(&self) -> Result<(), Error> {
         let mnt = self.mnt_dir();
         fs::create_dir_all(&mnt).map_err(|source| Error::Io {
             action: "create directory",
@@ -271,10 +350,17 @@ impl Store {
         mount::mount_overlay(&self.mnt_dir(), &lowers, None)
     }
 
-    /// The snapshot holding the layer chain `chain_id`, if it was applied before.
+    /// The snapshot holding the layer chain `chain_id`, if it was applied before; a hit records
+    /// a use of the snapshot ([`gc`]).
     pub fn layer_snapshot(&self, chain_id: &Digest) -> Result<Option<SnapshotId>, Error> {
         let id = self.db.layer(chain_id)?;
-        Ok(id.filter(|id| self.db.snapshot(*id).ok().flatten().is_some()))
+        let id = id.filter(|id| self.db.snapshot(*id).ok().flatten().is_some());
+        if let Some(id) = id {
+            // Usage statistics only steer garbage collection: failing to record them must not
+            // fail the lookup.
+            let _ = self.db.touch(None, &[id], now_unix());
+        }
+        Ok(id)
     }
 
     /// Records that `id` holds the layer chain `chain_id`.
@@ -287,7 +373,7 @@ impl Store {
         self.db.update_snapshot(id, |info| info.blob = Some(blob))
     }
 
-    /// Looks up a cache key.
+    /// Looks up a cache key; a hit records a use of the record and its snapshots ([`gc`]).
     pub fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>, Error> {
         let Some(record) = self.db.cache_get(key)? else {
             return Ok(None);
@@ -298,12 +384,19 @@ impl Store {
                 return Ok(None);
             }
         }
+        // Usage statistics only steer garbage collection: failing to record them must not fail
+        // the lookup.
+        let ids: Vec<SnapshotId> = record.outputs.iter().flatten().copied().collect();
+        let _ = self.db.touch(Some(key), &ids, now_unix());
         Ok(Some(record))
     }
 
     /// Stores a cache record.
     pub fn cache_put(&self, key: &Digest, record: &CacheRecord) -> Result<(), Error> {
-        self.db.cache_put(key, record)
+        fault::point("cache.before-put");
+        self.db.cache_put(key, record)?;
+        fault::point("cache.after-put");
+        Ok(())
     }
 }
 

@@ -53,6 +53,7 @@ impl<'a> Active<'a> {
                 source,
             })?;
         }
+        crate::fault::point("snapshot.prepared");
         Ok(Active {
             store,
             id,
@@ -82,11 +83,14 @@ impl<'a> Active<'a> {
         let lowers: Vec<PathBuf> = chain.iter().rev().map(|s| self.store.layer_dir(s.id)).collect();
         let upper = self.layer_dir();
         let work = self.dir.join("work");
-        mount::mount_overlay(&self.store.mnt_dir(), &lowers, Some((&upper, &work)))
+        let mounted = mount::mount_overlay(&self.store.mnt_dir(), &lowers, Some((&upper, &work)))?;
+        crate::fault::point("snapshot.mounted");
+        Ok(mounted)
     }
 
     /// Makes the snapshot permanent. Every mount of it must have been dropped before.
     pub fn commit(mut self) -> Result<SnapshotInfo, Error> {
+        crate::fault::point("snapshot.written");
         let work = self.dir.join("work");
         let _ = fs::remove_dir_all(&work);
         let info = SnapshotInfo {
@@ -95,9 +99,15 @@ impl<'a> Active<'a> {
             created: now_unix(),
             description: std::mem::take(&mut self.description),
             blob: None,
+            // Disk accounting (`gc`); a size that cannot be measured now is measured later.
+            size: crate::gc::dir_size(&self.layer_dir()).ok(),
+            last_used: None,
+            usage_count: 0,
         };
+        crate::fault::point("snapshot.before-commit");
         self.store.db.put_snapshot(&info)?;
         self.committed = true;
+        crate::fault::point("snapshot.after-commit");
         Ok(info)
     }
 }

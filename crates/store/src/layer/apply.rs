@@ -113,6 +113,7 @@ fn run(tar: impl Read, root_fd: OwnedFd, kind: Kind) -> Result<ApplyStats, Layer
             source,
         })?;
         applier.apply_entry(&mut entry)?;
+        crate::fault::point("layer.apply.entry");
     }
     applier.set_dir_times()?;
     Ok(applier.stats)

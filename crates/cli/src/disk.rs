@@ -1,0 +1,481 @@
+//! `kiln du` and `kiln prune`, shaped like `buildctl du` / `buildctl prune`, and the report of
+//! the automatic garbage collection after `kiln build`.
+//!
+//! Both open the state directory without the build machinery (`engine::StateDir`), taking its
+//! lock, so they wait for a running build of another process and never run during one.
+//!
+//! `kiln du` (table, the default): one row per snapshot, largest first:
+//! ```text
+//! ID   RECLAIMABLE  SIZE     LAST ACCESSED
+//! 12   true         12.29MB  2 minutes ago
+//! 3    true         4.1MB*   3 days ago
+//! Other content:  4 blobs, 10.5kB
+//! Shared:         4.1MB
+//! Private:        12.29MB
+//! Reclaimable:    16.4MB
+//! Total:          16.4MB
+//! ```
+//! Sizes are decimal (`kB` = 1000 bytes, four significant digits, as BuildKit prints them); a
+//! `*` after a size marks a shared record (a parent of other snapshots, or reached from more
+//! than one cache record); other content is blobs that are no snapshot's layer blob (image
+//! manifests and configs, downloads). With filters, the rows and totals cover the matching
+//! records only. `--verbose` prints every field of every record instead of a row: ID, Parent,
+//! Type, Description, Created at, Last used, Usage count, Size, Shared, In use, Reclaimable,
+//! Blob.
+//!
+//! `kiln du --format json` prints one JSON object:
+//! - `records`: array of objects with `id` (number), `parent` (number or null), `type`
+//!   (`"regular"`: a build result; `"layer"`: a pulled image layer), `description`, `size`
+//!   (bytes: layer directory plus the layer blob counted for it), `created` and `last_used`
+//!   (Unix seconds; `last_used` is `created` when never reused), `usage_count`, `in_use`,
+//!   `shared`, `reclaimable` (booleans) and `blob` (digest of the counted layer blob, or null);
+//! - `other_content`: `{ "blobs": count, "size": bytes }`;
+//! - `total`, `reclaimable`, `shared`, `private`: bytes.
+//!
+//! `kiln prune` prints the removed records as `kiln du` does (rows, or `--verbose` blocks), then
+//! the removed other content and `Total: <bytes freed>`; with `--format json`, one object with
+//! `removed` (records as above, before removal), `other_content`, `blobs_removed` and
+//! `reclaimed` (bytes).
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, ValueEnum};
+use engine::{DiskUsage, Filter, GcOutcome, OtherContent, PruneOptions, PruneReport, StateDir, UsageRecord};
+use serde_json::json;
+
+use crate::args::Cli;
+use crate::render::CliError;
+
+/// Flags of `kiln du`.
+#[derive(Debug, Args)]
+pub(crate) struct DuArgs {
+    /// Show only matching records: type=regular|layer, id=N, description=TEXT,
+    /// description~=SUBSTRING, until=DURATION (not used within); repeatable, all must match.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
+    pub(crate) filters: Vec<Filter>,
+    /// Print every field of every record.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+/// Flags of `kiln prune`.
+#[derive(Debug, Args)]
+pub(crate) struct PruneArgs {
+    /// Include pulled base-image layers (by default only build results go).
+    #[arg(short, long)]
+    pub(crate) all: bool,
+    /// Remove least recently used records only until the cache is at most SIZE (2GB, 512MiB,
+    /// 1.5g, plain bytes; units are binary, as docker's).
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub(crate) keep_storage: Option<u64>,
+    /// Keep records used within DURATION (24h, 90m, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub(crate) keep_duration: Option<Duration>,
+    /// Remove only matching records: type=regular|layer, id=N, description=TEXT,
+    /// description~=SUBSTRING, until=DURATION; repeatable, all must match.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
+    pub(crate) filters: Vec<Filter>,
+    /// Print every field of every removed record.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+/// How `du` and `prune` print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Human-readable rows (or blocks with `--verbose`) and totals.
+    Table,
+    /// One JSON object (fields: see `kiln du --help`).
+    Json,
+}
+
+/// The JSON output, for `--help`.
+pub(crate) const JSON_HELP: &str = "\
+JSON output (--format json): du prints {records, other_content, total, reclaimable, shared, private}; \
+prune prints {removed, other_content, blobs_removed, reclaimed}. A record is {id, parent, type \
+(regular: a build result, layer: a pulled image layer), description, size (bytes), created, last_used \
+(Unix seconds), usage_count, in_use, shared, reclaimable, blob}; other_content is {blobs, size}: blobs \
+that are no snapshot's layer (image manifests and configs, downloads). All sizes are in bytes.";
+
+/// Parses a size flag (`--keep-storage`, `--gc-keep-storage`).
+pub(crate) fn size(text: &str) -> Result<u64, String> {
+    engine::parse_size(text).map_err(|e| e.to_string())
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    engine::parse_duration(text).map_err(|e| e.to_string())
+}
+
+fn filter(text: &str) -> Result<Filter, String> {
+    text.parse().map_err(|e: engine::ParseError| e.to_string())
+}
+
+fn open(cli: &Cli) -> Result<StateDir, CliError> {
+    let root = cli.root.clone();
+    StateDir::open(&cli.root, || {
+        eprintln!("waiting for another kiln process to release {}", root.display());
+    })
+    .map_err(|e| {
+        CliError::Setup(anyhow::Error::new(e).context(format!("state directory {}", cli.root.display())))
+    })
+}
+
+fn failed(cli: &Cli, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> CliError {
+    CliError::Setup(anyhow::Error::new(e).context(format!("failed to {what} {}", cli.root.display())))
+}
+
+/// `kiln du`.
+pub(crate) fn du(cli: &Cli, args: &DuArgs) -> Result<ExitCode, CliError> {
+    let dir = open(cli)?;
+    let usage = dir
+        .disk_usage(&args.filters)
+        .map_err(|e| failed(cli, "measure", e))?;
+    let now = now();
+    let text = match args.format {
+        Format::Json => format!("{:#}\n", usage_json(&usage)),
+        Format::Table => {
+            let mut out = if args.verbose {
+                usage.records.iter().map(|r| verbose(r, now)).collect()
+            } else {
+                table(&usage.records, now)
+            };
+            out.push_str(&summary(&usage));
+            out
+        }
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiln prune`.
+pub(crate) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode, CliError> {
+    let dir = open(cli)?;
+    let options = PruneOptions {
+        all: args.all,
+        keep_duration: args.keep_duration,
+        keep_storage: args.keep_storage,
+        filters: args.filters.clone(),
+    };
+    let report = dir.prune(&options).map_err(|e| failed(cli, "prune", e))?;
+    let now = now();
+    let text = match args.format {
+        Format::Json => format!("{:#}\n", prune_json(&report)),
+        Format::Table => {
+            let mut out = if args.verbose {
+                report.removed.iter().map(|r| verbose(r, now)).collect()
+            } else if report.removed.is_empty() {
+                String::new()
+            } else {
+                table(&report.removed, now)
+            };
+            if report.other.blobs > 0 {
+                out.push_str(&line("Other content:", &other(&report.other)));
+            }
+            out.push_str(&line("Total:", &human_size(report.reclaimed)));
+            out
+        }
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Says what the automatic garbage collection after a build did, when it matters: always when
+/// it failed, and with `KILN_DEBUG` when it removed something.
+pub(crate) fn report_gc(outcome: &GcOutcome) {
+    match outcome {
+        GcOutcome::Failed(message) => {
+            eprintln!("WARNING: garbage collection after the build failed: {message}");
+        }
+        GcOutcome::Collected(report) if report.reclaimed > 0 && std::env::var_os("KILN_DEBUG").is_some() => {
+            eprintln!(
+                "kiln: garbage collection removed {} records and {} blobs, freed {}",
+                report.removed.len(),
+                report.blobs_removed,
+                human_size(report.reclaimed)
+            );
+        }
+        GcOutcome::Collected(_) | GcOutcome::Skipped => {}
+    }
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Rows like `buildctl du`: ID, RECLAIMABLE, SIZE (`*` = shared), LAST ACCESSED.
+fn table(records: &[UsageRecord], now: i64) -> String {
+    let rows: Vec<[String; 4]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.id.to_string(),
+                r.reclaimable().to_string(),
+                format!("{}{}", human_size(r.size), if r.shared { "*" } else { "" }),
+                ago(now - r.last_used),
+            ]
+        })
+        .collect();
+    let header = ["ID", "RECLAIMABLE", "SIZE", "LAST ACCESSED"].map(String::from);
+    let mut widths = [0; 3];
+    for row in rows.iter().chain([&header]) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in [&header].into_iter().chain(&rows) {
+        out.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {}\n",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+        ));
+    }
+    out
+}
+
+/// Every field of one record, `Key:  value` per line, then a blank line.
+fn verbose(r: &UsageRecord, now: i64) -> String {
+    let mut out = line("ID:", &r.id.to_string());
+    if let Some(parent) = r.parent {
+        out.push_str(&line("Parent:", &parent.to_string()));
+    }
+    out.push_str(&line("Type:", r.kind.as_str()));
+    out.push_str(&line("Description:", &r.description));
+    out.push_str(&line("Created at:", &utc(r.created)));
+    out.push_str(&line(
+        "Last used:",
+        &format!("{} ({})", utc(r.last_used), ago(now - r.last_used)),
+    ));
+    out.push_str(&line("Usage count:", &r.usage_count.to_string()));
+    out.push_str(&line("Size:", &human_size(r.size)));
+    out.push_str(&line("Shared:", &r.shared.to_string()));
+    out.push_str(&line("In use:", &r.in_use.to_string()));
+    out.push_str(&line("Reclaimable:", &r.reclaimable().to_string()));
+    if let Some(blob) = &r.blob {
+        out.push_str(&line("Blob:", &blob.to_string()));
+    }
+    out.push('\n');
+    out
+}
+
+fn summary(usage: &DiskUsage) -> String {
+    let mut out = String::new();
+    if usage.other.blobs > 0 {
+        out.push_str(&line("Other content:", &other(&usage.other)));
+    }
+    out.push_str(&line("Shared:", &human_size(usage.shared)));
+    out.push_str(&line("Private:", &human_size(usage.private)));
+    out.push_str(&line("Reclaimable:", &human_size(usage.reclaimable)));
+    out.push_str(&line("Total:", &human_size(usage.total)));
+    out
+}
+
+fn line(key: &str, value: &str) -> String {
+    format!("{key:<15} {value}\n")
+}
+
+fn other(content: &OtherContent) -> String {
+    let plural = if content.blobs == 1 { "" } else { "s" };
+    format!("{} blob{plural}, {}", content.blobs, human_size(content.size))
+}
+
+fn record_json(r: &UsageRecord) -> serde_json::Value {
+    json!({
+        "id": r.id.0,
+        "parent": r.parent.map(|p| p.0),
+        "type": r.kind.as_str(),
+        "description": r.description,
+        "size": r.size,
+        "created": r.created,
+        "last_used": r.last_used,
+        "usage_count": r.usage_count,
+        "in_use": r.in_use,
+        "shared": r.shared,
+        "reclaimable": r.reclaimable(),
+        "blob": r.blob.as_ref().map(ToString::to_string),
+    })
+}
+
+fn other_json(content: &OtherContent) -> serde_json::Value {
+    json!({ "blobs": content.blobs, "size": content.size })
+}
+
+fn usage_json(usage: &DiskUsage) -> serde_json::Value {
+    json!({
+        "records": usage.records.iter().map(record_json).collect::<Vec<_>>(),
+        "other_content": other_json(&usage.other),
+        "total": usage.total,
+        "reclaimable": usage.reclaimable,
+        "shared": usage.shared,
+        "private": usage.private,
+    })
+}
+
+fn prune_json(report: &PruneReport) -> serde_json::Value {
+    json!({
+        "removed": report.removed.iter().map(record_json).collect::<Vec<_>>(),
+        "other_content": other_json(&report.other),
+        "blobs_removed": report.blobs_removed,
+        "reclaimed": report.reclaimed,
+    })
+}
+
+/// Decimal sizes with four significant digits (`8.224kB`, `811.7MB`, `318MB`), as BuildKit
+/// prints them.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let whole_digits = if value < 10.0 {
+        1
+    } else if value < 100.0 {
+        2
+    } else {
+        3
+    };
+    let text = format!("{value:.prec$}", prec = 4 - whole_digits);
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{}", UNITS[unit])
+}
+
+/// How long ago, in words (`2 minutes ago`, `About an hour ago`, `3 days ago`).
+fn ago(seconds: i64) -> String {
+    let s = seconds.max(0);
+    let hours = (s as f64 / 3600.0).round() as i64;
+    let text = match s {
+        0 => "Less than a second".to_string(),
+        1 => "1 second".to_string(),
+        2..60 => format!("{s} seconds"),
+        60..120 => "About a minute".to_string(),
+        120..3600 => format!("{} minutes", s / 60),
+        _ if hours <= 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 14 => format!("{} days", hours / 24),
+        _ if hours < 24 * 60 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    };
+    format!("{text} ago")
+}
+
+/// A Unix time as RFC 3339 in UTC (`2024-05-01T12:00:00Z`).
+fn utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01, in 400-year eras of 146097 days, years starting
+    // in March so the leap day comes last.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_like_buildkit() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(8_224), "8.224kB");
+        assert_eq!(human_size(811_700_000), "811.7MB");
+        assert_eq!(human_size(318_000_000), "318MB");
+        assert_eq!(human_size(1_704_000_000), "1.704GB");
+        assert_eq!(human_size(10_360_000_000), "10.36GB");
+        assert_eq!(human_size(1_000_000), "1MB");
+    }
+
+    #[test]
+    fn ages_read_like_docker() {
+        assert_eq!(ago(0), "Less than a second ago");
+        assert_eq!(ago(-5), "Less than a second ago");
+        assert_eq!(ago(1), "1 second ago");
+        assert_eq!(ago(59), "59 seconds ago");
+        assert_eq!(ago(90), "About a minute ago");
+        assert_eq!(ago(36 * 60), "36 minutes ago");
+        assert_eq!(ago(3600), "About an hour ago");
+        assert_eq!(ago(43 * 3600), "43 hours ago");
+        assert_eq!(ago(13 * 86_400), "13 days ago");
+        assert_eq!(ago(15 * 86_400), "2 weeks ago");
+        assert_eq!(ago(90 * 86_400), "3 months ago");
+        assert_eq!(ago(800 * 86_400), "2 years ago");
+    }
+
+    #[test]
+    fn times_print_as_rfc3339_utc() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
+    }
+
+    fn record(id: u64, size: u64, shared: bool) -> UsageRecord {
+        UsageRecord {
+            id: engine::SnapshotId(id),
+            parent: None,
+            kind: engine::RecordKind::Regular,
+            description: "exec make".into(),
+            size,
+            created: 1_000,
+            last_used: 1_000,
+            usage_count: 0,
+            in_use: false,
+            shared,
+            blob: None,
+        }
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let text = table(&[record(12, 12_290_000, false), record(3, 4_100, true)], 1_120);
+        assert_eq!(
+            text,
+            "ID  RECLAIMABLE  SIZE     LAST ACCESSED\n\
+             12  true         12.29MB  2 minutes ago\n\
+             3   true         4.1kB*   2 minutes ago\n"
+        );
+        let json = record_json(&record(3, 4_100, true));
+        assert_eq!(json["id"], 3);
+        assert_eq!(json["type"], "regular");
+        assert_eq!(json["parent"], serde_json::Value::Null);
+        assert_eq!(json["reclaimable"], true);
+    }
+}

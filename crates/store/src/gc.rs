@@ -1,0 +1,1328 @@
+//! Disk accounting and garbage collection: what the state directory holds, how big it is, and
+//! removing what is no longer wanted (`kiln du`, `kiln prune`, the automatic GC after builds).
+//!
+//! The model follows BuildKit's cache manager, on kiln's store:
+//! - **Usage records** ([`UsageRecord`]): one per committed snapshot. Its kind is `layer` when
+//!   the layer index points at it (a pulled image layer) and `regular` otherwise (a build
+//!   result). Its size is the apparent size of its layer directory (recorded at commit, see
+//!   [`dir_size`]) plus the size of its layer blob, when it has one; a blob recorded by several
+//!   snapshots counts once, for the lowest id. It is *shared* when it is the parent of another
+//!   snapshot or more than one root (below) reaches it, *exclusive* otherwise; *in use* when
+//!   something holds it ([`Store::hold`]) or a snapshot above it.
+//! - **Roots** keep snapshots alive: cache records (cache key → output snapshots) and
+//!   layer-index entries (chain ID → snapshot). A snapshot is alive while a root refers to it or
+//!   a child snapshot sits on it. Records pointing at snapshots that are gone are stale: every
+//!   prune removes them.
+//! - **Other content**: blobs that are not the layer blob of a snapshot (image manifests and
+//!   configs, HTTP downloads, exported manifests, converted layers). After a prune, a blob is kept
+//!   only while a remaining snapshot records it as its layer blob, or it is the manifest (or the
+//!   config of a manifest) of an image all of whose layer blobs are kept.
+//! - **Last used**: a cache hit ([`Store::cache_get`]) or a layer reuse
+//!   ([`Store::layer_snapshot`]) records the time and counts a use, on the snapshots and the cache
+//!   record. A snapshot never returned by a lookup counts as used when it was created.
+//!
+//! **Pruning** ([`Store::prune`]) removes leaf snapshots (no child left), BuildKit's way:
+//! removing a leaf removes the roots referring to it, and any snapshot that was kept alive only
+//! by those roots or by the removed leaf goes with it (so a parent goes once its last child
+//! does, unless a root of its own keeps it). Candidates must pass the options: without
+//! [`PruneOptions::all`] (and without a `type` filter) pulled image layers are kept, like
+//! BuildKit keeps records shared with images; `keep_duration` and the `until` filter keep what
+//! was used within that time; filters must all match. With `keep_storage`, candidates are
+//! removed one at a time, least recently used first (then least often used, then oldest id),
+//! until the total would be at most that size; nothing is removed when it already is. A held
+//! snapshot (and everything below it) is never removed.
+//!
+//! **Crash safety**: the records go first, in one database transaction (cache records,
+//! snapshot records, layer-index entries), then the snapshot directories, then the blobs. A
+//! crash after the transaction leaves directories without records, which [`Store::open`]
+//! removes, and unreferenced blobs, which the next prune removes; the index never points at a
+//! missing snapshot and no remaining snapshot ever loses its layer blob. Fault points:
+//! `gc.records-removed`, `gc.snapshots-removed`.
+//!
+//! **Concurrency rule**: pruning must not run while the same process builds (an uncommitted
+//! snapshot's parent, or a mounted snapshot, is not visible here). The store lock keeps other
+//! processes out; the engine runs GC only between builds. [`Store::hold`] pins snapshots for
+//! callers that need them kept across a prune.
+//!
+//! Not done here: deciding *when* to collect (the engine's job), free-space based policies
+//! (BuildKit's `minFreeSpace`), and the executor's directory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use oci::{Digest, ImageManifest, media_type};
+
+use crate::db::SnapshotInfo;
+use crate::{Error, SnapshotId, Store, fault, now_unix};
+
+/// Blobs larger than this are never read to see whether they are image manifests (registries
+/// refuse manifests above 4 MiB too).
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// What made a snapshot, for accounting and filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordKind {
+    /// A build result (a step's output, a source such as git or HTTP).
+    Regular,
+    /// A pulled image layer (the layer index points at it).
+    Layer,
+}
+
+impl RecordKind {
+    /// The name used by filters and output: `regular` or `layer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Regular => "regular",
+            RecordKind::Layer => "layer",
+        }
+    }
+}
+
+impl fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RecordKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "regular" => Ok(RecordKind::Regular),
+            "layer" => Ok(RecordKind::Layer),
+            other => Err(format!(
+                "unknown record type {other:?} (expected regular or layer)"
+            )),
+        }
+    }
+}
+
+/// What one snapshot costs and how it is used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRecord {
+    /// The snapshot.
+    pub id: SnapshotId,
+    /// The snapshot it sits on.
+    pub parent: Option<SnapshotId>,
+    /// `layer` (pulled) or `regular` (built).
+    pub kind: RecordKind,
+    /// What made it.
+    pub description: String,
+    /// Bytes: its layer directory plus the layer blob counted for it ([`UsageRecord::blob`]).
+    pub size: u64,
+    /// When it was committed (Unix seconds).
+    pub created: i64,
+    /// When a lookup last returned it, or when it was created if never (Unix seconds).
+    pub last_used: i64,
+    /// How many lookups returned it.
+    pub usage_count: u64,
+    /// Whether something holds it or a snapshot above it ([`Store::hold`]); never removed then.
+    pub in_use: bool,
+    /// Whether it is a parent of another snapshot or reachable from more than one root.
+    pub shared: bool,
+    /// The layer blob counted in [`UsageRecord::size`], if any.
+    pub blob: Option<Digest>,
+}
+
+impl UsageRecord {
+    /// Whether a prune could remove it (it is not in use).
+    pub fn reclaimable(&self) -> bool {
+        !self.in_use
+    }
+}
+
+/// Blobs that are not the layer blob of any snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OtherContent {
+    /// How many.
+    pub blobs: u64,
+    /// Their total size in bytes.
+    pub size: u64,
+}
+
+/// What the state directory holds ([`Store::disk_usage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// The records that matched the filters, largest first (then by id).
+    pub records: Vec<UsageRecord>,
+    /// Blobs that are not layer blobs of a snapshot (counted in the totals only without
+    /// filters).
+    pub other: OtherContent,
+    /// Bytes of the records plus other content.
+    pub total: u64,
+    /// Bytes not in use (what `prune --all` could free).
+    pub reclaimable: u64,
+    /// Bytes of shared records.
+    pub shared: u64,
+    /// Bytes of exclusive records.
+    pub private: u64,
+}
+
+/// How a `description` filter compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextMatch {
+    /// `description=TEXT` or `description==TEXT`: exactly.
+    Equal,
+    /// `description!=TEXT`: anything else.
+    NotEqual,
+    /// `description~=TEXT`: contains `TEXT` (a substring, not a regular expression).
+    Contains,
+}
+
+/// A condition on usage records, parsed from `KEY=VALUE` (also `KEY==VALUE`, `KEY!=VALUE`, and
+/// `KEY~=VALUE` for descriptions). All filters given must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// `type=regular|layer` (or `!=`).
+    Type {
+        /// The kind.
+        kind: RecordKind,
+        /// `true` for `=`, `false` for `!=`.
+        equal: bool,
+    },
+    /// `id=N` (or `!=`).
+    Id {
+        /// The snapshot.
+        id: SnapshotId,
+        /// `true` for `=`, `false` for `!=`.
+        equal: bool,
+    },
+    /// `description=TEXT`, `description!=TEXT`, `description~=TEXT`.
+    Description {
+        /// The text.
+        text: String,
+        /// How it is compared.
+        how: TextMatch,
+    },
+    /// `until=DURATION` (docker's name; `unused-for` is accepted too): not used within that
+    /// long.
+    Until(Duration),
+}
+
+impl Filter {
+    /// Whether `record` passes this filter at time `now` (Unix seconds).
+    pub fn matches(&self, record: &UsageRecord, now: i64) -> bool {
+        match self {
+            Filter::Type { kind, equal } => (record.kind == *kind) == *equal,
+            Filter::Id { id, equal } => (record.id == *id) == *equal,
+            Filter::Description { text, how } => match how {
+                TextMatch::Equal => record.description == *text,
+                TextMatch::NotEqual => record.description != *text,
+                TextMatch::Contains => record.description.contains(text.as_str()),
+            },
+            Filter::Until(age) => record.last_used <= cutoff(now, *age),
+        }
+    }
+}
+
+impl FromStr for Filter {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason: String| ParseError::Filter {
+            filter: text.to_string(),
+            reason,
+        };
+        let eq = text
+            .find('=')
+            .ok_or_else(|| invalid("expected KEY=VALUE".into()))?;
+        let (key, op, value) = match text[..eq].chars().last() {
+            Some('!') => (&text[..eq - 1], "!=", &text[eq + 1..]),
+            Some('~') => (&text[..eq - 1], "~=", &text[eq + 1..]),
+            _ if text[eq + 1..].starts_with('=') => (&text[..eq], "==", &text[eq + 2..]),
+            _ => (&text[..eq], "=", &text[eq + 1..]),
+        };
+        if key.is_empty() || value.is_empty() {
+            return Err(invalid("expected KEY=VALUE".into()));
+        }
+        let equality = |what: &str| match op {
+            "=" | "==" => Ok(true),
+            "!=" => Ok(false),
+            _ => Err(invalid(format!("{what} takes =, == or !="))),
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "type" => Ok(Filter::Type {
+                kind: value.parse().map_err(invalid)?,
+                equal: equality("type")?,
+            }),
+            "id" => Ok(Filter::Id {
+                id: SnapshotId(
+                    value
+                        .parse()
+                        .map_err(|_| invalid(format!("{value:?} is not a snapshot id")))?,
+                ),
+                equal: equality("id")?,
+            }),
+            "description" => Ok(Filter::Description {
+                text: value.to_string(),
+                how: match op {
+                    "=" | "==" => TextMatch::Equal,
+                    "!=" => TextMatch::NotEqual,
+                    _ => TextMatch::Contains,
+                },
+            }),
+            "until" | "unused-for" => {
+                if !equality(key)? {
+                    return Err(invalid(format!("{key} takes = only")));
+                }
+                Ok(Filter::Until(parse_duration(value)?))
+            }
+            other => Err(invalid(format!(
+                "unknown key {other:?} (supported: type, id, description, until)"
+            ))),
+        }
+    }
+}
+
+/// What to prune ([`Store::prune`]). The default removes every regular record not in use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneOptions {
+    /// Include pulled image layers (and, without other conditions, cache records that hold no
+    /// snapshot at all).
+    pub all: bool,
+    /// Keep what was used within this long.
+    pub keep_duration: Option<Duration>,
+    /// Remove least recently used records only until the total is at most this many bytes.
+    pub keep_storage: Option<u64>,
+    /// Conditions every removed record must meet.
+    pub filters: Vec<Filter>,
+}
+
+/// What a prune removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// The removed records, in the order they were chosen, as they were before removal.
+    pub removed: Vec<UsageRecord>,
+    /// Blob files removed (layer blobs of removed records and other content).
+    pub blobs_removed: u64,
+    /// Their total size in bytes.
+    pub blob_bytes: u64,
+    /// The removed blobs that were not counted in a removed record.
+    pub other: OtherContent,
+    /// Bytes freed: layer directories plus blobs.
+    pub reclaimed: u64,
+}
+
+impl PruneReport {
+    fn absorb(&mut self, other: PruneReport) {
+        self.removed.extend(other.removed);
+        self.blobs_removed += other.blobs_removed;
+        self.blob_bytes += other.blob_bytes;
+        self.other.blobs += other.other.blobs;
+        self.other.size += other.other.size;
+        self.reclaimed += other.reclaimed;
+    }
+}
+
+/// Errors parsing sizes, durations and filters.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not a size.
+    #[error("invalid size {0:?}: expected bytes or a number with a unit, such as 512MiB, 2GB or 1.5g")]
+    Size(String),
+    /// Not a duration.
+    #[error("invalid duration {0:?}: expected a duration such as 24h, 90m or 1h30m")]
+    Duration(String),
+    /// Not a filter.
+    #[error("invalid filter {filter:?}: {reason}")]
+    Filter {
+        /// The filter as given.
+        filter: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Parses a size the way docker parses `--keep-storage` (go-units' `RAMInBytes`): plain bytes,
+/// or a number (fractions allowed) with a unit `k`, `m`, `g`, `t` or `p`, optionally followed by
+/// `i` and/or `b`, in any case. Every unit is binary: `2GB` = `2GiB` = 2 × 1024³ bytes.
+pub fn parse_size(text: &str) -> Result<u64, ParseError> {
+    let invalid = || ParseError::Size(text.to_string());
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit = unit.strip_prefix(' ').unwrap_or(unit).to_ascii_lowercase();
+    let mut chars = unit.chars();
+    let shift = match chars.next() {
+        None | Some('b') if unit.len() <= 1 => 0,
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some('p') => 50,
+        _ => return Err(invalid()),
+    };
+    if shift > 0 && !matches!(chars.as_str(), "" | "i" | "b" | "ib") {
+        return Err(invalid());
+    }
+    if number.is_empty()
+        || number.starts_with('.')
+        || number.ends_with('.')
+        || number.matches('.').count() > 1
+    {
+        return Err(invalid());
+    }
+    if !number.contains('.') {
+        let whole: u64 = number.parse().map_err(|_| invalid())?;
+        return whole.checked_mul(1u64 << shift).ok_or_else(invalid);
+    }
+    let value: f64 = number.parse().map_err(|_| invalid())?;
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(bytes as u64)
+}
+
+/// Parses a duration the way Go's `time.ParseDuration` does: a sequence of numbers (fractions
+/// allowed) each with a unit `ns`, `us` (or `µs`), `ms`, `s`, `m` or `h`, as in `24h`, `90m`,
+/// `1h30m` or `1.5h`; `0` alone is zero. Negative durations are refused.
+pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
+    let invalid = || ParseError::Duration(text.to_string());
+    let mut rest = text.trim();
+    if rest == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    const UNITS: [(&str, u128); 8] = [
+        ("ns", 1),
+        ("us", 1_000),
+        ("µs", 1_000),
+        ("μs", 1_000),
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+    ];
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(end);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
+            return Err(invalid());
+        }
+        // Longest unit first: `ms` before `m`.
+        let (unit, scale) = UNITS
+            .iter()
+            .filter(|(u, _)| after.starts_with(u))
+            .max_by_key(|(u, _)| u.len())
+            .ok_or_else(invalid)?;
+        let whole: u128 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| invalid())?
+        };
+        let mut nanos = whole.checked_mul(*scale).ok_or_else(invalid)?;
+        if !fraction.is_empty() {
+            let digits = fraction.len().min(18);
+            let value: u128 = fraction[..digits].parse().map_err(|_| invalid())?;
+            nanos += value * scale / 10u128.pow(digits as u32);
+        }
+        total = total.checked_add(nanos).ok_or_else(invalid)?;
+        rest = &after[unit.len()..];
+    }
+    let total = u64::try_from(total).map_err(|_| invalid())?;
+    Ok(Duration::from_nanos(total))
+}
+
+/// The default limit of automatic garbage collection for a state directory at `root`, like
+/// BuildKit's default reserved space: 10% of the size of the filesystem holding it, rounded up
+/// to a whole gigabyte (10⁹ bytes), at most 10 GB; 2 GB when the filesystem cannot be queried.
+pub fn default_gc_limit(root: &Path) -> u64 {
+    const GB: u64 = 1_000_000_000;
+    match rustix::fs::statvfs(root) {
+        Ok(fs) => {
+            let size = fs.f_blocks.saturating_mul(fs.f_frsize);
+            (size / 10).div_ceil(GB).clamp(1, 10) * GB
+        }
+        Err(_) => 2 * GB,
+    }
+}
+
+/// The apparent size in bytes of everything at and below `path` (as `du --apparent-size
+/// --bytes`): file lengths, symlink target lengths and directory sizes as the filesystem reports
+/// them, each hard-linked inode counted once. Symlinks are not followed.
+///
+/// Apparent size rather than allocated blocks, because it does not depend on the filesystem
+/// and is what a layer tar of the directory roughly weighs.
+pub fn dir_size(path: &Path) -> io::Result<u64> {
+    let top = fs::symlink_metadata(path)?;
+    let mut total = top.len();
+    let mut linked = BTreeSet::new();
+    let mut pending = Vec::new();
+    if top.is_dir() {
+        pending.push(path.to_path_buf());
+    }
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            // `DirEntry::metadata` does not follow symlinks.
+            let meta = entry.metadata()?;
+            if !meta.is_dir() && meta.nlink() > 1 && !linked.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            total += meta.len();
+            if meta.is_dir() {
+                pending.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Snapshots held by [`Hold`]s, with counts.
+#[derive(Debug, Default)]
+pub(crate) struct Holds(Mutex<BTreeMap<SnapshotId, usize>>);
+
+impl Holds {
+    fn set(&self) -> BTreeSet<SnapshotId> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+}
+
+/// Keeps a snapshot (and its parents) from being pruned while it lives ([`Store::hold`]).
+#[derive(Debug)]
+pub struct Hold<'a> {
+    store: &'a Store,
+    id: SnapshotId,
+}
+
+impl Hold<'_> {
+    /// The held snapshot.
+    pub fn id(&self) -> SnapshotId {
+        self.id
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut holds = self.store.holds.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = holds.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                holds.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// A blob file.
+#[derive(Clone, Copy, Debug)]
+struct BlobFile {
+    size: u64,
+    /// Modification time (Unix seconds): when it was written.
+    modified: i64,
+}
+
+/// An image manifest found in the content store: its config and layer blobs.
+#[derive(Debug)]
+struct ManifestRefs {
+    config: Digest,
+    layers: Vec<Digest>,
+}
+
+/// Everything known about the state directory, loaded at once.
+#[derive(Debug)]
+struct Model {
+    now: i64,
+    snapshots: BTreeMap<SnapshotId, SnapshotInfo>,
+    /// Apparent size of each snapshot's layer directory.
+    dir_sizes: BTreeMap<SnapshotId, u64>,
+    /// Cache records whose snapshots all exist: key → their snapshots.
+    cache: BTreeMap<String, BTreeSet<SnapshotId>>,
+    /// Cache records that hold no snapshot (only empty filesystems), with their last use.
+    empty_cache: BTreeMap<String, i64>,
+    /// Cache records or layer-index entries pointing at missing snapshots.
+    stale_cache: Vec<String>,
+    stale_layers: Vec<String>,
+    layers: BTreeMap<String, SnapshotId>,
+    blobs: BTreeMap<Digest, BlobFile>,
+    /// Filled only for pruning (it reads blobs).
+    manifests: BTreeMap<Digest, ManifestRefs>,
+    /// Held snapshots and everything below them.
+    in_use: BTreeSet<SnapshotId>,
+}
+
+impl Model {
+    fn load(store: &Store, with_manifests: bool) -> Result<Model, Error> {
+        let tables = store.db.gc_tables()?;
+        let snapshots: BTreeMap<SnapshotId, SnapshotInfo> =
+            tables.snapshots.into_iter().map(|s| (s.id, s)).collect();
+        let mut dir_sizes = BTreeMap::new();
+        for (id, info) in &snapshots {
+            let size = match info.size {
+                Some(size) => size,
+                None => match dir_size(&store.layer_dir(*id)) {
+                    Ok(size) => {
+                        // Measured once for snapshots committed before sizes were recorded.
+                        store.db.update_snapshot(*id, |i| i.size = Some(size))?;
+                        size
+                    }
+                    // A missing directory is damage for `kiln debug check`; it takes no space.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(source) => {
+                        return Err(Error::Io {
+                            action: "measure snapshot",
+                            path: store.layer_dir(*id),
+                            source,
+                        });
+                    }
+                },
+            };
+            dir_sizes.insert(*id, size);
+        }
+        let mut cache = BTreeMap::new();
+        let mut empty_cache = BTreeMap::new();
+        let mut stale_cache = Vec::new();
+        for (key, record) in tables.cache {
+            let ids: BTreeSet<SnapshotId> = record.outputs.iter().flatten().copied().collect();
+            if ids.iter().any(|id| !snapshots.contains_key(id)) {
+                stale_cache.push(key);
+            } else if ids.is_empty() {
+                empty_cache.insert(key, record.last_used.unwrap_or(record.created));
+            } else {
+                cache.insert(key, ids);
+            }
+        }
+        let mut layers = BTreeMap::new();
+        let mut stale_layers = Vec::new();
+        for (chain, id) in tables.layers {
+            if snapshots.contains_key(&id) {
+                layers.insert(chain, id);
+            } else {
+                stale_layers.push(chain);
+            }
+        }
+        let blobs = list_blobs(&blob_dir(store))?;
+        let mut manifests = BTreeMap::new();
+        if with_manifests {
+            let layer_blobs: BTreeSet<&Digest> = snapshots
+                .values()
+                .filter_map(|s| s.blob.as_ref().map(|b| &b.descriptor.digest))
+                .collect();
+            for (digest, file) in &blobs {
+                if file.size <= MAX_MANIFEST_SIZE
+                    && !layer_blobs.contains(digest)
+                    && let Some(refs) = read_manifest(&store.content().path(digest))
+                {
+                    manifests.insert(digest.clone(), refs);
+                }
+            }
+        }
+        let mut in_use = BTreeSet::new();
+        for id in store.holds.set() {
+            let mut next = Some(id);
+            while let Some(id) = next {
+                if !in_use.insert(id) {
+                    break;
+                }
+                next = snapshots.get(&id).and_then(|s| s.parent);
+            }
+        }
+        Ok(Model {
+            now: now_unix(),
+            snapshots,
+            dir_sizes,
+            cache,
+            empty_cache,
+            stale_cache,
+            stale_layers,
+            layers,
+            blobs,
+            manifests,
+            in_use,
+        })
+    }
+
+    /// The usage record of every snapshot.
+    fn records(&self) -> BTreeMap<SnapshotId, UsageRecord> {
+        let mut has_child = BTreeSet::new();
+        for info in self.snapshots.values() {
+            if let Some(parent) = info.parent {
+                has_child.insert(parent);
+            }
+        }
+        // How many roots reach each snapshot (through its children or directly).
+        let mut reach: BTreeMap<SnapshotId, usize> = BTreeMap::new();
+        let roots = self
+            .cache
+            .values()
+            .map(|ids| ids.iter().copied().collect::<Vec<_>>())
+            .chain(self.layers.values().map(|id| vec![*id]));
+        for outputs in roots {
+            let mut reached = BTreeSet::new();
+            for id in outputs {
+                let mut next = Some(id);
+                while let Some(id) = next {
+                    if !reached.insert(id) {
+                        break;
+                    }
+                    next = self.snapshots.get(&id).and_then(|s| s.parent);
+                }
+            }
+            for id in reached {
+                *reach.entry(id).or_default() += 1;
+            }
+        }
+        let layer_ids: BTreeSet<SnapshotId> = self.layers.values().copied().collect();
+        let mut counted_blobs = BTreeSet::new();
+        let mut records = BTreeMap::new();
+        for (id, info) in &self.snapshots {
+            let blob = info
+                .blob
+                .as_ref()
+                .map(|b| &b.descriptor.digest)
+                .filter(|d| self.blobs.contains_key(*d) && counted_blobs.insert((*d).clone()))
+                .cloned();
+            let blob_size = blob
+                .as_ref()
+                .and_then(|d| self.blobs.get(d))
+                .map_or(0, |b| b.size);
+            records.insert(
+                *id,
+                UsageRecord {
+                    id: *id,
+                    parent: info.parent,
+                    kind: if layer_ids.contains(id) {
+                        RecordKind::Layer
+                    } else {
+                        RecordKind::Regular
+                    },
+                    description: info.description.clone(),
+                    size: self.dir_sizes.get(id).copied().unwrap_or(0) + blob_size,
+                    created: info.created,
+                    last_used: info.last_used.unwrap_or(info.created),
+                    usage_count: info.usage_count,
+                    in_use: self.in_use.contains(id),
+                    shared: has_child.contains(id) || reach.get(id).copied().unwrap_or(0) > 1,
+                    blob,
+                },
+            );
+        }
+        records
+    }
+}
+
+fn blob_dir(store: &Store) -> PathBuf {
+    store.root().join("blobs").join("sha256")
+}
+
+/// The blob files of the content store. Files whose names are not digests are not kiln's and
+/// are left out (and so never removed).
+fn list_blobs(dir: &Path) -> Result<BTreeMap<Digest, BlobFile>, Error> {
+    let io_error = |source| Error::Io {
+        action: "list blobs in",
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut blobs = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(digest) = format!("sha256:{name}").parse::<Digest>() else {
+            continue;
+        };
+        let meta = entry.metadata().map_err(|source| Error::Io {
+            action: "stat blob",
+            path: entry.path(),
+            source,
+        })?;
+        if meta.is_file() {
+            blobs.insert(
+                digest,
+                BlobFile {
+                    size: meta.len(),
+                    modified: meta.mtime(),
+                },
+            );
+        }
+    }
+    Ok(blobs)
+}
+
+/// The config and layers of the blob at `path` if it is a single-platform image manifest.
+fn read_manifest(path: &Path) -> Option<ManifestRefs> {
+    let bytes = fs::read(path).ok()?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
+    }
+    let manifest: ImageManifest = serde_json::from_slice(&bytes).ok()?;
+    if manifest.schema_version != 2
+        || manifest
+            .media_type
+            .as_deref()
+            .is_some_and(|m| !media_type::is_manifest(m))
+    {
+        return None;
+    }
+    Some(ManifestRefs {
+        config: manifest.config.digest,
+        layers: manifest.layers.into_iter().map(|l| l.digest).collect(),
+    })
+}
+
+/// The point in time (Unix seconds) `age` before `now`.
+fn cutoff(now: i64, age: Duration) -> i64 {
+    now.saturating_sub(i64::try_from(age.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A prune being planned: what is still alive after the removals chosen so far.
+struct Plan<'m> {
+    model: &'m Model,
+    records: &'m BTreeMap<SnapshotId, UsageRecord>,
+    options: &'m PruneOptions,
+    alive: BTreeSet<SnapshotId>,
+    children: BTreeMap<SnapshotId, BTreeSet<SnapshotId>>,
+    cache: BTreeMap<String, BTreeSet<SnapshotId>>,
+    layers: BTreeMap<String, SnapshotId>,
+    /// Snapshot → keys of live cache records and chains of live layer entries referring to it.
+    cache_refs: BTreeMap<SnapshotId, BTreeSet<String>>,
+    layer_refs: BTreeMap<SnapshotId, BTreeSet<String>>,
+    removed: Vec<SnapshotId>,
+    removed_cache: Vec<String>,
+    removed_layers: Vec<String>,
+}
+
+impl<'m> Plan<'m> {
+    fn new(
+        model: &'m Model,
+        records: &'m BTreeMap<SnapshotId, UsageRecord>,
+        options: &'m PruneOptions,
+    ) -> Plan<'m> {
+        let mut children: BTreeMap<SnapshotId, BTreeSet<SnapshotId>> = BTreeMap::new();
+        for info in model.snapshots.values() {
+            if let Some(parent) = info.parent {
+                children.entry(parent).or_default().insert(info.id);
+            }
+        }
+        let mut cache_refs: BTreeMap<SnapshotId, BTreeSet<String>> = BTreeMap::new();
+        for (key, ids) in &model.cache {
+            for id in ids {
+                cache_refs.entry(*id).or_default().insert(key.clone());
+            }
+        }
+        let mut layer_refs: BTreeMap<SnapshotId, BTreeSet<String>> = BTreeMap::new();
+        for (chain, id) in &model.layers {
+            layer_refs.entry(*id).or_default().insert(chain.clone());
+        }
+        Plan {
+            model,
+            records,
+            options,
+            alive: model.snapshots.keys().copied().collect(),
+            children,
+            cache: model.cache.clone(),
+            layers: model.layers.clone(),
+            cache_refs,
+            layer_refs,
+            removed: Vec::new(),
+            removed_cache: model.stale_cache.clone(),
+            removed_layers: model.stale_layers.clone(),
+        }
+    }
+
+    fn is_leaf(&self, id: SnapshotId) -> bool {
+        self.children.get(&id).is_none_or(BTreeSet::is_empty)
+    }
+
+    fn is_rooted(&self, id: SnapshotId) -> bool {
+        self.cache_refs.get(&id).is_some_and(|k| !k.is_empty())
+            || self.layer_refs.get(&id).is_some_and(|c| !c.is_empty())
+    }
+
+    /// Whether the options allow removing `id` (whether it is a leaf aside).
+    fn eligible(&self, id: SnapshotId) -> bool {
+        let Some(record) = self.records.get(&id) else {
+            return false;
+        };
+        if record.in_use {
+            return false;
+        }
+        let typed = self
+            .options
+            .filters
+            .iter()
+            .any(|f| matches!(f, Filter::Type { .. }));
+        if !self.options.all && !typed && record.kind == RecordKind::Layer {
+            return false;
+        }
+        if let Some(age) = self.options.keep_duration
+            && record.last_used > cutoff(self.model.now, age)
+        {
+            return false;
+        }
+        self.options
+            .filters
+            .iter()
+            .all(|f| f.matches(record, self.model.now))
+    }
+
+    /// Snapshots that could be removed now.
+    fn candidates(&self) -> Vec<SnapshotId> {
+        self.alive
+            .iter()
+            .copied()
+            .filter(|id| self.is_leaf(*id) && self.eligible(*id))
+            .collect()
+    }
+
+    /// Removes `id` and whatever was alive only through it or its roots.
+    fn remove(&mut self, id: SnapshotId) {
+        let mut pending = vec![id];
+        while let Some(id) = pending.pop() {
+            if !self.alive.remove(&id) {
+                continue;
+            }
+            self.removed.push(id);
+            let mut affected = Vec::new();
+            for key in self.cache_refs.remove(&id).unwrap_or_default() {
+                let Some(ids) = self.cache.remove(&key) else {
+                    continue;
+                };
+                for other in ids {
+                    if let Some(keys) = self.cache_refs.get_mut(&other) {
+                        keys.remove(&key);
+                    }
+                    affected.push(other);
+                }
+                self.removed_cache.push(key);
+            }
+            for chain in self.layer_refs.remove(&id).unwrap_or_default() {
+                self.layers.remove(&chain);
+                self.removed_layers.push(chain);
+            }
+            if let Some(parent) = self.model.snapshots.get(&id).and_then(|s| s.parent) {
+                if let Some(children) = self.children.get_mut(&parent) {
+                    children.remove(&id);
+                }
+                affected.push(parent);
+            }
+            for other in affected {
+                if self.alive.contains(&other)
+                    && self.is_leaf(other)
+                    && !self.is_rooted(other)
+                    && !self.model.in_use.contains(&other)
+                {
+                    pending.push(other);
+                }
+            }
+        }
+    }
+
+    /// Blobs still needed by what is alive: layer blobs of live snapshots, and manifests (with
+    /// their configs) of images all of whose layer blobs are among those.
+    fn needed_blobs(&self, alive: &BTreeSet<SnapshotId>) -> BTreeSet<Digest> {
+        let mut needed: BTreeSet<Digest> = alive
+            .iter()
+            .filter_map(|id| self.model.snapshots.get(id))
+            .filter_map(|s| s.blob.as_ref().map(|b| b.descriptor.digest.clone()))
+            .collect();
+        let mut images = Vec::new();
+        for (digest, refs) in &self.model.manifests {
+            if !refs.layers.is_empty() && refs.layers.iter().all(|l| needed.contains(l)) {
+                images.push(digest.clone());
+                images.push(refs.config.clone());
+            }
+        }
+        needed.extend(images);
+        needed
+    }
+
+    /// Whether an unneeded blob that this prune did not free may go: only when no filter
+    /// restricts the prune to some records, and it is old enough for the duration limits.
+    fn other_blob_removable(&self, blob: &BlobFile) -> bool {
+        let mut limit = i64::MAX;
+        for filter in &self.options.filters {
+            match filter {
+                Filter::Until(age) => limit = limit.min(cutoff(self.model.now, *age)),
+                _ => return false,
+            }
+        }
+        if let Some(age) = self.options.keep_duration {
+            limit = limit.min(cutoff(self.model.now, age));
+        }
+        blob.modified <= limit
+    }
+
+    /// The blobs to delete once the chosen snapshots are gone.
+    fn doomed_blobs(&self, needed_before: &BTreeSet<Digest>) -> BTreeSet<Digest> {
+        let needed = self.needed_blobs(&self.alive);
+        self.model
+            .blobs
+            .iter()
+            .filter(|(d, blob)| {
+                !needed.contains(*d) && (needed_before.contains(*d) || self.other_blob_removable(blob))
+            })
+            .map(|(d, _)| d.clone())
+            .collect()
+    }
+
+    /// Bytes the state directory would hold after this plan.
+    fn projected_total(&self, needed_before: &BTreeSet<Digest>) -> u64 {
+        let dirs: u64 = self
+            .alive
+            .iter()
+            .map(|id| self.model.dir_sizes.get(id).copied().unwrap_or(0))
+            .sum();
+        let doomed = self.doomed_blobs(needed_before);
+        let blobs: u64 = self
+            .model
+            .blobs
+            .iter()
+            .filter(|(d, _)| !doomed.contains(*d))
+            .map(|(_, b)| b.size)
+            .sum();
+        dirs + blobs
+    }
+}
+
+impl Store {
+    /// What the state directory holds: one record per snapshot that passes every filter
+    /// (largest first), plus other content and totals (see the [module docs](crate::gc)).
+    pub fn disk_usage(&self, filters: &[Filter]) -> Result<DiskUsage, Error> {
+        let model = Model::load(self, false)?;
+        let records = model.records();
+        let counted: BTreeSet<&Digest> = records.values().filter_map(|r| r.blob.as_ref()).collect();
+        let mut usage = DiskUsage::default();
+        for (digest, blob) in &model.blobs {
+            if !counted.contains(digest) {
+                usage.other.blobs += 1;
+                usage.other.size += blob.size;
+            }
+        }
+        usage.records = records
+            .into_values()
+            .filter(|r| filters.iter().all(|f| f.matches(r, model.now)))
+            .collect();
+        usage
+            .records
+            .sort_by(|a, b| b.size.cmp(&a.size).then(a.id.cmp(&b.id)));
+        for record in &usage.records {
+            usage.total += record.size;
+            if record.reclaimable() {
+                usage.reclaimable += record.size;
+            }
+            if record.shared {
+                usage.shared += record.size;
+            } else {
+                usage.private += record.size;
+            }
+        }
+        if filters.is_empty() {
+            usage.total += usage.other.size;
+            usage.reclaimable += usage.other.size;
+        }
+        Ok(usage)
+    }
+
+    /// Removes what `options` select (see the [module docs](crate::gc)) and reports it.
+    ///
+    /// Must not run while this process builds (has uncommitted snapshots or mounts); the
+    /// engine only calls it between builds.
+    pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport, Error> {
+        let model = Model::load(self, true)?;
+        let records = model.records();
+        let mut plan = Plan::new(&model, &records, options);
+        let needed_before = plan.needed_blobs(&plan.alive);
+        match options.keep_storage {
+            Some(limit) => {
+                let current: u64 =
+                    model.dir_sizes.values().sum::<u64>() + model.blobs.values().map(|b| b.size).sum::<u64>();
+                if current <= limit {
+                    return Ok(PruneReport::default());
+                }
+                while plan.projected_total(&needed_before) > limit {
+                    // Least recently used first, then least often used, then the oldest.
+                    let next = plan.candidates().into_iter().min_by_key(|id| {
+                        let r = &records[id];
+                        (r.last_used, r.usage_count, r.id)
+                    });
+                    let Some(next) = next else { break };
+                    plan.remove(next);
+                }
+            }
+            None => loop {
+                let candidates = plan.candidates();
+                if candidates.is_empty() {
+                    break;
+                }
+                for id in candidates {
+                    plan.remove(id);
+                }
+            },
+        }
+        if options.all && options.filters.is_empty() && options.keep_storage.is_none() {
+            let limit = options
+                .keep_duration
+                .map_or(i64::MAX, |age| cutoff(model.now, age));
+            for (key, last_used) in &model.empty_cache {
+                if *last_used <= limit {
+                    plan.removed_cache.push(key.clone());
+                }
+            }
+        }
+        let doomed = plan.doomed_blobs(&needed_before);
+        self.apply(&model, &records, &plan, &doomed)
+    }
+
+    /// Carries out a plan: records first (one transaction), then directories, then blobs.
+    fn apply(
+        &self,
+        model: &Model,
+        records: &BTreeMap<SnapshotId, UsageRecord>,
+        plan: &Plan<'_>,
+        doomed: &BTreeSet<Digest>,
+    ) -> Result<PruneReport, Error> {
+        let mut report = PruneReport::default();
+        if !plan.removed.is_empty() || !plan.removed_cache.is_empty() || !plan.removed_layers.is_empty() {
+            self.db
+                .remove_records(&plan.removed_cache, &plan.removed, &plan.removed_layers)?;
+        }
+        fault::point("gc.records-removed");
+        let mut first_error = None;
+        for id in &plan.removed {
+            let dir = self.snapshots_dir().join(id.to_string());
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // The record is gone already, so the directory is debris that the next
+                // `Store::open` removes; report the failure after finishing the rest.
+                Err(source) => {
+                    first_error.get_or_insert(Error::Io {
+                        action: "remove snapshot directory",
+                        path: dir,
+                        source,
+                    });
+                }
+            }
+            report.reclaimed += model.dir_sizes.get(id).copied().unwrap_or(0);
+            if let Some(record) = records.get(id) {
+                report.removed.push(record.clone());
+            }
+        }
+        fault::point("gc.snapshots-removed");
+        let counted: BTreeSet<&Digest> = report.removed.iter().filter_map(|r| r.blob.as_ref()).collect();
+        for digest in doomed {
+            let path = self.content().path(digest);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    first_error.get_or_insert(Error::Io {
+                        action: "remove blob",
+                        path,
+                        source,
+                    });
+                    continue;
+                }
+            }
+            let size = model.blobs.get(digest).map_or(0, |b| b.size);
+            report.blobs_removed += 1;
+            report.blob_bytes += size;
+            report.reclaimed += size;
+            if !counted.contains(digest) {
+                report.other.blobs += 1;
+                report.other.size += size;
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+
+    /// Automatic garbage collection: when the state directory holds more than `limit` bytes,
+    /// removes least recently used records until it holds at most `limit`, build results
+    /// first and pulled image layers only if that is not enough (BuildKit's default policy,
+    /// minus its age rules). Does nothing when it is under the limit.
+    pub fn collect_garbage(&self, limit: u64) -> Result<PruneReport, Error> {
+        let mut report = self.prune(&PruneOptions {
+            keep_storage: Some(limit),
+            ..PruneOptions::default()
+        })?;
+        report.absorb(self.prune(&PruneOptions {
+            all: true,
+            keep_storage: Some(limit),
+            ..PruneOptions::default()
+        })?);
+        Ok(report)
+    }
+
+    /// Keeps snapshot `id` and its parents from being pruned until the returned guard drops;
+    /// they show as in use.
+    pub fn hold(&self, id: SnapshotId) -> Result<Hold<'_>, Error> {
+        self.snapshot(id)?;
+        *self
+            .holds
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_default() += 1;
+        Ok(Hold { store: self, id })
+    }
+
+    /// Sets when snapshot `id` was last used (Unix seconds), for tools and tests that need to
+    /// age records; lookups set it themselves.
+    pub fn set_last_used(&self, id: SnapshotId, when: i64) -> Result<(), Error> {
+        self.db.update_snapshot(id, |info| info.last_used = Some(when))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert_eq!(parse_size("1").unwrap(), 1);
+        assert_eq!(parse_size("123b").unwrap(), 123);
+        assert_eq!(parse_size("2GB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("2gib").unwrap(), 2 << 30);
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1.5g").unwrap(), 3 << 29);
+        assert_eq!(parse_size("10 k").unwrap(), 10 << 10);
+        assert_eq!(parse_size("1t").unwrap(), 1 << 40);
+        for bad in [
+            "",
+            "GB",
+            "-1",
+            "1.2.3",
+            "1x",
+            "1gbb",
+            ".5g",
+            "5.g",
+            "1i",
+            "99999999999999999999p",
+        ] {
+            assert_eq!(parse_size(bad), Err(ParseError::Size(bad.into())), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2m3s4ms").unwrap(), Duration::from_millis(123_004));
+        assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
+        for bad in ["", "h", "24", "1d", "-1h", "1h-5m", "1.2.3s", "5x"] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(ParseError::Duration(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    fn record(id: u64, kind: RecordKind, description: &str, last_used: i64) -> UsageRecord {
+        UsageRecord {
+            id: SnapshotId(id),
+            parent: None,
+            kind,
+            description: description.into(),
+            size: 0,
+            created: 0,
+            last_used,
+            usage_count: 0,
+            in_use: false,
+            shared: false,
+            blob: None,
+        }
+    }
+
+    #[test]
+    fn filters_parse_and_match() {
+        let now = 100_000;
+        let run = record(7, RecordKind::Regular, "exec /bin/sh -c make", now - 10);
+        let layer = record(3, RecordKind::Layer, "layer sha256:abc", now - 7_200);
+        let check = |text: &str, expected: [bool; 2]| {
+            let filter: Filter = text.parse().unwrap();
+            assert_eq!(
+                [filter.matches(&run, now), filter.matches(&layer, now)],
+                expected,
+                "{text}"
+            );
+        };
+        check("type=regular", [true, false]);
+        check("type==layer", [false, true]);
+        check("type!=layer", [true, false]);
+        check("id=7", [true, false]);
+        check("id!=7", [false, true]);
+        check("description~=make", [true, false]);
+        check("description=layer sha256:abc", [false, true]);
+        check("description!=layer sha256:abc", [true, false]);
+        check("until=1h", [false, true]);
+        check("unused-for=1s", [true, true]);
+        for bad in [
+            "type",
+            "=x",
+            "type=",
+            "type=image",
+            "id=x",
+            "id~=1",
+            "until=soon",
+            "until!=1h",
+            "size=1",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<Filter>(),
+                    Err(ParseError::Filter { .. } | ParseError::Duration(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn dir_size_counts_apparent_bytes_and_hard_links_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("fs");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("a"), vec![0u8; 1000]).unwrap();
+        fs::write(root.join("sub/b"), vec![0u8; 234]).unwrap();
+        fs::hard_link(root.join("a"), root.join("sub/a-again")).unwrap();
+        std::os::unix::fs::symlink("sub/b", root.join("link")).unwrap();
+        let dirs = fs::metadata(&root).unwrap().len() + fs::metadata(root.join("sub")).unwrap().len();
+        assert_eq!(dir_size(&root).unwrap(), dirs + 1000 + 234 + "sub/b".len() as u64);
+        assert_eq!(
+            dir_size(&root.join("missing")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn default_limit_is_a_tenth_of_the_disk_capped() {
+        let limit = default_gc_limit(Path::new("/"));
+        assert!((1_000_000_000..=10_000_000_000).contains(&limit), "{limit}");
+        assert_eq!(limit % 1_000_000_000, 0);
+        assert_eq!(default_gc_limit(Path::new("/does/not/exist")), 2_000_000_000);
+    }
+}
