@@ -21,8 +21,8 @@ use oci::media_type::{self, Compression as BlobCompression};
 use oci::{Descriptor, Digest, History, ImageManifest, RootFs, Sha256Writer};
 use store::{Ingest, LayerBlob, SnapshotId, SnapshotInfo, Store};
 
-use crate::time::rfc3339;
 use crate::{Compression, Error, OciOptions, Source};
+use oci::time::rfc3339;
 
 /// Comment of the history entries added for layers the frontend's history does not cover.
 pub(crate) const SYNTHETIC_COMMENT: &str = "kiln.exporter.image.v0";

@@ -29,7 +29,6 @@
 mod image;
 mod local;
 mod oci_tar;
-mod time;
 
 use std::path::PathBuf;
 

@@ -20,6 +20,7 @@ mod digest;
 mod image;
 mod platform;
 mod reference;
+pub mod time;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use image::{

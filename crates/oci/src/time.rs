@@ -7,7 +7,7 @@ const MAX_SECS: i64 = 253_402_300_799;
 ///
 /// Times outside the years 1970 to 9999 are clamped to that range, because RFC 3339 has no
 /// spelling for years beyond four digits and image tools reject times before the epoch.
-pub(crate) fn rfc3339(secs: i64) -> String {
+pub fn rfc3339(secs: i64) -> String {
     let secs = secs.clamp(0, MAX_SECS);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
