@@ -89,56 +89,7 @@ pub fn dump(graph: &Graph) -> String {
                     );
                 }
                 for m in &e.mounts {
-                    let kind = match pb::MountType::try_from(m.mount_type) {
-                        Ok(pb::MountType::Bind) => String::new(),
-                        Ok(pb::MountType::Cache) => {
-                            let c = m.cache_opt.clone().unwrap_or_default();
-                            let sharing = match pb::CacheSharing::try_from(c.sharing) {
-                                Ok(pb::CacheSharing::Shared) => "shared",
-                                Ok(pb::CacheSharing::Private) => "private",
-                                Ok(pb::CacheSharing::Locked) => "locked",
-                                Err(_) => "?",
-                            };
-                            format!("cache id={:?} sharing={sharing} ", c.id)
-                        }
-                        Ok(pb::MountType::Tmpfs) => {
-                            format!("tmpfs size={} ", m.tmpfs_opt.clone().unwrap_or_default().size)
-                        }
-                        Ok(pb::MountType::Secret) => {
-                            let o = m.secret_opt.clone().unwrap_or_default();
-                            format!(
-                                "secret id={:?} uid={} gid={} mode={:o}{} ",
-                                o.id,
-                                o.uid,
-                                o.gid,
-                                o.mode,
-                                if o.optional { "" } else { " required" }
-                            )
-                        }
-                        Ok(pb::MountType::Ssh) => {
-                            let o = m.ssh_opt.clone().unwrap_or_default();
-                            format!(
-                                "ssh id={:?} uid={} gid={} mode={:o}{} ",
-                                o.id,
-                                o.uid,
-                                o.gid,
-                                o.mode,
-                                if o.optional { "" } else { " required" }
-                            )
-                        }
-                        Err(_) => "? ".into(),
-                    };
-                    let _ = write!(out, " mount({kind}{} <- {}", m.dest, input(m.input));
-                    if !m.selector.is_empty() {
-                        let _ = write!(out, " selector={:?}", m.selector);
-                    }
-                    if m.readonly {
-                        let _ = write!(out, " ro");
-                    }
-                    if m.output >= 0 {
-                        let _ = write!(out, " out={}", m.output);
-                    }
-                    let _ = write!(out, ")");
+                    let _ = write!(out, " mount({})", describe_mount(m, &input));
                 }
             }
             Some(pb::op::Kind::File(f)) => {
@@ -153,39 +104,7 @@ pub fn dump(graph: &Graph) -> String {
                 };
                 for (i, a) in f.actions.iter().enumerate() {
                     let _ = write!(out, " [#{i} on {}: ", target(a.input));
-                    match &a.action {
-                        Some(pb::file_action::Action::Copy(c)) => {
-                            let _ = write!(
-                                out,
-                                "copy {}:{:?} -> {:?}",
-                                target(a.secondary_input),
-                                c.src,
-                                c.dest
-                            );
-                            write_copy_flags(&mut out, c);
-                        }
-                        Some(pb::file_action::Action::Mkdir(m)) => {
-                            let _ = write!(out, "mkdir {:?} mode={:o}", m.path, m.mode);
-                            if m.make_parents {
-                                let _ = write!(out, " parents");
-                            }
-                            write_owner(&mut out, m.owner.as_ref());
-                        }
-                        Some(pb::file_action::Action::Mkfile(m)) => {
-                            let _ =
-                                write!(out, "mkfile {:?} mode={:o} size={}", m.path, m.mode, m.data.len());
-                            write_owner(&mut out, m.owner.as_ref());
-                        }
-                        Some(pb::file_action::Action::Rm(r)) => {
-                            let _ = write!(out, "rm {:?}", r.path);
-                        }
-                        Some(pb::file_action::Action::Symlink(s)) => {
-                            let _ = write!(out, "symlink {:?} -> {:?}", s.newpath, s.oldpath);
-                        }
-                        None => {
-                            let _ = write!(out, "?");
-                        }
-                    }
+                    out.push_str(&describe_action(a, &target));
                     let _ = write!(out, "]");
                 }
             }
@@ -267,4 +186,97 @@ fn write_copy_flags(out: &mut String, c: &pb::FileActionCopy) {
     if !c.required_paths.is_empty() {
         let _ = write!(out, " required={:?}", c.required_paths);
     }
+}
+
+/// One exec mount as text: `[kind options ]DEST <- INPUT[ selector=…][ ro][ out=N]`.
+pub(crate) fn describe_mount(m: &pb::Mount, input: &dyn Fn(i64) -> String) -> String {
+    let mut out = String::new();
+    let kind = match pb::MountType::try_from(m.mount_type) {
+        Ok(pb::MountType::Bind) => String::new(),
+        Ok(pb::MountType::Cache) => {
+            let c = m.cache_opt.clone().unwrap_or_default();
+            let sharing = match pb::CacheSharing::try_from(c.sharing) {
+                Ok(pb::CacheSharing::Shared) => "shared",
+                Ok(pb::CacheSharing::Private) => "private",
+                Ok(pb::CacheSharing::Locked) => "locked",
+                Err(_) => "?",
+            };
+            format!("cache id={:?} sharing={sharing} ", c.id)
+        }
+        Ok(pb::MountType::Tmpfs) => {
+            format!("tmpfs size={} ", m.tmpfs_opt.clone().unwrap_or_default().size)
+        }
+        Ok(pb::MountType::Secret) => {
+            let o = m.secret_opt.clone().unwrap_or_default();
+            format!(
+                "secret id={:?} uid={} gid={} mode={:o}{} ",
+                o.id,
+                o.uid,
+                o.gid,
+                o.mode,
+                if o.optional { "" } else { " required" }
+            )
+        }
+        Ok(pb::MountType::Ssh) => {
+            let o = m.ssh_opt.clone().unwrap_or_default();
+            format!(
+                "ssh id={:?} uid={} gid={} mode={:o}{} ",
+                o.id,
+                o.uid,
+                o.gid,
+                o.mode,
+                if o.optional { "" } else { " required" }
+            )
+        }
+        Err(_) => "? ".into(),
+    };
+    let _ = write!(out, "{kind}{} <- {}", m.dest, input(m.input));
+    if !m.selector.is_empty() {
+        let _ = write!(out, " selector={:?}", m.selector);
+    }
+    if m.readonly {
+        let _ = write!(out, " ro");
+    }
+    if m.output >= 0 {
+        let _ = write!(out, " out={}", m.output);
+    }
+    out
+}
+
+/// One file action as text (`copy INPUT:"src" -> "dest" flags`, `mkdir "path" mode=755`, …).
+pub(crate) fn describe_action(a: &pb::FileAction, target: &dyn Fn(i64) -> String) -> String {
+    let mut out = String::new();
+    match &a.action {
+        Some(pb::file_action::Action::Copy(c)) => {
+            let _ = write!(
+                out,
+                "copy {}:{:?} -> {:?}",
+                target(a.secondary_input),
+                c.src,
+                c.dest
+            );
+            write_copy_flags(&mut out, c);
+        }
+        Some(pb::file_action::Action::Mkdir(m)) => {
+            let _ = write!(out, "mkdir {:?} mode={:o}", m.path, m.mode);
+            if m.make_parents {
+                let _ = write!(out, " parents");
+            }
+            write_owner(&mut out, m.owner.as_ref());
+        }
+        Some(pb::file_action::Action::Mkfile(m)) => {
+            let _ = write!(out, "mkfile {:?} mode={:o} size={}", m.path, m.mode, m.data.len());
+            write_owner(&mut out, m.owner.as_ref());
+        }
+        Some(pb::file_action::Action::Rm(r)) => {
+            let _ = write!(out, "rm {:?}", r.path);
+        }
+        Some(pb::file_action::Action::Symlink(s)) => {
+            let _ = write!(out, "symlink {:?} -> {:?}", s.newpath, s.oldpath);
+        }
+        None => {
+            let _ = write!(out, "?");
+        }
+    }
+    out
 }

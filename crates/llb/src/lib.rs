@@ -5,7 +5,8 @@
 //! - [`Output`], [`Exec`], [`FileChain`]: a builder for graphs, used by frontends.
 //! - [`Definition`]: a marshalled graph (ops as canonical bytes plus metadata and source map).
 //! - [`Graph`]: a received definition, decoded and validated, ready for the solver.
-//! - [`dump`]: a stable text rendering, one op per line.
+//! - [`dump`]: a stable text rendering, one op per line; [`facts`]: an op as (field, value)
+//!   pairs, for explaining what changed between two builds.
 //!
 //! An op's digest is the sha256 of its canonical protobuf bytes. Because an op's inputs are
 //! named by their digests, a digest covers the whole sub-graph below the op (a Merkle hash).
@@ -21,6 +22,7 @@
 pub mod attr;
 mod builder;
 mod dump;
+mod facts;
 mod graph;
 pub mod pb;
 
@@ -28,6 +30,7 @@ pub use builder::{
     Definition, Exec, FileChain, MountKind, MountOptions, OpOptions, Output, SourceRange, platform_to_pb,
 };
 pub use dump::dump;
+pub use facts::facts;
 pub use graph::{Graph, LoadError, Vertex};
 
 /// Version of the LLB encoding. Persistent caches key on it, so bump it whenever an encoding
