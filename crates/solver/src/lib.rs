@@ -81,6 +81,33 @@ pub struct CacheMap<R> {
     pub deps: Vec<Dep<R>>,
     /// `false`: never look this op up in the cache nor store its result.
     pub cacheable: bool,
+    /// What `digest` is made of, for people: (field, value) pairs such as ("command", "make")
+    /// or ("env CC", "gcc"). Compared between builds to explain why a key changed.
+    pub facts: Vec<(String, String)>,
+}
+
+/// How one input entered a vertex's cache key (see [`Event::Keyed`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyDep {
+    /// The input vertex.
+    pub input: Digest,
+    /// Its name.
+    pub input_name: String,
+    /// Which of its outputs.
+    pub output: usize,
+    /// What part of it the op reads, if the op said.
+    pub selector: Option<Digest>,
+    /// What identified it in the key; `None` when it had no key (so neither has its user).
+    pub part: Option<KeyPart>,
+}
+
+/// What identifies an input in its user's cache key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyPart {
+    /// The input's own cache key (a fast key).
+    Key(Digest),
+    /// A digest of the input's content as the op reads it (a slow key).
+    Content(Digest),
 }
 
 /// Per-vertex context handed to ops: where to send logs.
@@ -189,6 +216,23 @@ pub struct Vertex<R> {
 /// Progress of a solve, as data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A vertex's cache key was computed (before it is looked up, run or reported cached).
+    Keyed {
+        /// The vertex.
+        vertex: Digest,
+        /// Its name.
+        name: String,
+        /// Its key; `None` when uncacheable.
+        key: Option<Digest>,
+        /// Whether a result was found under the key.
+        cached: bool,
+        /// Whether the cache was skipped for this vertex (`--no-cache`).
+        ignore_cache: bool,
+        /// The op's facts ([`CacheMap::facts`]).
+        facts: Arc<Vec<(String, String)>>,
+        /// How each input entered the key, in input order (empty when uncacheable).
+        deps: Vec<KeyDep>,
+    },
     /// A vertex's result was found in the cache.
     Cached {
         /// The vertex.
@@ -464,7 +508,17 @@ impl<R: Clone + Send + Sync + 'static> Solver<R> {
             .key
             .get_or_init(|| async {
                 let map = self.cache_map(state).await?;
+                let keyed = |key: Option<Digest>, cached: bool, deps: Vec<KeyDep>| Event::Keyed {
+                    vertex: state.vertex.digest.clone(),
+                    name: state.vertex.name.clone(),
+                    key,
+                    cached,
+                    ignore_cache: state.vertex.ignore_cache,
+                    facts: Arc::new(map.facts.clone()),
+                    deps,
+                };
                 if !map.cacheable {
+                    state.progress.send(keyed(None, false, Vec::new()));
                     return Ok((None, None));
                 }
                 let parts = try_join_all(state.inputs.iter().zip(map.deps.iter()).map(
@@ -482,20 +536,41 @@ impl<R: Clone + Send + Sync + 'static> Solver<R> {
                                         let _permits = self.permits(Resource::Compute).await;
                                         content(output).await.map_err(|e| Self::fail(state, e))?
                                     };
-                                    Ok::<_, SolveError>(Some(format!("content:{digest}")))
+                                    Ok::<_, SolveError>(Some(KeyPart::Content(digest)))
                                 }
-                                None => Ok(self.key(input).await?.map(|k| format!("key:{k}:{index}"))),
+                                None => Ok(self.key(input).await?.map(KeyPart::Key)),
                             }
                         }
                     },
                 ))
                 .await?;
+                let deps: Vec<KeyDep> = state
+                    .inputs
+                    .iter()
+                    .zip(map.deps.iter())
+                    .zip(parts)
+                    .map(|(((input, index), dep), part)| KeyDep {
+                        input: input.vertex.digest.clone(),
+                        input_name: input.vertex.name.clone(),
+                        output: *index,
+                        selector: dep.selector.clone(),
+                        part,
+                    })
+                    .collect();
+                // An input without a key (and without content hashing) makes this op
+                // uncacheable: nothing identifies what it would read.
+                if deps.iter().any(|dep| dep.part.is_none()) {
+                    state.progress.send(keyed(None, false, deps));
+                    return Ok((None, None));
+                }
                 let mut text = format!("{KEY_VERSION}\n{}\n", map.digest);
-                for (i, (part, dep)) in parts.iter().zip(map.deps.iter()).enumerate() {
-                    // An input without a key (and without content hashing) makes this op
-                    // uncacheable: nothing identifies what it would read.
-                    let Some(part) = part else { return Ok((None, None)) };
+                for (i, dep) in deps.iter().enumerate() {
                     let selector = dep.selector.as_ref().map(Digest::to_string).unwrap_or_default();
+                    let part = match &dep.part {
+                        Some(KeyPart::Key(k)) => format!("key:{k}:{}", dep.output),
+                        Some(KeyPart::Content(d)) => format!("content:{d}"),
+                        None => String::new(),
+                    };
                     text.push_str(&format!("{i} {part} {selector}\n"));
                 }
                 let key = Digest::of(text.as_bytes());
@@ -504,6 +579,9 @@ impl<R: Clone + Send + Sync + 'static> Solver<R> {
                 } else {
                     self.cache.load(&key).await.map_err(|e| Self::fail(state, e))?
                 };
+                state
+                    .progress
+                    .send(keyed(Some(key.clone()), cached.is_some(), deps));
                 if cached.is_some() {
                     state.progress.send(Event::Cached {
                         vertex: state.vertex.digest.clone(),

@@ -62,6 +62,7 @@ impl Op<String> for Toy {
                 digest,
                 deps: Vec::new(),
                 cacheable: self.cacheable,
+                facts: vec![("name".into(), self.name.clone())],
             })
         })
     }
@@ -548,4 +549,71 @@ fn explicit_max_parallelism_also_caps_compute_work() {
         "0 means 1, never a hang"
     );
     assert_eq!(Limits::for_this_machine().max_parallelism, None);
+}
+
+#[tokio::test]
+async fn keyed_events_say_how_each_input_entered_the_key() {
+    let g = Graph::new();
+    let files = Arc::new(Mutex::new("v1".to_string()));
+    let mut local = g.toy("local");
+    local.cacheable = false;
+    local.content = files.clone();
+    let local = g.vertex(local, Vec::new());
+    let base = g.leaf("base");
+    let mut copy = g.toy("copy");
+    copy.content_inputs = vec![1];
+    let copy = g.vertex(copy, vec![base.clone(), local.clone()]);
+    let cache = Arc::new(MemoryCache::default());
+    let events = Arc::new(Events::default());
+    solver(&cache).job(events.clone()).solve(&copy, 0).await.unwrap();
+    type Keyed = (Option<Digest>, bool, Vec<KeyDep>, Vec<(String, String)>);
+    let keyed: HashMap<String, Keyed> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Keyed {
+                name,
+                key,
+                cached,
+                deps,
+                facts,
+                ..
+            } => Some((name.clone(), (key.clone(), *cached, deps.clone(), facts.to_vec()))),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keyed.len(), 3, "one Keyed event per vertex: {keyed:?}");
+    let (local_key, _, local_deps, _) = &keyed["local"];
+    assert_eq!(
+        (local_key, local_deps.len()),
+        (&None, 0),
+        "the local source is uncacheable"
+    );
+    let (base_key, base_cached, _, facts) = &keyed["base"];
+    assert!(!base_cached);
+    assert_eq!(facts, &vec![("name".to_string(), "base".to_string())]);
+    let (copy_key, _, deps, _) = &keyed["copy"];
+    assert!(copy_key.is_some());
+    assert_eq!(deps.len(), 2);
+    assert_eq!(deps[0].input, base.digest);
+    assert_eq!(deps[0].part, Some(KeyPart::Key(base_key.clone().unwrap())));
+    assert_eq!(deps[1].input_name, "local");
+    assert_eq!(deps[1].part, Some(KeyPart::Content(Digest::of(b"v1()"))));
+
+    // Second build: every key is found, and the events say so.
+    let events = Arc::new(Events::default());
+    solver(&cache).job(events.clone()).solve(&copy, 0).await.unwrap();
+    let cached: Vec<bool> = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Keyed { name, cached, .. } if name != "local" => Some(*cached),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cached, vec![true, true]);
 }
