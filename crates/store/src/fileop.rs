@@ -45,7 +45,7 @@ mod user;
 mod wildcard;
 
 pub use copy::copy;
-pub use digest::{content_digest, content_digest_cached};
+pub use digest::{Listing, content_digest, content_digest_cached, content_listing_cached};
 pub use hashcache::HashCache;
 pub(crate) use hashcache::{Entry as HashEntry, FileKey};
 pub use mode::{ModeSet, parse_mode_str};

@@ -10,6 +10,7 @@
 //!   (chain IDs of pulled layers → snapshots), so a layer is applied once and reused.
 //! - [`Store::check`]: verifies that the directory is consistent (`kiln debug check`);
 //!   [`fault`]: named points where crash tests kill the process.
+//! - [`logs`]: one log file per build, for `kiln logs`.
 //! - [`gc`]: disk accounting and pruning ([`Store::disk_usage`], [`Store::prune`],
 //!   [`Store::collect_garbage`]).
 //!
@@ -21,6 +22,7 @@
 //! ingest/              blobs being written
 //! snapshots/<id>/fs    layer directories; snapshots/<id>/work: overlay work dirs
 //! mnt/                 mount points of mounted snapshots
+//! logs/<id>.jsonl      build logs (the newest 50)
 //! ```
 //!
 //! Invariants:
@@ -41,6 +43,7 @@ pub mod fault;
 pub mod fileop;
 pub mod gc;
 pub mod layer;
+pub mod logs;
 mod mount;
 mod snapshot;
 
@@ -232,6 +235,17 @@ impl Store {
             // An unreadable table only costs re-hashing.
             fileop::HashCache::with_entries(self.db.hash_entries().unwrap_or_default())
         })
+    }
+
+    /// The step records of the last build in `scope` (the engine's cache-miss explanations
+    /// compare a build with them), as the engine saved them.
+    pub fn step_records(&self, scope: &str) -> Result<Option<String>, Error> {
+        self.db.memo_get(&format!("steps:{scope}"))
+    }
+
+    /// Replaces the step records of `scope` (see [`Store::step_records`]).
+    pub fn save_step_records(&self, scope: &str, records: &str) -> Result<(), Error> {
+        self.db.memo_put(&format!("steps:{scope}"), records)
     }
 
     /// Persists the file digests remembered since the last call (at most about a million are

@@ -81,3 +81,34 @@ fn the_cache_survives_reopening_the_store() {
         digest
     );
 }
+
+#[test]
+fn listings_name_what_changed_and_agree_with_the_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/a.rs"), "a").unwrap();
+    std::fs::write(dir.path().join("src/b.rs"), "b").unwrap();
+    std::fs::write(dir.path().join("README"), "r").unwrap();
+    let cache = HashCache::default();
+    let (digest, before) = fileop::content_listing_cached(dir.path(), &options(), &cache).unwrap();
+    assert_eq!(digest, fileop::content_digest(dir.path(), &options()).unwrap());
+    let paths: Vec<&str> = before.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths, vec!["/", "/README", "/src", "/src/a.rs", "/src/b.rs"]);
+
+    std::fs::write(dir.path().join("src/b.rs"), "changed").unwrap();
+    std::fs::write(dir.path().join("src/c.rs"), "new").unwrap();
+    std::fs::remove_file(dir.path().join("README")).unwrap();
+    let (digest, after) = fileop::content_listing_cached(dir.path(), &options(), &cache).unwrap();
+    assert_eq!(digest, fileop::content_digest(dir.path(), &options()).unwrap());
+    let old: std::collections::BTreeMap<_, _> = before.into_iter().collect();
+    let new: std::collections::BTreeMap<_, _> = after.into_iter().collect();
+    let changed: Vec<&str> = new
+        .iter()
+        .filter(|(p, f)| old.get(*p).is_some_and(|o| o != *f))
+        .map(|(p, _)| p.as_str())
+        .collect();
+    // The directory's mtime is not in its fingerprint; only the edited file changed.
+    assert_eq!(changed, vec!["/src/b.rs"]);
+    assert!(new.contains_key("/src/c.rs") && !old.contains_key("/src/c.rs"));
+    assert!(old.contains_key("/README") && !new.contains_key("/README"));
+}

@@ -50,10 +50,37 @@ pub fn content_digest_cached(
     digest_with(src_root, options, Some(cache))
 }
 
+/// What [`content_digest_cached`] hashed, entry by entry: each selected entry's path (as
+/// `COPY` shows it, from the source root) and a 64-bit fingerprint of its record (type,
+/// permission bits, owner, symlink target, content digest and length), sorted by path.
+/// Comparing two listings names the files that made two content digests differ.
+pub type Listing = Vec<(String, u64)>;
+
+/// [`content_digest_cached`], also returning the [`Listing`] of what was hashed.
+pub fn content_listing_cached(
+    src_root: &Path,
+    options: &CopyOptions,
+    cache: &HashCache,
+) -> Result<(Digest, Listing), FileOpError> {
+    let mut listing = Vec::new();
+    let digest = digest_into(src_root, options, Some(cache), Some(&mut listing))?;
+    listing.sort();
+    Ok((digest, listing))
+}
+
 fn digest_with(
     src_root: &Path,
     options: &CopyOptions,
     cache: Option<&HashCache>,
+) -> Result<Digest, FileOpError> {
+    digest_into(src_root, options, cache, None)
+}
+
+fn digest_into(
+    src_root: &Path,
+    options: &CopyOptions,
+    cache: Option<&HashCache>,
+    listing: Option<&mut Listing>,
 ) -> Result<Digest, FileOpError> {
     let filters = Filters::new(options)?;
     let root = open_root(src_root)?;
@@ -63,6 +90,7 @@ fn digest_with(
         out: Sha256Writer::new(io::sink()),
         owner: options.source_owner,
         cache,
+        listing,
     };
     hasher.put(FORMAT);
     let filtering = filters.is_active();
@@ -140,6 +168,7 @@ struct Hasher<'a> {
     out: Sha256Writer<io::Sink>,
     owner: Option<Ownership>,
     cache: Option<&'a HashCache>,
+    listing: Option<&'a mut Listing>,
 }
 
 impl Hasher<'_> {
@@ -229,6 +258,19 @@ impl Hasher<'_> {
             self.put(&digest);
             self.num(length);
         }
+        if let Some(listing) = self.listing.as_deref_mut() {
+            let (uid, gid) = self.owner.map_or((st.st_uid, st.st_gid), |o| (o.uid, o.gid));
+            let mut print = Fnv::default();
+            for n in [u64::from(st.st_mode), u64::from(uid), u64::from(gid)] {
+                print.write(&n.to_le_bytes());
+            }
+            print.write(&link);
+            if let Some((digest, length)) = content {
+                print.write(&digest);
+                print.write(&length.to_le_bytes());
+            }
+            listing.push((path.to_string(), print.0));
+        }
         Ok(walk)
     }
 
@@ -262,6 +304,24 @@ impl Hasher<'_> {
         for (name, value) in kept {
             self.field(name);
             self.field(value);
+        }
+    }
+}
+
+/// 64-bit FNV-1a: a stable fingerprint for [`Listing`] entries (not for security: the
+/// content digest inside is what identifies content).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
 }
