@@ -11,7 +11,8 @@ use dockerfile::{BuildOptions, Compiled, ImageResolver, ResolvedImage};
 use oci::{ImageConfig, Platform, Reference};
 use solver::Solver;
 
-use crate::progress::Step;
+use crate::explain::Explainer;
+use crate::progress::{BuildProgress, Step};
 use crate::{
     BuildError, BuildRequest, BuildResult, Destination, Inner, OutputSpec, Progress, Ref, SourceSnippet, ops,
     pull,
@@ -269,8 +270,9 @@ pub(crate) async fn build(
     inner: &Arc<Inner>,
     solver: &Arc<Solver<Ref>>,
     request: &BuildRequest,
-    progress: Arc<dyn Progress>,
+    build_progress: Arc<BuildProgress>,
 ) -> Result<BuildResult, BuildError> {
+    let progress: Arc<dyn Progress> = build_progress.clone();
     let (compiled, locals) = compile_only(inner, request, false, progress.clone()).await?;
     let graph = llb::Graph::load(&compiled.definition.pb).map_err(|e| BuildError::Request(e.to_string()))?;
     let mut dirs = BTreeMap::new();
@@ -292,12 +294,27 @@ pub(crate) async fn build(
             let root = vertices
                 .get(digest)
                 .ok_or_else(|| BuildError::Request("result op missing".into()))?;
-            let mut job = solver.job(progress.clone());
+            build_progress.set_explainer(explainer(inner, request, &dirs).await);
+            let mut job = solver.job(build_progress.clone());
             let solved = job.solve(root, *index as usize).await;
-            // File digests learnt while hashing the context are kept for the next build, even
-            // when this one failed; losing them only costs re-hashing.
+            // File digests learnt while hashing the context, and what each step's key was made
+            // of, are kept for the next build, even when this one failed; losing them only
+            // costs re-hashing (or an explanation).
             let store = inner.store.clone();
-            let _ = tokio::task::spawn_blocking(move || store.save_hash_cache()).await;
+            let records = build_progress
+                .explainer()
+                .and_then(|e| e.finish(solved.is_ok()).map(|r| (e.scope().to_string(), r)));
+            let saved = tokio::task::spawn_blocking(move || {
+                store.save_hash_cache()?;
+                if let Some((scope, records)) = records {
+                    store.save_step_records(&scope, &records)?;
+                }
+                Ok::<_, store::Error>(())
+            })
+            .await;
+            if let Ok(Err(e)) = saved {
+                build_progress.warn(format!("cache bookkeeping not saved: {e}"));
+            }
             solved.map_err(|e| step_error(&graph, e))?
         }
     };
@@ -321,6 +338,44 @@ pub(crate) async fn build(
         }
     }
     Ok(outcome)
+}
+
+/// The explainer of a build: its scope is the context directory, the Dockerfile and the
+/// target, and it compares with the records the last build of that scope left.
+async fn explainer(
+    inner: &Arc<Inner>,
+    request: &BuildRequest,
+    dirs: &BTreeMap<String, PathBuf>,
+) -> Explainer {
+    let context = dirs
+        .get(CONTEXT_NAME)
+        .cloned()
+        .unwrap_or_else(|| request.context.clone());
+    let dockerfile = dockerfile_path(request);
+    let dockerfile = std::fs::canonicalize(&dockerfile).unwrap_or(dockerfile);
+    let scope = oci::Digest::of(
+        format!(
+            "{}\n{}\n{}",
+            context.display(),
+            dockerfile.display(),
+            request.target.as_deref().unwrap_or("")
+        )
+        .as_bytes(),
+    )
+    .to_string();
+    let store = inner.store.clone();
+    let key = scope.clone();
+    let previous = tokio::task::spawn_blocking(move || store.step_records(&key))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    Explainer::new(
+        scope,
+        request.build_args.clone(),
+        previous.as_deref(),
+        inner.listings.clone(),
+    )
 }
 
 fn step_error(graph: &llb::Graph, error: solver::SolveError) -> BuildError {

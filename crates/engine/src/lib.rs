@@ -20,9 +20,10 @@
 mod cache;
 mod disk;
 mod error;
+pub mod explain;
 mod frontend;
 mod ops;
-mod progress;
+pub mod progress;
 mod pull;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ pub use disk::{
 };
 pub use error::{BuildError, SourceSnippet};
 pub use progress::{Event, Progress};
+/// Build logs, readable without opening the state directory (see [`store::logs`]).
+pub use store::logs;
 
 use oci::Platform;
 use solver::Solver;
@@ -110,6 +113,10 @@ pub struct BuildResult {
     pub unused_build_args: Vec<String>,
     /// What automatic garbage collection did after the build.
     pub gc: GcOutcome,
+    /// The build's id: its log is `kiln logs <id>`.
+    pub id: String,
+    /// Problems that did not fail the build (e.g. its log could not be written).
+    pub warnings: Vec<String>,
 }
 
 /// How to set up an engine.
@@ -187,6 +194,8 @@ pub(crate) struct Inner {
     pub(crate) platform: Platform,
     /// HTTP sources' client and what earlier downloads returned (for revalidation).
     pub(crate) http: ops::http::HttpState,
+    /// Listings of hashed build-context files, for cache-miss explanations.
+    pub(crate) listings: Arc<explain::Listings>,
 }
 
 /// The build engine. One per process (or daemon); builds may run concurrently.
@@ -242,6 +251,7 @@ impl Engine {
             executor,
             platform: Platform::linux_amd64(),
             http: ops::http::HttpState::default(),
+            listings: Arc::default(),
         });
         let gc_limit = config
             .gc_keep_storage
@@ -285,8 +295,53 @@ impl Engine {
         progress: Arc<dyn Progress>,
     ) -> Result<BuildResult, BuildError> {
         let running = self.builds.read().await;
-        let result = frontend::build(&self.inner, &self.solver, request, progress).await;
+        let id = progress::new_build_id();
+        let log = {
+            let store = self.inner.store.clone();
+            let id = id.clone();
+            tokio::task::spawn_blocking(move || store.create_log(&id)).await
+        };
+        let mut warnings = Vec::new();
+        let log = match log {
+            Ok(Ok(log)) => Some(log),
+            Ok(Err(e)) => {
+                warnings.push(format!("the build log could not be created: {e}"));
+                None
+            }
+            Err(e) => {
+                warnings.push(format!("the build log could not be created: {e}"));
+                None
+            }
+        };
+        let progress = Arc::new(progress::BuildProgress::new(progress, log));
+        progress.log_line(&progress::json::encode_build(&progress::json::BuildLine {
+            id: id.clone(),
+            started: oci::time::rfc3339(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64),
+            ),
+            context: request.context.display().to_string(),
+            dockerfile: request
+                .dockerfile
+                .as_ref()
+                .unwrap_or(&request.context.join("Dockerfile"))
+                .display()
+                .to_string(),
+            target: request.target.clone(),
+        }));
+        let result = frontend::build(&self.inner, &self.solver, request, progress.clone()).await;
+        progress.log_line(&progress::json::encode_result(&progress::json::ResultLine {
+            time: progress.elapsed().as_secs_f64(),
+            error: result.as_ref().err().map(|e| e.to_string()),
+        }));
         drop(running);
+        warnings.extend(progress.warnings());
+        let result = result.map(|mut r| {
+            r.id = id;
+            r.warnings = warnings;
+            r
+        });
         // After the outputs are written, and only after a success: a failed build's partial
         // results are worth keeping for the retry.
         let mut result = result?;

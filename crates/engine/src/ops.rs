@@ -128,6 +128,10 @@ pub(crate) fn vertices(
             }),
             None => return Err(OpFailure::Invalid("op without body".into())),
         };
+        let op: Arc<dyn Op<Ref>> = Arc::new(Described {
+            op,
+            facts: llb::facts(&vertex.op),
+        });
         let name = vertex
             .name()
             .map(str::to_string)
@@ -144,6 +148,39 @@ pub(crate) fn vertices(
         );
     }
     Ok(out)
+}
+
+/// An op with the facts of its LLB definition added to its cache map (for cache-miss
+/// explanations). Facts the op gives itself (a resolved image digest, say) win.
+struct Described {
+    op: Arc<dyn Op<Ref>>,
+    facts: Vec<(String, String)>,
+}
+
+impl Op<Ref> for Described {
+    fn resource(&self) -> solver::Resource {
+        self.op.resource()
+    }
+
+    fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
+        Box::pin(async move {
+            let mut map = self.op.cache_map(ctx).await?;
+            let own = std::mem::take(&mut map.facts);
+            let mut facts = self.facts.clone();
+            for (field, value) in own {
+                match facts.iter_mut().find(|(f, _)| *f == field) {
+                    Some(existing) => existing.1 = value,
+                    None => facts.push((field, value)),
+                }
+            }
+            map.facts = facts;
+            Ok(map)
+        })
+    }
+
+    fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
+        self.op.exec(ctx, inputs)
+    }
 }
 
 fn short_name(op: &pb::Op) -> String {
@@ -272,6 +309,7 @@ impl Op<Ref> for ImageOp {
                 digest: Digest::of(key.as_bytes()),
                 deps: Vec::new(),
                 cacheable: true,
+                facts: vec![("image digest".into(), digest.to_string())],
             })
         })
     }
@@ -301,6 +339,7 @@ impl Op<Ref> for LocalOp {
                 digest,
                 deps: Vec::new(),
                 cacheable: false,
+                facts: Vec::new(),
             })
         })
     }
@@ -375,11 +414,11 @@ impl ExecOp {
                 })
                 .collect(),
         );
-        let store = self.inner.store.clone();
+        let inner = self.inner.clone();
         let content: solver::ContentFn<Ref> = Arc::new(move |r: Ref| {
             let list = list.clone();
-            let store = store.clone();
-            Box::pin(async move { content_key(store, r, list).await })
+            let inner = inner.clone();
+            Box::pin(async move { content_key(inner, r, list).await })
         });
         Dep {
             selector: Some(Digest::of(format!("mount\n{}", selectors.join("\n")).as_bytes())),
@@ -401,6 +440,7 @@ impl Op<Ref> for ExecOp {
                 digest: self.base.clone(),
                 deps,
                 cacheable: true,
+                facts: Vec::new(),
             })
         })
     }
@@ -560,11 +600,11 @@ impl Op<Ref> for FileOp {
                             .as_bytes(),
                     );
                     let list = Arc::new(list);
-                    let store = self.inner.store.clone();
+                    let inner = self.inner.clone();
                     let content: solver::ContentFn<Ref> = Arc::new(move |r: Ref| {
                         let list = list.clone();
-                        let store = store.clone();
-                        Box::pin(async move { content_key(store, r, list).await })
+                        let inner = inner.clone();
+                        Box::pin(async move { content_key(inner, r, list).await })
                     });
                     Dep {
                         selector: Some(selector),
@@ -576,6 +616,7 @@ impl Op<Ref> for FileOp {
                 digest: self.base.clone(),
                 deps,
                 cacheable: true,
+                facts: Vec::new(),
             })
         })
     }
@@ -599,7 +640,7 @@ impl Op<Ref> for FileOp {
 /// The build context is hashed with the store's file-digest cache, so only changed files are
 /// read; a snapshot's digest is computed once and remembered, since snapshots never change.
 async fn content_key(
-    store: Arc<store::Store>,
+    inner: Arc<Inner>,
     r: Ref,
     selections: Arc<Vec<fileop::CopyOptions>>,
 ) -> Result<Digest, OpError> {
@@ -607,11 +648,17 @@ async fn content_key(
         return Ok(Digest::of(b"empty"));
     }
     tokio::task::spawn_blocking(move || {
+        let store = &inner.store;
         let mut text = String::new();
+        // What was read from a local directory, for cache-miss explanations.
+        let mut listing: Option<fileop::Listing> = None;
         for options in selections.iter() {
             let d = match &r {
                 Ref::Local(dir) => {
-                    fileop::content_digest_cached(dir, options, store.hash_cache()).map_err(op_error)?
+                    let (d, files) =
+                        fileop::content_listing_cached(dir, options, store.hash_cache()).map_err(op_error)?;
+                    listing.get_or_insert_with(Vec::new).extend(files);
+                    d
                 }
                 // Files copied from a snapshot keep their owners.
                 Ref::Snapshot(id) => {
@@ -625,7 +672,13 @@ async fn content_key(
             };
             text.push_str(&format!("{}\n{d}\n", options.src));
         }
-        Ok(Digest::of(text.as_bytes()))
+        let digest = Digest::of(text.as_bytes());
+        if let Some(mut listing) = listing {
+            listing.sort();
+            listing.dedup_by(|a, b| a.0 == b.0);
+            inner.listings.put(digest.clone(), listing);
+        }
+        Ok(digest)
     })
     .await
     .map_err(join_error)?
@@ -758,7 +811,7 @@ pub(crate) async fn solve_definition(
         .get(digest)
         .ok_or_else(|| BuildError::Request("result op missing".into()))?;
     let result = solver
-        .job(progress)
+        .job(Arc::new(crate::progress::Forward(progress)))
         .solve(root, *index as usize)
         .await
         .map_err(|error| BuildError::Step {

@@ -322,11 +322,13 @@ impl Op<Ref> for GitOp {
             }
             let resolved = self.resolve().await.map_err(op_error)?;
             let digest = self.cache_key(&resolved);
+            let commit = resolved.commit.clone();
             *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = Some(resolved);
             Ok(CacheMap {
                 digest,
                 deps: Vec::new(),
                 cacheable: true,
+                facts: vec![("commit".into(), commit)],
             })
         })
     }

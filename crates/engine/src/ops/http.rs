@@ -287,20 +287,22 @@ impl Op<Ref> for HttpOp {
 
     fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
-            let digest = match &self.checksum {
+            let (digest, content) = match &self.checksum {
                 // A pinned download is identified by its checksum: no network needed.
-                Some(checksum) => self.cache_key(checksum, None),
+                Some(checksum) => (self.cache_key(checksum, None), checksum.to_string()),
                 None => {
                     let fetched = self.fetch(ctx, true).await.map_err(op_error)?;
                     let key = self.cache_key(&fetched.digest, fetched.last_modified.as_deref());
+                    let content = fetched.digest.to_string();
                     *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) = Some(fetched);
-                    key
+                    (key, content)
                 }
             };
             Ok(CacheMap {
                 digest,
                 deps: Vec::new(),
                 cacheable: true,
+                facts: vec![("downloaded content".into(), content)],
             })
         })
     }

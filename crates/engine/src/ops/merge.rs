@@ -44,6 +44,7 @@ impl Op<Ref> for MergeOp {
                 digest: self.base.clone(),
                 deps: (0..self.n_inputs).map(|_| Dep::default()).collect(),
                 cacheable: true,
+                facts: Vec::new(),
             })
         })
     }
