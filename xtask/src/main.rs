@@ -186,7 +186,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
-    ("cli", &["dockerfile", "engine", "llb"]),
+    ("cli", &["dockerfile", "engine", "llb", "oci"]),
     ("testkit", &["oci", "registry"]),
     ("xtask", &["testkit"]),
 ];

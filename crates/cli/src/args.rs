@@ -18,6 +18,10 @@ pub(crate) struct Cli {
     /// of the disk holding the state directory, at most 10GB).
     #[arg(long, global = true, env = "KILN_GC_KEEP_STORAGE", value_name = "SIZE", value_parser = crate::disk::size)]
     pub(crate) gc_keep_storage: Option<u64>,
+    /// Run at most N build steps at once (default: file work bounded by the cores, RUN steps
+    /// and downloads unbounded so that steps which wait overlap).
+    #[arg(long, global = true, env = "KILN_MAX_PARALLELISM", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_parallelism: Option<u32>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -27,8 +31,8 @@ impl Cli {
     pub(crate) fn needs_engine(&self) -> bool {
         match &self.command {
             Command::Build(_) => true,
-            // Disk management mounts nothing.
-            Command::Du(_) | Command::Prune(_) => false,
+            // Disk management and logs mount nothing.
+            Command::Du(_) | Command::Prune(_) | Command::Logs(_) => false,
             Command::Debug {
                 command: DebugCommand::Llb(a),
             } => !a.offline,
@@ -53,6 +57,8 @@ pub(crate) enum Command {
     /// Remove build cache: by default every build result not in use; see the flags.
     #[command(after_long_help = crate::disk::JSON_HELP)]
     Prune(crate::disk::PruneArgs),
+    /// Show the full log of a build (the last one by default), as it was shown while it ran.
+    Logs(LogsArgs),
     /// Inspect what kiln would do.
     Debug {
         #[command(subcommand)]
@@ -113,6 +119,32 @@ pub(crate) struct BuildArgs {
     /// Do not use cache when building the image.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Say, for each step that ran, why it missed the cache: which file, build arg, base
+    /// image or earlier step changed since the last build of this context, Dockerfile and
+    /// target (rawjson progress and build logs always include it).
+    #[arg(long)]
+    pub(crate) explain_cache: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The build id, or a unique prefix of it (default: the last build).
+    pub(crate) build: Option<String>,
+    /// List the builds whose logs are kept, newest first.
+    #[arg(long, conflicts_with = "build")]
+    pub(crate) list: bool,
+    /// `plain`: as `kiln build --progress=plain` showed it (with cache-miss explanations);
+    /// `rawjson`: the stored JSON lines.
+    #[arg(long, value_enum, default_value_t = LogsFormat::Plain)]
+    pub(crate) progress: LogsFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogsFormat {
+    /// Readable, one line per event.
+    Plain,
+    /// One JSON object per line (see docs/progress-json.md).
+    Rawjson,
 }
 
 #[derive(Debug, Args)]
@@ -132,4 +164,6 @@ pub(crate) enum ProgressMode {
     Tty,
     /// One line per event, for logs.
     Plain,
+    /// One JSON object per line, for programs (see docs/progress-json.md).
+    Rawjson,
 }

@@ -16,6 +16,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Build(args) => build(&cli, args).await,
         Command::Du(args) => crate::disk::du(&cli, args),
         Command::Prune(args) => crate::disk::prune(&cli, args),
+        Command::Logs(args) => crate::logs::run(&cli, args),
         Command::Debug {
             command: DebugCommand::Parse { file },
         } => debug_parse(file),
@@ -32,7 +33,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     .map_err(|e| CliError::build(e, None))?
             } else {
                 let engine = open_engine(&cli)?;
-                let display = Display::new(ProgressMode::Plain, true);
+                let display = Display::new(ProgressMode::Plain, true, false);
                 let result = engine.compile(&request, false, display.clone()).await;
                 display.finish();
                 result.map_err(|e| CliError::build(e, None))?
@@ -64,6 +65,7 @@ pub(crate) fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
     let mut config = EngineConfig::new(&cli.root);
     config.runtime = cli.runtime.clone();
     config.gc_keep_storage = cli.gc_keep_storage;
+    config.max_parallelism = cli.max_parallelism.map(|n| n as usize);
     let root = cli.root.clone();
     Engine::open(&config, || {
         eprintln!("waiting for another kiln process to release {}", root.display());
@@ -219,7 +221,7 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
         ));
     }
     let engine = open_engine(cli)?;
-    let display = Display::new(args.progress, false);
+    let display = Display::new(args.progress, false, args.explain_cache);
     if args.outputs.is_empty() {
         display.warn("No output specified: the build result will only remain in the build cache. Use --output to export it.");
     }
@@ -227,6 +229,9 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     display.finish();
     match result {
         Ok(outcome) => {
+            for warning in &outcome.warnings {
+                eprintln!("WARNING: {warning}");
+            }
             crate::disk::report_gc(&outcome.gc);
             if !outcome.unused_build_args.is_empty() {
                 eprintln!(

@@ -255,10 +255,10 @@ fn verbose(r: &UsageRecord, now: i64) -> String {
     }
     out.push_str(&line("Type:", r.kind.as_str()));
     out.push_str(&line("Description:", &r.description));
-    out.push_str(&line("Created at:", &utc(r.created)));
+    out.push_str(&line("Created at:", &oci::time::rfc3339(r.created)));
     out.push_str(&line(
         "Last used:",
-        &format!("{} ({})", utc(r.last_used), ago(now - r.last_used)),
+        &format!("{} ({})", oci::time::rfc3339(r.last_used), ago(now - r.last_used)),
     ));
     out.push_str(&line("Usage count:", &r.usage_count.to_string()));
     out.push_str(&line("Size:", &human_size(r.size)));
@@ -380,33 +380,6 @@ fn ago(seconds: i64) -> String {
     format!("{text} ago")
 }
 
-/// A Unix time as RFC 3339 in UTC (`2024-05-01T12:00:00Z`).
-fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01, in 400-year eras of 146097 days, years starting
-    // in March so the leap day comes last.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,14 +410,6 @@ mod tests {
         assert_eq!(ago(15 * 86_400), "2 weeks ago");
         assert_eq!(ago(90 * 86_400), "3 months ago");
         assert_eq!(ago(800 * 86_400), "2 years ago");
-    }
-
-    #[test]
-    fn times_print_as_rfc3339_utc() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
     }
 
     fn record(id: u64, size: u64, shared: bool) -> UsageRecord {

@@ -8,6 +8,7 @@ mod args;
 mod build;
 mod check;
 mod disk;
+mod logs;
 mod progress;
 mod render;
 

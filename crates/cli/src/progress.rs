@@ -1,11 +1,15 @@
-//! Progress output for people, in BuildKit's two styles.
+//! Progress output: for people in BuildKit's two styles, and for programs as JSON lines.
 //!
 //! - `plain`: one line per event, prefixed `#N` per step, with step output, `CACHED`, `DONE
-//!   1.2s` and `ERROR` lines — stable and greppable, for CI logs.
+//!   1.2s` and `ERROR` lines — stable and greppable, for CI logs. `kiln logs` replays a stored
+//!   build through it.
 //! - `tty`: a live view, redrawn ten times a second, of every step with its duration and the
 //!   last lines of output of the steps that are running.
+//! - `rawjson`: every event as one JSON object per line (`engine::progress::json`).
 //!
-//! Both keep the last lines of every step's output, so a failure can be shown with its log.
+//! With `--explain-cache`, the human styles show why each step that ran missed the cache.
+//! All styles keep the last lines of every step's output, so a failure can be shown with its
+//! log.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
@@ -22,15 +26,49 @@ const KEPT_LINES: usize = 10;
 /// How many lines of a running step's output the tty view shows.
 const TTY_LOG_LINES: usize = 6;
 
+/// How events are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    Tty,
+    Plain,
+    Json,
+}
+
 struct Step {
     number: usize,
     name: String,
-    started: Option<Instant>,
+    /// When it started, since the display started.
+    started: Option<Duration>,
     duration: Option<Duration>,
     cached: bool,
     error: Option<String>,
+    /// Why it missed the cache (shown with `--explain-cache`).
+    reasons: Vec<String>,
     lines: VecDeque<String>,
     partial: [Vec<u8>; 2],
+}
+
+impl Step {
+    fn new(number: usize, name: String) -> Step {
+        Step {
+            number,
+            name,
+            started: None,
+            duration: None,
+            cached: false,
+            error: None,
+            reasons: Vec::new(),
+            lines: VecDeque::new(),
+            partial: [Vec::new(), Vec::new()],
+        }
+    }
+
+    fn keep(&mut self, line: String) {
+        self.lines.push_back(line);
+        while self.lines.len() > KEPT_LINES {
+            self.lines.pop_front();
+        }
+    }
 }
 
 struct State {
@@ -44,23 +82,28 @@ struct State {
 
 /// The progress display of one command.
 pub(crate) struct Display {
-    tty: bool,
+    style: Style,
+    explain: bool,
     state: Mutex<State>,
     wake: Condvar,
     painter: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Display {
-    /// A display in `mode`. `quiet` shows nothing in plain mode except warnings (used when the
-    /// command's real output goes to stdout and progress would only be noise).
-    pub(crate) fn new(mode: ProgressMode, quiet: bool) -> Arc<Display> {
-        let tty = match mode {
-            ProgressMode::Tty => true,
-            ProgressMode::Plain => false,
-            ProgressMode::Auto => std::io::stderr().is_terminal() && !quiet,
+    /// A display in `mode`. With `quiet`, `auto` means plain even on a terminal (for commands
+    /// whose progress is incidental). With `explain`, the human styles show why steps missed
+    /// the cache.
+    pub(crate) fn new(mode: ProgressMode, quiet: bool, explain: bool) -> Arc<Display> {
+        let style = match mode {
+            ProgressMode::Tty => Style::Tty,
+            ProgressMode::Plain => Style::Plain,
+            ProgressMode::Rawjson => Style::Json,
+            ProgressMode::Auto if std::io::stderr().is_terminal() && !quiet => Style::Tty,
+            ProgressMode::Auto => Style::Plain,
         };
         let display = Arc::new(Display {
-            tty,
+            style,
+            explain,
             state: Mutex::new(State {
                 numbers: HashMap::new(),
                 steps: Vec::new(),
@@ -71,12 +114,29 @@ impl Display {
             wake: Condvar::new(),
             painter: Mutex::new(None),
         });
-        if tty {
+        if style == Style::Tty {
             let painter = display.clone();
             let handle = std::thread::spawn(move || painter.paint_loop());
             *display.painter.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         }
         display
+    }
+
+    /// A plain display that shows cache-miss explanations (`kiln logs`).
+    pub(crate) fn replay() -> Display {
+        Display {
+            style: Style::Plain,
+            explain: true,
+            state: Mutex::new(State {
+                numbers: HashMap::new(),
+                steps: Vec::new(),
+                start: Instant::now(),
+                drawn_lines: 0,
+                done: true,
+            }),
+            wake: Condvar::new(),
+            painter: Mutex::new(None),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -117,69 +177,51 @@ impl Display {
         Some((step.name.clone(), lines.split_off(keep)))
     }
 
-    /// The step for `vertex`, created (and announced in plain mode) on first sight.
-    fn step<'a>(&self, state: &'a mut State, vertex: &str, name: Option<&str>) -> &'a mut Step {
-        let number = match state.numbers.get(vertex) {
-            Some(n) => *n,
-            None => {
-                let number = state.steps.len() + 1;
-                state.numbers.insert(vertex.to_string(), number);
-                let name = name.unwrap_or("").to_string();
-                if !self.tty {
-                    eprintln!("#{number} {name}");
-                }
-                state.steps.push(Step {
-                    number,
-                    name,
-                    started: None,
-                    duration: None,
-                    cached: false,
-                    error: None,
-                    lines: VecDeque::new(),
-                    partial: [Vec::new(), Vec::new()],
-                });
-                number
-            }
-        };
-        &mut state.steps[number - 1]
+    /// The step number of `vertex`, created (and announced in plain style) on first sight.
+    fn number(&self, state: &mut State, vertex: &str, name: Option<&str>) -> usize {
+        if let Some(n) = state.numbers.get(vertex) {
+            return *n;
+        }
+        let number = state.steps.len() + 1;
+        state.numbers.insert(vertex.to_string(), number);
+        let name = name.unwrap_or("").to_string();
+        if self.style == Style::Plain {
+            eprintln!("#{number} {name}");
+        }
+        state.steps.push(Step::new(number, name));
+        number
     }
 
-    fn on_log(&self, step: &mut Step, stream: u8, data: &[u8]) {
+    fn on_log(&self, step: &mut Step, stream: u8, data: &[u8], at: Duration) {
         let index = usize::from(stream == 2);
-        let since = step.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+        let since = at.saturating_sub(step.started.unwrap_or(at)).as_secs_f64();
         step.partial[index].extend_from_slice(data);
         while let Some(pos) = step.partial[index].iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = step.partial[index].drain(..=pos).collect();
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            if !self.tty {
+            if self.style == Style::Plain {
                 eprintln!("#{} {since:.3} {text}", step.number);
             }
-            step.lines.push_back(text);
-            while step.lines.len() > KEPT_LINES {
-                step.lines.pop_front();
-            }
+            step.keep(text);
         }
     }
 
-    fn flush_partial(&self, step: &mut Step) {
+    fn flush_partial(&self, step: &mut Step, at: Duration) {
         for index in 0..2 {
             if !step.partial[index].is_empty() {
                 let text = String::from_utf8_lossy(&step.partial[index]).into_owned();
                 step.partial[index].clear();
-                if !self.tty {
-                    let since = step.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                if self.style == Style::Plain {
+                    let since = at.saturating_sub(step.started.unwrap_or(at)).as_secs_f64();
                     eprintln!("#{} {since:.3} {text}", step.number);
                 }
-                step.lines.push_back(text);
-                while step.lines.len() > KEPT_LINES {
-                    step.lines.pop_front();
-                }
+                step.keep(text);
             }
         }
     }
 
     fn clear(&self, state: &mut State) {
-        if self.tty && state.drawn_lines > 0 {
+        if self.style == Style::Tty && state.drawn_lines > 0 {
             eprint!("\x1b[{}F\x1b[J", state.drawn_lines);
             state.drawn_lines = 0;
         }
@@ -206,6 +248,8 @@ impl Display {
             .and_then(|c| c.parse::<usize>().ok())
             .unwrap_or(100)
             .max(40);
+        let now = state.start.elapsed();
+        let explain = self.explain;
         let mut out = String::new();
         let finished = state
             .steps
@@ -214,7 +258,7 @@ impl Display {
             .count();
         out.push_str(&format!(
             "[+] Building {:.1}s ({finished}/{})\n",
-            state.start.elapsed().as_secs_f64(),
+            now.as_secs_f64(),
             state.steps.len()
         ));
         let mut lines = 1;
@@ -222,7 +266,7 @@ impl Display {
             let time = match (step.cached, step.duration, step.started) {
                 (true, _, _) => "0.0s".to_string(),
                 (_, Some(d), _) => format!("{:.1}s", d.as_secs_f64()),
-                (_, None, Some(s)) => format!("{:.1}s", s.elapsed().as_secs_f64()),
+                (_, None, Some(s)) => format!("{:.1}s", now.saturating_sub(s).as_secs_f64()),
                 _ => String::new(),
             };
             let prefix = if step.cached {
@@ -236,6 +280,17 @@ impl Display {
             out.push_str(&fit(&label, &time, width));
             out.push('\n');
             lines += 1;
+            if explain {
+                for reason in &step.reasons {
+                    let text: String = format!(" => => cache miss: {reason}")
+                        .chars()
+                        .take(width)
+                        .collect();
+                    out.push_str(&text);
+                    out.push('\n');
+                    lines += 1;
+                }
+            }
             let running = step.started.is_some() && step.duration.is_none() && !step.cached;
             if running || step.error.is_some() {
                 let skip = step.lines.len().saturating_sub(TTY_LOG_LINES);
@@ -252,6 +307,72 @@ impl Display {
         let _ = std::io::stderr().flush();
         state.drawn_lines = lines;
     }
+
+    /// Shows `event`, which happened `at` after the build started.
+    pub(crate) fn event_at(&self, event: Event, at: Duration) {
+        let mut state = self.lock();
+        if self.style == Style::Json {
+            eprintln!("{}", engine::progress::json::encode_event(at, &event));
+        }
+        let plain = self.style == Style::Plain;
+        match event {
+            Event::Started { vertex, name } => {
+                let n = self.number(&mut state, &vertex.to_string(), Some(&name));
+                state.steps[n - 1].started = Some(at);
+            }
+            Event::Cached { vertex, name } => {
+                let n = self.number(&mut state, &vertex.to_string(), Some(&name));
+                state.steps[n - 1].cached = true;
+                if plain {
+                    eprintln!("#{n} CACHED\n");
+                }
+            }
+            Event::CacheMiss {
+                vertex,
+                name,
+                reasons,
+            } => {
+                let explain = self.explain;
+                let n = self.number(&mut state, &vertex.to_string(), Some(&name));
+                let texts: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                if plain && explain {
+                    for text in &texts {
+                        eprintln!("#{n} cache miss: {text}");
+                    }
+                }
+                state.steps[n - 1].reasons = texts;
+            }
+            Event::Log { vertex, stream, data } => {
+                let n = self.number(&mut state, &vertex.to_string(), None);
+                self.on_log(&mut state.steps[n - 1], stream, &data, at);
+            }
+            Event::Status { vertex, message } => {
+                let n = self.number(&mut state, &vertex.to_string(), None);
+                if plain {
+                    eprintln!("#{n} {message}");
+                }
+                state.steps[n - 1].keep(message);
+            }
+            Event::Completed {
+                vertex,
+                name,
+                duration,
+                error,
+            } => {
+                let n = self.number(&mut state, &vertex.to_string(), Some(&name));
+                let step = &mut state.steps[n - 1];
+                self.flush_partial(step, at);
+                step.duration = Some(duration);
+                if plain {
+                    match &error {
+                        None => eprintln!("#{n} DONE {:.1}s\n", duration.as_secs_f64()),
+                        Some(e) => eprintln!("#{n} ERROR: {e}\n"),
+                    }
+                }
+                step.error = error;
+            }
+        }
+    }
 }
 
 /// `label ... time`, padded or cut to `width` columns.
@@ -266,71 +387,7 @@ fn fit(label: &str, time: &str, width: usize) -> String {
 
 impl Progress for Display {
     fn event(&self, event: Event) {
-        let mut state = self.lock();
-        match event {
-            Event::Started { vertex, name } => {
-                let step = self.step(&mut state, &vertex.to_string(), Some(&name));
-                step.started = Some(Instant::now());
-            }
-            Event::Cached { vertex, name } => {
-                let tty = self.tty;
-                let step = self.step(&mut state, &vertex.to_string(), Some(&name));
-                step.cached = true;
-                if !tty {
-                    eprintln!("#{} CACHED\n", step.number);
-                }
-            }
-            Event::Log { vertex, stream, data } => {
-                let step = self.step(&mut state, &vertex.to_string(), None);
-                let mut step_owned = std::mem::replace(step, placeholder());
-                self.on_log(&mut step_owned, stream, &data);
-                let number = step_owned.number;
-                state.steps[number - 1] = step_owned;
-            }
-            Event::Status { vertex, message } => {
-                let tty = self.tty;
-                let step = self.step(&mut state, &vertex.to_string(), None);
-                if !tty {
-                    eprintln!("#{} {message}", step.number);
-                }
-                step.lines.push_back(message);
-                while step.lines.len() > KEPT_LINES {
-                    step.lines.pop_front();
-                }
-            }
-            Event::Completed {
-                vertex,
-                name,
-                duration,
-                error,
-            } => {
-                let key = vertex.to_string();
-                let number = self.step(&mut state, &key, Some(&name)).number;
-                let mut step = std::mem::replace(&mut state.steps[number - 1], placeholder());
-                self.flush_partial(&mut step);
-                step.duration = Some(duration);
-                if !self.tty {
-                    match &error {
-                        None => eprintln!("#{} DONE {:.1}s\n", step.number, duration.as_secs_f64()),
-                        Some(e) => eprintln!("#{} ERROR: {e}\n", step.number),
-                    }
-                }
-                step.error = error;
-                state.steps[number - 1] = step;
-            }
-        }
-    }
-}
-
-fn placeholder() -> Step {
-    Step {
-        number: 0,
-        name: String::new(),
-        started: None,
-        duration: None,
-        cached: false,
-        error: None,
-        lines: VecDeque::new(),
-        partial: [Vec::new(), Vec::new()],
+        let at = self.lock().start.elapsed();
+        self.event_at(event, at);
     }
 }

@@ -17,6 +17,9 @@
 //! case edits the context so that most steps run again. The cases are split over a few tests
 //! so that they run in parallel.
 
+mod common;
+
+use common::{process_with_arg, runc_list};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -342,36 +345,6 @@ fn kill_while_container_runs(mut child: Child, root: &Path, nap: &str) -> Result
         return Err("the container did not outlive kiln".into());
     }
     Ok(format!("SIGKILL while container {} ran", containers.join(",")))
-}
-
-/// The containers in the executor's runc root.
-fn runc_list(root: &Path) -> Vec<String> {
-    let runc_root = root.join("executor/runc");
-    if !runc_root.exists() {
-        return Vec::new();
-    }
-    let output = Command::new(testkit::runc().unwrap())
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["list", "-q"])
-        .output()
-        .unwrap();
-    if !output.status.success() {
-        return vec![format!("(runc list failed: {})", text(&output.stderr).trim())];
-    }
-    text(&output.stdout).lines().map(str::to_string).collect()
-}
-
-/// A process with `arg` as one of its arguments.
-fn process_with_arg(arg: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        cmdline
-            .split(|b| *b == 0)
-            .any(|a| a == arg.as_bytes())
-            .then_some(pid)
-    })
 }
 
 /// `skopeo inspect` of an OCI tarball: its layer digests.

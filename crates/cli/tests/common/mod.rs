@@ -535,3 +535,39 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .unwrap()
         .to_string()
 }
+
+/// The containers in the executor's runc root.
+pub fn runc_list(root: &Path) -> Vec<String> {
+    let runc_root = root.join("executor/runc");
+    if !runc_root.exists() {
+        return Vec::new();
+    }
+    let output = Command::new(testkit::runc().unwrap())
+        .arg("--root")
+        .arg(&runc_root)
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        return vec![format!(
+            "(runc list failed: {})",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )];
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A process with `arg` as one of its arguments.
+pub fn process_with_arg(arg: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == arg.as_bytes())
+            .then_some(pid)
+    })
+}
