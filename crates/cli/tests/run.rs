@@ -112,11 +112,20 @@ RUN id -u > /root-id
         .map(|l| l.split(':').next().unwrap().trim())
         .collect();
     assert_eq!(interfaces, vec!["lo"], "{netdev}");
-    // FIXME(issue 3): without --network, BuildKit gives RUN the worker's network (the host's,
-    // or a CNI bridge: either way an interface besides lo); kiln runs it with loopback only,
-    // as if --network=none, so `RUN wget …`/`apt-get` cannot reach anything.
-    // let netdev = built.read("/netdev-default");
-    // assert!(netdev.lines().skip(2).any(|l| l.split(':').next().unwrap().trim() != "lo"), "{netdev}");
+    // Without --network, RUN has the worker's network (BuildKit's host-network worker): the
+    // host's interfaces, so `RUN wget …` reaches what the host reaches.
+    let netdev = built.read("/netdev-default");
+    let host = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let names = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .skip(2)
+            .map(|l| l.split(':').next().unwrap().trim().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&netdev), names(&host), "{netdev}");
 
     // WORKDIR is created and is the working directory of RUN; a relative WORKDIR nests.
     assert_eq!(built.read("/work/dir/here"), "/work/dir\n");

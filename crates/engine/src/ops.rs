@@ -460,9 +460,16 @@ impl Op<Ref> for ExecOp {
                 )));
             }
             let network = match pb::NetMode::try_from(self.op.network) {
-                Ok(pb::NetMode::Unset | pb::NetMode::None) => executor::NetworkMode::None,
+                // The default network is the host's, as on BuildKit's host-network worker (its
+                // default without CNI): RUN reaches what the host reaches.
+                Ok(pb::NetMode::Unset) => executor::NetworkMode::Host,
+                Ok(pb::NetMode::None) => executor::NetworkMode::None,
+                // Asked for explicitly, host networking is an entitlement (`--allow
+                // network.host`), which kiln does not grant yet.
                 Ok(pb::NetMode::Host) => {
-                    return Err(op_error(OpFailure::NotSupported("network mode host".into())));
+                    return Err(op_error(OpFailure::NotSupported(
+                        "RUN --network=host (the network.host entitlement)".into(),
+                    )));
                 }
                 Err(_) => {
                     return Err(op_error(OpFailure::Invalid(format!(
