@@ -79,14 +79,17 @@ COPY --from=deps /etc/tagged /from-overridden-stage
     assert_eq!(h.kiln.runtime.runs(), 1, "only the RUN of `fromimage` ran");
 
     // …also when that stage is the target.
-    // FIXME(issue 3): kiln builds the stage `deps` itself when it is the target (and fails
-    // resolving registry.invalid/never/pulled:1); BuildKit replaces the whole stage by the
-    // named context of its name, so the result is the image `tagged:v1`.
-    // let mut args = contexts.to_vec();
-    // args.extend(["--target", "deps"]);
-    // let built = h.build(&ctx, &args);
-    // assert_eq!(built.read("/etc/tagged"), "tagged image\n");
-    // assert_eq!(h.kiln.runtime.runs(), 1);
+    // BuildKit replaces the whole stage by the named context of its name (its base image is
+    // never resolved), so the result is the image `tagged:v1`.
+    let mut args = contexts.to_vec();
+    args.extend(["--target", "deps"]);
+    let built = h.build(&ctx, &args);
+    assert_eq!(built.read("/etc/tagged"), "tagged image\n");
+    assert!(
+        env_of(&built.config()).contains(&"FROM_IMAGE=yes".to_string()),
+        "the image's config too"
+    );
+    assert_eq!(h.kiln.runtime.runs(), 1);
 }
 
 #[test]

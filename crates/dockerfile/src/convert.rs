@@ -190,7 +190,12 @@ pub async fn compile<R: ImageResolver>(
             images.insert(reference, resolved);
         }
         let mut changed = false;
-        let reachable: Vec<usize> = plan.reachable.iter().copied().collect();
+        let reachable: Vec<usize> = plan
+            .reachable
+            .iter()
+            .copied()
+            .filter(|s| !plan.replaced.contains(s))
+            .collect();
         for s in reachable {
             let Source::Image(reference) = &plan.bases[s] else {
                 continue;
@@ -546,6 +551,10 @@ impl<'a> Converter<'a> {
                 state
             }
         };
+        // A stage replaced by a named context is that context, nothing more.
+        if self.plan.replaced.contains(&stage.index) {
+            return Ok(state);
+        }
         // ONBUILD triggers of the base run first, and are not passed on to later stages.
         if !triggers.is_empty() {
             state.image.config.on_build = None;

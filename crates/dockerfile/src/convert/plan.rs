@@ -43,6 +43,9 @@ pub(super) struct Plan {
     pub(super) triggers: BTreeMap<usize, Vec<Spanned>>,
     pub(super) reachable: BTreeSet<usize>,
     pub(super) used_args: BTreeSet<String>,
+    /// Stages replaced by the named context of their name (`--build-context NAME=…`): their
+    /// base is that context and none of their instructions run, as in BuildKit.
+    pub(super) replaced: BTreeSet<usize>,
 }
 
 impl Plan {
@@ -99,8 +102,14 @@ impl Plan {
             triggers: BTreeMap::new(),
             reachable: BTreeSet::new(),
             used_args,
+            replaced: BTreeSet::new(),
         };
         for stage in &df.stages {
+            if let Some(named) = stage.name.as_deref().and_then(|n| named_context(options, n)) {
+                plan.bases.push(named);
+                plan.replaced.insert(stage.index);
+                continue;
+            }
             let base = plan.base_of(df, options, stage, &lexer, &env)?;
             plan.bases.push(base);
             for (i, spanned) in stage.instructions.iter().enumerate() {
@@ -112,6 +121,9 @@ impl Plan {
         }
         // A stage built on another stage runs that stage's ONBUILD triggers first.
         for stage in &df.stages {
+            if plan.replaced.contains(&stage.index) {
+                continue;
+            }
             if let Source::Stage(b) = plan.bases[stage.index] {
                 let triggers = stage_triggers(&df.stages[b].instructions)?;
                 plan.set_triggers(df, options, stage.index, triggers)?;
