@@ -542,8 +542,31 @@ impl<R: Clone + Send + Sync + 'static> Solver<R> {
                             }
                         }
                     },
-                ))
-                .await?;
+                ));
+                // While a content key waits for an input to run, the inputs that will have to
+                // run anyway (keyed and not in the cache) start too, instead of after this key
+                // is known: a `COPY --from=build` then does not hold up its stage's own steps.
+                // (Only if this vertex turns out cached is that work unneeded, which takes its
+                // result having outlived its input's, rare since pruning removes leaves first.)
+                // Their failures surface when this vertex runs them.
+                let prefetch = async {
+                    if !map.deps.iter().any(|dep| dep.content.is_some()) {
+                        return;
+                    }
+                    let needed = state
+                        .inputs
+                        .iter()
+                        .zip(map.deps.iter())
+                        .filter(|(_, dep)| dep.content.is_none())
+                        .map(|((input, _), _)| async move {
+                            if let Ok((Some(_), None)) = self.key_and_cached(input).await {
+                                let _ = self.result(input).await;
+                            }
+                        });
+                    futures_util::future::join_all(needed).await;
+                };
+                let (parts, ()) = futures_util::future::join(parts, prefetch).await;
+                let parts = parts?;
                 let deps: Vec<KeyDep> = state
                     .inputs
                     .iter()

@@ -617,3 +617,41 @@ async fn keyed_events_say_how_each_input_entered_the_key() {
         .collect();
     assert_eq!(cached, vec![true, true]);
 }
+
+#[tokio::test]
+async fn inputs_that_must_run_start_while_a_content_key_waits() {
+    // `copy` reads `slow` by content (like COPY --from=build) and builds on `own` (like the
+    // stage's previous step): `own` must run while `slow` runs, not after.
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(100);
+    let external = |g: &Graph, name: &str| {
+        let mut toy = g.toy(name);
+        toy.resource = Resource::External;
+        g.vertex(toy, Vec::new())
+    };
+    let slow = external(&g, "slow");
+    let own = external(&g, "own");
+    g.wait = Duration::from_millis(0);
+    let mut copy = g.toy("copy");
+    copy.content_inputs = vec![1];
+    copy.resource = Resource::External;
+    let copy = g.vertex(copy, vec![own, slow]);
+    let cache = Arc::new(MemoryCache::default());
+    let started = Instant::now();
+    solver(&cache)
+        .job(Arc::new(Events::default()))
+        .solve(&copy, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        g.counters.peak.load(Ordering::SeqCst),
+        2,
+        "own and slow overlapped"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(190),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(g.counters.total(), 3, "each ran once");
+}
