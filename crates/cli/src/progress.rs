@@ -327,6 +327,9 @@ impl Display {
                     eprintln!("#{n} CACHED\n");
                 }
             }
+            // Explanations arrive before the step starts; a display that does not show them
+            // must not announce the step early either.
+            Event::CacheMiss { .. } if !self.explain => {}
             Event::CacheMiss {
                 vertex,
                 name,
