@@ -39,6 +39,13 @@
 //! fields keep the text before a `${NAME:-w}` (recent BuildKit shares one
 //! buffer between nested words and loses it); and nesting `${...}` deeper
 //! than [`MAX_NESTING`] is an error rather than a risk of stack exhaustion.
+//! Pattern replacement inserts its (expanded) replacement once per match, so
+//! nesting it multiplies lengths: `${a//?/${a//?/…}}` grows as len(a) to the
+//! power of the depth. The total text replacements produce while expanding one
+//! word is capped at [`MAX_REPLACED`] bytes, so a few dozen bytes of Dockerfile
+//! cannot ask for gigabytes; and a pattern longer than the text it is matched
+//! against is rejected before the scan, so a huge expanded pattern costs no
+//! more than the text's length.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -46,6 +53,10 @@ use std::hash::BuildHasher;
 
 /// Deepest allowed nesting of `${...}` inside the word of another `${...}`.
 pub const MAX_NESTING: usize = 128;
+
+/// Most bytes that `${NAME/pattern/replacement}` expansions may produce, in
+/// total, while expanding one word (see the module docs for why).
+pub const MAX_REPLACED: usize = 1 << 20;
 
 /// Read-only view of the variables available to an expansion.
 pub trait Env {
@@ -223,6 +234,15 @@ pub enum ShellError {
         /// Offset of the `$`.
         offset: usize,
     },
+    /// Pattern replacements in one word produced more than [`MAX_REPLACED`]
+    /// bytes.
+    #[error("substitution result longer than {max} bytes")]
+    TooLong {
+        /// The limit.
+        max: usize,
+        /// Offset of the `$` of the replacement that went over the limit.
+        offset: usize,
+    },
     /// `${...}` nested more than [`MAX_NESTING`] levels deep.
     #[error("syntax error: substitutions nested deeper than {max} levels")]
     TooDeep {
@@ -244,7 +264,8 @@ impl ShellError {
             | ShellError::UnterminatedQuote { offset, .. }
             | ShellError::Required { offset, .. }
             | ShellError::InvalidPattern { offset, .. }
-            | ShellError::TooDeep { offset, .. } => *offset,
+            | ShellError::TooDeep { offset, .. }
+            | ShellError::TooLong { offset, .. } => *offset,
         }
     }
 }
@@ -332,6 +353,7 @@ impl Lexer {
             pos: 0,
             env,
             depth: 0,
+            replaced: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -398,6 +420,8 @@ struct Expander<'a> {
     pos: usize,
     env: &'a dyn Env,
     depth: usize,
+    /// Bytes produced so far by pattern replacements, against [`MAX_REPLACED`].
+    replaced: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -727,6 +751,13 @@ impl<'a> Expander<'a> {
             // Like Go's regexp: no second replacement for an empty match
             // right after the previous match.
             if !all || end > copied || start == 0 {
+                self.replaced += replacement.len();
+                if self.replaced > MAX_REPLACED {
+                    return Err(ShellError::TooLong {
+                        max: MAX_REPLACED,
+                        offset,
+                    });
+                }
                 out.push_str(&replacement);
             }
             copied = end;
@@ -799,6 +830,9 @@ fn compile_glob(pattern: &str, offset: usize) -> Result<Vec<Glob>, ShellError> {
     let mut chars = pattern.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            // `**` matches what `*` does; one state instead of a run of them
+            // keeps the matcher's state count within twice the non-star length.
+            '*' if out.last() == Some(&Glob::Many) => {}
             '*' => out.push(Glob::Many),
             '?' => out.push(Glob::One),
             '\\' => match chars.peek().copied() {
@@ -829,6 +863,13 @@ fn find_match(glob: &[Glob], text: &[char], from: usize, anchored: bool) -> Opti
         if slot.is_none_or(|s| start < s) {
             *slot = Some(start);
         }
+    }
+    // Every element but `*` consumes a character: if fewer are left, no match
+    // can start at or after `from`. Besides saving the scan, this bounds the
+    // work on a huge pattern produced by nested expansion to the text's length.
+    let needed = glob.iter().filter(|g| **g != Glob::Many).count();
+    if needed > text.len().saturating_sub(from) {
+        return None;
     }
     // states[i] = earliest start of a thread about to match glob[i].
     let accept = glob.len();
