@@ -461,3 +461,55 @@ fn garbage_and_truncated_input_is_an_error() {
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 }
+
+#[test]
+fn sparse_entries_and_zero_runs_take_no_disk_space() {
+    let mut builder = tar::Builder::new(Vec::new());
+    // A GNU sparse entry: 512 bytes of data at 1 MiB in a 64 MiB file.
+    let mut header = Header::new_gnu();
+    header.set_entry_type(EntryType::GNUSparse);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(1_234_567_890);
+    header.set_size(512);
+    {
+        let gnu = header.as_gnu_mut().unwrap();
+        gnu.sparse[0].set_offset(1 << 20);
+        gnu.sparse[0].set_length(512);
+        // The map ends with an empty chunk at the real size (GNU tar's trailing hole).
+        gnu.sparse[1].set_offset(64 << 20);
+        gnu.sparse[1].set_length(0);
+        gnu.set_real_size(64 << 20);
+    }
+    let data = [b'x'; 512];
+    builder.append_data(&mut header, "sparse.bin", &data[..]).unwrap();
+    // A plain entry that is mostly zeros.
+    let mut zeros = vec![0u8; 8 << 20];
+    zeros[..5].copy_from_slice(b"start");
+    add_file(&mut builder, "zeros.bin", &zeros);
+    let tar = builder.into_inner().unwrap();
+    assert!(tar.len() < (9 << 20));
+
+    let dir = tempfile::tempdir().unwrap();
+    apply_layer(&tar[..], dir.path()).unwrap();
+    let sparse = dir.path().join("sparse.bin");
+    let md = fs::metadata(&sparse).unwrap();
+    assert_eq!(md.len(), 64 << 20);
+    assert!(
+        md.blocks() * 512 <= 1 << 20,
+        "{} bytes allocated",
+        md.blocks() * 512
+    );
+    let content = fs::read(&sparse).unwrap();
+    assert_eq!(&content[1 << 20..(1 << 20) + 512], &data[..]);
+    assert!(content[..1 << 20].iter().all(|&b| b == 0));
+    let md = fs::metadata(dir.path().join("zeros.bin")).unwrap();
+    assert_eq!(md.len(), 8 << 20);
+    assert!(
+        md.blocks() * 512 <= 1 << 20,
+        "{} bytes allocated",
+        md.blocks() * 512
+    );
+    assert_eq!(fs::read(dir.path().join("zeros.bin")).unwrap(), zeros);
+}

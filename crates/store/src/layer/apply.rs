@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
@@ -255,7 +255,7 @@ impl Applier {
                 )
                 .map_err(failed(shown, "create file"))?;
                 let mut file = File::from(fd);
-                let written = io::copy(entry, &mut file).map_err(failed(shown, "write file content"))?;
+                let written = copy_sparse(entry, &mut file).map_err(failed(shown, "write file content"))?;
                 self.stats.bytes += written;
                 self.set_meta(file.as_fd(), &meta)
                     .map_err(failed(shown, "set file metadata"))?;
@@ -578,6 +578,38 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
         tv_nsec = 1_000_000_000 - tv_nsec;
     }
     Some(Timespec { tv_sec, tv_nsec })
+}
+
+/// Copies a file's content, leaving holes where whole blocks are zero: a sparse entry of a
+/// small tar (or any run of zeros) cannot fill the disk with what is only a size in a header.
+/// Returns the file's length.
+fn copy_sparse(reader: &mut impl Read, file: &mut File) -> io::Result<u64> {
+    const BLOCK: usize = 64 * 1024;
+    let mut buf = vec![0u8; BLOCK];
+    let mut total: u64 = 0;
+    let mut ends_in_hole = false;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let chunk = &buf[..n];
+        if chunk.iter().all(|&b| b == 0) {
+            file.seek(SeekFrom::Current(n as i64))?;
+            ends_in_hole = true;
+        } else {
+            file.write_all(chunk)?;
+            ends_in_hole = false;
+        }
+        total += n as u64;
+    }
+    if ends_in_hole {
+        // A seek past the end does not extend the file; setting the length does.
+        file.set_len(total)?;
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
