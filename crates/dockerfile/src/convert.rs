@@ -1,11 +1,11 @@
 //! Dockerfile → LLB: the compiler proper.
 //!
-//! [`compile`] checks the Dockerfile, works out which stages the target needs ([`plan`]: an
+//! [`compile`] checks the Dockerfile, works out which stages the target needs (`plan`: an
 //! unreachable stage is never resolved or converted, even if broken), asks the
 //! [`ImageResolver`] for the configs of the images those stages use (and, when a base image
 //! carries ONBUILD triggers, for what the triggers use), then converts each needed stage
 //! instruction by instruction into LLB ops plus an image config, the way BuildKit's
-//! `dockerfile2llb` does. RUN lives in [`run`], COPY and ADD in [`copy`].
+//! `dockerfile2llb` does. RUN lives in `run`, COPY and ADD in `copy`.
 //!
 //! Two environments are tracked per stage, as in BuildKit: the image config's `Env` (what ENV
 //! sets; it ends up in the image) and the build environment of RUN steps (image ENV plus the

@@ -2,7 +2,7 @@
 //!
 //! The solver's events are forwarded (its `Keyed` events become [`Event::CacheMiss`]
 //! explanations, see [`crate::explain`]); the engine's internal steps (loading the Dockerfile,
-//! resolving metadata, exporting) are reported the same way through [`Step`]. [`json`] is the
+//! resolving metadata, exporting) are reported the same way (`Step`). [`json`] is the
 //! one-object-per-line encoding of events used by `--progress=rawjson` and build logs.
 
 pub mod json;
