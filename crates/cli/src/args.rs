@@ -22,6 +22,10 @@ pub(crate) struct Cli {
     /// and downloads unbounded so that steps which wait overlap).
     #[arg(long, global = true, env = "KILN_MAX_PARALLELISM", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_parallelism: Option<u32>,
+    /// The network of RUN steps without --network (BuildKit's oci-worker-net): `none`
+    /// (loopback only, the default: there is no bridge) or `host` (the host's network).
+    #[arg(long, global = true, env = "KILN_OCI_WORKER_NET", value_enum, default_value_t = WorkerNet::None)]
+    pub(crate) oci_worker_net: WorkerNet,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -166,4 +170,12 @@ pub(crate) enum ProgressMode {
     Plain,
     /// One JSON object per line, for programs (see docs/progress-json.md).
     Rawjson,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum WorkerNet {
+    /// A network namespace with only loopback.
+    None,
+    /// The host's network namespace.
+    Host,
 }

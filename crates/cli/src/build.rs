@@ -66,6 +66,10 @@ pub(crate) fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
     config.runtime = cli.runtime.clone();
     config.gc_keep_storage = cli.gc_keep_storage;
     config.max_parallelism = cli.max_parallelism.map(|n| n as usize);
+    config.default_network = match cli.oci_worker_net {
+        crate::args::WorkerNet::None => engine::NetworkMode::None,
+        crate::args::WorkerNet::Host => engine::NetworkMode::Host,
+    };
     let root = cli.root.clone();
     Engine::open(&config, || {
         eprintln!("waiting for another kiln process to release {}", root.display());

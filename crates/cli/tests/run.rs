@@ -112,10 +112,8 @@ RUN id -u > /root-id
         .map(|l| l.split(':').next().unwrap().trim())
         .collect();
     assert_eq!(interfaces, vec!["lo"], "{netdev}");
-    // Without --network, RUN has the worker's network (BuildKit's host-network worker): the
-    // host's interfaces, so `RUN wget …` reaches what the host reaches.
-    let netdev = built.read("/netdev-default");
-    let host = std::fs::read_to_string("/proc/net/dev").unwrap();
+    // Without --network, RUN has the worker's network: loopback only by default (no bridge
+    // here), the host's with --oci-worker-net host.
     let names = |text: &str| -> Vec<String> {
         let mut v: Vec<String> = text
             .lines()
@@ -125,6 +123,11 @@ RUN id -u > /root-id
         v.sort();
         v
     };
+    let netdev = built.read("/netdev-default");
+    assert_eq!(names(&netdev), vec!["lo"], "{netdev}");
+    let on_host = h.build(&ctx, &["--oci-worker-net", "host", "--no-cache"]);
+    let netdev = on_host.read("/netdev-default");
+    let host = std::fs::read_to_string("/proc/net/dev").unwrap();
     assert_eq!(names(&netdev), names(&host), "{netdev}");
 
     // WORKDIR is created and is the working directory of RUN; a relative WORKDIR nests.

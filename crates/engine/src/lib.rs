@@ -35,6 +35,7 @@ pub use disk::{
     SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
 };
 pub use error::{BuildError, SourceSnippet};
+pub use executor::NetworkMode;
 pub use progress::{Event, Progress};
 /// Build logs, readable without opening the state directory (see [`store::logs`]).
 pub use store::logs;
@@ -132,6 +133,11 @@ pub struct EngineConfig {
     /// (copies, layer unpacking, hashing) is bounded by the cores and RUN steps and downloads
     /// are not bounded, so steps that sleep or wait overlap.
     pub max_parallelism: Option<usize>,
+    /// The network RUN steps get when they do not ask for one (`RUN --network=default`):
+    /// BuildKit's `oci-worker-net`. These machines have no bridge or CNI, so the default is
+    /// [`executor::NetworkMode::None`] (loopback only); [`executor::NetworkMode::Host`] shares the
+    /// host's network, so steps reach what the host reaches (and the host's own services).
+    pub default_network: executor::NetworkMode,
     /// Limit of automatic garbage collection after builds, in bytes (`--gc-keep-storage`);
     /// `None`: [`default_gc_limit`] of the state directory; `Some(0)`: no automatic GC.
     pub gc_keep_storage: Option<u64>,
@@ -145,6 +151,7 @@ impl EngineConfig {
             runtime: PathBuf::from("runc"),
             insecure_registries: Vec::new(),
             max_parallelism: None,
+            default_network: executor::NetworkMode::None,
             gc_keep_storage: None,
         }
     }
@@ -192,6 +199,8 @@ pub(crate) struct Inner {
     pub(crate) registry: registry::Client,
     pub(crate) executor: Arc<dyn DynExecutor>,
     pub(crate) platform: Platform,
+    /// The network of RUN steps that do not ask for one ([`EngineConfig::default_network`]).
+    pub(crate) default_network: executor::NetworkMode,
     /// HTTP sources' client and what earlier downloads returned (for revalidation).
     pub(crate) http: ops::http::HttpState,
     /// Listings of hashed build-context files, for cache-miss explanations.
@@ -250,6 +259,7 @@ impl Engine {
             registry,
             executor,
             platform: Platform::linux_amd64(),
+            default_network: config.default_network,
             http: ops::http::HttpState::default(),
             listings: Arc::default(),
         });

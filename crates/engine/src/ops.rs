@@ -460,9 +460,9 @@ impl Op<Ref> for ExecOp {
                 )));
             }
             let network = match pb::NetMode::try_from(self.op.network) {
-                // The default network is the host's, as on BuildKit's host-network worker (its
-                // default without CNI): RUN reaches what the host reaches.
-                Ok(pb::NetMode::Unset) => executor::NetworkMode::Host,
+                // The worker's network, as configured (`--oci-worker-net`; loopback only by
+                // default, since these machines have no bridge).
+                Ok(pb::NetMode::Unset) => self.inner.default_network,
                 Ok(pb::NetMode::None) => executor::NetworkMode::None,
                 // Asked for explicitly, host networking is an entitlement (`--allow
                 // network.host`), which kiln does not grant yet.
