@@ -15,7 +15,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the tests and the demo use.
-const PACKAGES: [&str; 5] = ["runc", "busybox-static", "docker-registry", "skopeo", "umoci"];
+const PACKAGES: [&str; 6] = [
+    "runc",
+    "busybox-static",
+    "docker-registry",
+    "skopeo",
+    "umoci",
+    "openssh-client",
+];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

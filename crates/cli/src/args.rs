@@ -123,6 +123,14 @@ pub(crate) struct BuildArgs {
     /// Do not use cache when building the image.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Expose a secret to RUN --mount=type=secret: `id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID`
+    /// (the variable ID if set, else the file ID); `type=file|env` as in buildx.
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]
+    pub(crate) secrets: Vec<String>,
+    /// Forward an SSH agent to RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK), `ID=SOCKET`, or
+    /// `ID=KEY[,KEY…]` (private key files, served by an agent kiln starts).
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]")]
+    pub(crate) ssh: Vec<String>,
     /// Say, for each step that ran, why it missed the cache: which file, build arg, base
     /// image or earlier step changed since the last build of this context, Dockerfile and
     /// target (rawjson progress and build logs always include it).

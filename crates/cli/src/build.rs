@@ -121,6 +121,7 @@ fn request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
         no_cache: false,
         outputs: Vec::new(),
         named_contexts,
+        ..BuildRequest::default()
     })
 }
 
@@ -199,6 +200,8 @@ pub(crate) fn parse_output(spec: &str, tags: &[String]) -> Result<Option<OutputS
 async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     let mut request = request(&args.compile)?;
     request.no_cache = args.no_cache;
+    request.secrets = crate::session::secrets(&args.secrets).map_err(CliError::Usage)?;
+    request.ssh = crate::session::ssh(&args.ssh).map_err(CliError::Usage)?;
     for spec in &args.outputs {
         if let Some(output) = parse_output(spec, &args.tags).map_err(CliError::Usage)? {
             request.outputs.push(output);

@@ -11,6 +11,7 @@ mod disk;
 mod logs;
 mod progress;
 mod render;
+mod session;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();

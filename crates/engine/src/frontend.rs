@@ -286,8 +286,15 @@ pub(crate) async fn build(
         std::process::id(),
         SESSION_COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let vertices =
-        ops::vertices(inner, &graph, &dirs, &session).map_err(|e| BuildError::Request(e.to_string()))?;
+    let session = Arc::new(ops::Session {
+        id: session,
+        local_dirs: dirs.clone(),
+        secrets: request.secrets.clone(),
+        ssh: request.ssh.clone(),
+        entitlements: request.entitlements.clone(),
+        agents: Default::default(),
+    });
+    let vertices = ops::vertices(inner, &graph, &session).map_err(|e| BuildError::Request(e.to_string()))?;
     let result = match &graph.root {
         None => Ref::Empty,
         Some((digest, index)) => {

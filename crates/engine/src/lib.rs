@@ -26,7 +26,7 @@ mod ops;
 pub mod progress;
 mod pull;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -103,6 +103,59 @@ pub struct BuildRequest {
     pub outputs: Vec<OutputSpec>,
     /// `--build-context NAME=VALUE`s, as given: a directory, or `docker-image://REF`.
     pub named_contexts: BTreeMap<String, String>,
+    /// `--secret`s, by id: where each secret's value is read from when a step mounts it. The
+    /// value is never stored, logged or part of a cache key.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh`es, by id: the agents (or keys) a step's `RUN --mount=type=ssh` may use.
+    pub ssh: BTreeMap<String, SshSource>,
+    /// `--allow`: the entitlements granted to this build.
+    pub entitlements: BTreeSet<Entitlement>,
+}
+
+/// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file of the client, read when a step mounts the secret.
+    File(PathBuf),
+    /// An environment variable of the client process.
+    Env(String),
+}
+
+/// What an `--ssh` id forwards.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SshSource {
+    /// A running agent's socket (`--ssh default` uses `$SSH_AUTH_SOCK`).
+    Socket(PathBuf),
+    /// Private key files, served by an agent kiln starts for the build.
+    Keys(Vec<PathBuf>),
+}
+
+/// A privilege a build must be granted explicitly (`--allow`), as BuildKit's entitlements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Entitlement {
+    /// `network.host`: `RUN --network=host`.
+    NetworkHost,
+    /// `security.insecure`: `RUN --security=insecure`.
+    SecurityInsecure,
+}
+
+impl Entitlement {
+    /// The name users type (`network.host`, `security.insecure`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Entitlement::NetworkHost => "network.host",
+            Entitlement::SecurityInsecure => "security.insecure",
+        }
+    }
+
+    /// Parses a name users type.
+    pub fn parse(name: &str) -> Option<Entitlement> {
+        match name {
+            "network.host" => Some(Entitlement::NetworkHost),
+            "security.insecure" => Some(Entitlement::SecurityInsecure),
+            _ => None,
+        }
+    }
 }
 
 /// What a finished build reports.

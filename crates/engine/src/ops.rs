@@ -29,6 +29,8 @@ pub(crate) mod git;
 pub(crate) mod http;
 mod merge;
 mod mounts;
+mod secrets;
+mod ssh;
 
 /// Errors of ops, as shown to users.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +51,6 @@ pub(crate) enum OpFailure {
     Git(#[from] git::GitError),
     #[error("{0} is not supported yet")]
     NotSupported(String),
-    /// As `NotSupported`, for a feature named in the plural.
-    #[error("{0} are not supported yet")]
-    NotSupportedPlural(String),
     #[error("{0}")]
     Invalid(String),
 }
@@ -64,12 +63,41 @@ fn join_error(e: tokio::task::JoinError) -> OpError {
     Arc::new(OpFailure::Invalid(format!("internal task failed: {e}")))
 }
 
+/// What one build brings from its client: the directories its local sources read, its
+/// secrets and ssh agents, and the entitlements it was granted. Ops of the build share it.
+#[derive(Debug, Default)]
+pub(crate) struct Session {
+    /// Unique per build; local sources are keyed by it (they are never cached).
+    pub(crate) id: String,
+    /// Directories of `local://NAME` sources.
+    pub(crate) local_dirs: BTreeMap<String, PathBuf>,
+    /// `--secret`s.
+    pub(crate) secrets: BTreeMap<String, crate::SecretSource>,
+    /// `--ssh`es.
+    pub(crate) ssh: BTreeMap<String, crate::SshSource>,
+    /// `--allow`.
+    #[allow(dead_code)] // TODO(issue 5): read by the entitlement checks of exec ops.
+    pub(crate) entitlements: std::collections::BTreeSet<crate::Entitlement>,
+    /// The ssh agents started for `--ssh ID=KEY` ids, on first use.
+    pub(crate) agents: ssh::Agents,
+}
+
+impl Session {
+    /// A session for a build with no client features beyond local directories.
+    pub(crate) fn with_locals(id: String, local_dirs: BTreeMap<String, PathBuf>) -> Session {
+        Session {
+            id,
+            local_dirs,
+            ..Session::default()
+        }
+    }
+}
+
 /// Builds the solver vertices of a loaded LLB graph.
 pub(crate) fn vertices(
     inner: &Arc<Inner>,
     graph: &llb::Graph,
-    local_dirs: &BTreeMap<String, PathBuf>,
-    session: &str,
+    session: &Arc<Session>,
 ) -> Result<BTreeMap<Digest, Arc<solver::Vertex<Ref>>>, OpFailure> {
     let mut out: BTreeMap<Digest, Arc<solver::Vertex<Ref>>> = BTreeMap::new();
     // The `.dockerignore` patterns of each local source, by vertex: they travel to the ops that
@@ -103,10 +131,11 @@ pub(crate) fn vertices(
                 if source.identifier.starts_with(llb::attr::SCHEME_LOCAL) {
                     excludes.insert(vertex.digest.clone(), Arc::new(local_excludes(source)?));
                 }
-                source_op(inner, source, local_dirs, session)?
+                source_op(inner, source, &session.local_dirs, &session.id)?
             }
             Some(pb::op::Kind::Exec(exec)) => Arc::new(ExecOp {
                 inner: inner.clone(),
+                session: session.clone(),
                 op: exec.clone(),
                 base: base_digest(&vertex.op),
                 n_inputs: inputs.len(),
@@ -239,6 +268,15 @@ fn process_env(meta: &pb::Meta) -> Vec<String> {
     env
 }
 
+/// `env` with `vars` set, each replacing a variable of the same name.
+fn with_vars(mut env: Vec<String>, vars: Vec<(String, String)>) -> Vec<String> {
+    for (name, value) in vars {
+        env.retain(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != name);
+        env.push(format!("{name}={value}"));
+    }
+    env
+}
+
 /// The exclude patterns (`.dockerignore`) of a local source: a JSON list of strings.
 fn local_excludes(source: &pb::SourceOp) -> Result<Vec<String>, OpFailure> {
     match source.attrs.get(llb::attr::LOCAL_EXCLUDE_PATTERNS) {
@@ -359,6 +397,7 @@ impl Op<Ref> for LocalOp {
 
 struct ExecOp {
     inner: Arc<Inner>,
+    session: Arc<Session>,
     op: pb::ExecOp,
     base: Digest,
     n_inputs: usize,
@@ -454,11 +493,9 @@ impl Op<Ref> for ExecOp {
                     "an exec needs exactly one mount at /".into(),
                 )));
             };
-            if !self.op.secretenv.is_empty() {
-                return Err(op_error(OpFailure::NotSupportedPlural(
-                    "secret environment variables".into(),
-                )));
-            }
+            // `env=` secrets join the process environment (replacing a variable of the same
+            // name); they are never in the op's definition, so never in its key.
+            let secret_env = secrets::env(&self.session, &self.op.secretenv).map_err(op_error)?;
             let network = match pb::NetMode::try_from(self.op.network) {
                 // The worker's network, as configured (`--oci-worker-net`; loopback only by
                 // default, since these machines have no bridge).
@@ -492,12 +529,12 @@ impl Op<Ref> for ExecOp {
             };
             let store = self.inner.store.clone();
             // Dropped after the run: unmounts and discards everything the mounts needed.
-            let extra = mounts::prepare(&store, &self.op.mounts, &inputs, &self.excludes)
+            let extra = mounts::prepare(&store, &self.session, &self.op.mounts, &inputs, &self.excludes)
                 .await
                 .map_err(op_error)?;
             let spec = executor::ExecSpec {
                 args: meta.args.clone(),
-                env: process_env(&meta),
+                env: with_vars(process_env(&meta), secret_env),
                 cwd: if meta.cwd.is_empty() {
                     "/".into()
                 } else {
@@ -809,8 +846,8 @@ pub(crate) async fn solve_definition(
         std::process::id(),
         SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let vertices =
-        vertices(inner, &graph, local_dirs, &session).map_err(|e| BuildError::Request(e.to_string()))?;
+    let session = Arc::new(Session::with_locals(session, local_dirs.clone()));
+    let vertices = vertices(inner, &graph, &session).map_err(|e| BuildError::Request(e.to_string()))?;
     let Some((digest, index)) = &graph.root else {
         return Ok(None);
     };

@@ -354,6 +354,12 @@ impl Store {
         Active::create(self, id, parent, description)
     }
 
+    /// A fresh tmpfs of at most `size` bytes (mode 0700) under the state directory, unmounted
+    /// when the guard drops: for data that must never reach a disk, such as secrets.
+    pub fn mount_tmpfs(&self, size: u64) -> Result<Mounted, Error> {
+        mount::mount_tmpfs(&self.mnt_dir(), size)
+    }
+
     /// Mounts a committed snapshot read-only (or hands out its directory when it has no parent).
     pub fn view(&self, id: SnapshotId) -> Result<Mounted, Error> {
         let chain = self.chain(id)?;

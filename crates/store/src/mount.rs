@@ -88,6 +88,38 @@ pub(crate) fn mount_overlay(
     }
 }
 
+/// Mounts a fresh tmpfs of at most `size` bytes, mode 0700, at a fresh mount point under
+/// `mnt_dir`: a place for data that must never reach a disk (secrets, agent sockets). Mounted
+/// `nosuid,nodev,noexec`. Like every mount here it is undone when the guard drops, and with the
+/// process's private mount namespace it disappears even if the process is killed.
+pub(crate) fn mount_tmpfs(mnt_dir: &Path, size: u64) -> Result<Mounted, Error> {
+    let n = MOUNT_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let target = mnt_dir.join(format!("{}-{n}-tmpfs", std::process::id()));
+    fs::create_dir_all(&target).map_err(|source| Error::Io {
+        action: "create mount point",
+        path: target.clone(),
+        source,
+    })?;
+    let data = std::ffi::CString::new(format!("mode=0700,size={size}")).map_err(|_| Error::Mount {
+        path: target.clone(),
+        message: "invalid tmpfs options".into(),
+    })?;
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    match rustix::mount::mount("tmpfs", &target, "tmpfs", flags, data.as_c_str()) {
+        Ok(()) => Ok(Mounted {
+            path: target,
+            owned_mount: true,
+        }),
+        Err(e) => {
+            let _ = fs::remove_dir(&target);
+            Err(Error::Mount {
+                path: target,
+                message: format!("tmpfs mount failed: {e}"),
+            })
+        }
+    }
+}
+
 /// Overlay options kiln always uses: no inode index, no redirects, no metacopy, so upper
 /// directories stay in the plain format the layer writer understands.
 const FIXED_OPTIONS: [(&str, &str); 3] = [("index", "off"), ("redirect_dir", "off"), ("metacopy", "off")];

@@ -31,6 +31,8 @@ pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/u
 pub struct Kiln {
     pub root: TempRoot,
     pub runtime: CountingRuntime,
+    /// Extra environment variables for every run (e.g. the source of an `env=` secret).
+    pub env: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl Kiln {
@@ -38,6 +40,7 @@ impl Kiln {
         Kiln {
             root: TempRoot::new().unwrap(),
             runtime: CountingRuntime::new().unwrap(),
+            env: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -46,6 +49,7 @@ impl Kiln {
         let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .env("KILN_ROOT", self.root.path())
             .env("KILN_RUNTIME", self.runtime.path())
+            .envs(self.env.borrow().iter().cloned())
             .args(args)
             .output()
             .unwrap();

@@ -27,7 +27,7 @@ use llb::pb;
 use store::fileop::{self, CopyOptions};
 use store::{Active, Mounted, Store};
 
-use super::{EmptyDir, OpFailure};
+use super::{EmptyDir, OpFailure, Session};
 use crate::Ref;
 
 /// Symlinks followed while resolving one selector before giving up, as Linux's `ELOOP` limit.
@@ -43,6 +43,10 @@ pub(super) struct Prepared<'a> {
 
 /// What keeps one mount source alive; only ever dropped.
 enum Guard<'a> {
+    /// A tmpfs holding a secret file.
+    Secret { _tmpfs: Mounted },
+    /// A relayed ssh agent socket.
+    Ssh { _forward: super::ssh::Forward },
     /// A committed snapshot mounted read-only.
     View { _view: Mounted },
     /// An empty directory.
@@ -59,6 +63,7 @@ enum Guard<'a> {
 /// excludes, which is copied into a scratch snapshot first) copies on the blocking pool.
 pub(super) async fn prepare<'a>(
     store: &'a Store,
+    session: &'a Session,
     mounts: &[pb::Mount],
     inputs: &[Ref],
     excludes: &[Arc<Vec<String>>],
@@ -89,8 +94,19 @@ pub(super) async fn prepare<'a>(
                 }
             }
             Ok(pb::MountType::Cache) => return Err(not_supported("cache")),
-            Ok(pb::MountType::Secret) => return Err(not_supported("secret")),
-            Ok(pb::MountType::Ssh) => return Err(not_supported("ssh")),
+            Ok(pb::MountType::Secret) => {
+                let (kind, tmpfs) = super::secrets::mount(store, session, mount)?;
+                prepared._guards.push(Guard::Secret { _tmpfs: tmpfs });
+                kind
+            }
+            Ok(pb::MountType::Ssh) => match super::ssh::mount(store, session, mount).await? {
+                Some((kind, forward)) => {
+                    prepared._guards.push(Guard::Ssh { _forward: forward });
+                    kind
+                }
+                // An optional agent that was not forwarded: no mount at all.
+                None => continue,
+            },
             Err(_) => {
                 return Err(OpFailure::Invalid(format!(
                     "mount {} has unknown type {}",
