@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Harness;
+use common::{BASE, Harness};
 
 #[test]
 fn run_forms_shell_and_heredocs() {
@@ -199,4 +199,16 @@ RUN --mount=target=rel cat rel/a.txt > /relative-target
     for stub in ["/ctx", "/m", "/scratch", "/ctx-env", "/wd/rel"] {
         assert!(!built.exists(stub), "mount point {stub} left in the result");
     }
+
+    // `from=` also names an image or a named context.
+    let extra = tempfile::tempdir().unwrap();
+    std::fs::write(extra.path().join("x.txt"), "named\n").unwrap();
+    ctx.dockerfile(&format!(
+        "FROM {BASE}\nRUN --mount=from={},source=/etc/passwd,target=/p head -1 /p > /from-image\nRUN --mount=from=extra,target=/e cat /e/x.txt > /from-named\n",
+        h.base()
+    ));
+    let named = format!("extra={}", extra.path().display());
+    let built = h.build(&ctx, &["--build-context", &named]);
+    assert_eq!(built.read("/from-image"), "root:x:0:0:root:/root:/bin/sh\n");
+    assert_eq!(built.read("/from-named"), "named\n");
 }
