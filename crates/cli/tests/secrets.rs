@@ -179,6 +179,14 @@ fn missing_required_secrets_and_agents_fail_at_their_line() {
     let built = h.build(&ctx, &[]);
     assert_eq!(built.read("/run-list"), "none\n");
 
+    // A bad mode is refused at its line, before anything runs.
+    ctx.dockerfile(&format!(
+        "FROM {BASE}\nRUN echo ok\nRUN --mount=type=secret,id=x,mode=99x true\n"
+    ));
+    let err = h.build_err(&ctx, &[]);
+    assert!(err.contains("invalid value 99x for mode"), "{err}");
+    assert_points_at(&err, 3, "RUN --mount=type=secret,id=x,mode=99x true");
+
     // Flags are checked before anything runs.
     let output = h.run_build(ctx.path(), &["--secret", "id=x,src=/no/such/secret"]);
     assert!(!output.status.success());
