@@ -79,9 +79,10 @@ pub(crate) struct Inner {
     insecure: Vec<String>,
     pub(crate) credentials: Arc<dyn CredentialStore>,
     pub(crate) tokens: TokenCache,
-    /// Why HTTPS is unavailable (no trusted roots on this machine), reported per request so
-    /// that plain-HTTP registries keep working.
-    tls_problem: Option<String>,
+    /// The TLS certificate verifier, which knows (once asked) why HTTPS is unavailable when
+    /// the machine has no trusted roots; reported per request so that plain-HTTP registries
+    /// keep working.
+    tls: Arc<LazyVerifier>,
 }
 
 /// What a request needs the right to do; decides the token scope.
@@ -316,33 +317,86 @@ impl BlobReader {
     }
 }
 
-/// The TLS setup for every HTTPS connection, and why HTTPS is unusable when the machine has
-/// no trusted roots (then the config trusts nothing and requests fail early with that reason).
-fn tls_config() -> Result<(rustls::ClientConfig, Option<String>), Error> {
+/// The TLS setup for every HTTPS connection: rustls with the platform verifier, made on first
+/// use ([`LazyVerifier`]).
+fn tls_config() -> Result<(rustls::ClientConfig, Arc<LazyVerifier>), Error> {
     // The ring provider is passed explicitly rather than installed process-wide, so this can
     // neither fail nor conflict with another crate's choice of default provider.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let verifier = Arc::new(LazyVerifier {
+        provider: provider.clone(),
+        verifier: std::sync::OnceLock::new(),
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::ClientSetup { source: Box::new(e) })?;
-    let (mut config, problem) = match rustls_platform_verifier::Verifier::new(provider) {
-        Ok(verifier) => (
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth(),
-            None,
-        ),
-        Err(e) => (
-            builder
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth(),
-            Some(e.to_string()),
-        ),
-    };
+        .map_err(|e| Error::ClientSetup { source: Box::new(e) })?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
     // reqwest does not set ALPN on a preconfigured config; without it HTTP/2 is never chosen.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok((config, problem))
+    Ok((config, verifier))
+}
+
+/// The platform certificate verifier, made when the first HTTPS connection needs it: loading
+/// the machine's trusted roots takes milliseconds that builds talking only to plain-HTTP
+/// registries (a loopback registry, say) should not pay at every start.
+#[derive(Debug)]
+pub(crate) struct LazyVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: std::sync::OnceLock<Result<rustls_platform_verifier::Verifier, String>>,
+}
+
+impl LazyVerifier {
+    /// The verifier, or why there is none (no trusted roots could be loaded).
+    fn verifier(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.verifier
+            .get_or_init(|| {
+                rustls_platform_verifier::Verifier::new(self.provider.clone()).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(format!("no trusted root certificates: {e}")))
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for LazyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.verifier()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.verifier()?.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.verifier()?.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        // Asked for every handshake's hello: answered from the provider, without the roots
+        // (the platform verifier answers the same way).
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// A general-purpose HTTP client with the same TLS setup as registry connections (rustls with
@@ -580,11 +634,11 @@ impl Inner {
             "https"
         };
         if scheme == "https"
-            && let Some(problem) = &self.tls_problem
+            && let Err(problem) = self.tls.verifier()
         {
             return Err(Error::TlsUnavailable {
                 registry: registry.to_string(),
-                reason: problem.clone(),
+                reason: problem.to_string(),
             });
         }
         let text = format!("{scheme}://{host}/");
@@ -706,9 +760,9 @@ impl Client {
     /// Creates a client. Fails only if the HTTP client cannot be built; a machine without
     /// trusted root certificates still gets a client, which can reach plain-HTTP registries.
     pub fn new(config: ClientConfig) -> Result<Client, Error> {
-        let (tls, tls_problem) = tls_config()?;
+        let (tls_config, tls) = tls_config()?;
         let http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
+            .tls_backend_preconfigured(tls_config)
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(30))
             // No overall timeout (blobs can be large), but a stalled connection must not hang
@@ -723,7 +777,7 @@ impl Client {
                 insecure: config.insecure,
                 credentials: config.credentials,
                 tokens: TokenCache::default(),
-                tls_problem,
+                tls,
             }),
         })
     }
@@ -1115,5 +1169,16 @@ mod tests {
         assert_eq!(pick("linux/arm64"), Some(Digest::of(b"a")));
         assert_eq!(pick("linux/amd64"), Some(Digest::of(b"c")));
         assert_eq!(pick("linux/s390x"), None);
+    }
+
+    #[test]
+    fn trusted_roots_are_loaded_only_when_https_needs_them() {
+        let (_, lazy) = tls_config().unwrap();
+        assert!(
+            lazy.verifier.get().is_none(),
+            "building the client loads no roots"
+        );
+        let _ = lazy.verifier();
+        assert!(lazy.verifier.get().is_some(), "the first HTTPS use does");
     }
 }
