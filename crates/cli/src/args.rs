@@ -131,11 +131,29 @@ pub(crate) struct BuildArgs {
     /// `ID=KEY[,KEY…]` (private key files, served by an agent kiln starts).
     #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]")]
     pub(crate) ssh: Vec<String>,
+    /// Allow extra privileged entitlement: `network.host` (RUN --network=host) or
+    /// `security.insecure` (RUN --security=insecure). Repeatable, or comma-separated.
+    #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = entitlement)]
+    pub(crate) allow: Vec<engine::Entitlement>,
     /// Say, for each step that ran, why it missed the cache: which file, build arg, base
     /// image or earlier step changed since the last build of this context, Dockerfile and
     /// target (rawjson progress and build logs always include it).
     #[arg(long)]
     pub(crate) explain_cache: bool,
+}
+
+/// Every entitlement `--allow` accepts, in the order the help lists them.
+const ENTITLEMENTS: [engine::Entitlement; 2] = [
+    engine::Entitlement::NetworkHost,
+    engine::Entitlement::SecurityInsecure,
+];
+
+/// Parses an `--allow` value; an unknown name is a usage error that lists the valid ones.
+fn entitlement(name: &str) -> Result<engine::Entitlement, String> {
+    engine::Entitlement::parse(name.trim()).ok_or_else(|| {
+        let valid: Vec<&str> = ENTITLEMENTS.iter().map(|e| e.name()).collect();
+        format!("unknown entitlement (valid: {})", valid.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,14 @@ use crate::args::ProgressMode;
 const KEPT_LINES: usize = 10;
 /// How many lines of a running step's output the tty view shows.
 const TTY_LOG_LINES: usize = 6;
+/// Most bytes of one step's output shown, in every style (BuildKit's per-step log limit); the
+/// rest is dropped from the display with one [`CLIPPED`] note, so a step that prints a
+/// hundred megabytes neither floods the terminal nor slows the build. The build log keeps
+/// up to 64 MiB (`kiln logs --progress rawjson`); `kiln logs` in plain style shows it clipped
+/// here again, as it was shown.
+const SHOWN_LIMIT: usize = 2 << 20;
+/// The note that replaces a step's output beyond [`SHOWN_LIMIT`], BuildKit's words.
+const CLIPPED: &str = "[output clipped, log limit 2MiB reached]";
 
 /// How events are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +54,8 @@ struct Step {
     reasons: Vec<String>,
     lines: VecDeque<String>,
     partial: [Vec<u8>; 2],
+    /// Bytes of output shown so far (at most [`SHOWN_LIMIT`]).
+    shown: usize,
 }
 
 impl Step {
@@ -60,7 +70,17 @@ impl Step {
             reasons: Vec::new(),
             lines: VecDeque::new(),
             partial: [Vec::new(), Vec::new()],
+            shown: 0,
         }
+    }
+
+    /// How much of a chunk of output may still be shown, and whether the chunk reaches the
+    /// limit (so the clipped note is due now; later chunks get `(0, false)`).
+    fn budget(&mut self, len: usize) -> (usize, bool) {
+        let room = SHOWN_LIMIT - self.shown;
+        let take = len.min(room);
+        self.shown += take;
+        (take, room > 0 && len >= room)
     }
 
     fn keep(&mut self, line: String) {
@@ -195,9 +215,13 @@ impl Display {
     fn on_log(&self, step: &mut Step, stream: u8, data: &[u8], at: Duration) {
         let index = usize::from(stream == 2);
         let since = at.saturating_sub(step.started.unwrap_or(at)).as_secs_f64();
+        // Only the new bytes can hold a newline: the held ones were searched before (searching
+        // them again would be quadratic in the length of a line that does not end).
+        let mut search = step.partial[index].len();
         step.partial[index].extend_from_slice(data);
-        while let Some(pos) = step.partial[index].iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = step.partial[index].drain(..=pos).collect();
+        while let Some(pos) = step.partial[index][search..].iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = step.partial[index].drain(..=search + pos).collect();
+            search = 0;
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
             if self.style == Style::Plain {
                 eprintln!("#{} {since:.3} {text}", step.number);
@@ -311,7 +335,8 @@ impl Display {
     /// Shows `event`, which happened `at` after the build started.
     pub(crate) fn event_at(&self, event: Event, at: Duration) {
         let mut state = self.lock();
-        if self.style == Style::Json {
+        // Output is printed below, as far as it is shown.
+        if self.style == Style::Json && !matches!(event, Event::Log { .. }) {
             eprintln!("{}", engine::progress::json::encode_event(at, &event));
         }
         let plain = self.style == Style::Plain;
@@ -345,9 +370,42 @@ impl Display {
                 }
                 state.steps[n - 1].reasons = texts;
             }
-            Event::Log { vertex, stream, data } => {
+            Event::Log {
+                vertex,
+                stream,
+                mut data,
+            } => {
                 let n = self.number(&mut state, &vertex.to_string(), None);
-                self.on_log(&mut state.steps[n - 1], stream, &data, at);
+                let step = &mut state.steps[n - 1];
+                let (shown, clipped_now) = step.budget(data.len());
+                data.truncate(shown);
+                if self.style == Style::Json {
+                    let mut events = Vec::new();
+                    if !data.is_empty() {
+                        events.push(Event::Log {
+                            vertex: vertex.clone(),
+                            stream,
+                            data: data.clone(),
+                        });
+                    }
+                    if clipped_now {
+                        events.push(Event::Status {
+                            vertex,
+                            message: CLIPPED.to_string(),
+                        });
+                    }
+                    for event in &events {
+                        eprintln!("{}", engine::progress::json::encode_event(at, event));
+                    }
+                }
+                self.on_log(step, stream, &data, at);
+                if clipped_now {
+                    self.flush_partial(step, at);
+                    if plain {
+                        eprintln!("#{n} {CLIPPED}");
+                    }
+                    step.keep(CLIPPED.to_string());
+                }
             }
             Event::Status { vertex, message } => {
                 let n = self.number(&mut state, &vertex.to_string(), None);

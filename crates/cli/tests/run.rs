@@ -212,3 +212,89 @@ RUN --mount=target=rel cat rel/a.txt > /relative-target
     assert_eq!(built.read("/from-image"), "root:x:0:0:root:/root:/bin/sh\n");
     assert_eq!(built.read("/from-named"), "named\n");
 }
+
+#[test]
+fn run_process_groups_umask_home_and_default_path() {
+    let Some(h) = Harness::start() else { return };
+    // An image without PATH: RUN gets the default one.
+    let mut config = testkit::base_config(&["busybox without PATH"]);
+    config.config.env = None;
+    let image = testkit::FixtureImage::new(config, &[testkit::busybox_layer().unwrap()]).unwrap();
+    let no_path = h.push("no-path:latest", &image);
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        r#"FROM {no_path} AS nopath
+RUN echo "$PATH" > /path
+
+FROM @BASE@
+COPY --from=nopath /path /nopath
+RUN echo "extra:x:2000:app" >> /etc/group && echo "more:x:3000:nobody,app" >> /etc/group
+USER app
+RUN id -G > /tmp/groups && echo "$HOME" > /tmp/home
+USER app:extra
+RUN id -G > /tmp/groups-explicit
+USER 1234
+RUN echo "$HOME" > /tmp/home-numeric
+USER root
+RUN umask > /umask && touch /file && mkdir /dir && echo "$HOME" > /home-root
+"#
+    ));
+    let built = h.build(&ctx, &[]);
+    assert_eq!(
+        built.read("/nopath"),
+        format!("{}\n", common::DEFAULT_PATH.trim_start_matches("PATH="))
+    );
+    // Supplementary groups: every /etc/group entry that lists the user, after its own.
+    assert_eq!(built.read("/tmp/groups"), "1000 2000 3000\n");
+    // An explicit group replaces them, as in Docker.
+    assert_eq!(built.read("/tmp/groups-explicit"), "2000\n");
+    // HOME from the passwd entry; `/` for a uid without one.
+    assert_eq!(built.read("/tmp/home"), "/home/app\n");
+    assert_eq!(built.read("/tmp/home-numeric"), "/\n");
+    assert_eq!(built.read("/home-root"), "/root\n");
+    // umask 0022, so new files are 0644 and directories 0755.
+    assert_eq!(built.read("/umask"), "0022\n");
+    assert_eq!(built.mode("/file"), 0o644);
+    assert_eq!(built.mode("/dir"), 0o755);
+}
+
+#[test]
+fn run_with_huge_binary_output_finishes() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    // 100 MB of random bytes (invalid UTF-8, lines of any length) and 50 MB without a single
+    // newline, on both streams.
+    ctx.dockerfile(
+        "FROM @BASE@\nRUN head -c 100000000 /dev/urandom && head -c 50000000 /dev/zero >&2 && echo done > /done\n",
+    );
+    let start = std::time::Instant::now();
+    let built = h.build(&ctx, &[]);
+    let took = start.elapsed();
+    assert_eq!(built.read("/done"), "done\n");
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "the build took {took:?}"
+    );
+    // The display shows the first 2 MiB of the step's output, then BuildKit's note, once.
+    let clipped = "[output clipped, log limit 2MiB reached]";
+    assert_eq!(built.log.matches(clipped).count(), 1, "{}", &built.log[..2000]);
+    assert!(built.log.len() < 10 << 20, "{} bytes shown", built.log.len());
+
+    // The same for programs: rawjson clips the step's log events too.
+    let start = std::time::Instant::now();
+    let output = h.kiln.run(&[
+        "build",
+        "--progress=rawjson",
+        "--no-cache",
+        ctx.path().to_str().unwrap(),
+    ]);
+    let took = start.elapsed();
+    assert!(output.status.success());
+    assert!(
+        took < std::time::Duration::from_secs(60),
+        "the build took {took:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches(clipped).count(), 1);
+    assert!(stderr.len() < 10 << 20, "{} bytes shown", stderr.len());
+}

@@ -9,13 +9,23 @@
 //! - [`RuncExecutor`] drives the `runc` binary with an OCI bundle generated per run, the way
 //!   BuildKit's OCI worker does. The container gets Docker's default runtime spec for a build
 //!   step: its own pid, ipc, uts and mount namespaces, a network namespace with only loopback
-//!   (or the host's network), Docker's default capabilities, masked and read-only `/proc`
-//!   paths, a device allow-list, and generated `/etc/hosts`, `/etc/resolv.conf` and
-//!   `/etc/hostname` files bind-mounted read-only.
+//!   (or the host's network, [`NetworkMode`]), and generated `/etc/hosts`,
+//!   `/etc/resolv.conf` (the host's) and `/etc/hostname` files bind-mounted read-only.
+//!   Its confinement is a [`SecurityMode`]: the sandbox has Docker's default capabilities and
+//!   seccomp profile (deny by default, kept as kiln's own table), masked and read-only
+//!   `/proc` paths, read-only `/sys` and a device allow-list; insecure is BuildKit's
+//!   privileged mode (every capability kiln has, no seccomp, the host's devices).
 //! - [`FakeExecutor`] records what it was asked to run and writes a deterministic file into the
 //!   root filesystem, for unprivileged tests of the layers above.
 //! - [`enter_private_mount_namespace`] moves the whole process into its own mount namespace,
 //!   so every mount kiln makes disappears with it.
+//!
+//! The process, as Docker and BuildKit start it: `USER` is resolved against the image's
+//! `/etc/passwd` and `/etc/group` (name or id, with an optional group; the supplementary
+//! groups are every group that lists the user, unless a group was given), `HOME` comes from
+//! the passwd entry when the environment has none (`/` without an entry), `PATH` defaults to
+//! [`DEFAULT_PATH`], the umask is 0022 whatever kiln's own is (runc sets it from the spec),
+//! and the open files limit is Docker's.
 //!
 //! Invariants:
 //! - The executor never mounts or unmounts the root filesystem; it belongs to the caller and
@@ -25,18 +35,27 @@
 //! - Files are read from and created in the root filesystem only through paths resolved inside
 //!   it (`openat2` with `RESOLVE_IN_ROOT`): an image cannot point `/etc/passwd` or the working
 //!   directory at the host.
-//! - Cancelling a run (dropping its future) kills the container and removes its runtime state
-//!   and bundle before the drop returns. What a killed process left behind is removed by
+//! - Cancelling a run (dropping its future) stops the container and removes its runtime state
+//!   and bundle before the drop returns: `SIGTERM` to all its processes, `SIGKILL` after a
+//!   grace period of a second, and every runtime call bounded by a timeout, so the drop always
+//!   ends within seconds. What a killed kiln left behind is removed by
 //!   [`RuncExecutor::recover`] at the next start.
+//! - All output is delivered, however much and whatever bytes: the executor reads it in
+//!   chunks as it comes and holds none of it, so memory stays bounded and the process never
+//!   blocks on a full pipe for longer than the sink takes. Clipping what is shown is the
+//!   caller's business.
 //! - `unsafe` lives only in the private `sys` module.
 //!
-//! Deliberately not done here: seccomp (Docker's default profile comes later), AppArmor and
-//! SELinux labels, user namespaces (rootless), CNI networking, resource limits beyond the open
-//! files limit, interactive terminals and `exec` into a running container.
+//! Deliberately not done here: AppArmor and SELinux labels, user namespaces (rootless), CNI
+//! networking, extra `/etc/hosts` entries, resource limits beyond the open files limit, time
+//! limits on a run (the caller cancels), interactive terminals and `exec` into a running
+//! container.
 
 mod fake;
+mod host;
 mod rootfs;
 mod runc;
+mod seccomp;
 mod spec;
 mod sys;
 mod user;
@@ -112,6 +131,21 @@ pub struct ExecSpec {
     pub mounts: Vec<Mount>,
     /// Mounts the root filesystem read-only.
     pub readonly_rootfs: bool,
+    /// How much of the host the process may touch.
+    pub security: SecurityMode,
+}
+
+/// How isolated a container is (`RUN --security=…`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SecurityMode {
+    /// Docker's default confinement: its default capabilities and seccomp profile, masked and
+    /// read-only kernel paths, read-only `/sys`, and only the basic devices.
+    #[default]
+    Sandbox,
+    /// A privileged container, as BuildKit's `security.insecure`: every capability kiln has,
+    /// no seccomp filter, nothing masked, writable `/sys` and cgroupfs, and the host's devices.
+    /// Callers must only ask for it when the build was granted the entitlement.
+    Insecure,
 }
 
 /// The network a container sees.
@@ -227,6 +261,14 @@ pub enum Error {
     CreateWorkdir {
         /// The path inside the container.
         path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// What an insecure container takes from the host (kiln's capabilities, the host's device
+    /// nodes) could not be read.
+    #[error("failed to read the host's capabilities and devices for a privileged container")]
+    ReadHostPrivileges {
         /// The cause.
         #[source]
         source: std::io::Error,

@@ -14,6 +14,13 @@
 //! and leaves no container behind when the process ends. runc's own failures (a missing program,
 //! a bad mount) also end in a non-zero exit; they are told apart by the error lines runc writes
 //! to its log file.
+//!
+//! Cancelling: kiln's own signals never reach a container (runc runs in its own process
+//! group); a cancelled run stops its container from the guard's drop instead, `SIGTERM` to
+//! every process of it (`runc kill --all`), then `SIGKILL` after [`STOP_GRACE`]. BuildKit
+//! sends `SIGKILL` at once; the grace period is for cache mounts, which outlive the step and
+//! are better left by a process that could clean up. Every runc call made while cleaning up
+//! is bounded by a timeout, so a wedged runtime cannot hang kiln.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -23,16 +30,28 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+use crate::host::HostPrivileges;
 use crate::rootfs::{Rootfs, Stub};
-use crate::{Error, ExecSpec, Executor, ExitStatus, OutputSink, Result, Stream, spec, user};
+use crate::{Error, ExecSpec, Executor, ExitStatus, OutputSink, Result, SecurityMode, Stream, spec, user};
 
 /// Size of one read from the container's stdout or stderr.
 const READ_CHUNK: usize = 32 * 1024;
+
+/// How long a cancelled container's processes have between `SIGTERM` and `SIGKILL`.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// How long to wait for the runtime to exit after its container was sent `SIGKILL`, and for
+/// each `runc kill` or `runc delete`, before giving up on it (and killing that runc).
+const RUNC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a stopping container is checked.
+const POLL: Duration = Duration::from_millis(10);
 
 /// Where the binary is looked for when it is not on `PATH` (sbin is often missing there).
 const FALLBACK_DIRS: [&str; 4] = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"];
@@ -130,15 +149,8 @@ impl RuncExecutor {
                 continue;
             }
             let Some(id) = entry.to_str() else { continue };
-            let quiet = |command: &mut std::process::Command| {
-                let _ = command
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            };
-            quiet(self.runc().args(["kill", id, "KILL"]));
-            quiet(self.runc().args(["delete", "--force", id]));
+            self.runc_quietly(&["kill", "--all", id, "KILL"]);
+            self.runc_quietly(&["delete", "--force", id]);
             if state.exists() {
                 std::fs::remove_dir_all(&state).map_err(recover_error(&state))?;
             }
@@ -156,10 +168,29 @@ impl RuncExecutor {
         Ok(removed)
     }
 
-    fn runc(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.runtime);
-        command.arg("--root").arg(&self.runc_root);
-        command
+    /// Runs `runc --root <root> ARGS` for its effect only, waiting at most [`RUNC_TIMEOUT`]: a
+    /// runc that hangs (on a frozen cgroup, say) is killed rather than waited for, so that
+    /// cleaning up always ends. Failures are ignored; callers check the outcome themselves.
+    fn runc_quietly(&self, args: &[&str]) {
+        let child = std::process::Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.runc_root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child {
+            let deadline = Instant::now() + RUNC_TIMEOUT;
+            while matches!(child.try_wait(), Ok(None)) {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
     }
 
     async fn run_container(
@@ -204,7 +235,7 @@ impl RuncExecutor {
             bundle,
             root,
             stubs: Vec::new(),
-            started: false,
+            child: None,
             finished: false,
         };
         let mounts = guard.write_bundle(spec, rootfs, &user)?;
@@ -226,23 +257,26 @@ impl RuncExecutor {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own process group, so a Ctrl-C meant for kiln does not reach the build step.
+            // Its own process group, so a Ctrl-C meant for kiln does not reach the build step;
+            // the guard stops the container instead (see `RunGuard::stop`).
             .process_group(0)
+            // A last resort only: the guard waits for runc itself whenever it can.
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| Error::SpawnRuntime {
                 runtime: self.runtime.clone(),
                 source,
             })?;
-        guard.started = true;
+        let pipes = (child.stdout.take(), child.stderr.take());
+        let child = guard.child.insert(child);
 
+        let id = guard.id.clone();
         let wait_error = |source| Error::WaitRuntime {
-            id: guard.id.clone(),
+            id: id.clone(),
             source,
         };
-        let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
-            (Some(stdout), Some(stderr)) => (stdout, stderr),
-            _ => return Err(wait_error(io::Error::other("stdio pipes were not created"))),
+        let (Some(stdout), Some(stderr)) = pipes else {
+            return Err(wait_error(io::Error::other("stdio pipes were not created")));
         };
         let (out, err, status) = tokio::join!(
             pump(stdout, Stream::Stdout, output),
@@ -269,7 +303,7 @@ impl RuncExecutor {
             let errors = runtime_errors(&log);
             if !errors.is_empty() {
                 return Err(Error::Runtime {
-                    id: guard.id.clone(),
+                    id,
                     message: errors.join("; "),
                 });
             }
@@ -290,16 +324,15 @@ impl Executor for RuncExecutor {
 }
 
 /// Owns everything one run creates and removes it on drop, whether the run finished, failed
-/// or was cancelled. Declared before the runc child in `run_container`, so it is dropped after
-/// it: `kill_on_drop` has already sent SIGKILL to runc when this kills the container itself.
+/// or was cancelled.
 struct RunGuard<'a> {
     executor: &'a RuncExecutor,
     id: String,
     bundle: PathBuf,
     root: Rootfs,
     stubs: Vec<Stub>,
-    /// runc was started, so a container may exist.
-    started: bool,
+    /// `runc run`, once started: a container may exist.
+    child: Option<tokio::process::Child>,
     /// runc exited by itself; it removes the container when it does.
     finished: bool,
 }
@@ -326,7 +359,13 @@ impl RunGuard<'_> {
             self.executor.cgroup_parent.trim_end_matches('/'),
             self.id
         );
-        let config = spec::config(spec, rootfs, user, &mounts, &cgroups_path);
+        let host = match spec.security {
+            SecurityMode::Sandbox => HostPrivileges::default(),
+            SecurityMode::Insecure => {
+                HostPrivileges::read().map_err(|source| Error::ReadHostPrivileges { source })?
+            }
+        };
+        let config = spec::config(spec, rootfs, user, &mounts, &cgroups_path, &host);
         let files = [
             ("resolv.conf", resolv_conf),
             ("hosts", spec::hosts_file(hostname).into_bytes()),
@@ -345,24 +384,58 @@ impl RunGuard<'_> {
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        // Synchronous on purpose: the container must be gone when the drop returns, and a drop
-        // cannot await. Both commands take milliseconds.
-        let state_exists = self.executor.runc_root.join(&self.id).exists();
-        if self.started && (!self.finished || state_exists) {
-            let quiet = |command: &mut std::process::Command| {
-                let _ = command
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            };
-            quiet(self.executor.runc().args(["kill", &self.id, "KILL"]));
-            quiet(self.executor.runc().args(["delete", "--force", &self.id]));
+        // Synchronous on purpose: the container must be gone when the drop returns (the caller
+        // unmounts its root filesystem next), and a drop cannot await. Bounded: see `stop`.
+        if let Some(mut child) = self.child.take() {
+            if !self.finished {
+                self.stop(&mut child);
+            }
+            if self.executor.runc_root.join(&self.id).exists() {
+                self.executor.runc_quietly(&["delete", "--force", &self.id]);
+            }
         }
         for stub in self.stubs.iter().rev() {
             self.root.remove_stub(stub);
         }
         let _ = std::fs::remove_dir_all(&self.bundle);
+    }
+}
+
+impl RunGuard<'_> {
+    /// Stops a container whose run was cancelled: `SIGTERM` to all its processes, so that
+    /// those that clean up on it (say a package manager releasing its lock in a cache mount)
+    /// can; `SIGKILL` to all after [`STOP_GRACE`]; and if runc has still not exited after
+    /// [`RUNC_TIMEOUT`], runc itself is killed and `runc delete --force` (in `drop`) removes
+    /// what is left. So a cancel takes at most `STOP_GRACE + 5 * RUNC_TIMEOUT` (26 s, with a
+    /// runtime that hangs at every step), and usually milliseconds: most processes end on
+    /// `SIGTERM`.
+    ///
+    /// BuildKit sends `SIGKILL` straight away. kiln gives the grace period because cache
+    /// mounts outlive a cancelled step; a process that ignores `SIGTERM` (as a container's
+    /// init does without a handler) only delays the cancel by the grace period.
+    fn stop(&self, child: &mut tokio::process::Child) {
+        let exited = |child: &mut tokio::process::Child, within: Duration| {
+            let deadline = Instant::now() + within;
+            loop {
+                match child.try_wait() {
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                    Ok(None) => return false,
+                    // An error means there is no child left to wait for.
+                    Ok(Some(_)) | Err(_) => return true,
+                }
+            }
+        };
+        let id = self.id.as_str();
+        self.executor.runc_quietly(&["kill", "--all", id, "TERM"]);
+        if exited(child, STOP_GRACE) {
+            return;
+        }
+        self.executor.runc_quietly(&["kill", "--all", id, "KILL"]);
+        if exited(child, RUNC_TIMEOUT) {
+            return;
+        }
+        let _ = child.start_kill();
+        exited(child, RUNC_TIMEOUT);
     }
 }
 

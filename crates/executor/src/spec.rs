@@ -1,22 +1,34 @@
 //! The OCI runtime spec (`config.json`) for one run, modelled on Docker's default spec for a
 //! container and on what BuildKit changes for a build step.
 //!
+//! A sandboxed step (the default) gets Docker's default capability set, Docker's default
+//! seccomp profile ([`crate::seccomp`]), Docker's masked and read-only paths, read-only
+//! `/sys` and `/sys/fs/cgroup`, and a device allow-list. An insecure step
+//! (`RUN --security=insecure`) is a privileged container as BuildKit makes it: every
+//! capability kiln has (in all five sets, so that a non-root `USER` keeps them across exec, as
+//! BuildKit's ambient set does), no seccomp filter, nothing masked or read-only, writable
+//! `/sys` and `/sys/fs/cgroup`, all devices allowed and the host's device nodes in `/dev`
+//! ([`crate::host`]).
+//!
 //! Differences from `docker run` that are deliberate: `/etc/hosts`, `/etc/resolv.conf` and
-//! `/etc/hostname` are bind-mounted read-only (as BuildKit does), the hostname defaults to
-//! BuildKit's `buildkitsandbox`, and there is no seccomp profile yet.
+//! `/etc/hostname` are bind-mounted read-only (as BuildKit does) and the hostname defaults to
+//! BuildKit's `buildkitsandbox`. The host's `resolv.conf` is used as it is, also for a
+//! loopback-only network, where BuildKit would drop localhost name servers: without any
+//! network, no name server is reachable either way.
 
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::host::HostPrivileges;
 use crate::user::User;
-use crate::{DEFAULT_HOSTNAME, DEFAULT_PATH, ExecSpec, MountKind, NetworkMode};
+use crate::{DEFAULT_HOSTNAME, DEFAULT_PATH, ExecSpec, MountKind, NetworkMode, SecurityMode};
 
 /// Docker's default capability set, given as bounding, effective and permitted set. The
 /// inheritable and ambient sets stay empty (Docker dropped inheritable for CVE-2022-24769), so
 /// a non-root process loses them at exec unless a binary has file capabilities.
-const CAPABILITIES: [&str; 14] = [
+pub(crate) const CAPABILITIES: [&str; 14] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_FSETID",
@@ -122,6 +134,12 @@ fn env(spec: &ExecSpec) -> Vec<String> {
 /// spec's own; a spec mount replaces a default one with the same destination.
 pub(crate) fn mounts(spec: &ExecSpec, bundle: &Path) -> Vec<MountEntry> {
     let file = |name: &str| bundle.join(name).to_string_lossy().into_owned();
+    // Privileged containers may write to sysfs and cgroupfs (Docker's `--privileged`,
+    // containerd's `WithWriteableSysfs` and `WithWriteableCgroupfs`).
+    let sys_access = match spec.security {
+        SecurityMode::Sandbox => "ro",
+        SecurityMode::Insecure => "rw",
+    };
     let defaults = [
         MountEntry::new("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         MountEntry::new(
@@ -143,12 +161,17 @@ pub(crate) fn mounts(spec: &ExecSpec, bundle: &Path) -> Vec<MountEntry> {
                 "gid=5",
             ],
         ),
-        MountEntry::new("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"]),
+        MountEntry::new(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", sys_access],
+        ),
         MountEntry::new(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["ro", "nosuid", "noexec", "nodev"],
+            &[sys_access, "nosuid", "noexec", "nodev"],
         ),
         MountEntry::new("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"]),
         MountEntry::new(
@@ -184,13 +207,15 @@ pub(crate) fn mounts(spec: &ExecSpec, bundle: &Path) -> Vec<MountEntry> {
     all
 }
 
-/// The complete `config.json`.
+/// The complete `config.json`. `host` is what an insecure container takes from the host
+/// (ignored for a sandboxed one).
 pub(crate) fn config(
     spec: &ExecSpec,
     rootfs: &Path,
     user: &User,
     mounts: &[MountEntry],
     cgroups_path: &str,
+    host: &HostPrivileges,
 ) -> Value {
     let mut namespaces = vec![
         json!({"type": "pid"}),
@@ -202,11 +227,57 @@ pub(crate) fn config(
         // runc brings up `lo` in a network namespace it creates.
         namespaces.push(json!({"type": "network"}));
     }
-    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
-    for (major, minor) in ALLOWED_DEVICES {
-        devices.push(json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}));
-    }
-    devices.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "cgroupsPath": cgroups_path,
+    });
+    let capabilities = match spec.security {
+        SecurityMode::Sandbox => {
+            let mut devices = vec![json!({"allow": false, "access": "rwm"})];
+            for (major, minor) in ALLOWED_DEVICES {
+                devices.push(
+                    json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
+                );
+            }
+            devices.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+            linux["resources"] = json!({"devices": devices});
+            linux["maskedPaths"] = json!(MASKED_PATHS);
+            linux["readonlyPaths"] = json!(READONLY_PATHS);
+            linux["seccomp"] = crate::seccomp::profile();
+            json!({
+                "bounding": CAPABILITIES,
+                "effective": CAPABILITIES,
+                "permitted": CAPABILITIES,
+            })
+        }
+        SecurityMode::Insecure => {
+            linux["resources"] = json!({"devices": [{"allow": true, "access": "rwm"}]});
+            let devices: Vec<Value> = host
+                .devices
+                .iter()
+                .map(|d| {
+                    json!({
+                        "path": d.path,
+                        "type": d.kind.to_string(),
+                        "major": d.major,
+                        "minor": d.minor,
+                        "fileMode": d.mode,
+                        "uid": d.uid,
+                        "gid": d.gid,
+                    })
+                })
+                .collect();
+            linux["devices"] = json!(devices);
+            let all = &host.capabilities;
+            json!({
+                "bounding": all,
+                "effective": all,
+                "permitted": all,
+                "inheritable": all,
+                "ambient": all,
+            })
+        }
+    };
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -220,24 +291,14 @@ pub(crate) fn config(
             "args": spec.args,
             "env": env(spec),
             "cwd": if spec.cwd.is_empty() { "/" } else { &spec.cwd },
-            "capabilities": {
-                "bounding": CAPABILITIES,
-                "effective": CAPABILITIES,
-                "permitted": CAPABILITIES,
-            },
+            "capabilities": capabilities,
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile_limit(), "soft": nofile_limit()}],
             "noNewPrivileges": false,
         },
         "root": {"path": rootfs, "readonly": spec.readonly_rootfs},
         "hostname": hostname(spec),
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-            "resources": {"devices": devices},
-            "cgroupsPath": cgroups_path,
-        },
+        "linux": linux,
     })
 }
 
@@ -274,7 +335,14 @@ mod tests {
             additional_gids: vec![1000, 2000],
         };
         let mounts = mounts(&spec, Path::new("/state/bundles/x"));
-        let config = config(&spec, Path::new("/rootfs"), &user, &mounts, "kiln/x");
+        let config = config(
+            &spec,
+            Path::new("/rootfs"),
+            &user,
+            &mounts,
+            "kiln/x",
+            &HostPrivileges::default(),
+        );
 
         assert_eq!(
             config["process"]["env"],
@@ -292,6 +360,18 @@ mod tests {
             14
         );
         assert!(config["process"]["capabilities"].get("inheritable").is_none());
+        assert_eq!(config["linux"]["seccomp"], crate::seccomp::profile());
+        assert_eq!(config["linux"]["maskedPaths"].as_array().unwrap().len(), 12);
+        assert_eq!(
+            config["linux"]["resources"]["devices"][0],
+            json!({"allow": false, "access": "rwm"})
+        );
+        assert!(config["linux"].get("devices").is_none());
+        assert_eq!(
+            config["mounts"][3]["options"],
+            json!(["nosuid", "noexec", "nodev", "ro"])
+        );
+        assert_eq!(config["mounts"][4]["options"][0], "ro");
         assert_eq!(config["hostname"], "buildkitsandbox");
         assert_eq!(config["root"], json!({"path": "/rootfs", "readonly": false}));
         let namespaces = config["linux"]["namespaces"].to_string();
@@ -319,6 +399,63 @@ mod tests {
             json!({"destination": "/etc/hosts", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=4096"]})
         );
         assert_eq!(config["mounts"][10]["options"], json!(["rbind", "ro"]));
+    }
+
+    #[test]
+    fn insecure_config_is_privileged() {
+        let spec = ExecSpec {
+            args: vec!["true".into()],
+            security: SecurityMode::Insecure,
+            ..ExecSpec::default()
+        };
+        let user = User {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![0],
+        };
+        let host = HostPrivileges {
+            capabilities: vec!["CAP_CHOWN", "CAP_SYS_ADMIN"],
+            devices: vec![crate::host::HostDevice {
+                path: "/dev/loop0".into(),
+                kind: 'b',
+                major: 7,
+                minor: 0,
+                mode: 0o660,
+                uid: 0,
+                gid: 6,
+            }],
+        };
+        let mounts = mounts(&spec, Path::new("/b"));
+        let config = config(&spec, Path::new("/rootfs"), &user, &mounts, "kiln/x", &host);
+        let caps = json!(["CAP_CHOWN", "CAP_SYS_ADMIN"]);
+        assert_eq!(
+            config["process"]["capabilities"],
+            json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps})
+        );
+        let linux = &config["linux"];
+        for absent in ["seccomp", "maskedPaths", "readonlyPaths"] {
+            assert!(linux.get(absent).is_none(), "{absent} in {linux}");
+        }
+        assert_eq!(
+            linux["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+        assert_eq!(
+            linux["devices"],
+            json!([{"path": "/dev/loop0", "type": "b", "major": 7, "minor": 0, "fileMode": 0o660, "uid": 0, "gid": 6}])
+        );
+        assert_eq!(
+            config["mounts"][3]["options"],
+            json!(["nosuid", "noexec", "nodev", "rw"])
+        );
+        assert_eq!(config["mounts"][4]["options"][0], "rw");
+    }
+
+    #[test]
+    fn seccomp_profile_was_resolved_for_the_sandbox_capabilities() {
+        let mut granted = CAPABILITIES.to_vec();
+        granted.sort_unstable();
+        assert_eq!(granted, crate::seccomp::RESOLVED_FOR);
     }
 
     #[test]

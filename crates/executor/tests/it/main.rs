@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+mod security;
+mod stop;
+
 use executor::{
     DEFAULT_PATH, Error, ExecSpec, Executor, ExitStatus, Mount, MountKind, NetworkMode, OutputSink,
     RuncConfig, RuncExecutor, Stream,
