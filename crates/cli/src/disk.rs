@@ -4,7 +4,7 @@
 //! Both open the state directory without the build machinery (`engine::StateDir`), taking its
 //! lock, so they wait for a running build of another process and never run during one.
 //!
-//! `kiln du` (table, the default): one row per snapshot, largest first:
+//! `kiln du` (table, the default): one row per snapshot or cache mount, largest first:
 //! ```text
 //! ID   RECLAIMABLE  SIZE     LAST ACCESSED
 //! 12   true         12.29MB  2 minutes ago
@@ -25,8 +25,10 @@
 //!
 //! `kiln du --format json` prints one JSON object:
 //! - `records`: array of objects with `id` (number), `parent` (number or null), `type`
-//!   (`"regular"`: a build result; `"layer"`: a pulled image layer), `description`, `size`
-//!   (bytes: layer directory plus the layer blob counted for it), `created` and `last_used`
+//!   (`"regular"`: a build result; `"layer"`: a pulled image layer; `"exec.cachemount"`: a
+//!   `RUN --mount=type=cache` directory, whose parent is the snapshot it was seeded from),
+//!   `description`, `size` (bytes: layer directory plus the layer blob counted for it, or the
+//!   cache mount's directory), `created` and `last_used`
 //!   (Unix seconds; `last_used` is `created` when never reused), `usage_count`, `in_use`,
 //!   `shared`, `reclaimable` (booleans) and `blob` (digest of the counted layer blob, or null);
 //! - `other_content`: `{ "blobs": count, "size": bytes }`;
@@ -50,7 +52,7 @@ use crate::render::CliError;
 /// Flags of `kiln du`.
 #[derive(Debug, Args)]
 pub(crate) struct DuArgs {
-    /// Show only matching records: type=regular|layer, id=N, description=TEXT,
+    /// Show only matching records: type=regular|layer|exec.cachemount, id=N, description=TEXT,
     /// description~=SUBSTRING, until=DURATION (not used within); repeatable, all must match.
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
     pub(crate) filters: Vec<Filter>,
@@ -65,7 +67,8 @@ pub(crate) struct DuArgs {
 /// Flags of `kiln prune`.
 #[derive(Debug, Args)]
 pub(crate) struct PruneArgs {
-    /// Include pulled base-image layers (by default only build results go).
+    /// Include pulled base-image layers (by default only build results and unused cache mounts
+    /// go).
     #[arg(short, long)]
     pub(crate) all: bool,
     /// Remove least recently used records only until the cache is at most SIZE (2GB, 512MiB,
@@ -75,7 +78,7 @@ pub(crate) struct PruneArgs {
     /// Keep records used within DURATION (24h, 90m, 1h30m).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub(crate) keep_duration: Option<Duration>,
-    /// Remove only matching records: type=regular|layer, id=N, description=TEXT,
+    /// Remove only matching records: type=regular|layer|exec.cachemount, id=N, description=TEXT,
     /// description~=SUBSTRING, until=DURATION; repeatable, all must match.
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
     pub(crate) filters: Vec<Filter>,
@@ -100,9 +103,10 @@ pub(crate) enum Format {
 pub(crate) const JSON_HELP: &str = "\
 JSON output (--format json): du prints {records, other_content, total, reclaimable, shared, private}; \
 prune prints {removed, other_content, blobs_removed, reclaimed}. A record is {id, parent, type \
-(regular: a build result, layer: a pulled image layer), description, size (bytes), created, last_used \
-(Unix seconds), usage_count, in_use, shared, reclaimable, blob}; other_content is {blobs, size}: blobs \
-that are no snapshot's layer (image manifests and configs, downloads). All sizes are in bytes.";
+(regular: a build result, layer: a pulled image layer, exec.cachemount: a RUN --mount=type=cache \
+directory), description, size (bytes), created, last_used (Unix seconds), usage_count, in_use, shared, \
+reclaimable, blob}; other_content is {blobs, size}: blobs that are no snapshot's layer (image manifests \
+and configs, downloads). All sizes are in bytes.";
 
 /// Parses a size flag (`--keep-storage`, `--gc-keep-storage`).
 pub(crate) fn size(text: &str) -> Result<u64, String> {

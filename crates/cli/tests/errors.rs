@@ -148,18 +148,6 @@ fn missing_copy_source_names_the_path_and_line() {
 }
 
 #[test]
-fn cache_mounts_fail_as_not_supported_yet() {
-    let Some(h) = Harness::start() else { return };
-    let ctx = h.context();
-    ctx.dockerfile("FROM @BASE@\nRUN echo before\nRUN --mount=type=cache,target=/x touch /x/f\n");
-    let err = h.build_err(&ctx, &[]);
-    assert_points_at(&err, 3, "RUN --mount=type=cache,target=/x touch /x/f");
-    assert!(err.contains("not supported yet"), "{err}");
-    assert!(err.contains("cache"), "{err}");
-    assert_eq!(h.kiln.runtime.runs(), 1, "the unsupported step never ran");
-}
-
-#[test]
 fn failing_run_in_a_later_stage_reports_its_line() {
     let Some(h) = Harness::start() else { return };
     let ctx = h.context();

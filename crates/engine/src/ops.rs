@@ -25,6 +25,7 @@ use store::fileop::{self, Ownership, UserRef};
 
 use crate::{BuildError, Inner, Progress, Ref, SourceSnippet, pull};
 
+mod cache_mounts;
 pub(crate) mod git;
 pub(crate) mod http;
 mod merge;
@@ -76,7 +77,6 @@ pub(crate) struct Session {
     /// `--ssh`es.
     pub(crate) ssh: BTreeMap<String, crate::SshSource>,
     /// `--allow`.
-    #[allow(dead_code)] // TODO(issue 5): read by the entitlement checks of exec ops.
     pub(crate) entitlements: std::collections::BTreeSet<crate::Entitlement>,
     /// The ssh agents started for `--ssh ID=KEY` ids, on first use.
     pub(crate) agents: ssh::Agents,
@@ -466,6 +466,35 @@ impl ExecOp {
     }
 }
 
+impl ExecOp {
+    /// Fails unless the build was granted what the op asks for: `network.host` for
+    /// `--network=host`, `security.insecure` for `--security=insecure` (checked in that order,
+    /// as BuildKit does).
+    fn check_entitlements(&self) -> Result<(), OpError> {
+        let needs = [
+            (
+                self.op.network == pb::NetMode::Host as i32,
+                crate::Entitlement::NetworkHost,
+                "RUN --network=host",
+            ),
+            (
+                self.op.security == pb::SecurityMode::Insecure as i32,
+                crate::Entitlement::SecurityInsecure,
+                "RUN --security=insecure",
+            ),
+        ];
+        for (needed, entitlement, flag) in needs {
+            if needed && !self.session.entitlements.contains(&entitlement) {
+                let name = entitlement.name();
+                return Err(op_error(OpFailure::Invalid(format!(
+                    "{name} is not allowed: {flag} needs the {name} entitlement (run kiln build with --allow {name})"
+                ))));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Op<Ref> for ExecOp {
     fn resource(&self) -> solver::Resource {
         // Mostly waiting: on a container, a registry or a server.
@@ -474,6 +503,9 @@ impl Op<Ref> for ExecOp {
 
     fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
+            // Entitlements are checked before the cache is even asked, as BuildKit validates
+            // them up front: a cached result must not let a build skip what it was not granted.
+            self.check_entitlements()?;
             let deps = (0..self.n_inputs).map(|i| self.dep(i)).collect();
             Ok(CacheMap {
                 digest: self.base.clone(),
@@ -493,21 +525,17 @@ impl Op<Ref> for ExecOp {
                     "an exec needs exactly one mount at /".into(),
                 )));
             };
-            // `env=` secrets join the process environment (replacing a variable of the same
-            // name); they are never in the op's definition, so never in its key.
-            let secret_env = secrets::env(&self.session, &self.op.secretenv).map_err(op_error)?;
+            // Privileges first, as BuildKit validates entitlements before running anything: a
+            // step that may not run at all reports that, not a missing secret. Network before
+            // security, in BuildKit's order.
+            self.check_entitlements()?;
             let network = match pb::NetMode::try_from(self.op.network) {
                 // The worker's network, as configured (`--oci-worker-net`; loopback only by
                 // default, since these machines have no bridge).
                 Ok(pb::NetMode::Unset) => self.inner.default_network,
                 Ok(pb::NetMode::None) => executor::NetworkMode::None,
-                // Asked for explicitly, host networking is an entitlement (`--allow
-                // network.host`), which kiln does not grant yet.
-                Ok(pb::NetMode::Host) => {
-                    return Err(op_error(OpFailure::NotSupported(
-                        "RUN --network=host (the network.host entitlement)".into(),
-                    )));
-                }
+                // Asked for explicitly, host networking is an entitlement.
+                Ok(pb::NetMode::Host) => executor::NetworkMode::Host,
                 Err(_) => {
                     return Err(op_error(OpFailure::Invalid(format!(
                         "unknown network mode {}",
@@ -515,9 +543,19 @@ impl Op<Ref> for ExecOp {
                     ))));
                 }
             };
-            if self.op.security != pb::SecurityMode::Sandbox as i32 {
-                return Err(op_error(OpFailure::NotSupported("security mode insecure".into())));
-            }
+            let security = match pb::SecurityMode::try_from(self.op.security) {
+                Ok(pb::SecurityMode::Sandbox) => executor::SecurityMode::Sandbox,
+                Ok(pb::SecurityMode::Insecure) => executor::SecurityMode::Insecure,
+                Err(_) => {
+                    return Err(op_error(OpFailure::Invalid(format!(
+                        "unknown security mode {}",
+                        self.op.security
+                    ))));
+                }
+            };
+            // `env=` secrets join the process environment (replacing a variable of the same
+            // name); they are never in the op's definition, so never in its key.
+            let secret_env = secrets::env(&self.session, &self.op.secretenv).map_err(op_error)?;
             let parent = match usize::try_from(root.input).ok().and_then(|i| inputs.get(i)) {
                 None | Some(Ref::Empty) => None,
                 Some(Ref::Snapshot(id)) => Some(*id),
@@ -529,9 +567,16 @@ impl Op<Ref> for ExecOp {
             };
             let store = self.inner.store.clone();
             // Dropped after the run: unmounts and discards everything the mounts needed.
-            let extra = mounts::prepare(&store, &self.session, &self.op.mounts, &inputs, &self.excludes)
-                .await
-                .map_err(op_error)?;
+            let extra = mounts::prepare(
+                &store,
+                &self.session,
+                &self.op.mounts,
+                &inputs,
+                &self.excludes,
+                &meta,
+            )
+            .await
+            .map_err(op_error)?;
             let spec = executor::ExecSpec {
                 args: meta.args.clone(),
                 env: with_vars(process_env(&meta), secret_env),
@@ -545,6 +590,7 @@ impl Op<Ref> for ExecOp {
                 network,
                 mounts: extra.mounts.clone(),
                 readonly_rootfs: root.readonly,
+                security,
             };
             let active = store
                 .prepare(parent, &format!("exec {}", meta.args.join(" ")))

@@ -10,9 +10,11 @@
 //!   recorded size;
 //! - every cache record decodes and its snapshots exist; every layer-index entry's snapshot
 //!   exists;
-//! - no snapshot directory without a record, no overlay work directory of a committed snapshot,
-//!   no ingest file and nothing under `mnt/` is left, and no mount below the state directory is
-//!   visible.
+//! - every cache-mount record decodes, its directory exists, the snapshot it was seeded from
+//!   (if any) exists, and its id is below the id counter;
+//! - no snapshot or cache-mount directory without a record, no overlay work directory of a
+//!   committed snapshot, no ingest file and nothing under `mnt/` is left, and no mount below the
+//!   state directory is visible.
 //!
 //! The check reads; it never repairs. Each [`Problem`] says what to do about it
 //! ([`Problem::remedy`]). Everything in a state directory is a cache, so removing the whole
@@ -31,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use oci::{Digest, Sha256Writer};
@@ -51,6 +54,8 @@ pub struct CheckReport {
     pub layers: u64,
     /// Cache records checked.
     pub cache_records: u64,
+    /// Cache-mount records checked.
+    pub cache_mounts: u64,
     /// Committed snapshots that no cache record or layer-index entry leads to (directly or as a
     /// parent): left by a build killed between committing a step and recording it. Not a
     /// problem, only space that pruning reclaims.
@@ -91,7 +96,7 @@ pub enum Problem {
     },
     /// A database record does not decode.
     UnreadableRecord {
-        /// `snapshot` or `cache`.
+        /// `snapshot`, `cache` or `cache mount`.
         table: &'static str,
         /// Its key.
         key: String,
@@ -169,6 +174,35 @@ pub enum Problem {
         /// The entry.
         path: PathBuf,
     },
+    /// A cache-mount record exists but its directory does not.
+    MissingCacheMountDir {
+        /// The cache mount's record id.
+        id: SnapshotId,
+        /// The directory that should exist.
+        path: PathBuf,
+    },
+    /// A cache mount names the snapshot it was seeded from, which has no record.
+    CacheMountMissingParent {
+        /// The cache mount's record id.
+        id: SnapshotId,
+        /// The missing snapshot.
+        parent: SnapshotId,
+    },
+    /// A cache-mount id is not below the id counter, so a new snapshot or cache mount could
+    /// reuse it.
+    CacheMountIdAhead {
+        /// The cache mount's record id.
+        id: SnapshotId,
+        /// The counter (`None`: never set).
+        next: Option<u64>,
+    },
+    /// A directory under `cache-mounts/` without a record (an instance that was being made or
+    /// removed when kiln died, which recovery did not remove), or something there that is not
+    /// a cache mount at all.
+    OrphanCacheMountDir {
+        /// The entry.
+        path: PathBuf,
+    },
     /// An overlay work directory of a committed snapshot.
     LeftoverWorkDir {
         /// The directory.
@@ -183,6 +217,8 @@ pub enum Problem {
     StrayMountPoint {
         /// The entry.
         path: PathBuf,
+        /// What it is (a file, an empty or non-empty directory, a mount), for diagnosis.
+        what: String,
     },
     /// A mount below the state directory, as this process sees the mount table.
     StrayMount {
@@ -203,6 +239,16 @@ impl Problem {
             Problem::UnreadableRecord { table: "cache", .. } => {
                 "remove the state directory: builds that look up this cache key fail"
             }
+            Problem::UnreadableRecord {
+                table: "cache mount", ..
+            }
+            | Problem::CacheMountIdAhead { .. } => {
+                "remove the state directory: pruning fails, and new records may collide with this one"
+            }
+            Problem::MissingCacheMountDir { .. } | Problem::CacheMountMissingParent { .. } => {
+                "remove it with kiln prune --filter type=exec.cachemount (builds using this cache \
+                 fail until then, or never find it again)"
+            }
             Problem::UnreadableRecord { .. }
             | Problem::MismatchedSnapshotId { .. }
             | Problem::MissingSnapshotDir { .. }
@@ -219,7 +265,9 @@ impl Problem {
                 "nothing urgent: kiln ignores the entry and builds the step again; removing the \
                  state directory clears it"
             }
-            Problem::OrphanSnapshotDir { .. } | Problem::LeftoverWorkDir { .. } => {
+            Problem::OrphanSnapshotDir { .. }
+            | Problem::OrphanCacheMountDir { .. }
+            | Problem::LeftoverWorkDir { .. } => {
                 "delete the directory (as root: it may hold files of any owner)"
             }
             Problem::StrayMountPoint { .. } | Problem::StrayMount { .. } => {
@@ -282,14 +330,30 @@ impl fmt::Display for Problem {
             Problem::OrphanSnapshotDir { path } => {
                 write!(f, "{} has no snapshot record", path.display())
             }
+            Problem::MissingCacheMountDir { id, path } => {
+                write!(f, "cache mount {id} has no directory {}", path.display())
+            }
+            Problem::CacheMountMissingParent { id, parent } => {
+                write!(
+                    f,
+                    "cache mount {id} was seeded from snapshot {parent}, which has no record"
+                )
+            }
+            Problem::CacheMountIdAhead { id, next } => match next {
+                Some(next) => write!(f, "cache mount {id} is not below the id counter {next}"),
+                None => write!(f, "cache mount {id} exists but the id counter was never set"),
+            },
+            Problem::OrphanCacheMountDir { path } => {
+                write!(f, "{} has no cache mount record", path.display())
+            }
             Problem::LeftoverWorkDir { path } => {
                 write!(f, "overlay work directory {} was left behind", path.display())
             }
             Problem::StrayIngest { path } => {
                 write!(f, "ingest file {} was left behind", path.display())
             }
-            Problem::StrayMountPoint { path } => {
-                write!(f, "mount point {} was left behind", path.display())
+            Problem::StrayMountPoint { path, what } => {
+                write!(f, "mount point {} was left behind ({what})", path.display())
             }
             Problem::StrayMount { path } => write!(f, "{} is mounted", path.display()),
         }
@@ -436,6 +500,41 @@ impl Store {
                 }
             }
         }
+        // Cache mounts keep the snapshots they were seeded from, as children do.
+        for (key, json) in self.db.cache_mount_records()? {
+            report.cache_mounts += 1;
+            let info = match crate::cachemount::decode(key, &json) {
+                Ok(info) => info,
+                Err(e) => {
+                    problems.push(Problem::UnreadableRecord {
+                        table: "cache mount",
+                        key: key.to_string(),
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if raw.next_snapshot.is_none_or(|next| key >= next) {
+                problems.push(Problem::CacheMountIdAhead {
+                    id: info.id,
+                    next: raw.next_snapshot,
+                });
+            }
+            let dir = self.cache_mount_dir(info.id);
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                problems.push(Problem::MissingCacheMountDir {
+                    id: info.id,
+                    path: dir,
+                });
+            }
+            if let Some(parent) = info.parent {
+                if snapshots.contains_key(&parent.0) {
+                    roots.push(parent.0);
+                } else {
+                    problems.push(Problem::CacheMountMissingParent { id: info.id, parent });
+                }
+            }
+        }
         let mut referenced = BTreeSet::new();
         for root in roots {
             let mut next = Some(root);
@@ -452,8 +551,8 @@ impl Store {
         Ok(snapshots.into_keys().collect())
     }
 
-    /// Checks what recovery should have left: snapshot directories only with records, no work
-    /// directories, no ingest files, nothing in `mnt/`.
+    /// Checks what recovery should have left: snapshot and cache-mount directories only with
+    /// records, no work directories, no ingest files, nothing in `mnt/`.
     fn check_dirs(&self, snapshots: &BTreeSet<u64>, report: &mut CheckReport) -> Result<(), Error> {
         for path in sorted_entries(&self.snapshots_dir())? {
             let id = path
@@ -470,11 +569,37 @@ impl Store {
                 _ => report.problems.push(Problem::OrphanSnapshotDir { path }),
             }
         }
+        let mounts: BTreeSet<u64> = self
+            .db
+            .cache_mount_records()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        for path in sorted_entries(&self.cache_mounts_dir())? {
+            let id = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse::<u64>().ok());
+            if !id.is_some_and(|id| mounts.contains(&id)) {
+                report.problems.push(Problem::OrphanCacheMountDir { path });
+            }
+        }
         for path in sorted_entries(&self.root.join("ingest"))? {
             report.problems.push(Problem::StrayIngest { path });
         }
-        for path in sorted_entries(&self.mnt_dir())? {
-            report.problems.push(Problem::StrayMountPoint { path });
+        let mnt = self.mnt_dir();
+        let mnt_dev = fs::metadata(&mnt).map(|m| m.dev()).ok();
+        for path in sorted_entries(&mnt)? {
+            let what = match fs::symlink_metadata(&path) {
+                Err(e) => format!("unreadable: {e}"),
+                Ok(m) if !m.is_dir() => "not a directory".to_string(),
+                Ok(m) if Some(m.dev()) != mnt_dev => "still mounted".to_string(),
+                Ok(_) => match fs::read_dir(&path) {
+                    Ok(entries) => format!("a directory with {} entries", entries.count()),
+                    Err(e) => format!("an unreadable directory: {e}"),
+                },
+            };
+            report.problems.push(Problem::StrayMountPoint { path, what });
         }
         Ok(())
     }
@@ -784,7 +909,8 @@ mod tests {
                     path: root.join("ingest/1-1")
                 },
                 Problem::StrayMountPoint {
-                    path: root.join("mnt/1-1")
+                    path: root.join("mnt/1-1"),
+                    what: "a directory with 0 entries".into(),
                 },
             ]
         );

@@ -486,6 +486,91 @@ impl Db {
     }
 }
 
+/// Cache mounts (see [`crate::cachemount`]): record id → JSON [`crate::CacheMountInfo`]
+/// (without its id, which is the key).
+const CACHE_MOUNTS: TableDefinition<u64, &str> = TableDefinition::new("cache_mounts");
+
+impl Db {
+    /// Every cache-mount record as stored (id, JSON), in id order.
+    pub(crate) fn cache_mount_records(&self) -> Result<Vec<(u64, String)>, Error> {
+        let tx = self.db.begin_read().map_err(db_error)?;
+        let table = match tx.open_table(CACHE_MOUNTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db_error(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_error)? {
+            let (k, v) = entry.map_err(db_error)?;
+            out.push((k.value(), v.value().to_string()));
+        }
+        Ok(out)
+    }
+
+    /// Stores a cache-mount record (durably: it is what makes a new instance exist).
+    pub(crate) fn put_cache_mount(&self, info: &crate::CacheMountInfo) -> Result<(), Error> {
+        let json = serde_json::to_string(info).map_err(db_error)?;
+        let tx = self.db.begin_write().map_err(db_error)?;
+        tx.open_table(CACHE_MOUNTS)
+            .map_err(db_error)?
+            .insert(info.id.0, json.as_str())
+            .map_err(db_error)?;
+        tx.commit().map_err(db_error)
+    }
+
+    /// Changes cache-mount record `id` (skipped when it does not exist or does not decode).
+    /// Not durable on its own, like [`Db::touch`]: only statistics and sizes change this way.
+    fn update_cache_mount(
+        &self,
+        id: SnapshotId,
+        change: impl FnOnce(&mut crate::CacheMountInfo),
+    ) -> Result<(), Error> {
+        let mut tx = self.db.begin_write().map_err(db_error)?;
+        tx.set_durability(redb::Durability::None).map_err(db_error)?;
+        {
+            let mut table = tx.open_table(CACHE_MOUNTS).map_err(db_error)?;
+            let raw = table.get(id.0).map_err(db_error)?.map(|v| v.value().to_string());
+            if let Some(mut info) = raw.and_then(|raw| crate::cachemount::decode(id.0, &raw).ok()) {
+                change(&mut info);
+                let json = serde_json::to_string(&info).map_err(db_error)?;
+                table.insert(id.0, json.as_str()).map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+
+    /// Records that a step took cache mount `id` at `now`; its size is unknown from then on.
+    pub(crate) fn touch_cache_mount(&self, id: SnapshotId, now: i64) -> Result<(), Error> {
+        self.update_cache_mount(id, |info| {
+            info.last_used = Some(now);
+            info.usage_count += 1;
+            info.size = None;
+        })
+    }
+
+    /// Records the measured size of cache mount `id`.
+    pub(crate) fn set_cache_mount_size(&self, id: SnapshotId, size: u64) -> Result<(), Error> {
+        self.update_cache_mount(id, |info| info.size = Some(size))
+    }
+
+    /// Sets when cache mount `id` was last used.
+    pub(crate) fn set_cache_mount_last_used(&self, id: SnapshotId, when: i64) -> Result<(), Error> {
+        self.update_cache_mount(id, |info| info.last_used = Some(when))
+    }
+
+    /// Removes cache-mount records in one (durable) transaction.
+    pub(crate) fn remove_cache_mounts(&self, ids: &[SnapshotId]) -> Result<(), Error> {
+        let tx = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = tx.open_table(CACHE_MOUNTS).map_err(db_error)?;
+            for id in ids {
+                table.remove(id.0).map_err(db_error)?;
+            }
+        }
+        tx.commit().map_err(db_error)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,12 @@
 //!   snapshots counts once, for the lowest id. It is *shared* when it is the parent of another
 //!   snapshot or more than one root (below) reaches it, *exclusive* otherwise; *in use* when
 //!   something holds it ([`Store::hold`]) or a snapshot above it.
+//! - **Cache mounts** ([`crate::cachemount`]) are records too, of kind `exec.cachemount`
+//!   (BuildKit's name): their size is the apparent size of their directory (measured again
+//!   after each use), they are in use while a step holds them, and they sit on the snapshot
+//!   they were seeded from (if any) like a child, so that snapshot stays while they do. They
+//!   are never shared and never roots. Pruning removes them like build results (also without
+//!   `all`, as BuildKit's prune does), unless they are in use.
 //! - **Roots** keep snapshots alive: cache records (cache key → output snapshots) and
 //!   layer-index entries (chain ID → snapshot). A snapshot is alive while a root refers to it or
 //!   a child snapshot sits on it. Records pointing at snapshots that are gone are stale: every
@@ -66,21 +72,24 @@ use crate::{Error, SnapshotId, Store, fault, now_unix};
 /// refuse manifests above 4 MiB too).
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
 
-/// What made a snapshot, for accounting and filters.
+/// What a usage record is, for accounting and filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RecordKind {
     /// A build result (a step's output, a source such as git or HTTP).
     Regular,
     /// A pulled image layer (the layer index points at it).
     Layer,
+    /// A cache mount (`RUN --mount=type=cache`), not a snapshot.
+    CacheMount,
 }
 
 impl RecordKind {
-    /// The name used by filters and output: `regular` or `layer`.
+    /// The name used by filters and output: `regular`, `layer` or `exec.cachemount`.
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Regular => "regular",
             RecordKind::Layer => "layer",
+            RecordKind::CacheMount => "exec.cachemount",
         }
     }
 }
@@ -98,21 +107,22 @@ impl FromStr for RecordKind {
         match s {
             "regular" => Ok(RecordKind::Regular),
             "layer" => Ok(RecordKind::Layer),
+            "exec.cachemount" => Ok(RecordKind::CacheMount),
             other => Err(format!(
-                "unknown record type {other:?} (expected regular or layer)"
+                "unknown record type {other:?} (expected regular, layer or exec.cachemount)"
             )),
         }
     }
 }
 
-/// What one snapshot costs and how it is used.
+/// What one snapshot (or cache mount) costs and how it is used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageRecord {
-    /// The snapshot.
+    /// The snapshot, or the cache mount's record id.
     pub id: SnapshotId,
-    /// The snapshot it sits on.
+    /// The snapshot it sits on (for a cache mount: the one it was seeded from).
     pub parent: Option<SnapshotId>,
-    /// `layer` (pulled) or `regular` (built).
+    /// `layer` (pulled), `regular` (built) or `exec.cachemount`.
     pub kind: RecordKind,
     /// What made it.
     pub description: String,
@@ -181,7 +191,7 @@ pub enum TextMatch {
 /// `KEY~=VALUE` for descriptions). All filters given must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
-    /// `type=regular|layer` (or `!=`).
+    /// `type=regular|layer|exec.cachemount` (or `!=`).
     Type {
         /// The kind.
         kind: RecordKind,
@@ -559,8 +569,10 @@ struct Model {
     blobs: BTreeMap<Digest, BlobFile>,
     /// Filled only for pruning (it reads blobs).
     manifests: BTreeMap<Digest, ManifestRefs>,
-    /// Held snapshots and everything below them.
+    /// Held snapshots and cache mounts, and everything below them.
     in_use: BTreeSet<SnapshotId>,
+    /// Cache-mount records by id (sizes are in `dir_sizes`).
+    cache_mounts: BTreeMap<SnapshotId, crate::CacheMountInfo>,
 }
 
 impl Model {
@@ -629,7 +641,50 @@ impl Model {
                 }
             }
         }
+        // Cache mounts: measured when a use may have changed them. The size of one in use is
+        // not recorded, since it may still change.
+        let busy_mounts = store.cache_mount_uses.ids();
+        let mut cache_mounts = BTreeMap::new();
+        for (id, json) in store.db.cache_mount_records()? {
+            let info = crate::cachemount::decode(id, &json).map_err(|e| Error::Corrupt {
+                what: format!("cache mount record {id}: {e}"),
+            })?;
+            let size = match info.size {
+                Some(size) => size,
+                None => match dir_size(&store.cache_mount_dir(info.id)) {
+                    Ok(size) => {
+                        if !busy_mounts.contains(&info.id) {
+                            store.db.set_cache_mount_size(info.id, size)?;
+                        }
+                        size
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+                    Err(source) => {
+                        return Err(Error::Io {
+                            action: "measure cache mount",
+                            path: store.cache_mount_dir(info.id),
+                            source,
+                        });
+                    }
+                },
+            };
+            dir_sizes.insert(info.id, size);
+            cache_mounts.insert(info.id, info);
+        }
         let mut in_use = BTreeSet::new();
+        for id in busy_mounts {
+            if in_use.insert(id)
+                && let Some(parent) = cache_mounts.get(&id).and_then(|m| m.parent)
+            {
+                let mut next = Some(parent);
+                while let Some(id) = next {
+                    if !in_use.insert(id) {
+                        break;
+                    }
+                    next = snapshots.get(&id).and_then(|s| s.parent);
+                }
+            }
+        }
         for id in store.holds.set() {
             let mut next = Some(id);
             while let Some(id) = next {
@@ -651,16 +706,27 @@ impl Model {
             blobs,
             manifests,
             in_use,
+            cache_mounts,
         })
     }
 
-    /// The usage record of every snapshot.
+    /// The snapshot `id` sits on: a snapshot's parent, or the base of a cache mount.
+    fn parent_of(&self, id: SnapshotId) -> Option<SnapshotId> {
+        match self.snapshots.get(&id) {
+            Some(info) => info.parent,
+            None => self.cache_mounts.get(&id).and_then(|m| m.parent),
+        }
+    }
+
+    /// The usage record of every snapshot and cache mount.
     fn records(&self) -> BTreeMap<SnapshotId, UsageRecord> {
         let mut has_child = BTreeSet::new();
-        for info in self.snapshots.values() {
-            if let Some(parent) = info.parent {
-                has_child.insert(parent);
-            }
+        let parents = self.snapshots.values().map(|s| s.parent);
+        for parent in parents
+            .chain(self.cache_mounts.values().map(|m| m.parent))
+            .flatten()
+        {
+            has_child.insert(parent);
         }
         // How many roots reach each snapshot (through its children or directly).
         let mut reach: BTreeMap<SnapshotId, usize> = BTreeMap::new();
@@ -716,6 +782,24 @@ impl Model {
                     in_use: self.in_use.contains(id),
                     shared: has_child.contains(id) || reach.get(id).copied().unwrap_or(0) > 1,
                     blob,
+                },
+            );
+        }
+        for (id, info) in &self.cache_mounts {
+            records.insert(
+                *id,
+                UsageRecord {
+                    id: *id,
+                    parent: info.parent,
+                    kind: RecordKind::CacheMount,
+                    description: info.description.clone(),
+                    size: self.dir_sizes.get(id).copied().unwrap_or(0),
+                    created: info.created,
+                    last_used: info.last_used.unwrap_or(info.created),
+                    usage_count: info.usage_count,
+                    in_use: self.in_use.contains(id),
+                    shared: false,
+                    blob: None,
                 },
             );
         }
@@ -817,6 +901,12 @@ impl<'m> Plan<'m> {
                 children.entry(parent).or_default().insert(info.id);
             }
         }
+        // A cache mount keeps the snapshot it was seeded from like a child does.
+        for info in model.cache_mounts.values() {
+            if let Some(parent) = info.parent {
+                children.entry(parent).or_default().insert(info.id);
+            }
+        }
         let mut cache_refs: BTreeMap<SnapshotId, BTreeSet<String>> = BTreeMap::new();
         for (key, ids) in &model.cache {
             for id in ids {
@@ -831,7 +921,12 @@ impl<'m> Plan<'m> {
             model,
             records,
             options,
-            alive: model.snapshots.keys().copied().collect(),
+            alive: model
+                .snapshots
+                .keys()
+                .chain(model.cache_mounts.keys())
+                .copied()
+                .collect(),
             children,
             cache: model.cache.clone(),
             layers: model.layers.clone(),
@@ -913,7 +1008,7 @@ impl<'m> Plan<'m> {
                 self.layers.remove(&chain);
                 self.removed_layers.push(chain);
             }
-            if let Some(parent) = self.model.snapshots.get(&id).and_then(|s| s.parent) {
+            if let Some(parent) = self.model.parent_of(id) {
                 if let Some(children) = self.children.get_mut(&parent) {
                     children.remove(&id);
                 }
@@ -1096,14 +1191,27 @@ impl Store {
         doomed: &BTreeSet<Digest>,
     ) -> Result<PruneReport, Error> {
         let mut report = PruneReport::default();
-        if !plan.removed.is_empty() || !plan.removed_cache.is_empty() || !plan.removed_layers.is_empty() {
+        let (mounts, snapshots): (Vec<SnapshotId>, Vec<SnapshotId>) = plan
+            .removed
+            .iter()
+            .partition(|id| model.cache_mounts.contains_key(*id));
+        // Cache mounts first: they may name a removed snapshot as their parent, and a crash
+        // between the two transactions must not leave such a record.
+        if !mounts.is_empty() {
+            self.db.remove_cache_mounts(&mounts)?;
+        }
+        if !snapshots.is_empty() || !plan.removed_cache.is_empty() || !plan.removed_layers.is_empty() {
             self.db
-                .remove_records(&plan.removed_cache, &plan.removed, &plan.removed_layers)?;
+                .remove_records(&plan.removed_cache, &snapshots, &plan.removed_layers)?;
         }
         fault::point("gc.records-removed");
         let mut first_error = None;
         for id in &plan.removed {
-            let dir = self.snapshots_dir().join(id.to_string());
+            let dir = if model.cache_mounts.contains_key(id) {
+                self.cache_mount_dir(*id)
+            } else {
+                self.snapshots_dir().join(id.to_string())
+            };
             match fs::remove_dir_all(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1111,7 +1219,7 @@ impl Store {
                 // `Store::open` removes; report the failure after finishing the rest.
                 Err(source) => {
                     first_error.get_or_insert(Error::Io {
-                        action: "remove snapshot directory",
+                        action: "remove directory",
                         path: dir,
                         source,
                     });
@@ -1184,9 +1292,12 @@ impl Store {
         Ok(Hold { store: self, id })
     }
 
-    /// Sets when snapshot `id` was last used (Unix seconds), for tools and tests that need to
-    /// age records; lookups set it themselves.
+    /// Sets when snapshot (or cache mount) `id` was last used (Unix seconds), for tools and
+    /// tests that need to age records; lookups set it themselves.
     pub fn set_last_used(&self, id: SnapshotId, when: i64) -> Result<(), Error> {
+        if self.db.snapshot(id)?.is_none() && self.cache_mounts()?.iter().any(|m| m.id == id) {
+            return self.db.set_cache_mount_last_used(id, when);
+        }
         self.db.update_snapshot(id, |info| info.last_used = Some(when))
     }
 }

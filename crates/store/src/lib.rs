@@ -11,6 +11,8 @@
 //! - [`Store::check`]: verifies that the directory is consistent (`kiln debug check`);
 //!   [`fault`]: named points where crash tests kill the process.
 //! - [`logs`]: one log file per build, for `kiln logs`.
+//! - [`cachemount`]: cache mounts (`RUN --mount=type=cache`), directories kept across builds
+//!   and shared by steps as their sharing mode says ([`Store::acquire_cache_mount`]).
 //! - [`gc`]: disk accounting and pruning ([`Store::disk_usage`], [`Store::prune`],
 //!   [`Store::collect_garbage`]).
 //!
@@ -23,6 +25,7 @@
 //! snapshots/<id>/fs    layer directories; snapshots/<id>/work: overlay work dirs
 //! mnt/                 mount points of mounted snapshots
 //! logs/<id>.jsonl      build logs (the newest 50)
+//! cache-mounts/<id>/   cache mounts (records in the database's `cache_mounts` table)
 //! ```
 //!
 //! Invariants:
@@ -36,6 +39,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cachemount;
 mod check;
 mod content;
 mod db;
@@ -50,6 +54,7 @@ mod snapshot;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+pub use cachemount::{Acquired, CacheMount, CacheMountInfo, CacheMountSpec, NewCacheMount, Sharing};
 pub use check::{CheckReport, Problem};
 pub use content::{ContentStore, Ingest};
 pub use db::{CacheRecord, LayerBlob, SnapshotInfo};
@@ -138,6 +143,8 @@ pub struct Store {
     hashes: std::sync::OnceLock<fileop::HashCache>,
     /// Snapshots in use, which garbage collection must keep ([`Store::hold`]).
     holds: gc::Holds,
+    /// Cache mounts in use or being made ([`cachemount`]).
+    cache_mount_uses: cachemount::Uses,
     _lock: File,
 }
 
@@ -183,6 +190,7 @@ impl Store {
             content,
             hashes: std::sync::OnceLock::new(),
             holds: gc::Holds::default(),
+            cache_mount_uses: cachemount::Uses::default(),
             _lock: lock,
         };
         store.recover()?;
@@ -274,7 +282,8 @@ impl Store {
         self.root.join("snapshots")
     }
 
-    /// Removes the debris a crash may have left: mounts, incomplete snapshots, work dirs.
+    /// Removes the debris a crash may have left: mounts, incomplete snapshots, work dirs,
+    /// unrecorded cache-mount directories.
     /// [`Store::open`] runs it. Run it again only while nothing of this store is in use (no
     /// [`Active`], no [`Mounted`]): after killing processes a crashed kiln left behind that
     /// could still have been writing into a half-made snapshot (stale containers).
@@ -286,8 +295,24 @@ impl Store {
             source,
         })?;
         if let Ok(entries) = fs::read_dir(&mnt) {
+            let mnt_dev = fs::metadata(&mnt)
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+                .ok();
             for entry in entries.flatten() {
-                mount::unmount_and_remove(&entry.path());
+                let path = entry.path();
+                mount::unmount_and_remove(&path);
+                // Still there: not a mount point any more (it is on mnt/'s own filesystem) but
+                // not empty, or not a directory. Whatever a dead process left in it is debris;
+                // deleting it cannot reach through a mount into a snapshot.
+                match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() && Some(std::os::unix::fs::MetadataExt::dev(&m)) == mnt_dev => {
+                        let _ = fs::remove_dir_all(&path);
+                    }
+                    Ok(m) if !m.is_dir() => {
+                        let _ = fs::remove_file(&path);
+                    }
+                    _ => {}
+                }
             }
         }
         let snapshots = self.snapshots_dir();
@@ -314,7 +339,7 @@ impl Store {
                 }
             }
         }
-        Ok(())
+        self.recover_cache_mounts()
     }
 
     /// Information about a committed snapshot.

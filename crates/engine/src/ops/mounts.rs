@@ -15,8 +15,10 @@
 //! Everything a mount needs (read-only views, scratch snapshots and their overlay mounts, empty
 //! directories) is owned by [`Prepared`], which the caller drops once the process has exited.
 //!
-//! Not done here: cache, secret and ssh mounts, and mounts whose changes become outputs of the
-//! op; they are refused with a "not supported yet" error.
+//! Cache mounts are prepared by [`super::cache_mounts`] and held by a [`Guard`] like the rest.
+//!
+//! Not done here: mounts whose changes become outputs of the op; they are refused with a "not
+//! supported yet" error.
 
 use std::ffi::OsString;
 use std::io;
@@ -53,6 +55,8 @@ enum Guard<'a> {
     Empty { _dir: EmptyDir },
     /// A scratch snapshot: fields drop in order, so the mount goes before its directories.
     Scratch { _mount: Mounted, _active: Active<'a> },
+    /// A cache-mount instance: released, and steps waiting for it woken, on drop.
+    Cache(super::cache_mounts::Held<'a>),
 }
 
 /// Prepares every mount of `mounts` except the root one (destination `/`).
@@ -60,13 +64,16 @@ enum Guard<'a> {
 /// `inputs` are the exec's inputs, which mounts refer to by index, and `excludes` their exclude
 /// patterns (a local source's `.dockerignore`, empty for other inputs). Runs in the caller's
 /// task: mounting is quick, and the one slow case (the build context mounted writable or with
-/// excludes, which is copied into a scratch snapshot first) copies on the blocking pool.
+/// excludes, which is copied into a scratch snapshot first) copies on the blocking pool. `meta`
+/// is the exec's process (cache mounts are described by it); a cache mount may wait for its
+/// cache (`sharing=locked`).
 pub(super) async fn prepare<'a>(
     store: &'a Store,
     session: &'a Session,
     mounts: &[pb::Mount],
     inputs: &[Ref],
     excludes: &[Arc<Vec<String>>],
+    meta: &pb::Meta,
 ) -> Result<Prepared<'a>, OpFailure> {
     let mut extra: Vec<&pb::Mount> = mounts.iter().filter(|m| m.dest != "/").collect();
     // A mount inside another one must come after it, or it would be hidden by it.
@@ -93,7 +100,17 @@ pub(super) async fn prepare<'a>(
                     size: (size > 0).then_some(size),
                 }
             }
-            Ok(pb::MountType::Cache) => return Err(not_supported("cache")),
+            Ok(pb::MountType::Cache) => {
+                // Instances this exec holds already: a second mount of the same cache shares one.
+                let held = prepared._guards.iter().filter_map(|g| match g {
+                    Guard::Cache(held) => Some(held),
+                    _ => None,
+                });
+                let (kind, new) =
+                    super::cache_mounts::prepare(store, mount, inputs, excludes, meta, held).await?;
+                prepared._guards.extend(new.map(Guard::Cache));
+                kind
+            }
             Ok(pb::MountType::Secret) => {
                 let (kind, tmpfs) = super::secrets::mount(store, session, mount)?;
                 prepared._guards.push(Guard::Secret { _tmpfs: tmpfs });
@@ -120,10 +137,6 @@ pub(super) async fn prepare<'a>(
         });
     }
     Ok(prepared)
-}
-
-fn not_supported(kind: &str) -> OpFailure {
-    OpFailure::NotSupported(format!("RUN --mount=type={kind}"))
 }
 
 /// Prepares the source of one bind mount.

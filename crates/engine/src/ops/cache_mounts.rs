@@ -1,0 +1,271 @@
+//! Cache mounts of an exec (`RUN --mount=type=cache`): which cache a mount names, waiting for
+//! it when its sharing mode says so, seeding a new one, and releasing it after the run.
+//!
+//! A cache is named by its id (`id=`, by default the target path) and, when the mount has an
+//! input, by that input: BuildKit keys a cache by `id` plus the ref it sits on, so a cache
+//! seeded `from=` a stage, or created with `mode`/`uid`/`gid` (the frontend lowers those to a
+//! `mkdir` on scratch, mounted with selector `/cache`), is another cache than the plain one with
+//! the same id. BuildKit mounts the selected path of a mutable layer over that ref; kiln copies
+//! the selected directory (with its mode, owner and contents) into the new cache once, when the
+//! cache is made, and mounts the cache's directory itself. So the selector is part of the name
+//! too, and a cache's content never depends on its base after it was made.
+//!
+//! Waiting (`sharing=locked`, or a shared cache that another step is still making) is done
+//! here, on a process-wide [`Notify`] that every release wakes: the store only answers whether
+//! an instance can be taken now ([`Store::acquire_cache_mount`]). Dropping the waiting future
+//! cancels the wait; dropping it while a new cache is being seeded removes the new cache.
+//!
+//! Two mounts of the same cache in one exec share one instance (as BuildKit's per-exec mount
+//! manager does): otherwise a locked cache mounted twice would wait for itself.
+//!
+//! The content of a cache is never part of a cache key: the exec's key covers the mount's
+//! options and its input's key only ([`super::ExecOp`]). Nothing of a cache reaches a snapshot:
+//! it is a bind mount, and the executor removes the mount point it had to create.
+//!
+//! Not done here: `BUILDKIT_CACHE_MOUNT_NS` prefixes, exporting caches.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use llb::pb;
+use store::fileop::{self, CopyOptions};
+use store::{Acquired, CacheMount, CacheMountSpec, NewCacheMount, Sharing, Store};
+use tokio::sync::Notify;
+
+use super::OpFailure;
+use super::mounts::resolve_in_root;
+use crate::Ref;
+
+/// Woken whenever a cache-mount instance is released or a new one is committed or abandoned.
+static RELEASED: Notify = Notify::const_new();
+
+/// A cache-mount instance held for one exec; dropping it releases the instance and wakes the
+/// steps waiting for one.
+pub(super) struct Held<'a> {
+    mount: Option<CacheMount<'a>>,
+    /// The cache it is an instance of: `(id, base)`.
+    cache: (String, Option<String>),
+}
+
+impl Held<'_> {
+    /// The instance's directory.
+    fn path(&self) -> Option<&Path> {
+        self.mount.as_ref().map(CacheMount::path)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Released before the wake-up, so that the woken steps find it free.
+        drop(self.mount.take());
+        RELEASED.notify_waiters();
+    }
+}
+
+/// A new instance being seeded; dropping it without [`Reserved::commit`] removes it. Either
+/// way the steps waiting for it are woken.
+struct Reserved<'a>(Option<NewCacheMount<'a>>);
+
+impl<'a> Reserved<'a> {
+    fn path(&self) -> Option<&Path> {
+        self.0.as_ref().map(NewCacheMount::path)
+    }
+
+    fn commit(mut self) -> Result<CacheMount<'a>, OpFailure> {
+        let new = self
+            .0
+            .take()
+            .ok_or_else(|| OpFailure::Invalid("cache mount committed twice".into()))?;
+        Ok(new.commit()?)
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        drop(self.0.take());
+        RELEASED.notify_waiters();
+    }
+}
+
+/// Prepares the cache mount `mount` of an exec running `meta`: finds (or makes) the cache
+/// instance, waiting when its sharing mode says so, and returns what the executor mounts and
+/// the guard holding the instance (`None` when an instance already `held` by this exec is
+/// reused).
+pub(super) async fn prepare<'a, 'g>(
+    store: &'a Store,
+    mount: &pb::Mount,
+    inputs: &[Ref],
+    excludes: &[Arc<Vec<String>>],
+    meta: &pb::Meta,
+    held: impl Iterator<Item = &'g Held<'a>>,
+) -> Result<(executor::MountKind, Option<Held<'a>>), OpFailure>
+where
+    'a: 'g,
+{
+    if mount.output >= 0 {
+        return Err(OpFailure::Invalid(format!(
+            "cache mount {} cannot produce an output",
+            mount.dest
+        )));
+    }
+    let options = mount.cache_opt.clone().unwrap_or_default();
+    let sharing = match pb::CacheSharing::try_from(options.sharing) {
+        Ok(pb::CacheSharing::Shared) => Sharing::Shared,
+        Ok(pb::CacheSharing::Private) => Sharing::Private,
+        Ok(pb::CacheSharing::Locked) => Sharing::Locked,
+        Err(_) => {
+            return Err(OpFailure::Invalid(format!(
+                "cache mount {} has unknown sharing mode {}",
+                mount.dest, options.sharing
+            )));
+        }
+    };
+    let id = if options.id.is_empty() {
+        mount.dest.clone()
+    } else {
+        options.id.clone()
+    };
+    let input =
+        match usize::try_from(mount.input) {
+            Err(_) => None,
+            Ok(i) => Some(inputs.get(i).ok_or_else(|| {
+                OpFailure::Invalid(format!("mount {} names missing input {i}", mount.dest))
+            })?),
+        };
+    let selector = if mount.selector.is_empty() {
+        "/".to_string()
+    } else {
+        mount.selector.clone()
+    };
+    let (base, parent) = match input {
+        None | Some(Ref::Empty) => (None, None),
+        Some(Ref::Snapshot(s)) => (Some(format!("snapshot {s} {selector}")), Some(*s)),
+        Some(Ref::Local(dir)) => (Some(format!("local {} {selector}", dir.display())), None),
+    };
+    // A cache with a base is a copy of the selected directory; one without is mounted at its
+    // selector (normally its root).
+    let mount_subpath = base.is_none() && selector != "/";
+    let kind = |path: &Path| -> Result<executor::MountKind, OpFailure> {
+        let source = if mount_subpath {
+            resolve_in_root(path, &selector).map_err(|e| {
+                OpFailure::Invalid(format!(
+                    "failed to mount cache {id:?} at {}: {selector}: {e}",
+                    mount.dest
+                ))
+            })?
+        } else {
+            path.to_path_buf()
+        };
+        Ok(executor::MountKind::Bind {
+            source,
+            readonly: mount.readonly,
+        })
+    };
+    let cache = (id.clone(), base.clone());
+    for other in held {
+        if other.cache == cache
+            && let Some(path) = other.path()
+        {
+            return Ok((kind(path)?, None));
+        }
+    }
+    let mut description = format!("cached mount {} from exec {}", mount.dest, meta.args.join(" "));
+    if id != mount.dest {
+        description.push_str(&format!(" with id {id:?}"));
+    }
+    let spec = CacheMountSpec {
+        id: id.clone(),
+        base: base.clone(),
+        parent,
+        description,
+    };
+    let instance = loop {
+        let released = RELEASED.notified();
+        tokio::pin!(released);
+        // Registered before asking, so a release between the answer and the wait is not lost.
+        released.as_mut().enable();
+        match store.acquire_cache_mount(&spec, sharing)? {
+            Acquired::Ready(instance) => break instance,
+            Acquired::New(new) => {
+                let reserved = Reserved(Some(new));
+                if let Some(target) = reserved.path() {
+                    let excludes = usize::try_from(mount.input)
+                        .ok()
+                        .and_then(|i| excludes.get(i))
+                        .map_or(&[][..], |e| e.as_slice());
+                    match input {
+                        Some(Ref::Snapshot(s)) => {
+                            let view = store.view(*s)?;
+                            seed(view.path(), &selector, excludes, None, target).await?;
+                        }
+                        // Files of a local source become 0:0, as when copied.
+                        Some(Ref::Local(dir)) => {
+                            seed(dir, &selector, excludes, Some(super::CONTEXT_OWNER), target).await?
+                        }
+                        None | Some(Ref::Empty) => {}
+                    }
+                }
+                break reserved.commit()?;
+            }
+            Acquired::Busy => released.await,
+        }
+    };
+    let held = Held {
+        mount: Some(instance),
+        cache,
+    };
+    let kind = match held.path() {
+        Some(path) => kind(path)?,
+        None => return Err(OpFailure::Invalid("cache mount released too early".into())),
+    };
+    Ok((kind, Some(held)))
+}
+
+/// Makes `target` (which does not exist yet) a copy of the directory `selector` of the tree
+/// `root`: its mode, owner (or `owner` for everything), times and everything below it. The
+/// selector is resolved inside the tree (symlinks cannot lead out of it).
+async fn seed(
+    root: &Path,
+    selector: &str,
+    excludes: &[String],
+    owner: Option<fileop::Ownership>,
+    target: &Path,
+) -> Result<(), OpFailure> {
+    let failed = |e: std::io::Error| {
+        OpFailure::Invalid(format!(
+            "failed to seed cache mount from {selector}: {}",
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+                _ => e.to_string(),
+            }
+        ))
+    };
+    let source = resolve_in_root(root, selector).map_err(failed)?;
+    if !std::fs::symlink_metadata(&source).map_err(failed)?.is_dir() {
+        return Err(OpFailure::Invalid(format!(
+            "failed to seed cache mount from {selector}: not a directory"
+        )));
+    }
+    let rel = match source.strip_prefix(root) {
+        Ok(rel) => format!("/{}", rel.display()),
+        Err(_) => "/".into(),
+    };
+    let (Some(dest_root), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(OpFailure::Invalid(format!(
+            "cache mount directory {} has no parent",
+            target.display()
+        )));
+    };
+    let options = CopyOptions {
+        src: rel,
+        dest: format!("/{}", name.to_string_lossy()),
+        context_excludes: excludes.to_vec(),
+        source_owner: owner,
+        ..CopyOptions::default()
+    };
+    let (from, to) = (root.to_path_buf(), dest_root.to_path_buf());
+    tokio::task::spawn_blocking(move || fileop::copy(&from, &to, &options))
+        .await
+        .map_err(|e| OpFailure::Invalid(format!("internal task failed: {e}")))??;
+    Ok(())
+}
