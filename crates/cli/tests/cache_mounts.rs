@@ -278,6 +278,49 @@ fn locked_caches_never_overlap_and_shared_ones_do() {
 }
 
 #[test]
+fn a_step_waiting_for_a_locked_cache_holds_none_it_takes_after_it() {
+    let Some(h) = Harness::start() else { return };
+    // Stage x holds locked cache ord-x for 4 s. Stage yx then wants ord-y and ord-x, naming
+    // ord-y first; stage y wants only ord-y. Taking caches in mount order, yx would sit on ord-y
+    // while waiting for ord-x, and y would wait until x and yx were both done (the way two
+    // steps naming two caches in opposite orders deadlock). Taken in name order, yx waits for
+    // ord-x holding nothing, and y runs while x still holds ord-x.
+    let uptime = "$(cut -d' ' -f1 /proc/uptime)";
+    let lock = |id: &str, target: &str| format!("--mount=type=cache,id={id},target={target},sharing=locked");
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        "FROM @BASE@ AS x
+RUN {x} sleep 4 && echo {uptime} > /x-end
+         FROM @BASE@ AS yx
+RUN sleep 1
+RUN {ya} {xb} echo {uptime} > /yx-start
+         FROM @BASE@ AS y
+RUN sleep 2
+RUN {y} echo {uptime} > /y-start
+         FROM @BASE@
+COPY --from=x /x-end /
+COPY --from=yx /yx-start /
+COPY --from=y /y-start /
+",
+        x = lock("ord-x", "/x"),
+        ya = lock("ord-y", "/a"),
+        xb = lock("ord-x", "/b"),
+        y = lock("ord-y", "/y"),
+    ));
+    let built = h.build(&ctx, &[]);
+    let time = |path: &str| -> f64 { built.read(path).trim().parse().unwrap() };
+    let (x_end, yx_start, y_start) = (time("/x-end"), time("/yx-start"), time("/y-start"));
+    assert!(
+        y_start < x_end,
+        "stage y waited for ord-y while yx waited for ord-x: x ended at {x_end}, y started at {y_start}"
+    );
+    assert!(
+        yx_start >= x_end,
+        "yx ran while x held ord-x: {yx_start} < {x_end}"
+    );
+}
+
+#[test]
 fn private_caches_give_busy_users_their_own_instance() {
     let Some(h) = Harness::start() else { return };
     // Stages a and b meet twice through a shared cache (`meet`), so they certainly run at the

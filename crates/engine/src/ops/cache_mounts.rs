@@ -16,7 +16,9 @@
 //! cancels the wait; dropping it while a new cache is being seeded removes the new cache.
 //!
 //! Two mounts of the same cache in one exec share one instance (as BuildKit's per-exec mount
-//! manager does): otherwise a locked cache mounted twice would wait for itself.
+//! manager does): otherwise a locked cache mounted twice would wait for itself. An exec takes
+//! its caches in the order of their names ([`cache_name`]), whatever the order of its mounts,
+//! so two steps taking the same locked caches cannot each hold one the other waits for.
 //!
 //! The content of a cache is never part of a cache key: the exec's key covers the mount's
 //! options and its input's key only ([`super::ExecOp`]). Nothing of a cache reaches a snapshot:
@@ -120,27 +122,12 @@ where
             )));
         }
     };
-    let id = if options.id.is_empty() {
-        mount.dest.clone()
-    } else {
-        options.id.clone()
-    };
-    let input =
-        match usize::try_from(mount.input) {
-            Err(_) => None,
-            Ok(i) => Some(inputs.get(i).ok_or_else(|| {
-                OpFailure::Invalid(format!("mount {} names missing input {i}", mount.dest))
-            })?),
-        };
-    let selector = if mount.selector.is_empty() {
-        "/".to_string()
-    } else {
-        mount.selector.clone()
-    };
-    let (base, parent) = match input {
-        None | Some(Ref::Empty) => (None, None),
-        Some(Ref::Snapshot(s)) => (Some(format!("snapshot {s} {selector}")), Some(*s)),
-        Some(Ref::Local(dir)) => (Some(format!("local {} {selector}", dir.display())), None),
+    let (id, base) = cache_name(mount, inputs)?;
+    let input = mount_input(mount, inputs)?;
+    let selector = selector(mount);
+    let parent = match input {
+        Some(Ref::Snapshot(s)) => Some(*s),
+        _ => None,
     };
     // A cache with a base is a copy of the selected directory; one without is mounted at its
     // selector (normally its root).
@@ -219,6 +206,42 @@ where
         None => return Err(OpFailure::Invalid("cache mount released too early".into())),
     };
     Ok((kind, Some(held)))
+}
+
+/// The cache that the cache mount `mount` names: its id and, when it has an input, that input
+/// and the selected path in it (see the module docs). Steps taking several caches take them in
+/// the order of these names, so that two steps never each hold one the other waits for.
+pub(super) fn cache_name(mount: &pb::Mount, inputs: &[Ref]) -> Result<(String, Option<String>), OpFailure> {
+    let options = mount.cache_opt.as_ref();
+    let id = match options {
+        Some(o) if !o.id.is_empty() => o.id.clone(),
+        _ => mount.dest.clone(),
+    };
+    let selector = selector(mount);
+    let base = match mount_input(mount, inputs)? {
+        None | Some(Ref::Empty) => None,
+        Some(Ref::Snapshot(s)) => Some(format!("snapshot {s} {selector}")),
+        Some(Ref::Local(dir)) => Some(format!("local {} {selector}", dir.display())),
+    };
+    Ok((id, base))
+}
+
+fn mount_input<'r>(mount: &pb::Mount, inputs: &'r [Ref]) -> Result<Option<&'r Ref>, OpFailure> {
+    match usize::try_from(mount.input) {
+        Err(_) => Ok(None),
+        Ok(i) => inputs
+            .get(i)
+            .map(Some)
+            .ok_or_else(|| OpFailure::Invalid(format!("mount {} names missing input {i}", mount.dest))),
+    }
+}
+
+fn selector(mount: &pb::Mount) -> String {
+    if mount.selector.is_empty() {
+        "/".to_string()
+    } else {
+        mount.selector.clone()
+    }
 }
 
 /// Makes `target` (which does not exist yet) a copy of the directory `selector` of the tree

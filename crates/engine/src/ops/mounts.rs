@@ -82,7 +82,27 @@ pub(super) async fn prepare<'a>(
         mounts: Vec::with_capacity(extra.len()),
         _guards: Vec::new(),
     };
-    for mount in extra {
+    // Caches first, in the order of their names: a step waiting for a locked cache then never
+    // holds one that the step it waits for is waiting for.
+    let mut caches = Vec::new();
+    for (i, mount) in extra.iter().enumerate() {
+        if mount.mount_type == pb::MountType::Cache as i32 {
+            caches.push((super::cache_mounts::cache_name(mount, inputs)?, i));
+        }
+    }
+    caches.sort();
+    let mut cache_kinds: Vec<Option<executor::MountKind>> = vec![None; extra.len()];
+    for (_, i) in caches {
+        // Instances this exec holds already: a second mount of the same cache shares one.
+        let held = prepared._guards.iter().filter_map(|g| match g {
+            Guard::Cache(held) => Some(held),
+            _ => None,
+        });
+        let (kind, new) = super::cache_mounts::prepare(store, extra[i], inputs, excludes, meta, held).await?;
+        prepared._guards.extend(new.map(Guard::Cache));
+        cache_kinds[i] = Some(kind);
+    }
+    for (i, mount) in extra.into_iter().enumerate() {
         if !mount.dest.starts_with('/') {
             return Err(OpFailure::Invalid(format!(
                 "mount destination {:?} is not an absolute path",
@@ -100,17 +120,9 @@ pub(super) async fn prepare<'a>(
                     size: (size > 0).then_some(size),
                 }
             }
-            Ok(pb::MountType::Cache) => {
-                // Instances this exec holds already: a second mount of the same cache shares one.
-                let held = prepared._guards.iter().filter_map(|g| match g {
-                    Guard::Cache(held) => Some(held),
-                    _ => None,
-                });
-                let (kind, new) =
-                    super::cache_mounts::prepare(store, mount, inputs, excludes, meta, held).await?;
-                prepared._guards.extend(new.map(Guard::Cache));
-                kind
-            }
+            Ok(pb::MountType::Cache) => cache_kinds[i]
+                .take()
+                .ok_or_else(|| OpFailure::Invalid(format!("cache mount {} was not prepared", mount.dest)))?,
             Ok(pb::MountType::Secret) => {
                 let (kind, tmpfs) = super::secrets::mount(store, session, mount)?;
                 prepared._guards.push(Guard::Secret { _tmpfs: tmpfs });
