@@ -321,6 +321,40 @@ COPY --from=y /y-start /
 }
 
 #[test]
+fn buildkit_cache_mount_ns_puts_caches_in_a_namespace() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile(
+        "FROM @BASE@\nARG REV\nRUN echo $REV > /rev\n\
+         RUN --mount=type=cache,id=nscache,target=/c ls /c > /seen && echo x > /c/$(cat /rev)\n",
+    );
+    let ns = |ns: &str, rev: &str| -> String {
+        let built = h.build(
+            &ctx,
+            &[
+                "--build-arg",
+                &format!("BUILDKIT_CACHE_MOUNT_NS={ns}"),
+                "--build-arg",
+                &format!("REV={rev}"),
+            ],
+        );
+        built.read("/seen")
+    };
+    assert_eq!(ns("team-a", "1"), "");
+    // Another namespace is another cache.
+    assert_eq!(ns("team-b", "2"), "");
+    // The first namespace's cache kept what its build wrote.
+    assert_eq!(ns("team-a", "3"), "1\n");
+    let mut ids: Vec<String> = cache_records(&h)
+        .iter()
+        .map(|r| r["description"].as_str().unwrap().to_string())
+        .filter_map(|d| d.split("with id ").nth(1).map(str::to_string))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["\"team-a/nscache\"", "\"team-b/nscache\""]);
+}
+
+#[test]
 fn private_caches_give_busy_users_their_own_instance() {
     let Some(h) = Harness::start() else { return };
     // Stages a and b meet twice through a shared cache (`meet`), so they certainly run at the

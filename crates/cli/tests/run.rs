@@ -259,6 +259,26 @@ RUN umask > /umask && touch /file && mkdir /dir && echo "$HOME" > /home-root
 }
 
 #[test]
+fn run_hostname_follows_buildkit_sandbox_hostname() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile(
+        "FROM @BASE@\nRUN hostname > /name && cat /etc/hostname > /etc-name && grep -c \"localhost $(hostname)\" /etc/hosts > /hosts\n",
+    );
+    let built = h.build(&ctx, &[]);
+    assert_eq!(built.read("/name"), "buildkitsandbox\n");
+    assert_eq!(built.read("/etc-name"), "buildkitsandbox\n");
+    assert_eq!(built.read("/hosts"), "1\n");
+
+    // The built-in arg names the sandbox, in /etc/hostname and /etc/hosts too, and is part of
+    // the step's cache key: the step runs again.
+    let built = h.build(&ctx, &["--build-arg", "BUILDKIT_SANDBOX_HOSTNAME=kilnbox"]);
+    assert_eq!(built.read("/name"), "kilnbox\n");
+    assert_eq!(built.read("/etc-name"), "kilnbox\n");
+    assert_eq!(built.read("/hosts"), "1\n");
+}
+
+#[test]
 fn run_with_huge_binary_output_finishes() {
     let Some(h) = Harness::start() else { return };
     let ctx = h.context();

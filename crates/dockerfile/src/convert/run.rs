@@ -432,7 +432,13 @@ impl Converter<'_> {
             cwd: workdir_of(state),
             user: state.image.config.user.clone().unwrap_or_default(),
             proxy_env: self.proxy_env(state),
-            ..Default::default()
+            // BuildKit's built-in arg for the hostname steps see (default `buildkitsandbox`).
+            hostname: self
+                .options
+                .build_args
+                .get("BUILDKIT_SANDBOX_HOSTNAME")
+                .cloned()
+                .unwrap_or_default(),
         };
 
         // Mounts: parse with the stage's environment, then lower.
@@ -485,6 +491,11 @@ impl Converter<'_> {
                         m.id.clone()
                             .filter(|i| !i.is_empty())
                             .unwrap_or_else(|| target.clone());
+                    // BuildKit's built-in arg that puts every cache id of a build in a namespace.
+                    let id = match self.options.build_args.get("BUILDKIT_CACHE_MOUNT_NS") {
+                        Some(ns) if !ns.is_empty() => format!("{ns}/{id}"),
+                        _ => id,
+                    };
                     let (input, selector) = if m.from.is_some() {
                         let input = self.mount_source(stage, index, m_index, m)?;
                         (

@@ -24,7 +24,7 @@
 //! options and its input's key only ([`super::ExecOp`]). Nothing of a cache reaches a snapshot:
 //! it is a bind mount, and the executor removes the mount point it had to create.
 //!
-//! Not done here: `BUILDKIT_CACHE_MOUNT_NS` prefixes, exporting caches.
+//! As in BuildKit, cache mounts are never part of an exported build cache.
 
 use std::path::Path;
 use std::sync::Arc;
