@@ -135,6 +135,10 @@ pub(crate) struct BuildArgs {
     /// `security.insecure` (RUN --security=insecure). Repeatable, or comma-separated.
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = entitlement)]
     pub(crate) allow: Vec<engine::Entitlement>,
+    /// Add a line to the /etc/hosts of every RUN step: `HOST:IP` or `HOST=IP` (an IPv6
+    /// address may be written in brackets). Repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP", value_parser = extra_host)]
+    pub(crate) add_hosts: Vec<(String, std::net::IpAddr)>,
     /// Say, for each step that ran, why it missed the cache: which file, build arg, base
     /// image or earlier step changed since the last build of this context, Dockerfile and
     /// target (rawjson progress and build logs always include it).
@@ -149,6 +153,33 @@ const ENTITLEMENTS: [engine::Entitlement; 2] = [
 ];
 
 /// Parses an `--allow` value; an unknown name is a usage error that lists the valid ones.
+/// Parses one `--add-host` value the way docker does: `HOST:IP` (split at the first `:`, so
+/// `h:::1` is IPv6), or `HOST=IP`; the address may be in brackets.
+pub(crate) fn extra_host(spec: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (host, ip) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .ok_or_else(|| format!("invalid --add-host {spec:?}: expected HOST:IP"))?;
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == ':') {
+        return Err(format!(
+            "invalid --add-host {spec:?}: {host:?} is not a host name"
+        ));
+    }
+    if ip == "host-gateway" {
+        return Err(format!(
+            "--add-host {spec:?}: the special address host-gateway is not supported yet"
+        ));
+    }
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    let ip = bare
+        .parse()
+        .map_err(|_| format!("invalid --add-host {spec:?}: {ip:?} is not an IP address"))?;
+    Ok((host.to_string(), ip))
+}
+
 fn entitlement(name: &str) -> Result<engine::Entitlement, String> {
     engine::Entitlement::parse(name.trim()).ok_or_else(|| {
         let valid: Vec<&str> = ENTITLEMENTS.iter().map(|e| e.name()).collect();
@@ -204,4 +235,30 @@ pub(crate) enum WorkerNet {
     None,
     /// The host's network namespace.
     Host,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extra_host;
+
+    #[test]
+    fn add_host_takes_docker_forms() {
+        let parsed = |s: &str| extra_host(s).map(|(h, ip)| (h, ip.to_string()));
+        assert_eq!(parsed("db:10.0.0.5"), Ok(("db".into(), "10.0.0.5".into())));
+        assert_eq!(parsed("db=10.0.0.5"), Ok(("db".into(), "10.0.0.5".into())));
+        assert_eq!(parsed("v6:::1"), Ok(("v6".into(), "::1".into())));
+        assert_eq!(parsed("v6=[fd00::1]"), Ok(("v6".into(), "fd00::1".into())));
+        assert!(extra_host("db").unwrap_err().contains("expected HOST:IP"));
+        assert!(extra_host(":10.0.0.5").unwrap_err().contains("not a host name"));
+        assert!(
+            extra_host("db:notanip")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+        assert!(
+            extra_host("db:host-gateway")
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+    }
 }

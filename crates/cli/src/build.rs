@@ -203,6 +203,7 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     request.secrets = crate::session::secrets(&args.secrets).map_err(CliError::Usage)?;
     request.ssh = crate::session::ssh(&args.ssh).map_err(CliError::Usage)?;
     request.entitlements = args.allow.iter().copied().collect();
+    request.extra_hosts = args.add_hosts.clone();
     for spec in &args.outputs {
         if let Some(output) = parse_output(spec, &args.tags).map_err(CliError::Usage)? {
             request.outputs.push(output);

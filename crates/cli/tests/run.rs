@@ -279,6 +279,26 @@ fn run_hostname_follows_buildkit_sandbox_hostname() {
 }
 
 #[test]
+fn run_add_host_entries_reach_etc_hosts() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile("FROM @BASE@\nRUN tail -n 2 /etc/hosts > /extra\n");
+    let built = h.build(&ctx, &["--add-host", "db:10.1.2.3", "--add-host", "v6=[fd00::7]"]);
+    assert_eq!(built.read("/extra"), "10.1.2.3\tdb\nfd00::7\tv6\n");
+    // The entries are part of the step's cache key, as in BuildKit.
+    let built = h.build(&ctx, &["--add-host", "db:10.9.9.9"]);
+    assert_eq!(
+        built.read("/extra"),
+        "::1\tlocalhost ip6-localhost ip6-loopback\n10.9.9.9\tdb\n"
+    );
+    // A bad address is a usage error before anything runs.
+    let output = h.kiln.run(&["build", "--add-host", "db:10.1.2", "."]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("\"10.1.2\" is not an IP address"), "{stderr}");
+}
+
+#[test]
 fn run_with_huge_binary_output_finishes() {
     let Some(h) = Harness::start() else { return };
     let ctx = h.context();

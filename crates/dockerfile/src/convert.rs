@@ -74,6 +74,8 @@ pub struct BuildOptions {
     pub session: Option<String>,
     /// Never use cached results (`--no-cache`).
     pub no_cache: bool,
+    /// `--add-host` entries every RUN gets in its `/etc/hosts`.
+    pub extra_hosts: Vec<llb::pb::HostIp>,
 }
 
 impl Default for BuildOptions {
@@ -88,6 +90,7 @@ impl Default for BuildOptions {
             named_contexts: BTreeMap::new(),
             session: None,
             no_cache: false,
+            extra_hosts: Vec::new(),
         }
     }
 }

@@ -118,6 +118,14 @@ fn build_options(
             .unwrap_or_else(|| "Dockerfile".into()),
         session,
         no_cache: request.no_cache,
+        extra_hosts: request
+            .extra_hosts
+            .iter()
+            .map(|(host, ip)| llb::pb::HostIp {
+                host: host.clone(),
+                ip: ip.to_string(),
+            })
+            .collect(),
         ..BuildOptions::default()
     };
     let mut locals = BTreeMap::from([(CONTEXT_NAME.to_string(), request.context.clone())]);

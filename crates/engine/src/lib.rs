@@ -110,6 +110,8 @@ pub struct BuildRequest {
     pub ssh: BTreeMap<String, SshSource>,
     /// `--allow`: the entitlements granted to this build.
     pub entitlements: BTreeSet<Entitlement>,
+    /// `--add-host HOST:IP`s: extra `/etc/hosts` entries of every RUN, in order.
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).

@@ -240,6 +240,28 @@ fn base_digest(op: &pb::Op) -> Digest {
     Digest::of(&without_inputs.encode_to_vec())
 }
 
+/// The extra `/etc/hosts` entries of an exec, with their addresses checked.
+fn extra_hosts(meta: &pb::Meta) -> Result<Vec<(String, std::net::IpAddr)>, OpError> {
+    meta.extra_hosts
+        .iter()
+        .map(|h| {
+            let ip = h.ip.parse().map_err(|_| {
+                op_error(OpFailure::Invalid(format!(
+                    "extra host {:?} has an invalid address {:?}",
+                    h.host, h.ip
+                )))
+            })?;
+            if h.host.is_empty() || h.host.chars().any(char::is_whitespace) {
+                return Err(op_error(OpFailure::Invalid(format!(
+                    "extra host {:?} is not a valid host name",
+                    h.host
+                ))));
+            }
+            Ok((h.host.clone(), ip))
+        })
+        .collect()
+}
+
 /// The process environment: the op's, plus proxy variables (upper and lower case, as tools
 /// read either) that the op does not set itself.
 fn process_env(meta: &pb::Meta) -> Vec<String> {
@@ -587,6 +609,7 @@ impl Op<Ref> for ExecOp {
                 },
                 user: meta.user.clone(),
                 hostname: meta.hostname.clone(),
+                extra_hosts: extra_hosts(&meta)?,
                 network,
                 mounts: extra.mounts.clone(),
                 readonly_rootfs: root.readonly,

@@ -124,6 +124,8 @@ pub struct ExecSpec {
     pub user: String,
     /// The container's hostname; empty means [`DEFAULT_HOSTNAME`].
     pub hostname: String,
+    /// Extra `/etc/hosts` entries, in order, after the generated ones (`--add-host`).
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     /// Which network the process sees.
     pub network: NetworkMode,
     /// Additional mounts, applied after the default ones; one with the destination of a

@@ -368,7 +368,10 @@ impl RunGuard<'_> {
         let config = spec::config(spec, rootfs, user, &mounts, &cgroups_path, &host);
         let files = [
             ("resolv.conf", resolv_conf),
-            ("hosts", spec::hosts_file(hostname).into_bytes()),
+            (
+                "hosts",
+                spec::hosts_file(hostname, &spec.extra_hosts).into_bytes(),
+            ),
             ("hostname", format!("{hostname}\n").into_bytes()),
             ("config.json", config.to_string().into_bytes()),
         ];

@@ -116,9 +116,14 @@ pub(crate) fn hostname(spec: &ExecSpec) -> &str {
     }
 }
 
-/// The generated `/etc/hosts`, like BuildKit's.
-pub(crate) fn hosts_file(hostname: &str) -> String {
-    format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+/// The generated `/etc/hosts`, like BuildKit's: localhost and the hostname, then the extra
+/// entries in order.
+pub(crate) fn hosts_file(hostname: &str, extra: &[(String, std::net::IpAddr)]) -> String {
+    let mut hosts = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra {
+        hosts.push_str(&format!("{ip}\t{host}\n"));
+    }
+    hosts
 }
 
 /// The process environment: the spec's entries in order, plus `PATH` when missing.
@@ -461,8 +466,17 @@ mod tests {
     #[test]
     fn hosts_file_names_the_host() {
         assert_eq!(
-            hosts_file("box"),
+            hosts_file("box", &[]),
             "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        );
+        let extra = [
+            ("db".to_string(), "10.0.0.5".parse().unwrap()),
+            ("v6".to_string(), "fd00::1".parse().unwrap()),
+        ];
+        assert_eq!(
+            hosts_file("box", &extra),
+            "127.0.0.1\tlocalhost box\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             10.0.0.5\tdb\nfd00::1\tv6\n"
         );
     }
 }

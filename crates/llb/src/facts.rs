@@ -51,6 +51,9 @@ pub fn facts(op: &pb::Op) -> Vec<(String, String)> {
             if !meta.hostname.is_empty() {
                 put("hostname", meta.hostname.clone());
             }
+            for extra in &meta.extra_hosts {
+                put(&format!("extra host {}", extra.host), extra.ip.clone());
+            }
             let network = match pb::NetMode::try_from(e.network) {
                 Ok(pb::NetMode::Unset) => None,
                 Ok(pb::NetMode::Host) => Some("host"),

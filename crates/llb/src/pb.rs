@@ -130,9 +130,23 @@ pub struct Meta {
     /// Proxy variables: given to the process but not part of its cache key.
     #[prost(message, optional, tag = "5")]
     pub proxy_env: Option<ProxyEnv>,
+    /// Extra `/etc/hosts` entries (`--add-host`), in order.
+    #[prost(message, repeated, tag = "6")]
+    pub extra_hosts: Vec<HostIp>,
     /// Container host name.
     #[prost(string, tag = "7")]
     pub hostname: String,
+}
+
+/// One extra `/etc/hosts` entry of a process.
+#[derive(Clone, PartialEq, Eq, ::prost::Message)]
+pub struct HostIp {
+    /// The host name.
+    #[prost(string, tag = "1")]
+    pub host: String,
+    /// Its address, IPv4 or IPv6.
+    #[prost(string, tag = "2")]
+    pub ip: String,
 }
 
 /// Proxy settings passed to a process.

@@ -439,6 +439,7 @@ impl Converter<'_> {
                 .get("BUILDKIT_SANDBOX_HOSTNAME")
                 .cloned()
                 .unwrap_or_default(),
+            extra_hosts: self.options.extra_hosts.clone(),
         };
 
         // Mounts: parse with the stage's environment, then lower.
