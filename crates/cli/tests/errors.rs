@@ -136,6 +136,39 @@ fn custom_syntax_frontend_is_refused_clearly() {
 }
 
 #[test]
+fn builtin_args_choosing_a_frontend_or_unsupported_exports_fail_clearly() {
+    let run = |args: &[&str]| {
+        let kiln = Kiln::new();
+        let context = tempfile::tempdir().unwrap();
+        std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY a.txt /\n").unwrap();
+        std::fs::write(context.path().join("a.txt"), "a\n").unwrap();
+        let dir = context.path().to_str().unwrap().to_string();
+        let mut all = vec!["build", "--progress=plain", "--output", "type=tar,dest=/dev/null"];
+        all.extend_from_slice(args);
+        all.push(&dir);
+        let output = kiln.run(&all);
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = run(&["--build-arg", "BUILDKIT_SYNTAX=example.com/custom/frontend"]);
+    assert!(
+        !ok && err.contains("unsupported syntax directive \"example.com/custom/frontend\""),
+        "{err}"
+    );
+    let (ok, err) = run(&["--build-arg", "BUILDKIT_SYNTAX=docker/dockerfile:1.7"]);
+    assert!(ok, "{err}");
+    let (ok, err) = run(&["--build-arg", "BUILDKIT_INLINE_CACHE=1"]);
+    assert!(
+        !ok && err.contains("BUILDKIT_INLINE_CACHE=1") && err.contains("not supported yet"),
+        "{err}"
+    );
+    let (ok, err) = run(&["--build-arg", "BUILDKIT_INLINE_CACHE=0"]);
+    assert!(ok, "{err}");
+}
+
+#[test]
 fn missing_copy_source_names_the_path_and_line() {
     let Some(h) = Harness::start() else { return };
     let ctx = h.context();

@@ -156,7 +156,12 @@ pub async fn compile<R: ImageResolver>(
     resolver: &R,
 ) -> Result<Compiled, Error> {
     let ast = parser::parse(text);
-    if let Some((syntax, line)) = &ast.directives.syntax
+    // The `BUILDKIT_SYNTAX` build arg chooses the frontend before the directive does.
+    if let Some(syntax) = options.build_args.get("BUILDKIT_SYNTAX") {
+        if !is_builtin_syntax(syntax) {
+            return Err(Error::global(ErrorKind::Syntax(syntax.clone())));
+        }
+    } else if let Some((syntax, line)) = &ast.directives.syntax
         && !is_builtin_syntax(syntax)
     {
         return Err(Error::at(
@@ -167,6 +172,7 @@ pub async fn compile<R: ImageResolver>(
             },
         ));
     }
+    unsupported_builtin_args(&options.build_args)?;
     let dockerfile = instructions::from_ast(&ast)?;
     let mut plan = Plan::new(&dockerfile, options)?;
     let mut images: BTreeMap<Reference, ResolvedImage> = BTreeMap::new();
@@ -227,6 +233,41 @@ pub async fn compile<R: ImageResolver>(
     }
     let mut converter = Converter::new(&dockerfile, &plan, &images, options, text);
     converter.run()
+}
+
+/// BuildKit's built-in args that change what a build exports and that kiln does not implement
+/// yet: turned on, they fail the build rather than being ignored. (As in BuildKit, a value that
+/// is not a boolean leaves them off.)
+fn unsupported_builtin_args(build_args: &BTreeMap<String, String>) -> Result<(), Error> {
+    const UNSUPPORTED: [(&str, &str); 2] = [
+        (
+            "BUILDKIT_INLINE_CACHE",
+            "embedding build cache metadata in the image",
+        ),
+        (
+            "BUILDKIT_MULTI_PLATFORM",
+            "exporting a multi-platform image index",
+        ),
+    ];
+    for (name, what) in UNSUPPORTED {
+        if let Some(value) = build_args.get(name)
+            && parse_bool(value) == Some(true)
+        {
+            return Err(Error::global(ErrorKind::NotSupported(format!(
+                "build arg {name}={value} ({what})"
+            ))));
+        }
+    }
+    Ok(())
+}
+
+/// A boolean the way Go's `strconv.ParseBool` (and so BuildKit) reads one.
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether a `# syntax=` value names a Dockerfile frontend kiln implements itself: BuildKit's
@@ -1250,6 +1291,20 @@ mod tests {
             go_health(&h),
             r#"&{["CMD-SHELL" "true"] "5s" "3s" "0s" "0s" '\x03'}"#
         );
+    }
+
+    #[test]
+    fn builtin_args_that_change_exports_fail_when_on() {
+        let args = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        assert!(unsupported_builtin_args(&args("BUILDKIT_INLINE_CACHE", "0")).is_ok());
+        assert!(unsupported_builtin_args(&args("BUILDKIT_INLINE_CACHE", "yes")).is_ok());
+        let err = unsupported_builtin_args(&args("BUILDKIT_INLINE_CACHE", "1")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "build arg BUILDKIT_INLINE_CACHE=1 (embedding build cache metadata in the image) is not supported yet"
+        );
+        assert!(unsupported_builtin_args(&args("BUILDKIT_MULTI_PLATFORM", "true")).is_err());
+        assert!(unsupported_builtin_args(&args("BUILDKIT_BUILD_NAME", "x")).is_ok());
     }
 
     #[test]
