@@ -318,6 +318,97 @@ ADD {archive} /not-unpacked/
 }
 
 #[test]
+fn add_authenticates_with_buildkit_auth_secrets() {
+    let Some(h) = Harness::start() else { return };
+    // A file behind a bearer token.
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("private.txt"), "private\n").unwrap();
+    let server = HttpServer::serve_with_auth(files.path(), Some("Bearer s3cr3t-token"));
+    // A git repository over dumb HTTP behind git's token form (basic, user x-access-token):
+    // "x-access-token:git-t0ken" in base64.
+    let repos = tempfile::tempdir().unwrap();
+    let work = repos.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q"]);
+    std::fs::write(work.join("README"), "private repo\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    let served = repos.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(
+        repos.path(),
+        &["clone", "-q", "--bare", "work", "served/repo.git"],
+    );
+    git(&served.join("repo.git"), &["update-server-info"]);
+    let git_server = HttpServer::serve_with_auth(&served, Some("basic eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu"));
+
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        "FROM @BASE@\nADD {file} /private.txt\nADD {repo}#main /repo/\n",
+        file = server.url("private.txt"),
+        repo = git_server.url("repo.git"),
+    ));
+    // Without the secrets both sources are refused.
+    let unauthenticated = |line: &str| {
+        let ctx = h.context();
+        ctx.dockerfile(&format!("FROM @BASE@\n{line}\n"));
+        h.build_err(&ctx, &[])
+    };
+    let err = unauthenticated(&format!("ADD {} /private.txt", server.url("private.txt")));
+    assert!(err.contains("invalid response status 401"), "{err}");
+    let err = unauthenticated(&format!("ADD {}#main /repo/", git_server.url("repo.git")));
+    assert!(err.contains("could not read Username"), "{err}");
+
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "s3cr3t-token").unwrap();
+    let git_token = secrets.path().join("git-token");
+    std::fs::write(&git_token, "git-t0ken").unwrap();
+    let built = h.build(
+        &ctx,
+        &[
+            "--secret",
+            &format!("id=HTTP_AUTH_TOKEN_127.0.0.1,src={}", token.display()),
+            "--secret",
+            &format!("id=GIT_AUTH_TOKEN,src={}", git_token.display()),
+        ],
+    );
+    assert_eq!(built.read("/private.txt"), "private\n");
+    assert_eq!(built.read("/repo/README"), "private repo\n");
+    // A header secret is sent as it is, and the host-specific git secret wins over the plain one.
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        "FROM @BASE@\nADD {repo}#main /again/\n",
+        repo = git_server.url("repo.git"),
+    ));
+    let header = secrets.path().join("header");
+    std::fs::write(&header, "basic eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu").unwrap();
+    let wrong = secrets.path().join("wrong");
+    std::fs::write(&wrong, "wrong-token").unwrap();
+    let host = git_server
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let built = h.build(
+        &ctx,
+        &[
+            "--secret",
+            &format!("id=GIT_AUTH_HEADER.{host},src={}", header.display()),
+            "--secret",
+            &format!("id=GIT_AUTH_TOKEN,src={}", wrong.display()),
+        ],
+    );
+    assert_eq!(built.read("/again/README"), "private repo\n");
+    // No secret value reached the state directory or the build's output.
+    for value in ["s3cr3t-token", "git-t0ken", "eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu"] {
+        let found = common::files_containing(h.kiln.root.path(), value.as_bytes());
+        assert!(found.is_empty(), "{value} found in {found:?}");
+        assert!(!built.log.contains(value), "{value} in the build output");
+    }
+}
+
+#[test]
 fn add_git_repository_over_http() {
     let Some(h) = Harness::start() else { return };
     let repos = tempfile::tempdir().unwrap();

@@ -4,49 +4,10 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use common::{BASE, Harness, assert_points_at, sha256_hex};
-
-/// Every file below `dir` whose bytes (or, for gzip files, decompressed bytes) contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(path) = todo.pop() {
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                todo.extend(entries.flatten().map(|e| e.path()));
-            }
-            continue;
-        }
-        if !meta.is_file() {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        let mut contents = vec![bytes.clone()];
-        if bytes.starts_with(&[0x1f, 0x8b]) {
-            let mut plain = Vec::new();
-            if flate2::read::MultiGzDecoder::new(&bytes[..])
-                .read_to_end(&mut plain)
-                .is_ok()
-            {
-                contents.push(plain);
-            }
-        }
-        if contents
-            .iter()
-            .any(|c| c.windows(needle.len()).any(|w| w == needle))
-        {
-            found.push(path);
-        }
-    }
-    found
-}
+use common::{BASE, Harness, assert_points_at, files_containing, sha256_hex};
 
 #[test]
 fn secrets_reach_steps_and_nothing_else() {

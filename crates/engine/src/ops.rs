@@ -131,7 +131,7 @@ pub(crate) fn vertices(
                 if source.identifier.starts_with(llb::attr::SCHEME_LOCAL) {
                     excludes.insert(vertex.digest.clone(), Arc::new(local_excludes(source)?));
                 }
-                source_op(inner, source, &session.local_dirs, &session.id)?
+                source_op(inner, source, session)?
             }
             Some(pb::op::Kind::Exec(exec)) => Arc::new(ExecOp {
                 inner: inner.clone(),
@@ -312,16 +312,16 @@ fn local_excludes(source: &pb::SourceOp) -> Result<Vec<String>, OpFailure> {
 fn source_op(
     inner: &Arc<Inner>,
     source: &pb::SourceOp,
-    local_dirs: &BTreeMap<String, PathBuf>,
-    session: &str,
+    session: &Arc<Session>,
 ) -> Result<Arc<dyn Op<Ref>>, OpFailure> {
     if let Some(name) = source.identifier.strip_prefix(llb::attr::SCHEME_LOCAL) {
-        let dir = local_dirs
+        let dir = session
+            .local_dirs
             .get(name)
             .ok_or_else(|| OpFailure::Invalid(format!("no local directory named {name:?} in this build")))?;
         return Ok(Arc::new(LocalOp {
             dir: Arc::new(dir.clone()),
-            session: session.to_string(),
+            session: session.id.clone(),
         }));
     }
     if let Some(reference) = source.identifier.strip_prefix(llb::attr::SCHEME_IMAGE) {
@@ -333,10 +333,10 @@ fn source_op(
         }));
     }
     if source.identifier.starts_with("http://") || source.identifier.starts_with("https://") {
-        return Ok(Arc::new(http::HttpOp::new(inner, source)?));
+        return Ok(Arc::new(http::HttpOp::new(inner, session, source)?));
     }
     if source.identifier.starts_with(llb::attr::SCHEME_GIT) {
-        return Ok(Arc::new(git::GitOp::new(inner, source)?));
+        return Ok(Arc::new(git::GitOp::new(inner, session, source)?));
     }
     Err(OpFailure::NotSupported(format!("source {:?}", source.identifier)))
 }

@@ -413,6 +413,12 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub fn serve(root: &Path) -> HttpServer {
+        HttpServer::serve_with_auth(root, None)
+    }
+
+    /// Serves `root`, answering 401 to requests whose `Authorization` header is not `auth`.
+    pub fn serve_with_auth(root: &Path, auth: Option<&str>) -> HttpServer {
+        let auth = auth.map(str::to_string);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -425,8 +431,9 @@ impl HttpServer {
                 }
                 let Ok(stream) = stream else { continue };
                 let root = root.clone();
+                let auth = auth.clone();
                 std::thread::spawn(move || {
-                    let _ = handle(stream, &root);
+                    let _ = handle(stream, &root, auth.as_deref());
                 });
             }
         });
@@ -454,7 +461,7 @@ impl Drop for HttpServer {
     }
 }
 
-fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
+fn handle(mut stream: TcpStream, root: &Path, auth: Option<&str>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
@@ -470,6 +477,19 @@ fn handle(mut stream: TcpStream, root: &Path) -> std::io::Result<()> {
     let method = words.next().unwrap_or_default().to_string();
     let target = words.next().unwrap_or_default();
     let path = target.split('?').next().unwrap_or_default();
+    if let Some(auth) = auth {
+        let given = text.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization").then(|| value.trim())
+        });
+        if given != Some(auth) {
+            stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"kiln\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
+            return stream.flush();
+        }
+    }
     let file = (!path.split('/').any(|c| c == ".."))
         .then(|| root.join(path.trim_start_matches('/')))
         .filter(|p| p.is_file());
@@ -574,4 +594,42 @@ pub fn process_with_arg(arg: &str) -> Option<u32> {
             .any(|a| a == arg.as_bytes())
             .then_some(pid)
     })
+}
+
+/// Every file below `dir` whose bytes (or, for gzip files, decompressed bytes) contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                todo.extend(entries.flatten().map(|e| e.path()));
+            }
+            continue;
+        }
+        if !meta.is_file() {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let mut contents = vec![bytes.clone()];
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut plain = Vec::new();
+            if flate2::read::MultiGzDecoder::new(&bytes[..])
+                .read_to_end(&mut plain)
+                .is_ok()
+            {
+                contents.push(plain);
+            }
+        }
+        if contents
+            .iter()
+            .any(|c| c.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -26,7 +26,15 @@
 //! mode, and is killed if the build is cancelled. Errors name the URL (credentials redacted) and
 //! the ref.
 //!
-//! Not done: authentication secrets and ssh agent forwarding from a client session, a persistent
+//! HTTP(S) remotes authenticate with the build's secrets, as BuildKit's: the first of
+//! `GIT_AUTH_HEADER.<host>`, `GIT_AUTH_TOKEN.<host>`, `GIT_AUTH_HEADER` and `GIT_AUTH_TOKEN` that
+//! the build was given (`<host>` with its port, if any) becomes the `Authorization` header git
+//! sends to that remote (to all of `https://github.com/` for a GitHub remote, as BuildKit does):
+//! a header secret as it is, a token as `basic base64(x-access-token:<token>)`. The header is
+//! handed to git in its environment, never on its command line, and is part of no cache key or
+//! message.
+//!
+//! Not done: ssh agent forwarding from a client session for git remotes, a persistent
 //! per-remote cache of fetched objects, and reproducible mtimes.
 
 use std::collections::BTreeMap;
@@ -42,7 +50,7 @@ use oci::Digest;
 use solver::{BoxFuture, CacheMap, Context, Op, OpError};
 use store::fileop::{self, CopyOptions};
 
-use super::op_error;
+use super::{Session, op_error};
 use crate::{Inner, Ref};
 
 /// How many trailing lines of git's error output an error message carries.
@@ -76,6 +84,9 @@ pub(crate) enum GitError {
         expected: String,
         actual: String,
     },
+    /// An authentication secret could not be read or used.
+    #[error("failed to authenticate to {url}: {message}")]
+    Auth { url: String, message: String },
     /// The checkout could not be made into a snapshot.
     #[error("failed to {action} for {url}#{reference}: {message}")]
     Checkout {
@@ -89,6 +100,8 @@ pub(crate) enum GitError {
 /// A git source op.
 pub(super) struct GitOp {
     inner: Arc<Inner>,
+    /// The build's session: where authentication secrets come from.
+    session: Arc<Session>,
     source: GitSource,
     /// The commit found while computing the cache key, used by `exec`.
     resolved: Mutex<Option<Resolved>>,
@@ -119,9 +132,14 @@ struct Resolved {
 
 impl GitOp {
     /// Reads the source op's identifier and attributes.
-    pub(super) fn new(inner: &Arc<Inner>, source: &pb::SourceOp) -> Result<GitOp, GitError> {
+    pub(super) fn new(
+        inner: &Arc<Inner>,
+        session: &Arc<Session>,
+        source: &pb::SourceOp,
+    ) -> Result<GitOp, GitError> {
         Ok(GitOp {
             inner: inner.clone(),
+            session: session.clone(),
             source: parse_source(source)?,
             resolved: Mutex::new(None),
         })
@@ -137,6 +155,58 @@ impl GitOp {
         } else {
             self.source.reference.clone()
         }
+    }
+
+    /// The git configuration entry (`http.<scope>.extraheader`, `Authorization: …`) the build's
+    /// secrets give this remote, if any.
+    fn auth_config(&self) -> Result<Option<(String, String)>, GitError> {
+        let Ok(url) = reqwest::Url::parse(&self.source.remote) else {
+            return Ok(None);
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Ok(None);
+        }
+        let mut host = url.host_str().unwrap_or_default().to_string();
+        if let Some(port) = url.port() {
+            host = format!("{host}:{port}");
+        }
+        let names = [
+            (format!("GIT_AUTH_HEADER.{host}"), false),
+            (format!("GIT_AUTH_TOKEN.{host}"), true),
+            ("GIT_AUTH_HEADER".to_string(), false),
+            ("GIT_AUTH_TOKEN".to_string(), true),
+        ];
+        for (name, token) in names {
+            let value = super::secrets::value(&self.session, &name).map_err(|e| GitError::Auth {
+                url: self.url(),
+                message: e.to_string(),
+            })?;
+            let Some(value) = value else { continue };
+            let value = String::from_utf8(value)
+                .ok()
+                .filter(|v| !v.contains(['\r', '\n', '\0']))
+                .ok_or_else(|| GitError::Auth {
+                    url: self.url(),
+                    message: format!("secret {name} is not a valid HTTP header value"),
+                })?;
+            let value = if token {
+                format!(
+                    "basic {}",
+                    crate::progress::json::base64_encode(format!("x-access-token:{value}").as_bytes())
+                )
+            } else {
+                value
+            };
+            let scope = ["https://github.com/", "https://www.github.com/"]
+                .into_iter()
+                .find(|p| self.source.remote.starts_with(p))
+                .map_or_else(|| self.source.remote.clone(), str::to_string);
+            return Ok(Some((
+                format!("http.{scope}.extraheader"),
+                format!("Authorization: {value}"),
+            )));
+        }
+        Ok(None)
     }
 
     /// Runs git (in `dir`, when given) and returns its standard output.
@@ -162,6 +232,13 @@ impl GitOp {
             .kill_on_drop(true);
         if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
             command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+        }
+        // In the environment, where other users cannot read it (the command line is public).
+        if let Some((key, value)) = self.auth_config()? {
+            command
+                .env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", key)
+                .env("GIT_CONFIG_VALUE_0", value);
         }
         let output = command.output().await.map_err(|source| GitError::Spawn {
             url: self.url(),

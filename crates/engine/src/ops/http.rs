@@ -13,9 +13,16 @@
 //! life of the engine, so the next build revalidates with `If-None-Match`/`If-Modified-Since`
 //! and a `304 Not Modified` reuses the stored blob without transferring it again.
 //!
+//! Authentication comes from the build's secrets, as BuildKit's: `HTTP_AUTH_HEADER_<host>` is
+//! sent as the `Authorization` header as it is, `HTTP_AUTH_TOKEN_<host>` as `Bearer <token>`
+//! (it wins when both are given); `<host>` is the URL's host without its port. A missing secret
+//! means no header. Secrets are read for each request and are never part of a cache key, a
+//! message or the progress output; the header is marked sensitive, and the HTTP client drops it
+//! when a redirect leaves the host.
+//!
 //! Not done: remembering validators across processes (the store has no table for them yet),
-//! `Content-Disposition` file names, authentication headers and user-defined request headers,
-//! and size limits (downloads are streamed to disk, never held in memory).
+//! `Content-Disposition` file names, user-defined request headers, and size limits (downloads
+//! are streamed to disk, never held in memory).
 
 use std::collections::BTreeMap;
 use std::fs::{self, FileTimes, OpenOptions};
@@ -27,11 +34,13 @@ use std::time::{Duration, SystemTime};
 
 use llb::pb;
 use oci::Digest;
-use reqwest::header::{ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::header::{
+    AUTHORIZATION, ETAG, HeaderMap, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+};
 use solver::{BoxFuture, CacheMap, Context, Op, OpError};
 use store::{SnapshotId, Store};
 
-use super::{join_error, op_error};
+use super::{Session, join_error, op_error};
 use crate::{Inner, Ref};
 
 /// The file name used when neither the attributes nor the URL give one, as BuildKit's.
@@ -64,6 +73,9 @@ pub(crate) enum HttpError {
     /// The download could not be stored.
     #[error("failed to store the download of {url}: {source}")]
     Store { url: String, source: store::Error },
+    /// An authentication secret could not be read or used.
+    #[error("failed to authenticate to {url}: {message}")]
+    Auth { url: String, message: String },
     /// The result file could not be written.
     #[error("failed to {action} {path} for {url}: {source}")]
     Write {
@@ -127,7 +139,11 @@ struct Fetched {
 /// An HTTP source op.
 pub(super) struct HttpOp {
     inner: Arc<Inner>,
+    /// The build's session: where authentication secrets come from.
+    session: Arc<Session>,
     url: String,
+    /// The URL's host without port or brackets, as BuildKit names auth secrets.
+    host: String,
     filename: String,
     perm: u32,
     checksum: Option<Digest>,
@@ -137,7 +153,11 @@ pub(super) struct HttpOp {
 
 impl HttpOp {
     /// Reads the source op's URL and attributes.
-    pub(super) fn new(inner: &Arc<Inner>, source: &pb::SourceOp) -> Result<HttpOp, HttpError> {
+    pub(super) fn new(
+        inner: &Arc<Inner>,
+        session: &Arc<Session>,
+        source: &pb::SourceOp,
+    ) -> Result<HttpOp, HttpError> {
         let url = source.identifier.clone();
         let invalid = |reason: String| HttpError::Invalid {
             url: redact(&url),
@@ -161,9 +181,17 @@ impl HttpOp {
             Some(name) if !name.is_empty() => safe_file_name(name),
             _ => safe_file_name(&percent_decode(parsed.path())),
         };
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         Ok(HttpOp {
             inner: inner.clone(),
+            session: session.clone(),
             url,
+            host,
             filename,
             perm,
             checksum,
@@ -175,6 +203,31 @@ impl HttpOp {
     /// another name or mode is another download.
     fn memo_key(&self) -> Digest {
         Digest::of(format!("{}\0{}\0{:o}", self.url, self.filename, self.perm).as_bytes())
+    }
+
+    /// The `Authorization` header the build's secrets give this URL's host, if any.
+    fn authorization(&self) -> Result<Option<HeaderValue>, HttpError> {
+        let names = [
+            (format!("HTTP_AUTH_HEADER_{}", self.host), ""),
+            (format!("HTTP_AUTH_TOKEN_{}", self.host), "Bearer "),
+        ];
+        let mut found = None;
+        for (name, prefix) in names {
+            let value = super::secrets::value(&self.session, &name).map_err(|e| HttpError::Auth {
+                url: redact(&self.url),
+                message: e.to_string(),
+            })?;
+            let Some(value) = value else { continue };
+            let mut bytes = prefix.as_bytes().to_vec();
+            bytes.extend_from_slice(&value);
+            let mut header = HeaderValue::from_bytes(&bytes).map_err(|_| HttpError::Auth {
+                url: redact(&self.url),
+                message: format!("secret {name} is not a valid HTTP header value"),
+            })?;
+            header.set_sensitive(true);
+            found = Some(header);
+        }
+        Ok(found)
     }
 
     /// Downloads the URL into the content store, revalidating an earlier download when
@@ -193,6 +246,9 @@ impl HttpOp {
             message: error_chain(&e),
         };
         let mut request = self.inner.http.client()?.get(&self.url);
+        if let Some(authorization) = self.authorization()? {
+            request = request.header(AUTHORIZATION, authorization);
+        }
         if let Some(memo) = &memo {
             if let Some(etag) = &memo.etag {
                 request = request.header(IF_NONE_MATCH, etag);
