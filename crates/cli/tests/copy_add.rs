@@ -6,6 +6,7 @@
 mod common;
 
 use common::{Harness, HttpServer, LAST_MODIFIED_EPOCH, assert_points_at, git, sha256_hex};
+use std::path::{Path, PathBuf};
 
 #[test]
 fn copy_from_the_context_sources_and_destinations() {
@@ -333,13 +334,7 @@ fn add_authenticates_with_buildkit_auth_secrets() {
     std::fs::write(work.join("README"), "private repo\n").unwrap();
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "first"]);
-    let served = repos.path().join("served");
-    std::fs::create_dir_all(&served).unwrap();
-    git(
-        repos.path(),
-        &["clone", "-q", "--bare", "work", "served/repo.git"],
-    );
-    git(&served.join("repo.git"), &["update-server-info"]);
+    let served = bare_for_dumb_http(repos.path());
     let git_server = HttpServer::serve_with_auth(&served, Some("basic eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu"));
 
     let ctx = h.context();
@@ -360,19 +355,18 @@ fn add_authenticates_with_buildkit_auth_secrets() {
     assert!(err.contains("could not read Username"), "{err}");
 
     let secrets = tempfile::tempdir().unwrap();
-    let token = secrets.path().join("token");
-    std::fs::write(&token, "s3cr3t-token").unwrap();
-    let git_token = secrets.path().join("git-token");
-    std::fs::write(&git_token, "git-t0ken").unwrap();
-    let built = h.build(
-        &ctx,
-        &[
-            "--secret",
-            &format!("id=HTTP_AUTH_TOKEN_127.0.0.1,src={}", token.display()),
-            "--secret",
-            &format!("id=GIT_AUTH_TOKEN,src={}", git_token.display()),
-        ],
-    );
+    // `--secret id=ID,src=FILE` with `value` in the file.
+    let secret = |id: &str, value: &str| -> [String; 2] {
+        let file = secrets.path().join(id);
+        std::fs::write(&file, value).unwrap();
+        ["--secret".into(), format!("id={id},src={}", file.display())]
+    };
+    let args = [
+        secret("HTTP_AUTH_TOKEN_127.0.0.1", "s3cr3t-token"),
+        secret("GIT_AUTH_TOKEN", "git-t0ken"),
+    ]
+    .concat();
+    let built = h.build(&ctx, &args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(built.read("/private.txt"), "private\n");
     assert_eq!(built.read("/repo/README"), "private repo\n");
     // A header secret is sent as it is, and the host-specific git secret wins over the plain one.
@@ -381,10 +375,6 @@ fn add_authenticates_with_buildkit_auth_secrets() {
         "FROM @BASE@\nADD {repo}#main /again/\n",
         repo = git_server.url("repo.git"),
     ));
-    let header = secrets.path().join("header");
-    std::fs::write(&header, "basic eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu").unwrap();
-    let wrong = secrets.path().join("wrong");
-    std::fs::write(&wrong, "wrong-token").unwrap();
     let host = git_server
         .url("")
         .trim_start_matches("http://")
@@ -393,11 +383,16 @@ fn add_authenticates_with_buildkit_auth_secrets() {
     let built = h.build(
         &ctx,
         &[
-            "--secret",
-            &format!("id=GIT_AUTH_HEADER.{host},src={}", header.display()),
-            "--secret",
-            &format!("id=GIT_AUTH_TOKEN,src={}", wrong.display()),
-        ],
+            secret(
+                &format!("GIT_AUTH_HEADER.{host}"),
+                "basic eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu",
+            ),
+            secret("GIT_AUTH_TOKEN", "wrong-token"),
+        ]
+        .concat()
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
     );
     assert_eq!(built.read("/again/README"), "private repo\n");
     // No secret value reached the state directory or the build's output.
@@ -426,13 +421,7 @@ fn add_git_repository_over_http() {
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "feature"]);
     git(&work, &["checkout", "-q", "main"]);
-    let served = repos.path().join("served");
-    std::fs::create_dir_all(&served).unwrap();
-    git(
-        repos.path(),
-        &["clone", "-q", "--bare", "work", "served/repo.git"],
-    );
-    git(&served.join("repo.git"), &["update-server-info"]);
+    let served = bare_for_dumb_http(repos.path());
     let server = HttpServer::serve(&served);
     let repo = server.url("repo.git");
 
@@ -473,4 +462,14 @@ ADD --checksum={main_commit} {repo}#main /pinned/
     let err = h.build_err(&ctx, &[]);
     assert_points_at(&err, 2, "ADD --checksum=");
     assert!(err.contains(&main_commit), "{err}");
+}
+
+/// Clones `<repos>/work` bare into `<repos>/served/repo.git`, ready to be served over git's dumb
+/// HTTP protocol; returns `<repos>/served`.
+fn bare_for_dumb_http(repos: &Path) -> PathBuf {
+    let served = repos.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(repos, &["clone", "-q", "--bare", "work", "served/repo.git"]);
+    git(&served.join("repo.git"), &["update-server-info"]);
+    served
 }
