@@ -254,7 +254,7 @@ fn ssh_agents_are_forwarded_and_keys_stay_outside() {
     ctx.dockerfile(&format!(
         r#"FROM {image}
 RUN --mount=type=ssh ssh-add -l > /keys-default && echo "$SSH_AUTH_SOCK" > /sock && stat -c '%a %u' "$SSH_AUTH_SOCK" > /sock-stat
-RUN --mount=type=ssh,id=fromkey,target=/agent.sock,uid=1000,mode=0660 SSH_AUTH_SOCK=/agent.sock ssh-add -l > /keys-fromkey && stat -c '%a %u' /agent.sock > /agent-stat
+RUN --mount=type=ssh,id=fromkey,target=/agent.sock,uid=1000,gid=1001,mode=0660 SSH_AUTH_SOCK=/agent.sock ssh-add -l > /keys-fromkey && stat -c '%a %u %g' /agent.sock > /agent-stat
 "#
     ));
     let default_arg = format!("default={}", agent.socket().display());
@@ -273,7 +273,7 @@ RUN --mount=type=ssh,id=fromkey,target=/agent.sock,uid=1000,mode=0660 SSH_AUTH_S
     );
     assert_eq!(built.read("/sock"), "/run/buildkit/ssh_agent.0\n");
     assert_eq!(built.read("/sock-stat"), "600 0\n");
-    assert_eq!(built.read("/agent-stat"), "660 1000\n");
+    assert_eq!(built.read("/agent-stat"), "660 1000 1001\n");
     assert!(!built.exists("/run/buildkit"), "{:?}", built.list("/"));
     assert!(!built.exists("/agent.sock"));
     // The private key is in no layer, and not in the state directory.
