@@ -1076,19 +1076,9 @@ fn trim_fraction(value: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Lexically cleans an absolute path: no `.`, `..` or repeated slashes.
+/// Lexically cleans a path into an absolute one: no `.`, `..` or repeated slashes.
 pub fn clean_path(path: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    oci::path::clean(&format!("/{path}"))
 }
 
 /// Resolves a COPY destination against the working directory, keeping a trailing `/` (which

@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Result<Vec<String>, DockerignoreError> {
         if invert && body.is_empty() {
             return Err(DockerignoreError::LoneExclusion { line });
         }
-        let cleaned = clean(body);
+        let cleaned = oci::path::clean(body);
         let cleaned = cleaned.strip_prefix('/').unwrap_or(&cleaned);
         if cleaned.is_empty() {
             return Err(DockerignoreError::EmptyPattern {
@@ -73,31 +73,6 @@ pub fn parse(text: &str) -> Result<Vec<String>, DockerignoreError> {
         });
     }
     Ok(patterns)
-}
-
-/// Go's `filepath.Clean` for slash-separated paths.
-fn clean(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
 }
 
 #[cfg(test)]

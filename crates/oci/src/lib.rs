@@ -18,6 +18,7 @@
 
 mod digest;
 mod image;
+pub mod path;
 mod platform;
 mod reference;
 pub mod time;

@@ -89,33 +89,6 @@ fn units(bytes: &[u8]) -> Vec<u32> {
     }
 }
 
-/// Go's `filepath.Clean` for slash-separated paths: `.` and empty elements dropped, `..` removing
-/// the element before it (kept at the start of a relative path, dropped at the root), no
-/// trailing slash, `.` for an empty result.
-pub(crate) fn clean_path(path: &str) -> String {
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match parts.last() {
-                Some(&last) if last != ".." => {
-                    parts.pop();
-                }
-                _ if rooted => {}
-                _ => parts.push(".."),
-            },
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 impl PatternMatcher {
     /// Compiles `patterns` in order. Empty (or all-blank) patterns are skipped; a lone `!` or a
     /// malformed pattern (bad `[` class, trailing `\`) is [`FileOpError::InvalidPattern`].
@@ -135,7 +108,7 @@ impl PatternMatcher {
                 pattern: raw.to_owned(),
                 reason,
             };
-            let cleaned = clean_path(trimmed);
+            let cleaned = oci::path::clean(trimmed);
             let (exclusion, body) = match cleaned.strip_prefix('!') {
                 Some(rest) => (true, rest.trim()),
                 None => (false, cleaned.as_str()),
@@ -143,7 +116,7 @@ impl PatternMatcher {
             if exclusion && body.is_empty() {
                 return Err(invalid("an exclusion needs a pattern after \"!\""));
             }
-            let body = clean_path(body);
+            let body = oci::path::clean(body);
             let body = body.trim_start_matches('/');
             if body.is_empty() {
                 // `/` alone: it would have to match the root, which is never matched.
@@ -446,21 +419,6 @@ impl std::fmt::Display for PatternMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_like_go() {
-        for (input, want) in [
-            ("a//b/./c/", "a/b/c"),
-            ("a/b/../../..", ".."),
-            ("/../x", "/x"),
-            ("./", "."),
-            ("", "."),
-            ("!./foo", "!./foo"),
-            ("../a/../b", "../b"),
-        ] {
-            assert_eq!(clean_path(input), want, "{input}");
-        }
-    }
 
     #[test]
     fn tokens_match_like_moby_regexps() {
