@@ -114,9 +114,13 @@ pub(crate) struct BuildArgs {
     /// Output destination (format: `type=local,dest=path`).
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub(crate) outputs: Vec<String>,
-    /// Name of the image (recorded in OCI outputs), `name:tag`.
+    /// Name of the image, `name:tag` (recorded in OCI outputs; where `--push` and registry
+    /// outputs without `name=` push to).
     #[arg(short = 't', long = "tag")]
     pub(crate) tags: Vec<String>,
+    /// Push the image to the registry of its `-t` names (short for `--output type=registry`).
+    #[arg(long)]
+    pub(crate) push: bool,
     /// Set type of progress output.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub(crate) progress: ProgressMode,

@@ -180,14 +180,40 @@ pub(crate) fn parse_output(spec: &str, tags: &[String]) -> Result<Option<OutputS
             }
         }
         "cacheonly" => return Ok(None),
-        "docker" | "image" | "registry" => {
-            return Err(format!(
-                "output type {kind:?} is not supported yet (supported: local, tar, oci)"
-            ));
+        "image" | "registry" => {
+            let push = match fields.remove("push").as_deref() {
+                None => kind == "registry",
+                Some("true") => true,
+                Some("false") => false,
+                Some(other) => return Err(format!("invalid push={other}: expected true or false")),
+            };
+            if !push {
+                return Err(
+                    "output type \"image\" without push=true is not supported yet: kiln has no local image store \
+                     (add push=true, or use type=oci)"
+                        .into(),
+                );
+            }
+            let names = match fields.remove("name") {
+                Some(name) => vec![name],
+                None => tags.to_vec(),
+            };
+            if names.is_empty() {
+                return Err(format!(
+                    "{kind} output needs an image name: add name=NAME, or -t NAME"
+                ));
+            }
+            OutputSpec::Registry { names }
+        }
+        "docker" => {
+            return Err(
+                "output type \"docker\" is not supported yet (supported: local, tar, oci, image with push=true, registry)"
+                    .into(),
+            );
         }
         other => {
             return Err(format!(
-                "unknown output type {other:?} (supported: local, tar, oci)"
+                "unknown output type {other:?} (supported: local, tar, oci, image, registry)"
             ));
         }
     };
@@ -208,6 +234,16 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
         if let Some(output) = parse_output(spec, &args.tags).map_err(CliError::Usage)? {
             request.outputs.push(output);
         }
+    }
+    // `--push` is buildx's shorthand for a registry output (unless one was given already).
+    if args.push
+        && !request
+            .outputs
+            .iter()
+            .any(|o| matches!(o, OutputSpec::Registry { .. }))
+    {
+        let output = parse_output("type=registry", &args.tags).map_err(CliError::Usage)?;
+        request.outputs.extend(output);
     }
     let stdout_outputs = request
         .outputs
@@ -231,7 +267,7 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     }
     let engine = open_engine(cli)?;
     let display = Display::new(args.progress, false, args.explain_cache);
-    if args.outputs.is_empty() {
+    if args.outputs.is_empty() && !args.push {
         display.warn("No output specified: the build result will only remain in the build cache. Use --output to export it.");
     }
     let result = engine.build(&request, display.clone()).await;
@@ -294,6 +330,28 @@ mod tests {
             parse_output("type=docker,dest=x", &[])
                 .unwrap_err()
                 .contains("not supported yet")
+        );
+        assert!(
+            parse_output("type=image,name=r/a:1", &[])
+                .unwrap_err()
+                .contains("not supported yet")
+        );
+        assert_eq!(
+            parse_output("type=image,name=r/a:1,push=true", &["t:2".into()]).unwrap(),
+            Some(OutputSpec::Registry {
+                names: vec!["r/a:1".into()]
+            })
+        );
+        assert_eq!(
+            parse_output("type=registry", &["t:2".into(), "t:3".into()]).unwrap(),
+            Some(OutputSpec::Registry {
+                names: vec!["t:2".into(), "t:3".into()]
+            })
+        );
+        assert!(
+            parse_output("type=registry", &[])
+                .unwrap_err()
+                .contains("needs an image name")
         );
         assert!(
             parse_output("type=local,dest=x,bogus=1", &[])

@@ -420,6 +420,9 @@ async fn export(
     image: &ImageConfig,
     progress: &Arc<dyn Progress>,
 ) -> Result<Option<oci::Digest>, BuildError> {
+    if let OutputSpec::Registry { names } = output {
+        return push(inner, names, snapshot, image, progress).await;
+    }
     let store = inner.store.clone();
     let image = image.clone();
     let output = output.clone();
@@ -427,6 +430,7 @@ async fn export(
         OutputSpec::Oci { .. } => ("exporting to oci image format", progress.clone()),
         OutputSpec::Local { .. } => ("exporting to client directory", progress.clone()),
         OutputSpec::Tar { .. } => ("exporting to client tarball", progress.clone()),
+        OutputSpec::Registry { .. } => ("exporting to image", progress.clone()),
     };
     let step = Step::start(&progress, name);
     let result =
@@ -463,6 +467,7 @@ async fn export(
                     notes.push("sending tarball done".into());
                     None
                 }
+                OutputSpec::Registry { .. } => return Err("registry outputs are pushed, not written".into()),
             };
             Ok((manifest, notes))
         })
@@ -475,6 +480,72 @@ async fn export(
         }
     }
     step.finish(result).map(|(m, _)| m)
+}
+
+/// Builds the image (its blobs in the content store, as for an OCI tarball) and pushes it to
+/// every name: layers and config first (blobs the repository has already are skipped), then the
+/// manifest under the name's tag. Returns the manifest digest.
+async fn push(
+    inner: &Arc<Inner>,
+    names: &[String],
+    snapshot: Option<store::SnapshotId>,
+    image: &ImageConfig,
+    progress: &Arc<dyn Progress>,
+) -> Result<Option<oci::Digest>, BuildError> {
+    let step = Step::start(progress, "exporting to image");
+    let result = async {
+        let references = names
+            .iter()
+            .map(|name| oci::Reference::parse(name).map_err(|e| format!("invalid image name {name:?}: {e}")))
+            .collect::<Result<Vec<_>, String>>()?;
+        if references.is_empty() {
+            return Err("pushing an image needs a name: add name=NAME to the output, or -t NAME".to_string());
+        }
+        let store = inner.store.clone();
+        let config = image.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            let source = exporter::Source {
+                store: &store,
+                result: snapshot,
+                image: &config,
+            };
+            exporter::build_image(&source, &exporter::OciOptions::default()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        step.status("exporting layers done");
+        step.status(format!("exporting manifest {} done", summary.manifest.digest));
+        step.status(format!("exporting config {} done", summary.config.digest));
+        let content = inner.store.content();
+        let manifest = bytes::Bytes::from(
+            std::fs::read(content.path(&summary.manifest.digest))
+                .map_err(|e| format!("failed to read manifest {}: {e}", summary.manifest.digest))?,
+        );
+        for reference in &references {
+            let shown = reference.familiar();
+            step.status(format!("naming to {shown} done"));
+            let failed = |e: registry::Error| format!("failed to push {shown}: {e}");
+            for blob in summary.layers.iter().chain([&summary.config]) {
+                let body = registry::BlobBody::File(content.path(&blob.digest));
+                inner
+                    .registry
+                    .push_blob(reference, blob, body)
+                    .await
+                    .map_err(failed)?;
+            }
+            step.status(format!("pushing layers for {shown} done"));
+            let digest = inner
+                .registry
+                .push_manifest(reference, &summary.manifest.media_type, manifest.clone())
+                .await
+                .map_err(failed)?;
+            step.status(format!("pushing manifest for {shown}@{digest} done"));
+        }
+        Ok(Some(summary.manifest.digest))
+    }
+    .await
+    .map_err(BuildError::Export);
+    step.finish(result)
 }
 
 fn with_destination<T>(

@@ -84,6 +84,11 @@ pub enum OutputSpec {
         /// Where to write it.
         dest: Destination,
     },
+    /// The image pushed to a registry (`type=image,push=true`, `type=registry`, `--push`).
+    Registry {
+        /// Image references to push to, in order (a missing tag is `latest`).
+        names: Vec<String>,
+    },
 }
 
 /// A build to run.

@@ -1,0 +1,103 @@
+//! Pushing the built image to a registry (`--output type=image,name=…,push=true`,
+//! `type=registry`, `--push`) through the `kiln` binary, against the loopback registry of the
+//! fixture: what lands there is a valid image that skopeo reads and that a later build can use
+//! as its base.
+
+mod common;
+
+use std::process::Command;
+
+use common::Harness;
+
+/// `skopeo inspect --raw` of a pushed image: its manifest.
+fn raw_manifest(reference: &str) -> serde_json::Value {
+    let output = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "skopeo inspect {reference} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn images_are_pushed_and_usable_as_bases() {
+    let Some(h) = Harness::start() else { return };
+    let host = h.fixture.registry.host();
+    let ctx = h.context();
+    ctx.write("hello.txt", "pushed\n");
+    ctx.dockerfile("FROM @BASE@\nCOPY hello.txt /hello.txt\nRUN echo ran > /ran.txt\n");
+
+    let first = format!("{host}/pushed/app:v1");
+    let built = h.build(&ctx, &["--output", &format!("type=image,name={first},push=true")]);
+    assert!(built.log.contains("exporting to image"), "{}", built.log);
+    assert!(
+        built
+            .log
+            .contains(&format!("pushing manifest for {first}@sha256:")),
+        "{}",
+        built.log
+    );
+    let manifest = raw_manifest(&first);
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    // The base layer, the COPY and the RUN.
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 3, "{manifest}");
+
+    // `--push` pushes to every -t name; the blobs are in the registry already.
+    let second = format!("{host}/pushed/app:v2");
+    let third = format!("{host}/other/app:latest");
+    let output = h.kiln.run(&[
+        "build",
+        "--progress=plain",
+        "--push",
+        "-t",
+        &second,
+        "-t",
+        &third,
+        ctx.path().to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert_eq!(raw_manifest(&second), manifest);
+    assert_eq!(raw_manifest(&third), manifest);
+
+    // A build from the pushed image sees its files.
+    let next = h.context();
+    next.dockerfile(&format!(
+        "FROM {first}\nRUN cat /hello.txt /ran.txt > /both.txt\n"
+    ));
+    let built = h.build(&next, &[]);
+    assert_eq!(built.read("/both.txt"), "pushed\nran\n");
+}
+
+#[test]
+fn outputs_that_cannot_push_are_refused_clearly() {
+    let kiln = common::Kiln::new();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let dir = context.path().to_str().unwrap();
+    for (args, message) in [
+        (
+            vec!["--output", "type=image,name=example.com/a:1"],
+            "without push=true is not supported yet",
+        ),
+        (vec!["--output", "type=registry"], "needs an image name"),
+        (vec!["--push"], "needs an image name"),
+        (vec!["--output", "type=docker"], "not supported yet"),
+    ] {
+        let mut all = vec!["build"];
+        all.extend(args.iter().copied());
+        all.push(dir);
+        let output = kiln.run(&all);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
