@@ -121,6 +121,12 @@ pub(crate) struct BuildArgs {
     /// Push the image to the registry of its `-t` names (short for `--output type=registry`).
     #[arg(long)]
     pub(crate) push: bool,
+    /// Write the image's manifest digest to FILE (empty when no output wrote an image).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) iidfile: Option<PathBuf>,
+    /// Write the build result's metadata (image digests, descriptor and names) to FILE, as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) metadata_file: Option<PathBuf>,
     /// Set type of progress output.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub(crate) progress: ProgressMode,

@@ -265,6 +265,19 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
             "only one output can be written to standard output".into(),
         ));
     }
+    // As buildx does: a failed build must not leave the previous build's image id behind.
+    if let Some(path) = &args.iidfile {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(CliError::Usage(format!(
+                    "failed to remove the old --iidfile {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
     let engine = open_engine(cli)?;
     let display = Display::new(args.progress, false, args.explain_cache);
     if args.outputs.is_empty() && !args.push {
@@ -284,10 +297,53 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
                     outcome.unused_build_args.join(" ")
                 );
             }
+            write_result_files(args, outcome.image.as_ref())?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(CliError::build(e, Some(display))),
     }
+}
+
+/// Writes `--iidfile` (the manifest digest) and `--metadata-file` (buildx's keys for the image)
+/// after a successful build.
+fn write_result_files(args: &BuildArgs, image: Option<&engine::ExportedImage>) -> Result<(), CliError> {
+    let write = |path: &PathBuf, what: &str, bytes: Vec<u8>| {
+        std::fs::write(path, bytes)
+            .map_err(|e| CliError::Usage(format!("failed to write the {what} {}: {e}", path.display())))
+    };
+    if let Some(path) = &args.iidfile {
+        let digest = image.map(|i| i.manifest.digest.to_string()).unwrap_or_default();
+        write(path, "--iidfile", digest.into_bytes())?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let text = serde_json::to_vec_pretty(&metadata(image))
+            .map_err(|e| CliError::Usage(format!("failed to encode the --metadata-file: {e}")))?;
+        write(path, "--metadata-file", text)?;
+    }
+    Ok(())
+}
+
+/// The `--metadata-file` document: buildx's `containerimage.*` and `image.name` keys.
+fn metadata(image: Option<&engine::ExportedImage>) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    if let Some(image) = image {
+        map.insert(
+            "containerimage.config.digest".into(),
+            image.config.to_string().into(),
+        );
+        map.insert(
+            "containerimage.descriptor".into(),
+            serde_json::to_value(&image.manifest).unwrap_or_default(),
+        );
+        map.insert(
+            "containerimage.digest".into(),
+            image.manifest.digest.to_string().into(),
+        );
+        if !image.names.is_empty() {
+            map.insert("image.name".into(), image.names.join(",").into());
+        }
+    }
+    serde_json::Value::Object(map)
 }
 
 #[cfg(test)]

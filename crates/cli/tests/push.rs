@@ -50,9 +50,13 @@ fn images_are_pushed_and_usable_as_bases() {
     // The base layer, the COPY and the RUN.
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 3, "{manifest}");
 
-    // `--push` pushes to every -t name; the blobs are in the registry already.
+    // `--push` pushes to every -t name; the blobs are in the registry already. The image id and
+    // the metadata describe what was pushed.
     let second = format!("{host}/pushed/app:v2");
     let third = format!("{host}/other/app:latest");
+    let files = tempfile::tempdir().unwrap();
+    let iidfile = files.path().join("iid");
+    let metadata_file = files.path().join("metadata.json");
     let output = h.kiln.run(&[
         "build",
         "--progress=plain",
@@ -61,12 +65,34 @@ fn images_are_pushed_and_usable_as_bases() {
         &second,
         "-t",
         &third,
+        "--iidfile",
+        iidfile.to_str().unwrap(),
+        "--metadata-file",
+        metadata_file.to_str().unwrap(),
         ctx.path().to_str().unwrap(),
     ]);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{log}");
     assert_eq!(raw_manifest(&second), manifest);
     assert_eq!(raw_manifest(&third), manifest);
+    let iid = std::fs::read_to_string(&iidfile).unwrap();
+    assert!(
+        log.contains(&format!("pushing manifest for {second}@{iid} done")),
+        "{iid}\n{log}"
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metadata_file).unwrap()).unwrap();
+    assert_eq!(metadata["containerimage.digest"], iid.as_str());
+    assert_eq!(metadata["containerimage.descriptor"]["digest"], iid.as_str());
+    assert_eq!(
+        metadata["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        metadata["containerimage.config.digest"],
+        manifest["config"]["digest"]
+    );
+    assert_eq!(metadata["image.name"], format!("{second},{third}"));
 
     // A build from the pushed image sees its files.
     let next = h.context();

@@ -348,8 +348,9 @@ pub(crate) async fn build(
         ..BuildResult::default()
     };
     for output in &request.outputs {
-        if let Some(manifest) = export(inner, output, snapshot, &compiled.image, &progress).await? {
-            outcome.manifest = Some(manifest);
+        if let Some(image) = export(inner, output, snapshot, &compiled.image, &progress).await? {
+            outcome.manifest = Some(image.manifest.digest.clone());
+            outcome.image = Some(image);
         }
     }
     Ok(outcome)
@@ -419,7 +420,7 @@ async fn export(
     snapshot: Option<store::SnapshotId>,
     image: &ImageConfig,
     progress: &Arc<dyn Progress>,
-) -> Result<Option<oci::Digest>, BuildError> {
+) -> Result<Option<crate::ExportedImage>, BuildError> {
     if let OutputSpec::Registry { names } = output {
         return push(inner, names, snapshot, image, progress).await;
     }
@@ -433,8 +434,8 @@ async fn export(
         OutputSpec::Registry { .. } => ("exporting to image", progress.clone()),
     };
     let step = Step::start(&progress, name);
-    let result =
-        tokio::task::spawn_blocking(move || -> Result<(Option<oci::Digest>, Vec<String>), String> {
+    let result = tokio::task::spawn_blocking(
+        move || -> Result<(Option<crate::ExportedImage>, Vec<String>), String> {
             let source = exporter::Source {
                 store: &store,
                 result: snapshot,
@@ -453,7 +454,11 @@ async fn export(
                     notes.push(format!("exporting manifest {} done", summary.manifest.digest));
                     notes.push(format!("exporting config {} done", summary.config.digest));
                     notes.push("sending tarball done".into());
-                    Some(summary.manifest.digest)
+                    Some(crate::ExportedImage {
+                        manifest: summary.manifest,
+                        config: summary.config.digest,
+                        names: name.iter().cloned().collect(),
+                    })
                 }
                 OutputSpec::Local { dest } => {
                     exporter::write_local(&source, dest).map_err(|e| e.to_string())?;
@@ -470,10 +475,11 @@ async fn export(
                 OutputSpec::Registry { .. } => return Err("registry outputs are pushed, not written".into()),
             };
             Ok((manifest, notes))
-        })
-        .await
-        .map_err(|e| BuildError::Export(e.to_string()))
-        .and_then(|r| r.map_err(BuildError::Export));
+        },
+    )
+    .await
+    .map_err(|e| BuildError::Export(e.to_string()))
+    .and_then(|r| r.map_err(BuildError::Export));
     if let Ok((_, notes)) = &result {
         for note in notes {
             step.status(note.clone());
@@ -491,7 +497,7 @@ async fn push(
     snapshot: Option<store::SnapshotId>,
     image: &ImageConfig,
     progress: &Arc<dyn Progress>,
-) -> Result<Option<oci::Digest>, BuildError> {
+) -> Result<Option<crate::ExportedImage>, BuildError> {
     let step = Step::start(progress, "exporting to image");
     let result = async {
         let references = names
@@ -541,7 +547,11 @@ async fn push(
                 .map_err(failed)?;
             step.status(format!("pushing manifest for {shown}@{digest} done"));
         }
-        Ok(Some(summary.manifest.digest))
+        Ok(Some(crate::ExportedImage {
+            manifest: summary.manifest,
+            config: summary.config.digest,
+            names: names.to_vec(),
+        }))
     }
     .await
     .map_err(BuildError::Export);

@@ -165,11 +165,24 @@ impl Entitlement {
     }
 }
 
+/// The image an output wrote (an OCI tarball or a push), as `--metadata-file` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportedImage {
+    /// The manifest's descriptor.
+    pub manifest: oci::Descriptor,
+    /// The digest of the image config.
+    pub config: oci::Digest,
+    /// The names the image was written or pushed under, as given.
+    pub names: Vec<String>,
+}
+
 /// What a finished build reports.
 #[derive(Clone, Debug, Default)]
 pub struct BuildResult {
     /// Manifest digest of the image, when an image output was written.
     pub manifest: Option<oci::Digest>,
+    /// The image of the last image output (OCI tarball or push), if any.
+    pub image: Option<ExportedImage>,
     /// Build arguments that were given but never used.
     pub unused_build_args: Vec<String>,
     /// What automatic garbage collection did after the build.
