@@ -145,6 +145,10 @@ pub(crate) struct BuildArgs {
     /// `security.insecure` (RUN --security=insecure). Repeatable, or comma-separated.
     #[arg(long = "allow", value_name = "ENTITLEMENT", value_delimiter = ',', value_parser = entitlement)]
     pub(crate) allow: Vec<engine::Entitlement>,
+    /// The network of RUN steps that do not set `--network`: `default` (the worker's, see
+    /// `--oci-worker-net`), `none` (loopback only) or `host` (implies `--allow network.host`).
+    #[arg(long, value_enum, default_value_t = BuildNetwork::Default)]
+    pub(crate) network: BuildNetwork,
     /// Add a line to the /etc/hosts of every RUN step: `HOST:IP` or `HOST=IP` (an IPv6
     /// address may be written in brackets). Repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = extra_host)]
@@ -154,6 +158,17 @@ pub(crate) struct BuildArgs {
     /// target (rawjson progress and build logs always include it).
     #[arg(long)]
     pub(crate) explain_cache: bool,
+}
+
+/// `kiln build --network`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BuildNetwork {
+    /// The worker's network.
+    Default,
+    /// Loopback only.
+    None,
+    /// The host's network.
+    Host,
 }
 
 /// Every entitlement `--allow` accepts, in the order the help lists them.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use engine::{BuildRequest, Destination, Engine, EngineConfig, OutputSpec};
 
-use crate::args::{BuildArgs, Cli, Command, CompileArgs, DebugCommand, ProgressMode};
+use crate::args::{BuildArgs, BuildNetwork, Cli, Command, CompileArgs, DebugCommand, ProgressMode};
 use crate::progress::Display;
 use crate::render::CliError;
 
@@ -230,6 +230,15 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     request.ssh = crate::session::ssh(&args.ssh).map_err(CliError::Usage)?;
     request.entitlements = args.allow.iter().copied().collect();
     request.extra_hosts = args.add_hosts.clone();
+    request.default_network = match args.network {
+        BuildNetwork::Default => llb::pb::NetMode::Unset,
+        BuildNetwork::None => llb::pb::NetMode::None,
+        // As buildx does, asking for the host network on the command line grants it.
+        BuildNetwork::Host => {
+            request.entitlements.insert(engine::Entitlement::NetworkHost);
+            llb::pb::NetMode::Host
+        }
+    };
     for spec in &args.outputs {
         if let Some(output) = parse_output(spec, &args.tags).map_err(CliError::Usage)? {
             request.outputs.push(output);

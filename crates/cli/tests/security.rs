@@ -75,6 +75,27 @@ fn network_host_needs_the_entitlement() {
     assert!(err.contains("network.host is not allowed"), "{err}");
 }
 
+#[test]
+fn build_network_is_the_default_of_run_steps() {
+    let Some(h) = Harness::start() else { return };
+    let host = interfaces(&std::fs::read_to_string("/proc/net/dev").unwrap());
+    let loopback = BTreeSet::from(["lo".to_string()]);
+    let ctx = h.context();
+    ctx.dockerfile(
+        "FROM @BASE@\nRUN cat /proc/net/dev > /netdev\nRUN --network=none cat /proc/net/dev > /netdev-none\n",
+    );
+    // `--network host` on the command line grants the entitlement, as in buildx; a step's own
+    // `--network` still wins.
+    let built = h.build(&ctx, &["--network", "host"]);
+    assert_eq!(interfaces(&built.read("/netdev")), host);
+    assert_eq!(interfaces(&built.read("/netdev-none")), loopback);
+    // `--network none` wins over a worker that gives steps the host's network.
+    let built = h.build(&ctx, &["--network", "none", "--oci-worker-net", "host"]);
+    assert_eq!(interfaces(&built.read("/netdev")), loopback);
+    let built = h.build(&ctx, &["--oci-worker-net", "host"]);
+    assert_eq!(interfaces(&built.read("/netdev")), host);
+}
+
 /// A device node of the host that containers do not get by default, and its `major:minor`
 /// in hex (as busybox `stat -c %t:%T` prints them).
 fn host_device() -> (String, String) {

@@ -76,6 +76,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// `--add-host` entries every RUN gets in its `/etc/hosts`.
     pub extra_hosts: Vec<llb::pb::HostIp>,
+    /// `--network`: the network of RUN steps that do not choose one (`Unset`: the worker's).
+    pub default_network: llb::pb::NetMode,
 }
 
 impl Default for BuildOptions {
@@ -91,6 +93,7 @@ impl Default for BuildOptions {
             session: None,
             no_cache: false,
             extra_hosts: Vec::new(),
+            default_network: llb::pb::NetMode::Unset,
         }
     }
 }

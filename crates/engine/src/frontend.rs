@@ -118,6 +118,7 @@ fn build_options(
             .unwrap_or_else(|| "Dockerfile".into()),
         session,
         no_cache: request.no_cache,
+        default_network: request.default_network,
         extra_hosts: request
             .extra_hosts
             .iter()

@@ -117,6 +117,8 @@ pub struct BuildRequest {
     pub entitlements: BTreeSet<Entitlement>,
     /// `--add-host HOST:IP`s: extra `/etc/hosts` entries of every RUN, in order.
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// `--network`: the network of RUN steps without `--network` (`Unset`: the worker's).
+    pub default_network: llb::pb::NetMode,
 }
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).

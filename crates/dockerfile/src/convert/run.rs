@@ -392,7 +392,9 @@ impl Converter<'_> {
             .transpose()?
             .as_deref()
         {
-            None | Some("default") => pb::NetMode::Unset,
+            // The build's `--network` when the step does not choose, as BuildKit's
+            // force-network-mode.
+            None | Some("default") => self.options.default_network,
             Some("none") => pb::NetMode::None,
             Some("host") => pb::NetMode::Host,
             Some(other) => {
