@@ -54,7 +54,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Build an image from a Dockerfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Show what the build cache holds: records, sizes, last use (`--format json` for scripts).
     #[command(after_long_help = crate::disk::JSON_HELP)]
     Du(crate::disk::DuArgs),
@@ -149,6 +149,13 @@ pub(crate) struct BuildArgs {
     /// `--oci-worker-net`), `none` (loopback only) or `host` (implies `--allow network.host`).
     #[arg(long, value_enum, default_value_t = BuildNetwork::Default)]
     pub(crate) network: BuildNetwork,
+    /// Size of /dev/shm in RUN steps, e.g. `128m` or `1g` (default 64m).
+    #[arg(long, value_name = "SIZE", value_parser = crate::disk::size)]
+    pub(crate) shm_size: Option<u64>,
+    /// A resource limit of RUN steps: `NAME=SOFT[:HARD]`, e.g. `nofile=1024:2048` (-1 is
+    /// unlimited). Repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = ulimit)]
+    pub(crate) ulimits: Vec<llb::pb::Ulimit>,
     /// Add a line to the /etc/hosts of every RUN step: `HOST:IP` or `HOST=IP` (an IPv6
     /// address may be written in brackets). Repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP", value_parser = extra_host)]
@@ -203,6 +210,41 @@ pub(crate) fn extra_host(spec: &str) -> Result<(String, std::net::IpAddr), Strin
         .parse()
         .map_err(|_| format!("invalid --add-host {spec:?}: {ip:?} is not an IP address"))?;
     Ok((host.to_string(), ip))
+}
+
+/// Parses one `--ulimit` value the way docker does: `NAME=SOFT[:HARD]`, the hard limit being the
+/// soft one when absent.
+pub(crate) fn ulimit(spec: &str) -> Result<llb::pb::Ulimit, String> {
+    let (name, limits) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("invalid --ulimit {spec:?}: expected NAME=SOFT[:HARD]"))?;
+    if !engine::ULIMIT_NAMES.contains(&name) {
+        return Err(format!(
+            "invalid --ulimit {spec:?}: unknown resource {name:?} (known: {})",
+            engine::ULIMIT_NAMES.join(", ")
+        ));
+    }
+    let number = |text: &str| -> Result<i64, String> {
+        match text.parse::<i64>() {
+            Ok(n) if n >= -1 => Ok(n),
+            _ => Err(format!("invalid --ulimit {spec:?}: {text:?} is not a limit")),
+        }
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (number(soft)?, number(hard)?),
+        None => (number(limits)?, number(limits)?),
+    };
+    let unlimited = |n: i64| n == -1;
+    if !unlimited(hard) && (unlimited(soft) || soft > hard) {
+        return Err(format!(
+            "invalid --ulimit {spec:?}: the soft limit is above the hard limit"
+        ));
+    }
+    Ok(llb::pb::Ulimit {
+        name: name.to_string(),
+        soft,
+        hard,
+    })
 }
 
 fn entitlement(name: &str) -> Result<engine::Entitlement, String> {
@@ -285,5 +327,26 @@ mod tests {
                 .unwrap_err()
                 .contains("not supported yet")
         );
+    }
+
+    #[test]
+    fn ulimit_takes_docker_forms() {
+        let parsed = |s: &str| super::ulimit(s).map(|u| (u.name, u.soft, u.hard));
+        assert_eq!(parsed("nofile=1024:2048"), Ok(("nofile".into(), 1024, 2048)));
+        assert_eq!(parsed("nproc=512"), Ok(("nproc".into(), 512, 512)));
+        assert_eq!(parsed("core=-1"), Ok(("core".into(), -1, -1)));
+        assert_eq!(parsed("memlock=64:-1"), Ok(("memlock".into(), 64, -1)));
+        assert!(
+            super::ulimit("nofile")
+                .unwrap_err()
+                .contains("expected NAME=SOFT")
+        );
+        assert!(super::ulimit("files=1").unwrap_err().contains("unknown resource"));
+        assert!(
+            super::ulimit("nofile=2:1")
+                .unwrap_err()
+                .contains("above the hard")
+        );
+        assert!(super::ulimit("nofile=x").unwrap_err().contains("not a limit"));
     }
 }

@@ -230,6 +230,13 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     request.ssh = crate::session::ssh(&args.ssh).map_err(CliError::Usage)?;
     request.entitlements = args.allow.iter().copied().collect();
     request.extra_hosts = args.add_hosts.clone();
+    request.ulimits = args.ulimits.clone();
+    request.shm_size = match args.shm_size {
+        None => 0,
+        Some(size) => {
+            i64::try_from(size).map_err(|_| CliError::Usage(format!("--shm-size {size} is too large")))?
+        }
+    };
     request.default_network = match args.network {
         BuildNetwork::Default => llb::pb::NetMode::Unset,
         BuildNetwork::None => llb::pb::NetMode::None,

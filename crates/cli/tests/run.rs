@@ -299,6 +299,60 @@ fn run_add_host_entries_reach_etc_hosts() {
 }
 
 #[test]
+fn run_ulimit_and_shm_size_flags_reach_every_step() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile(
+        "FROM @BASE@\nRUN cat /proc/self/limits > /limits && grep ' /dev/shm ' /proc/mounts > /shm\n",
+    );
+    let limit = |limits: &str, name: &str| -> Vec<String> {
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {limits}"));
+        line[name.len()..]
+            .split_whitespace()
+            .take(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let built = h.build(&ctx, &[]);
+    assert!(
+        built.read("/shm").contains("size=65536k"),
+        "{}",
+        built.read("/shm")
+    );
+    let built = h.build(
+        &ctx,
+        &[
+            "--ulimit",
+            "nofile=1024:2048",
+            "--ulimit",
+            "core=-1",
+            "--shm-size",
+            "128m",
+        ],
+    );
+    let limits = built.read("/limits");
+    assert_eq!(limit(&limits, "Max open files"), ["1024", "2048"], "{limits}");
+    assert_eq!(
+        limit(&limits, "Max core file size"),
+        ["unlimited", "unlimited"],
+        "{limits}"
+    );
+    assert!(
+        built.read("/shm").contains("size=131072k"),
+        "{}",
+        built.read("/shm")
+    );
+    // A bad value is a usage error naming the flag.
+    let output = h.kiln.run(&["build", "--ulimit", "nofile=9:1", "."]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--ulimit"), "{stderr}");
+}
+
+#[test]
 fn run_with_huge_binary_output_finishes() {
     let Some(h) = Harness::start() else { return };
     let ctx = h.context();

@@ -78,6 +78,10 @@ pub struct BuildOptions {
     pub extra_hosts: Vec<llb::pb::HostIp>,
     /// `--network`: the network of RUN steps that do not choose one (`Unset`: the worker's).
     pub default_network: llb::pb::NetMode,
+    /// `--ulimit`s of every RUN step.
+    pub ulimits: Vec<llb::pb::Ulimit>,
+    /// `--shm-size` in bytes: every RUN step gets a `/dev/shm` of this size (0: the runtime's).
+    pub shm_size: i64,
 }
 
 impl Default for BuildOptions {
@@ -94,6 +98,8 @@ impl Default for BuildOptions {
             no_cache: false,
             extra_hosts: Vec::new(),
             default_network: llb::pb::NetMode::Unset,
+            ulimits: Vec::new(),
+            shm_size: 0,
         }
     }
 }

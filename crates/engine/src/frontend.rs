@@ -119,6 +119,8 @@ fn build_options(
         session,
         no_cache: request.no_cache,
         default_network: request.default_network,
+        ulimits: request.ulimits.clone(),
+        shm_size: request.shm_size,
         extra_hosts: request
             .extra_hosts
             .iter()

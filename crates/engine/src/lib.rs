@@ -35,7 +35,7 @@ pub use disk::{
     SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
 };
 pub use error::{BuildError, SourceSnippet};
-pub use executor::NetworkMode;
+pub use executor::{NetworkMode, ULIMIT_NAMES};
 pub use progress::{Event, Progress};
 /// Build logs, readable without opening the state directory (see [`store::logs`]).
 pub use store::logs;
@@ -119,6 +119,10 @@ pub struct BuildRequest {
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
     /// `--network`: the network of RUN steps without `--network` (`Unset`: the worker's).
     pub default_network: llb::pb::NetMode,
+    /// `--ulimit`s of every RUN step.
+    pub ulimits: Vec<llb::pb::Ulimit>,
+    /// `--shm-size` in bytes (0: the runtime's 64 MiB).
+    pub shm_size: i64,
 }
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).

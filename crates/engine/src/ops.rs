@@ -240,6 +240,30 @@ fn base_digest(op: &pb::Op) -> Digest {
     Digest::of(&without_inputs.encode_to_vec())
 }
 
+/// The resource limits of an exec; -1 is unlimited.
+fn ulimits(meta: &pb::Meta) -> Result<Vec<executor::Ulimit>, OpError> {
+    let value = |name: &str, v: i64| -> Result<Option<u64>, OpError> {
+        match v {
+            -1 => Ok(None),
+            v => u64::try_from(v).map(Some).map_err(|_| {
+                op_error(OpFailure::Invalid(format!(
+                    "ulimit {name} has a negative limit {v}"
+                )))
+            }),
+        }
+    };
+    meta.ulimit
+        .iter()
+        .map(|u| {
+            Ok(executor::Ulimit {
+                name: u.name.clone(),
+                soft: value(&u.name, u.soft)?,
+                hard: value(&u.name, u.hard)?,
+            })
+        })
+        .collect()
+}
+
 /// The extra `/etc/hosts` entries of an exec, with their addresses checked.
 fn extra_hosts(meta: &pb::Meta) -> Result<Vec<(String, std::net::IpAddr)>, OpError> {
     meta.extra_hosts
@@ -610,6 +634,7 @@ impl Op<Ref> for ExecOp {
                 user: meta.user.clone(),
                 hostname: meta.hostname.clone(),
                 extra_hosts: extra_hosts(&meta)?,
+                ulimits: ulimits(&meta)?,
                 network,
                 mounts: extra.mounts.clone(),
                 readonly_rootfs: root.readonly,

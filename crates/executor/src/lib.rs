@@ -126,6 +126,8 @@ pub struct ExecSpec {
     pub hostname: String,
     /// Extra `/etc/hosts` entries, in order, after the generated ones (`--add-host`).
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// Resource limits replacing the defaults of the same resource (`--ulimit`).
+    pub ulimits: Vec<Ulimit>,
     /// Which network the process sees.
     pub network: NetworkMode,
     /// Additional mounts, applied after the default ones; one with the destination of a
@@ -136,6 +138,37 @@ pub struct ExecSpec {
     /// How much of the host the process may touch.
     pub security: SecurityMode,
 }
+
+/// One resource limit of the process (`--ulimit nofile=1024:2048`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    /// The resource, lower case without `RLIMIT_`: one of [`ULIMIT_NAMES`].
+    pub name: String,
+    /// The soft limit; `None` is unlimited.
+    pub soft: Option<u64>,
+    /// The hard limit; `None` is unlimited.
+    pub hard: Option<u64>,
+}
+
+/// The resources a [`Ulimit`] may name, as Docker's `--ulimit` spells them.
+pub const ULIMIT_NAMES: [&str; 16] = [
+    "as",
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
 
 /// How isolated a container is (`RUN --security=…`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -453,6 +453,21 @@ fn validate(spec: &ExecSpec) -> Result<()> {
     if let Some(m) = spec.mounts.iter().find(|m| !m.destination.starts_with('/')) {
         return invalid(format!("mount destination {:?} is not absolute", m.destination));
     }
+    for limit in &spec.ulimits {
+        if !crate::ULIMIT_NAMES.contains(&limit.name.as_str()) {
+            return invalid(format!(
+                "unknown ulimit {:?} (known: {})",
+                limit.name,
+                crate::ULIMIT_NAMES.join(", ")
+            ));
+        }
+        if limit.soft.unwrap_or(u64::MAX) > limit.hard.unwrap_or(u64::MAX) {
+            return invalid(format!(
+                "ulimit {}: the soft limit is above the hard limit",
+                limit.name
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -86,6 +86,28 @@ pub(crate) fn nofile_limit() -> u64 {
     hard.map_or(NOFILE_LIMIT, |hard| hard.min(NOFILE_LIMIT))
 }
 
+/// The process's resource limits: Docker's open-files limit, then the spec's `ulimits`, each
+/// replacing an earlier limit of the same resource. Unlimited is `RLIM_INFINITY`.
+fn rlimits(spec: &ExecSpec) -> Vec<Value> {
+    let mut limits: Vec<(String, u64, u64)> = vec![("RLIMIT_NOFILE".into(), nofile_limit(), nofile_limit())];
+    for limit in &spec.ulimits {
+        let kind = format!("RLIMIT_{}", limit.name.to_ascii_uppercase());
+        let entry = (
+            kind.clone(),
+            limit.soft.unwrap_or(u64::MAX),
+            limit.hard.unwrap_or(u64::MAX),
+        );
+        match limits.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some(existing) => *existing = entry,
+            None => limits.push(entry),
+        }
+    }
+    limits
+        .into_iter()
+        .map(|(kind, soft, hard)| json!({"type": kind, "soft": soft, "hard": hard}))
+        .collect()
+}
+
 /// One entry of the spec's `mounts`.
 #[derive(Debug, Serialize)]
 pub(crate) struct MountEntry {
@@ -297,7 +319,7 @@ pub(crate) fn config(
             "env": env(spec),
             "cwd": if spec.cwd.is_empty() { "/" } else { &spec.cwd },
             "capabilities": capabilities,
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile_limit(), "soft": nofile_limit()}],
+            "rlimits": rlimits(spec),
             "noNewPrivileges": false,
         },
         "root": {"path": rootfs, "readonly": spec.readonly_rootfs},

@@ -51,6 +51,12 @@ pub fn facts(op: &pb::Op) -> Vec<(String, String)> {
             if !meta.hostname.is_empty() {
                 put("hostname", meta.hostname.clone());
             }
+            for limit in &meta.ulimit {
+                put(
+                    &format!("ulimit {}", limit.name),
+                    format!("{}:{}", limit.soft, limit.hard),
+                );
+            }
             for extra in &meta.extra_hosts {
                 put(&format!("extra host {}", extra.host), extra.ip.clone());
             }

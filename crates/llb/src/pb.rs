@@ -136,6 +136,23 @@ pub struct Meta {
     /// Container host name.
     #[prost(string, tag = "7")]
     pub hostname: String,
+    /// Resource limits of the process (`--ulimit`), replacing the runtime's defaults by name.
+    #[prost(message, repeated, tag = "9")]
+    pub ulimit: Vec<Ulimit>,
+}
+
+/// One resource limit of a process.
+#[derive(Clone, PartialEq, Eq, ::prost::Message)]
+pub struct Ulimit {
+    /// The resource, lower case without `RLIMIT_`: `nofile`, `nproc`, `core`, ...
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The soft limit (-1: unlimited).
+    #[prost(int64, tag = "2")]
+    pub soft: i64,
+    /// The hard limit (-1: unlimited).
+    #[prost(int64, tag = "3")]
+    pub hard: i64,
 }
 
 /// One extra `/etc/hosts` entry of a process.

@@ -442,6 +442,7 @@ impl Converter<'_> {
                 .cloned()
                 .unwrap_or_default(),
             extra_hosts: self.options.extra_hosts.clone(),
+            ulimit: self.options.ulimits.clone(),
         };
 
         // Mounts: parse with the stage's environment, then lower.
@@ -622,6 +623,20 @@ impl Converter<'_> {
                 Some(&pipe),
                 MountOptions {
                     readonly: true,
+                    ..MountOptions::default()
+                },
+            );
+        }
+        // `--shm-size`: a /dev/shm of that size, as BuildKit mounts it (a tmpfs replacing the
+        // runtime's), unless the step mounts something there itself.
+        if self.options.shm_size > 0 && !lowered.iter().any(|(t, _, _)| t == "/dev/shm") {
+            exec.mount(
+                "/dev/shm",
+                None,
+                MountOptions {
+                    kind: MountKind::Tmpfs(pb::TmpfsOpt {
+                        size: self.options.shm_size,
+                    }),
                     ..MountOptions::default()
                 },
             );
