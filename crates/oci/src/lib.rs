@@ -22,6 +22,7 @@ pub mod path;
 mod platform;
 mod reference;
 pub mod time;
+pub mod units;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use image::{

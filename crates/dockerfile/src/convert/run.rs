@@ -123,26 +123,6 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses `1g`, `512m`, `64k` or plain bytes (docker's RAMInBytes).
-fn parse_size(value: &str) -> Option<i64> {
-    let lower = value.trim().to_ascii_lowercase();
-    let digits = lower
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(lower.len());
-    let number: f64 = lower[..digits].parse().ok()?;
-    let unit = lower[digits..].trim_end_matches('b').trim_end_matches('i');
-    let scale: f64 = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0f64.powi(4),
-        "p" => 1024.0f64.powi(5),
-        _ => return None,
-    };
-    Some((number * scale) as i64)
-}
-
 /// Parses one `--mount` value. Values are expanded with `expand` (not `from`, which never is);
 /// with no expander only the structure is checked (used to find `from=` stages early).
 pub(crate) fn parse_mount(spec: &str, expand: Option<&Expander<'_>>) -> Result<MountSpec, String> {
@@ -244,7 +224,11 @@ pub(crate) fn parse_mount(spec: &str, expand: Option<&Expander<'_>>) -> Result<M
                         m.kind.name()
                     ));
                 }
-                m.size = Some(parse_size(&value).ok_or_else(|| format!("invalid value for size: {value}"))?);
+                m.size = Some(
+                    oci::units::ram_in_bytes(&value)
+                        .and_then(|n| i64::try_from(n).ok())
+                        .ok_or_else(|| format!("invalid value for size: {value}"))?,
+                );
             }
             "id" => m.id = Some(value),
             "sharing" => {
