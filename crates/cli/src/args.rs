@@ -123,6 +123,16 @@ pub(crate) struct BuildArgs {
     /// Push the image to the registry of its `-t` names (short for `--output type=registry`).
     #[arg(long)]
     pub(crate) push: bool,
+    /// Set a label on the image (`KEY=VALUE`); wins over the Dockerfile's LABEL. Repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    pub(crate) labels: Vec<(String, String)>,
+    /// Always check the registry for newer base images. kiln always does: every build resolves
+    /// the tags of its base images again (a digest reference is never re-resolved).
+    #[arg(long)]
+    pub(crate) pull: bool,
+    /// Show no progress; print the image's manifest digest on success.
+    #[arg(short = 'q', long)]
+    pub(crate) quiet: bool,
     /// Write the image's manifest digest to FILE (empty when no output wrote an image).
     #[arg(long, value_name = "FILE")]
     pub(crate) iidfile: Option<PathBuf>,
@@ -212,6 +222,14 @@ pub(crate) fn extra_host(spec: &str) -> Result<(String, std::net::IpAddr), Strin
         .parse()
         .map_err(|_| format!("invalid --add-host {spec:?}: {ip:?} is not an IP address"))?;
     Ok((host.to_string(), ip))
+}
+
+/// Parses one `--label KEY=VALUE`.
+fn label(spec: &str) -> Result<(String, String), String> {
+    match spec.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("invalid --label {spec:?}: expected KEY=VALUE")),
+    }
 }
 
 /// Parses one `--ulimit` value the way docker does: `NAME=SOFT[:HARD]`, the hard limit being the

@@ -33,7 +33,7 @@ pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     .map_err(|e| CliError::build(e, None))?
             } else {
                 let engine = open_engine(&cli)?;
-                let display = Display::new(ProgressMode::Plain, true, false);
+                let display = Display::new(ProgressMode::Plain, false, false);
                 let result = engine.compile(&request, false, display.clone()).await;
                 display.finish();
                 result.map_err(|e| CliError::build(e, None))?
@@ -231,6 +231,7 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     request.entitlements = args.allow.iter().copied().collect();
     request.extra_hosts = args.add_hosts.clone();
     request.ulimits = args.ulimits.clone();
+    request.labels = args.labels.iter().cloned().collect();
     request.shm_size = match args.shm_size {
         None => 0,
         Some(size) => {
@@ -295,7 +296,7 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
         }
     }
     let engine = open_engine(cli)?;
-    let display = Display::new(args.progress, false, args.explain_cache);
+    let display = Display::new(args.progress, args.quiet, args.explain_cache);
     if args.outputs.is_empty() && !args.push {
         display.warn("No output specified: the build result will only remain in the build cache. Use --output to export it.");
     }
@@ -314,6 +315,13 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
                 );
             }
             write_result_files(args, outcome.image.as_ref())?;
+            // `--quiet` prints the image id, unless an output already took standard output.
+            if args.quiet
+                && stdout_outputs == 0
+                && let Some(image) = &outcome.image
+            {
+                println!("{}", image.manifest.digest);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Err(CliError::build(e, Some(display))),

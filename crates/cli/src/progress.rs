@@ -40,6 +40,8 @@ enum Style {
     Tty,
     Plain,
     Json,
+    /// Nothing while the build runs (`--quiet`); a failure is still shown with its logs.
+    Quiet,
 }
 
 struct Step {
@@ -115,6 +117,7 @@ impl Display {
     /// the cache.
     pub(crate) fn new(mode: ProgressMode, quiet: bool, explain: bool) -> Arc<Display> {
         let style = match mode {
+            _ if quiet => Style::Quiet,
             ProgressMode::Tty => Style::Tty,
             ProgressMode::Plain => Style::Plain,
             ProgressMode::Rawjson => Style::Json,

@@ -1,7 +1,7 @@
-//! Pushing the built image to a registry (`--output type=image,name=…,push=true`,
-//! `type=registry`, `--push`) through the `kiln` binary, against the loopback registry of the
-//! fixture: what lands there is a valid image that skopeo reads and that a later build can use
-//! as its base.
+//! Image outputs and the flags around them, through the `kiln` binary: pushing to a registry
+//! (`--output type=image,name=…,push=true`, `type=registry`, `--push`) against the loopback
+//! registry of the fixture — what lands there is a valid image that skopeo reads and that a
+//! later build can use as its base — and `--iidfile`, `--metadata-file`, `--label`, `--quiet`.
 
 mod common;
 
@@ -101,6 +101,53 @@ fn images_are_pushed_and_usable_as_bases() {
     ));
     let built = h.build(&next, &[]);
     assert_eq!(built.read("/both.txt"), "pushed\nran\n");
+}
+
+#[test]
+fn labels_quiet_and_pull_flags() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile("FROM @BASE@\nLABEL from=dockerfile keep=yes\nRUN echo hi > /hi\n");
+    // `--label` wins over LABEL; `--pull` is accepted (every build resolves tags again).
+    let built = h.build(&ctx, &["--label", "from=cli", "--label", "extra=1", "--pull"]);
+    let labels = &built.config()["config"]["Labels"];
+    assert_eq!(labels["from"], "cli", "{labels}");
+    assert_eq!(labels["keep"], "yes", "{labels}");
+    assert_eq!(labels["extra"], "1", "{labels}");
+
+    // `--quiet` shows no progress and prints the manifest digest of the image it wrote.
+    let out = tempfile::tempdir().unwrap();
+    let oci = format!("type=oci,dest={}", out.path().join("image.tar").display());
+    let output = h
+        .kiln
+        .run(&["build", "-q", "--output", &oci, ctx.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("#1 "), "progress was shown: {stderr}");
+    let digest = stdout.trim();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{stdout:?}");
+    let index = Command::new("tar")
+        .args(["-xOf"])
+        .arg(out.path().join("image.tar"))
+        .arg("index.json")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&index.stdout).contains(digest),
+        "{digest} is not the tarball's manifest"
+    );
+
+    // A failing step still shows what failed, quiet or not.
+    let failing = h.context();
+    failing.dockerfile("FROM @BASE@\nRUN echo oops-output && exit 4\n");
+    let output = h.kiln.run(&["build", "-q", failing.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("oops-output") && stderr.contains("exit code: 4"),
+        "{stderr}"
+    );
 }
 
 #[test]

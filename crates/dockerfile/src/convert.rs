@@ -82,6 +82,8 @@ pub struct BuildOptions {
     pub ulimits: Vec<llb::pb::Ulimit>,
     /// `--shm-size` in bytes: every RUN step gets a `/dev/shm` of this size (0: the runtime's).
     pub shm_size: i64,
+    /// `--label`s of the result image; they win over the Dockerfile's `LABEL`s.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for BuildOptions {
@@ -100,6 +102,7 @@ impl Default for BuildOptions {
             default_network: llb::pb::NetMode::Unset,
             ulimits: Vec::new(),
             shm_size: 0,
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -414,6 +417,10 @@ impl<'a> Converter<'a> {
         image.architecture = self.options.target_platform.architecture.clone();
         image.os = self.options.target_platform.os.clone();
         image.variant = self.options.target_platform.variant.clone();
+        if !self.options.labels.is_empty() {
+            let labels = image.config.labels.get_or_insert_with(BTreeMap::new);
+            labels.extend(self.options.labels.clone());
+        }
         let source = pb::SourceInfo {
             filename: self.options.dockerfile_name.clone(),
             data: self.text.as_bytes().to_vec(),

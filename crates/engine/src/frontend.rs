@@ -121,6 +121,7 @@ fn build_options(
         default_network: request.default_network,
         ulimits: request.ulimits.clone(),
         shm_size: request.shm_size,
+        labels: request.labels.clone(),
         extra_hosts: request
             .extra_hosts
             .iter()

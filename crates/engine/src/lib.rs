@@ -123,6 +123,8 @@ pub struct BuildRequest {
     pub ulimits: Vec<llb::pb::Ulimit>,
     /// `--shm-size` in bytes (0: the runtime's 64 MiB).
     pub shm_size: i64,
+    /// `--label`s of the result image.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).
