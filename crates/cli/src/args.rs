@@ -145,6 +145,10 @@ pub(crate) struct BuildArgs {
     /// Do not use cache when building the image.
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// Do not use the cache for the steps of these stages (by name). Repeatable, or
+    /// comma-separated.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub(crate) no_cache_filter: Vec<String>,
     /// Expose a secret to RUN --mount=type=secret: `id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID`
     /// (the variable ID if set, else the file ID); `type=file|env` as in buildx.
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]

@@ -226,6 +226,7 @@ pub(crate) fn parse_output(spec: &str, tags: &[String]) -> Result<Option<OutputS
 async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
     let mut request = request(&args.compile)?;
     request.no_cache = args.no_cache;
+    request.no_cache_filter = args.no_cache_filter.iter().cloned().collect();
     request.secrets = crate::session::secrets(&args.secrets).map_err(CliError::Usage)?;
     request.ssh = crate::session::ssh(&args.ssh).map_err(CliError::Usage)?;
     request.entitlements = args.allow.iter().copied().collect();

@@ -241,3 +241,61 @@ LABEL a=1 b="two words"
         "{err}"
     );
 }
+
+#[test]
+fn no_cache_filter_reruns_the_named_stages_only() {
+    if !testkit::privileged() {
+        return;
+    }
+    let fixture = Fixture::start().unwrap();
+    let root = TempRoot::new().unwrap();
+    let runtime = CountingRuntime::new().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    write(
+        context.path(),
+        "Dockerfile",
+        r#"ARG BASE
+FROM ${BASE} AS deps
+RUN echo deps > /deps
+
+FROM ${BASE} AS tools
+RUN echo tools > /tools
+
+FROM ${BASE}
+COPY --from=deps /deps /deps
+COPY --from=tools /tools /tools
+RUN cat /deps /tools > /all
+"#,
+    );
+    let base = format!("BASE={}", fixture.busybox);
+    let ctx = context.path().to_str().unwrap();
+    let build = |extra: &[&str]| {
+        let mut args = vec!["build", "--progress=plain", "--build-arg", &base];
+        args.extend_from_slice(extra);
+        args.push(ctx);
+        ran(&kiln(&root, &runtime, &args))
+    };
+    assert_eq!(build(&[]).len(), 3);
+    // Only the named stage's steps skip the cache; what follows them reruns only if their result
+    // changed (here it did not, so the last RUN stays cached).
+    assert_eq!(build(&["--no-cache-filter", "Deps"]), ["echo deps > /deps"]);
+    assert_eq!(
+        build(&["--no-cache-filter", "deps,tools"]),
+        ["echo deps > /deps", "echo tools > /tools"]
+    );
+    assert!(build(&[]).is_empty());
+
+    // A name that is no stage is an error, with the closest name.
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", root.path())
+        .env("KILN_RUNTIME", runtime.path())
+        .args(["build", "--build-arg", &base, "--no-cache-filter", "dep", ctx])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("--no-cache-filter: no stage named \"dep\" (did you mean deps?)"),
+        "{stderr}"
+    );
+}

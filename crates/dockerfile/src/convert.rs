@@ -84,6 +84,8 @@ pub struct BuildOptions {
     pub shm_size: i64,
     /// `--label`s of the result image; they win over the Dockerfile's `LABEL`s.
     pub labels: BTreeMap<String, String>,
+    /// `--no-cache-filter`: lower-cased names of the stages whose steps never use the cache.
+    pub no_cache_filter: BTreeSet<String>,
 }
 
 impl Default for BuildOptions {
@@ -103,6 +105,7 @@ impl Default for BuildOptions {
             ulimits: Vec::new(),
             shm_size: 0,
             labels: BTreeMap::new(),
+            no_cache_filter: BTreeSet::new(),
         }
     }
 }
@@ -371,6 +374,8 @@ struct StageState {
     steps: usize,
     /// Step names get `ONBUILD ` after the counter while triggers run.
     in_trigger: bool,
+    /// The stage is named in `--no-cache-filter`: its steps never use the cache.
+    ignore_cache: bool,
 }
 
 struct Converter<'a> {
@@ -457,7 +462,7 @@ impl<'a> Converter<'a> {
         };
         OpOptions {
             description: Some(format!("{prefix}{text}")),
-            ignore_cache: self.options.no_cache,
+            ignore_cache: self.options.no_cache || state.ignore_cache,
             locations: location
                 .map(|l| SourceRange {
                     source_index: 0,
@@ -555,6 +560,10 @@ impl<'a> Converter<'a> {
         let triggers = self.plan.triggers.get(&stage.index).cloned().unwrap_or_default();
         let steps = stage.instructions.len() + triggers.len() + 1;
         self.check_platform(stage)?;
+        let ignore_cache = stage
+            .name
+            .as_ref()
+            .is_some_and(|name| self.options.no_cache_filter.contains(&name.to_ascii_lowercase()));
         let fresh = |display_name: Option<String>| StageState {
             fs: None,
             image: empty_image(&self.options.target_platform),
@@ -565,6 +574,7 @@ impl<'a> Converter<'a> {
             step: 1,
             steps,
             in_trigger: false,
+            ignore_cache,
         };
         let mut state = match &self.plan.bases[stage.index] {
             Source::Scratch => fresh(display_name),
@@ -581,6 +591,7 @@ impl<'a> Converter<'a> {
                     step: 1,
                     steps,
                     in_trigger: false,
+                    ignore_cache,
                     ..base.clone()
                 }
             }
@@ -596,6 +607,7 @@ impl<'a> Converter<'a> {
                     step: 0,
                     steps,
                     in_trigger: false,
+                    ignore_cache,
                 };
                 let env = resolved.config.config.env.clone().unwrap_or_default();
                 state.env = Vars::from_strings(&env);

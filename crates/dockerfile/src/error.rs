@@ -88,6 +88,14 @@ pub enum ErrorKind {
         /// The closest stage name.
         suggestion: Option<String>,
     },
+    /// `--no-cache-filter` names no stage.
+    #[error("--no-cache-filter: no stage named {name:?}{}", suggestion_text(.suggestion))]
+    NoCacheFilterNotFound {
+        /// The name given.
+        name: String,
+        /// The closest stage name.
+        suggestion: Option<String>,
+    },
     /// A stage refers to one defined later.
     #[error("{what} stage {name:?} needs to be defined before the current stage")]
     StageOrder {

@@ -122,6 +122,11 @@ fn build_options(
         ulimits: request.ulimits.clone(),
         shm_size: request.shm_size,
         labels: request.labels.clone(),
+        no_cache_filter: request
+            .no_cache_filter
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
         extra_hosts: request
             .extra_hosts
             .iter()

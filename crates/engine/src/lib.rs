@@ -125,6 +125,8 @@ pub struct BuildRequest {
     pub shm_size: i64,
     /// `--label`s of the result image.
     pub labels: BTreeMap<String, String>,
+    /// `--no-cache-filter`: names of the stages whose steps never use the cache.
+    pub no_cache_filter: BTreeSet<String>,
 }
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).

@@ -67,6 +67,15 @@ impl Plan {
                     })?
             }
         };
+        for name in &options.no_cache_filter {
+            if !df.stages.iter().any(|s| s.name.as_deref() == Some(name.as_str())) {
+                let names = df.stages.iter().filter_map(|s| s.name.as_deref());
+                return Err(Error::global(ErrorKind::NoCacheFilterNotFound {
+                    name: name.clone(),
+                    suggestion: suggest(name, names),
+                }));
+            }
+        }
         let target_name = df.stages[target].name.clone().unwrap_or_else(|| "default".into());
         let mut used_args = BTreeSet::new();
         // Global ARGs: build-arg values override defaults; defaults may use earlier globals.
