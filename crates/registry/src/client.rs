@@ -517,7 +517,7 @@ pub(crate) async fn error_excerpt(mut response: Response) -> String {
 
 /// Turns a distribution error body (`{"errors":[{"code","message"}]}`) into `CODE: message`
 /// lines; anything else into a short text excerpt.
-fn describe_error_body(body: &[u8]) -> String {
+pub(crate) fn describe_error_body(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Errors {
         errors: Vec<ErrorEntry>,
@@ -557,7 +557,7 @@ fn describe_error_body(body: &[u8]) -> String {
 
 /// The media type of a manifest: the `Content-Type` unless missing or generic, else the
 /// document's `mediaType`, else a guess from its shape (OCI allows omitting `mediaType`).
-fn detect_media_type(content_type: Option<&str>, body: &[u8]) -> String {
+pub(crate) fn detect_media_type(content_type: Option<&str>, body: &[u8]) -> String {
     if let Some(specific) = content_type.and_then(specific_media_type) {
         return specific.to_string();
     }
@@ -597,7 +597,7 @@ fn specific_media_type(content_type: &str) -> Option<&str> {
 }
 
 /// The index entry for `wanted`: an exact variant match first, then any compatible one.
-fn select_platform<'i>(index: &'i ImageIndex, wanted: &Platform) -> Option<&'i Descriptor> {
+pub(crate) fn select_platform<'i>(index: &'i ImageIndex, wanted: &Platform) -> Option<&'i Descriptor> {
     let candidates = || {
         index
             .manifests

@@ -28,6 +28,8 @@
 mod auth;
 mod client;
 mod credentials;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use client::{BlobBody, BlobReader, Client, ClientConfig, FetchedManifest, ResolvedImage, http_client};
 pub use credentials::{

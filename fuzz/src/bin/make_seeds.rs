@@ -6,7 +6,9 @@
 //!   `ShellInput` layout, with the tables' environments;
 //! - `llb_load/`: definitions the compiler produces for the smaller of those Dockerfiles;
 //! - `layer_apply/`: a few hand-made layer tars (files, links, whiteouts, PAX records, devices,
-//!   a GNU sparse file, and escape attempts).
+//!   a GNU sparse file, and escape attempts);
+//! - `registry_response/`: hand-made registry answers (auth challenges, token responses, error
+//!   bodies, manifests and an index).
 //!
 //! Run from anywhere: `cargo run --manifest-path fuzz/Cargo.toml --bin make_seeds`. The
 //! conformance data is found through `KILN_CONFORMANCE_DIR`, else at `../../shared/conformance`
@@ -48,6 +50,26 @@ fn main() {
     write_all(&seeds.join("shell_words"), shell_seeds(&conformance));
     write_all(&seeds.join("llb_load"), llb_seeds(&dockerfiles));
     write_all(&seeds.join("layer_apply"), layer_seeds());
+    write_all(&seeds.join("registry_response"), registry_seeds());
+}
+
+/// Registry answers as they come over the wire: `WWW-Authenticate` values, token responses,
+/// error bodies, an image manifest and an image index.
+fn registry_seeds() -> Vec<(String, Vec<u8>)> {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let seeds = [
+        ("challenge-bearer", r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#.to_string()),
+        ("challenge-several", r#"Basic realm="x", Bearer realm="https://a/t"q"", error="insufficient_scope""#.to_string()),
+        ("token", r#"{"token":"abc","expires_in":300,"issued_at":"2026-01-01T00:00:00Z"}"#.to_string()),
+        ("access-token", r#"{"access_token":"xyz"}"#.to_string()),
+        ("errors", r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#.to_string()),
+        ("manifest", format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{digest}","size":3}}]}}"#)),
+        ("index", format!(r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":7,"platform":{{"architecture":"amd64","os":"linux"}}}},{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":7,"platform":{{"architecture":"arm","os":"linux","variant":"v7"}}}}]}}"#)),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, text)| (name.to_string(), text.into_bytes()))
+        .collect()
 }
 
 /// Replaces the contents of `dir` (wholly generated) with `files`.
