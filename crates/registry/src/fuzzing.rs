@@ -2,11 +2,11 @@
 //! run on arbitrary bytes. Not part of the API; each function must return without panicking
 //! whatever its input.
 
-use oci::{ImageIndex, ImageManifest, Platform};
+use oci::{ImageConfig, ImageIndex, ImageManifest, Platform};
 
 /// Decodes `data` as each kind of registry response kiln reads: a `WWW-Authenticate` header, a
-/// token response, an error body, and a manifest or index (with its media type detected from
-/// the body and, for an index, a platform chosen from it).
+/// token response, an error body, a manifest or index (with its media type detected from the
+/// body and, for an index, a platform chosen from it), and an image config.
 pub fn registry_response(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::auth::parse_challenges(&text);
@@ -20,5 +20,8 @@ pub fn registry_response(data: &[u8]) {
         }
     } else if let Ok(manifest) = serde_json::from_slice::<ImageManifest>(data) {
         let _ = serde_json::to_vec(&manifest);
+    }
+    if let Ok(config) = serde_json::from_slice::<ImageConfig>(data) {
+        let _ = serde_json::to_vec(&config);
     }
 }
