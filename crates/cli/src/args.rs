@@ -112,8 +112,9 @@ pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub(crate) compile: CompileArgs,
     /// Output destination: `type=local,dest=DIR` (or just `DIR`), `type=tar,dest=FILE` (`-` for
-    /// standard output), `type=oci,dest=FILE[,name=REF]`, `type=image,name=REF,push=true` or
-    /// `type=registry[,name=REF]` (names default to the `-t` tags). Repeatable.
+    /// standard output), `type=oci,dest=FILE[,name=REF]`, `type=docker,dest=FILE[,name=REF]` (for
+    /// `docker load`), `type=image,name=REF,push=true` or `type=registry[,name=REF]` (names
+    /// default to the `-t` tags). Repeatable.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub(crate) outputs: Vec<String>,
     /// Name of the image, `name:tag` (recorded in OCI outputs; where `--push` and registry

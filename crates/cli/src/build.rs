@@ -206,14 +206,25 @@ pub(crate) fn parse_output(spec: &str, tags: &[String]) -> Result<Option<OutputS
             OutputSpec::Registry { names }
         }
         "docker" => {
-            return Err(
-                "output type \"docker\" is not supported yet (supported: local, tar, oci, image with push=true, registry)"
-                    .into(),
-            );
+            if dest.is_none() {
+                return Err(
+                    "output type \"docker\" without dest (loading into a Docker daemon) is not supported yet: \
+                     add dest=FILE (or dest=- to pipe into `docker load`)"
+                        .into(),
+                );
+            }
+            let names = match fields.remove("name") {
+                Some(name) => vec![name],
+                None => tags.to_vec(),
+            };
+            OutputSpec::Docker {
+                dest: to_dest(dest, "docker")?,
+                names,
+            }
         }
         other => {
             return Err(format!(
-                "unknown output type {other:?} (supported: local, tar, oci, image, registry)"
+                "unknown output type {other:?} (supported: local, tar, oci, docker, image, registry)"
             ));
         }
     };
@@ -272,6 +283,9 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
                 OutputSpec::Tar {
                     dest: Destination::Stdout
                 } | OutputSpec::Oci {
+                    dest: Destination::Stdout,
+                    ..
+                } | OutputSpec::Docker {
                     dest: Destination::Stdout,
                     ..
                 }
@@ -408,9 +422,16 @@ mod tests {
                 .contains("dest is required")
         );
         assert!(
-            parse_output("type=docker,dest=x", &[])
+            parse_output("type=docker", &[])
                 .unwrap_err()
                 .contains("not supported yet")
+        );
+        assert_eq!(
+            parse_output("type=docker,dest=x.tar", &["a:1".into(), "b:2".into()]).unwrap(),
+            Some(OutputSpec::Docker {
+                dest: Destination::File("x.tar".into()),
+                names: vec!["a:1".into(), "b:2".into()]
+            })
         );
         assert!(
             parse_output("type=image,name=r/a:1", &[])

@@ -151,6 +151,61 @@ fn labels_quiet_and_pull_flags() {
 }
 
 #[test]
+fn docker_archives_name_their_tags_for_docker_load() {
+    let Some(h) = Harness::start() else { return };
+    let ctx = h.context();
+    ctx.dockerfile("FROM @BASE@\nRUN echo docker > /d\n");
+    let out = tempfile::tempdir().unwrap();
+    let tar = out.path().join("image.tar");
+    let output = h.kiln.run(&[
+        "build",
+        "--progress=plain",
+        "--output",
+        &format!("type=docker,dest={}", tar.display()),
+        "-t",
+        "kiln/test:v1",
+        "-t",
+        "example.com/app:2",
+        ctx.path().to_str().unwrap(),
+    ]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    let manifest = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("manifest.json")
+        .output()
+        .unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.stdout).unwrap();
+    assert_eq!(
+        manifest[0]["RepoTags"],
+        serde_json::json!(["kiln/test:v1", "example.com/app:2"])
+    );
+    // skopeo reads it as docker-archive (the manifest.json view) and as an OCI layout.
+    let inspect = |transport: &str| -> serde_json::Value {
+        let output = Command::new("skopeo")
+            .args(["inspect", "--config"])
+            .arg(format!("{transport}:{}", tar.display()))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "skopeo {transport}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let docker = inspect("docker-archive");
+    let oci = inspect("oci-archive");
+    assert_eq!(docker["rootfs"], oci["rootfs"]);
+    assert_eq!(
+        docker["rootfs"]["diff_ids"].as_array().unwrap().len(),
+        2,
+        "{docker}"
+    );
+}
+
+#[test]
 fn outputs_that_cannot_push_are_refused_clearly() {
     let kiln = common::Kiln::new();
     let context = tempfile::tempdir().unwrap();

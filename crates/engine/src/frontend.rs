@@ -438,6 +438,7 @@ async fn export(
     let output = output.clone();
     let (name, progress) = match &output {
         OutputSpec::Oci { .. } => ("exporting to oci image format", progress.clone()),
+        OutputSpec::Docker { .. } => ("exporting to docker image format", progress.clone()),
         OutputSpec::Local { .. } => ("exporting to client directory", progress.clone()),
         OutputSpec::Tar { .. } => ("exporting to client tarball", progress.clone()),
         OutputSpec::Registry { .. } => ("exporting to image", progress.clone()),
@@ -467,6 +468,26 @@ async fn export(
                         manifest: summary.manifest,
                         config: summary.config.digest,
                         names: name.iter().cloned().collect(),
+                    })
+                }
+                OutputSpec::Docker { dest, names } => {
+                    let options = exporter::OciOptions {
+                        name: names.first().cloned(),
+                        ..exporter::OciOptions::default()
+                    };
+                    let summary = with_destination(dest, |w| {
+                        exporter::write_docker_tar(&source, &options, names, w).map_err(|e| e.to_string())
+                    })?;
+                    notes.push(format!("exporting manifest {} done", summary.manifest.digest));
+                    notes.push(format!("exporting config {} done", summary.config.digest));
+                    for name in names {
+                        notes.push(format!("naming to {name} done"));
+                    }
+                    notes.push("sending tarball done".into());
+                    Some(crate::ExportedImage {
+                        manifest: summary.manifest,
+                        config: summary.config.digest,
+                        names: names.clone(),
                     })
                 }
                 OutputSpec::Local { dest } => {

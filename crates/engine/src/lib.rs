@@ -84,6 +84,13 @@ pub enum OutputSpec {
         /// Where to write it.
         dest: Destination,
     },
+    /// A tarball for `docker load`: the OCI layout plus Docker's `manifest.json`.
+    Docker {
+        /// Where to write it.
+        dest: Destination,
+        /// The names to tag the image with when it is loaded.
+        names: Vec<String>,
+    },
     /// The image pushed to a registry (`type=image,push=true`, `type=registry`, `--push`).
     Registry {
         /// Image references to push to, in order (a missing tag is `latest`).

@@ -37,7 +37,7 @@ use store::{SnapshotId, Store};
 
 pub use image::{ImageSummary, build_image};
 pub use local::{write_local, write_tar};
-pub use oci_tar::write_oci_tar;
+pub use oci_tar::{write_docker_tar, write_oci_tar};
 
 /// What to export.
 #[derive(Clone, Copy, Debug)]

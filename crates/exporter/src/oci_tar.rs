@@ -1,4 +1,6 @@
-//! The OCI exporter: an OCI image-layout tarball (`oci-layout`, `index.json`, `blobs/sha256/*`).
+//! The OCI exporter: an OCI image-layout tarball (`oci-layout`, `index.json`, `blobs/sha256/*`),
+//! and the Docker exporter: the same tarball plus the `manifest.json` that `docker load` reads
+//! (as BuildKit's docker exporter and `docker save` since Docker 25 write it).
 //!
 //! The tarball is deterministic: entries come in a fixed order (`oci-layout`, `index.json`,
 //! `blobs/`, `blobs/sha256/`, then the blobs sorted by digest, each once), with ustar headers,
@@ -30,6 +32,38 @@ const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub fn write_oci_tar(
     source: &Source<'_>,
     options: &OciOptions,
+    out: impl Write,
+) -> Result<ImageSummary, Error> {
+    write_layout_tar(source, options, None, out)
+}
+
+/// Like [`write_oci_tar`], plus a `manifest.json` for `docker load`: the config and layer blob
+/// paths, and `repo_tags` (each normalised and written in Docker's short form, `app:v1`) as the
+/// names to tag the image with. An invalid name is refused before anything is written.
+pub fn write_docker_tar(
+    source: &Source<'_>,
+    options: &OciOptions,
+    repo_tags: &[String],
+    out: impl Write,
+) -> Result<ImageSummary, Error> {
+    let tags = repo_tags
+        .iter()
+        .map(|name| {
+            let reference = Reference::parse(name).map_err(|source| Error::InvalidName {
+                name: name.clone(),
+                source,
+            })?;
+            Ok(reference.familiar())
+        })
+        .collect::<Result<Vec<String>, Error>>()?;
+    write_layout_tar(source, options, Some(tags), out)
+}
+
+/// Writes the layout tarball; with `docker_tags`, also `manifest.json` naming those tags.
+fn write_layout_tar(
+    source: &Source<'_>,
+    options: &OciOptions,
+    docker_tags: Option<Vec<String>>,
     out: impl Write,
 ) -> Result<ImageSummary, Error> {
     let name = match &options.name {
@@ -76,6 +110,25 @@ pub fn write_oci_tar(
         index.len() as u64,
         index.as_slice(),
     )?;
+    if let Some(tags) = docker_tags {
+        let path = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+        let manifest = serde_json::json!([{
+            "Config": path(&summary.config.digest),
+            "RepoTags": tags,
+            "Layers": summary.layers.iter().map(|l| path(&l.digest)).collect::<Vec<_>>(),
+        }]);
+        let manifest = serde_json::to_vec(&manifest).map_err(|source| Error::Encode {
+            what: "docker manifest",
+            source,
+        })?;
+        append(
+            &mut tar,
+            "manifest.json",
+            EntryType::Regular,
+            manifest.len() as u64,
+            manifest.as_slice(),
+        )?;
+    }
     append(&mut tar, "blobs/", EntryType::Directory, 0, io::empty())?;
     append(&mut tar, "blobs/sha256/", EntryType::Directory, 0, io::empty())?;
     // A layer may occur twice in one image; the layout stores each blob once.
