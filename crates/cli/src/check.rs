@@ -23,7 +23,7 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, CliError> {
     println!(
         "blobs:       {} ({}), hashed and compared with their names",
         report.blobs,
-        human_size(report.blob_bytes)
+        engine::human_size(report.blob_bytes)
     );
     println!(
         "snapshots:   {} ({} unreferenced: left by interrupted builds, reclaimed by pruning)",
@@ -41,31 +41,4 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode, CliError> {
     }
     println!("(everything in a state directory is a cache: removing it is always safe)");
     Ok(ExitCode::FAILURE)
-}
-
-/// `1.2MB`-style sizes, as the build progress prints them.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.2}{}", UNITS[unit])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_are_human() {
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_234_567), "1.23MB");
-    }
 }

@@ -37,6 +37,7 @@ pub use disk::{
 pub use error::{BuildError, SourceSnippet};
 pub use executor::{NetworkMode, ULIMIT_NAMES};
 pub use progress::{Event, Progress};
+pub use pull::human_size;
 /// Build logs, readable without opening the state directory (see [`store::logs`]).
 pub use store::logs;
 

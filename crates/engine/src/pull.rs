@@ -307,8 +307,8 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// `1.2MB`-style sizes, as BuildKit prints them.
-pub(crate) fn human_size(bytes: u64) -> String {
+/// `1.2MB`-style sizes, as BuildKit prints them in progress output.
+pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -320,5 +320,16 @@ pub(crate) fn human_size(bytes: u64) -> String {
         format!("{bytes}B")
     } else {
         format!("{value:.2}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_size;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_234_567), "1.23MB");
     }
 }
