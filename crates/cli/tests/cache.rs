@@ -20,6 +20,30 @@ fn kiln(root: &TempRoot, runtime: &CountingRuntime, args: &[&str]) -> Output {
     output
 }
 
+/// What every test here starts from: the registry fixture, a fresh state directory, a runtime
+/// that counts container runs, and an empty context directory.
+struct Setup {
+    fixture: Fixture,
+    root: TempRoot,
+    runtime: CountingRuntime,
+    context: tempfile::TempDir,
+}
+
+impl Setup {
+    /// `None` (after `testkit::privileged` said why) where real builds cannot run.
+    fn start() -> Option<Setup> {
+        if !testkit::privileged() {
+            return None;
+        }
+        Some(Setup {
+            fixture: Fixture::start().unwrap(),
+            root: TempRoot::new().unwrap(),
+            runtime: CountingRuntime::new().unwrap(),
+            context: tempfile::tempdir().unwrap(),
+        })
+    }
+}
+
 /// Which RUN steps ran (not cached), by the text after `RUN `.
 fn ran(output: &Output) -> Vec<String> {
     let log = String::from_utf8_lossy(&output.stderr);
@@ -49,13 +73,15 @@ RUN echo "flavour $FLAVOUR" > /flavour.out
 
 #[test]
 fn only_steps_that_depend_on_a_change_rerun() {
-    if !testkit::privileged() {
+    let Some(Setup {
+        fixture,
+        root,
+        runtime,
+        context,
+    }) = Setup::start()
+    else {
         return;
-    }
-    let fixture = Fixture::start().unwrap();
-    let root = TempRoot::new().unwrap();
-    let runtime = CountingRuntime::new().unwrap();
-    let context = tempfile::tempdir().unwrap();
+    };
     write(context.path(), "Dockerfile", DOCKERFILE);
     write(context.path(), "app/main.txt", "main v1");
     write(context.path(), "config/settings", "settings v1");
@@ -111,13 +137,15 @@ fn only_steps_that_depend_on_a_change_rerun() {
 
 #[test]
 fn target_builds_only_the_stages_it_needs() {
-    if !testkit::privileged() {
+    let Some(Setup {
+        fixture,
+        root,
+        runtime,
+        context,
+    }) = Setup::start()
+    else {
         return;
-    }
-    let fixture = Fixture::start().unwrap();
-    let root = TempRoot::new().unwrap();
-    let runtime = CountingRuntime::new().unwrap();
-    let context = tempfile::tempdir().unwrap();
+    };
     write(
         context.path(),
         "Dockerfile",
@@ -244,13 +272,15 @@ LABEL a=1 b="two words"
 
 #[test]
 fn no_cache_filter_reruns_the_named_stages_only() {
-    if !testkit::privileged() {
+    let Some(Setup {
+        fixture,
+        root,
+        runtime,
+        context,
+    }) = Setup::start()
+    else {
         return;
-    }
-    let fixture = Fixture::start().unwrap();
-    let root = TempRoot::new().unwrap();
-    let runtime = CountingRuntime::new().unwrap();
-    let context = tempfile::tempdir().unwrap();
+    };
     write(
         context.path(),
         "Dockerfile",
