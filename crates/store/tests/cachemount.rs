@@ -1,45 +1,19 @@
 //! Cache mounts in the store: records, disk accounting, pruning, the consistency check and
 //! crash recovery. (The sharing rules themselves are unit-tested in `src/cachemount.rs`.)
 
-use std::path::PathBuf;
-
 use redb::{ReadableDatabase, TableDefinition};
 use store::{
     Acquired, CacheMount, CacheMountSpec, Filter, Problem, PruneOptions, RecordKind, Sharing, SnapshotId,
     Store,
 };
 
+mod common;
+
+use common::Env;
+
 const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
 
-/// A store in a temporary directory (dropped before the directory).
-struct Env {
-    store: Option<Store>,
-    dir: tempfile::TempDir,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state"), || {}).unwrap();
-        Env {
-            store: Some(store),
-            dir,
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().unwrap()
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    fn reopen(&mut self) {
-        self.store = None;
-        self.store = Some(Store::open(&self.root(), || {}).unwrap());
-    }
-
     /// A committed snapshot without a parent holding one file of `size` bytes.
     fn snapshot(&self, size: usize) -> SnapshotId {
         let active = self.store().prepare(None, "test").unwrap();

@@ -8,47 +8,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use oci::{Descriptor, Digest, media_type};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use store::{CacheRecord, Filter, LayerBlob, PruneOptions, RecordKind, SnapshotId, Store};
+use store::{CacheRecord, Filter, LayerBlob, PruneOptions, RecordKind, SnapshotId};
+
+mod common;
+
+use common::Env;
 
 const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
 const LAYERS: TableDefinition<&str, u64> = TableDefinition::new("layers");
 const CACHE: TableDefinition<&str, &str> = TableDefinition::new("cache");
 
-/// A store in a temporary directory. The store is dropped before the directory.
-struct Env {
-    store: Option<Store>,
-    dir: tempfile::TempDir,
-}
-
 impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("state"), || {}).unwrap();
-        Env {
-            store: Some(store),
-            dir,
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().unwrap()
-    }
-
-    fn root(&self) -> std::path::PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// Closes the store, runs `f` on the raw database, and opens the store again.
-    fn with_closed_db<T>(&mut self, f: impl FnOnce(&redb::Database) -> T) -> T {
-        self.store = None;
-        let value = {
-            let db = redb::Database::open(self.root().join("metadata.redb")).unwrap();
-            f(&db)
-        };
-        self.store = Some(Store::open(&self.root(), || {}).unwrap());
-        value
-    }
-
     /// A committed snapshot on `parent` holding `files` (written through an overlay mount when
     /// there is a parent).
     fn snapshot(&self, parent: Option<SnapshotId>, description: &str, files: &[(&str, usize)]) -> SnapshotId {
