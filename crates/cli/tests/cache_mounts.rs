@@ -545,9 +545,10 @@ RUN --mount=type=cache,target=/s,from=seed,source=/data --mount=type=cache,targe
         .map(|step| Some(0.1 + 0.13 * f64::from(step)))
         .chain([None])
         .collect();
-    let mut killed = 0;
-    for kill in kills {
-        // Cold again, so each build pulls, makes its caches and seeds them.
+    // One cold build (it pulls, makes its caches and seeds them), killed after `delay` or, with
+    // none, as soon as a cache directory appears; then the store must be consistent and a
+    // rebuild right. Says whether the kill hit a running build.
+    let kill_one = |delay: Option<std::time::Duration>| -> bool {
         kiln_ok(&h, &["prune", "--all"]);
         let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["build", "--progress=plain", &context])
@@ -557,8 +558,8 @@ RUN --mount=type=cache,target=/s,from=seed,source=/data --mount=type=cache,targe
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        match kill {
-            Some(fraction) => std::thread::sleep(reference.mul_f64(fraction)),
+        match delay {
+            Some(delay) => std::thread::sleep(delay),
             None => {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
                 while cache_dirs(&h) == 0
@@ -570,20 +571,33 @@ RUN --mount=type=cache,target=/s,from=seed,source=/data --mount=type=cache,targe
             }
         }
         let running = child.try_wait().unwrap().is_none();
-        killed += usize::from(running);
         let _ = child.kill();
         child.wait().unwrap();
-        if kill.is_none() {
-            assert!(running, "the build ended before it made a cache");
-        }
         check_ok(&h);
         let built = h.build(&ctx, &[]);
-        assert_eq!(built.read("/count").trim(), "400", "after a kill at {kill:?}");
+        assert_eq!(built.read("/count").trim(), "400", "after a kill at {delay:?}");
         assert_eq!(built.read("/last"), "400\n");
         check_ok(&h);
+        running
+    };
+    let mut killed = 0;
+    for kill in kills {
+        match kill {
+            // Builds on a machine that got quieter than during the reference run end sooner: a
+            // kill that came too late is tried again, earlier, a few times.
+            Some(fraction) => {
+                let hit = (0..4)
+                    .any(|attempt| kill_one(Some(reference.mul_f64(fraction / f64::from(1 << attempt)))));
+                killed += usize::from(hit);
+            }
+            None => {
+                assert!(kill_one(None), "the build ended before it made a cache");
+                killed += 1;
+            }
+        }
     }
     // Timed kills that come after the build finished prove nothing; most must land.
-    assert!(killed >= 4, "only {killed} of 8 kills hit a running build");
+    assert!(killed >= 6, "only {killed} of 8 kills hit a running build");
 }
 
 /// Deletes every container left in a state directory's runc root when dropped, so that a
