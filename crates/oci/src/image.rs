@@ -28,6 +28,11 @@ pub mod media_type {
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     /// Docker gzip-compressed layer.
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    /// Docker uncompressed layer.
+    pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+    /// zstd-compressed layer under Docker media types: not in Docker's specification, but the
+    /// name containerd and BuildKit use for zstd layers of images with Docker media types.
+    pub const DOCKER_LAYER_ZSTD: &str = "application/vnd.docker.image.rootfs.diff.tar.zstd";
     /// Docker foreign (non-distributable) layer.
     pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
@@ -45,8 +50,8 @@ pub mod media_type {
     pub fn layer_compression(media_type: &str) -> Option<Compression> {
         match media_type {
             OCI_LAYER_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN => Some(Compression::Gzip),
-            OCI_LAYER_ZSTD => Some(Compression::Zstd),
-            OCI_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
+            OCI_LAYER_ZSTD | DOCKER_LAYER_ZSTD => Some(Compression::Zstd),
+            OCI_LAYER_TAR | DOCKER_LAYER_TAR => Some(Compression::None),
             _ => None,
         }
     }

@@ -5,6 +5,8 @@
 //! [`ImageManifest`]s, [`ImageIndex`]es, image configurations ([`ImageConfig`]) and image
 //! references ([`Reference`], with Docker's name normalisation).
 //!
+//! Also [`error_chain`], the one way kiln renders an error and its causes.
+//!
 //! Invariants:
 //! - It knows nothing of builds, LLB, caching, disks or networks: every function is pure.
 //! - Digests are computed over exact bytes. Manifests and configs received from elsewhere are
@@ -18,11 +20,9 @@
 
 mod digest;
 mod image;
-pub mod path;
 mod platform;
 mod reference;
 pub mod time;
-pub mod units;
 
 pub use digest::{Digest, DigestError, Sha256Writer};
 pub use image::{
@@ -31,3 +31,19 @@ pub use image::{
 };
 pub use platform::Platform;
 pub use reference::{Reference, ReferenceError};
+
+/// How kiln shows an error to people: its message and every cause under it (`source()`), once
+/// each, joined by `: ` (`failed to create directory /app: File exists (os error 17)`). Every
+/// crate's errors either embed their cause in their message or return it as their source, never
+/// both, so nothing is said twice. Kept here, in the crate every other one depends on, so that
+/// there is one way.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

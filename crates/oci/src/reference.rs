@@ -37,9 +37,16 @@ pub enum ReferenceError {
         /// Which part is wrong.
         reason: &'static str,
     },
-    /// A bad `@digest` part.
+    /// A bad `@digest` part. (Its cause is part of the message, not a `source()`: a reference
+    /// error is usually shown on its own, as one line.)
     #[error("invalid reference format: {0}")]
-    Digest(#[from] crate::DigestError),
+    Digest(crate::DigestError),
+}
+
+impl From<crate::DigestError> for ReferenceError {
+    fn from(error: crate::DigestError) -> ReferenceError {
+        ReferenceError::Digest(error)
+    }
 }
 
 impl Reference {
