@@ -4,71 +4,17 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use store::fileop::{self, CopyOptions, FileOpError, Ownership};
+use crate::common::{Env, opts};
+use fsops::fileop::{self, CopyOptions, FileOpError, Ownership};
 use tar::{EntryType, Header};
 
-const SENTINEL: &str = "SENTINEL-outside";
-
-/// Source and destination roots, and a sibling directory no extraction may touch. Removed on
-/// drop.
-struct Env {
-    tmp: tempfile::TempDir,
-    src: PathBuf,
-    dst: PathBuf,
-    outside: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let (src, dst, outside) = (
-            tmp.path().join("src"),
-            tmp.path().join("dst"),
-            tmp.path().join("outside"),
-        );
-        for d in [&src, &dst, &outside] {
-            fs::create_dir(d).unwrap();
-        }
-        fs::write(outside.join("sentinel"), SENTINEL).unwrap();
-        Env {
-            tmp,
-            src,
-            dst,
-            outside,
-        }
-    }
-
-    fn add(&self, src: &str, dest: &str) -> Result<fileop::CopyStats, FileOpError> {
-        fileop::copy(&self.src, &self.dst, &add(src, dest))
-    }
-
-    fn assert_outside_untouched(&self) {
-        let names: Vec<_> = fs::read_dir(&self.outside)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["sentinel"]);
-        assert_eq!(
-            fs::read_to_string(self.outside.join("sentinel")).unwrap(),
-            SENTINEL
-        );
-        assert_eq!(fs::read_dir(self.tmp.path()).unwrap().count(), 3);
-    }
-}
-
-/// Dockerfile ADD defaults.
+/// Dockerfile ADD defaults: COPY's, and archives are unpacked.
 fn add(src: &str, dest: &str) -> CopyOptions {
     CopyOptions {
-        src: src.into(),
-        dest: dest.into(),
-        follow_symlink: true,
-        dir_copy_contents: true,
-        create_dest_path: true,
-        allow_wildcard: true,
         attempt_unpack: true,
-        ..CopyOptions::default()
+        ..opts(src, dest)
     }
 }
 
@@ -164,6 +110,7 @@ fn check_files(root: &Path) {
 
 #[test]
 fn every_compression_is_detected_by_content() {
+    testkit::require_privileged();
     let env = Env::new();
     let plain = sample();
     // Names say nothing: only the bytes count.
@@ -177,7 +124,7 @@ fn every_compression_is_detected_by_content() {
     for (name, data) in &archives {
         fs::write(env.src.join(name), data).unwrap();
         let dest = format!("/out-{name}");
-        env.add(&format!("/{name}"), &dest).unwrap();
+        env.copy(&add(&format!("/{name}"), &dest)).unwrap();
         let out = env.dst.join(format!("out-{name}"));
         check_sample(&out);
         // The destination directory is created with 0755.
@@ -191,7 +138,7 @@ fn every_compression_is_detected_by_content() {
     let mut joined = gzip(&first);
     joined.extend(gzip(&finish(second)));
     fs::write(env.src.join("multi.gz"), joined).unwrap();
-    env.add("/multi.gz", "/multi").unwrap();
+    env.copy(&add("/multi.gz", "/multi")).unwrap();
     check_sample(&env.dst.join("multi"));
     assert_eq!(fs::read_to_string(env.dst.join("multi/second.txt")).unwrap(), "2");
     env.assert_outside_untouched();
@@ -199,6 +146,7 @@ fn every_compression_is_detected_by_content() {
 
 #[test]
 fn non_archives_are_copied() {
+    testkit::require_privileged();
     let env = Env::new();
     fs::write(env.src.join("fake.tar.gz"), "just text").unwrap();
     fs::write(env.src.join("notar.gz"), gzip(b"compressed, but no tar inside")).unwrap();
@@ -208,7 +156,7 @@ fn non_archives_are_copied() {
     fs::write(env.src.join("broken.tar"), &broken).unwrap();
     fs::write(env.src.join("empty.tar"), [0u8; 1024]).unwrap();
     for name in ["fake.tar.gz", "notar.gz", "broken.tar", "empty.tar"] {
-        env.add(&format!("/{name}"), "/out/").unwrap();
+        env.copy(&add(&format!("/{name}"), "/out/")).unwrap();
         assert_eq!(
             fs::read(env.dst.join("out").join(name)).unwrap(),
             fs::read(env.src.join(name)).unwrap(),
@@ -230,12 +178,13 @@ fn non_archives_are_copied() {
     // Archives inside a copied directory are copied, not extracted.
     fs::create_dir(env.src.join("dir")).unwrap();
     fs::write(env.src.join("dir/inner.tar"), sample()).unwrap();
-    env.add("/dir", "/fromdir/").unwrap();
+    env.copy(&add("/dir", "/fromdir/")).unwrap();
     assert!(env.dst.join("fromdir/inner.tar").is_file());
 }
 
 #[test]
 fn extraction_merges_and_follows_sources() {
+    testkit::require_privileged();
     let env = Env::new();
     fs::write(env.src.join("a.tar"), sample()).unwrap();
     let mut other = Vec::new();
@@ -246,17 +195,18 @@ fn extraction_merges_and_follows_sources() {
     fs::write(env.dst.join("out/existing"), "kept").unwrap();
     fs::write(env.dst.join("out/pkg/a.txt"), "replaced").unwrap();
     // A wildcard matching two archives extracts both into the same directory.
-    env.add("/*.ta*", "/out").unwrap();
+    env.copy(&add("/*.ta*", "/out")).unwrap();
     check_files(&env.dst.join("out"));
     assert_eq!(fs::read_to_string(env.dst.join("out/pkg/b.txt")).unwrap(), "beta");
     assert_eq!(fs::read_to_string(env.dst.join("out/existing")).unwrap(), "kept");
     // A symlinked source is followed to the archive.
-    env.add("/alias.tgz", "/via-link/").unwrap();
+    env.copy(&add("/alias.tgz", "/via-link/")).unwrap();
     check_sample(&env.dst.join("via-link"));
 }
 
 #[test]
 fn owner_overrides_archive_ownership() {
+    testkit::require_privileged();
     let env = Env::new();
     fs::write(env.src.join("a.tar"), sample()).unwrap();
     let owner = Ownership { uid: 5, gid: 6 };
@@ -299,6 +249,7 @@ fn owner_overrides_archive_ownership() {
 
 #[test]
 fn whiteouts_are_plain_names_in_archives() {
+    testkit::require_privileged();
     let env = Env::new();
     fs::create_dir_all(env.dst.join("out")).unwrap();
     fs::write(env.dst.join("out/victim"), "still here").unwrap();
@@ -306,7 +257,7 @@ fn whiteouts_are_plain_names_in_archives() {
     entry(&mut tar, EntryType::Regular, ".wh.victim", None, 0o644, b"w");
     entry(&mut tar, EntryType::Regular, ".wh..wh..opq", None, 0o644, b"o");
     fs::write(env.src.join("wh.tar"), gzip(&finish(tar))).unwrap();
-    env.add("/wh.tar", "/out/").unwrap();
+    env.copy(&add("/wh.tar", "/out/")).unwrap();
     assert_eq!(
         fs::read_to_string(env.dst.join("out/victim")).unwrap(),
         "still here"
@@ -317,6 +268,7 @@ fn whiteouts_are_plain_names_in_archives() {
 
 #[test]
 fn hostile_archives_stay_inside_the_destination() {
+    testkit::require_privileged();
     let env = Env::new();
     fs::create_dir(env.dst.join("etc")).unwrap();
     fs::write(env.dst.join("etc/passwd"), "root").unwrap();
@@ -360,7 +312,7 @@ fn hostile_archives_stay_inside_the_destination() {
     );
     entry(&mut tar, EntryType::Regular, "host/x", None, 0o644, b"pwned");
     fs::write(env.src.join("evil.tgz"), gzip(&finish(tar))).unwrap();
-    env.add("/evil.tgz", "/app/").unwrap();
+    env.copy(&add("/evil.tgz", "/app/")).unwrap();
     let app = env.dst.join("app");
     assert_eq!(fs::read_to_string(app.join("abs/file")).unwrap(), "abs");
     assert_eq!(fs::read_to_string(app.join("etc/passwd")).unwrap(), "pwned");
@@ -384,7 +336,7 @@ fn hostile_archives_stay_inside_the_destination() {
         let mut tar = Vec::new();
         entry(&mut tar, kind, path, link, 0o644, b"");
         fs::write(env.src.join(name), finish(tar)).unwrap();
-        match env.add(&format!("/{name}"), "/refused/") {
+        match env.copy(&add(&format!("/{name}"), "/refused/")) {
             Err(FileOpError::Extract { path, source }) => {
                 assert_eq!(path, format!("/{name}"));
                 assert!(source.to_string().contains("leads out"), "{source}");

@@ -6,21 +6,10 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, symlink};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{self as rfs, AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
-use store::layer::{LayerError, apply_layer, write_layer};
+use fsops::layer::{LayerError, apply_layer, write_layer};
+use oci::error_chain;
+use rustix::fs::{self as rfs, CWD, FileType, Mode, XattrFlags};
 use tar::{EntryType, Header};
-
-fn set_mtime(path: &Path, secs: i64) {
-    let t = Timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rfs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
-}
 
 fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; 256];
@@ -108,7 +97,7 @@ fn build_tree(root: &Path) {
     let mut paths: Vec<PathBuf> = describe(root).keys().map(|k| root.join(k)).collect();
     paths.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     for (i, path) in paths.iter().enumerate() {
-        set_mtime(path, 1_600_000_000 + i as i64 * 1000);
+        testkit::set_mtime(path, 1_600_000_000 + i as i64 * 1000);
     }
 }
 
@@ -122,6 +111,7 @@ fn gid(n: u32) -> rfs::Gid {
 
 #[test]
 fn round_trip_preserves_everything() {
+    testkit::require_privileged();
     let tmp = tempfile::tempdir().unwrap();
     let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
     fs::create_dir_all(&src).unwrap();
@@ -149,6 +139,7 @@ fn round_trip_preserves_everything() {
 
 #[test]
 fn output_is_deterministic_and_sorted() {
+    testkit::require_privileged();
     let tmp = tempfile::tempdir().unwrap();
     build_tree(tmp.path());
     fs::create_dir(tmp.path().join("a")).unwrap();
@@ -239,6 +230,7 @@ fn add_dir(builder: &mut tar::Builder<Vec<u8>>, path: &str) {
 
 #[test]
 fn whiteouts_through_overlayfs() {
+    testkit::require_privileged();
     let tmp = tempfile::tempdir().unwrap();
     let dir = |name: &str| {
         let p = tmp.path().join(name);
@@ -330,6 +322,7 @@ type Case = (
 
 #[test]
 fn malicious_tars_stay_inside_root() {
+    testkit::require_privileged();
     use EntryType::{Directory as D, Link as L, Regular as R, Symlink as S};
     let cases: [Case; 19] = [
         (&[(R, "../../etc/evil", "")], Some("etc/evil")),
@@ -391,6 +384,7 @@ fn malicious_tars_stay_inside_root() {
 
 #[test]
 fn refusals_name_the_entry() {
+    testkit::require_privileged();
     let tmp = tempfile::tempdir().unwrap();
     let mut builder = tar::Builder::new(Vec::new());
     raw(&mut builder, EntryType::Regular, ".wh...", "");
@@ -420,6 +414,7 @@ fn lcg(seed: &mut u64) -> u8 {
 
 #[test]
 fn garbage_and_truncated_input_is_an_error() {
+    testkit::require_privileged();
     let mut seed = 42;
     for len in [1, 100, 511, 512, 1024, 4096] {
         let bytes: Vec<u8> = (0..len).map(|_| lcg(&mut seed)).collect();
@@ -464,6 +459,7 @@ fn garbage_and_truncated_input_is_an_error() {
 
 #[test]
 fn sparse_entries_and_zero_runs_take_no_disk_space() {
+    testkit::require_privileged();
     let mut builder = tar::Builder::new(Vec::new());
     // A GNU sparse entry: 512 bytes of data at 1 MiB in a 64 MiB file.
     let mut header = Header::new_gnu();
@@ -512,4 +508,61 @@ fn sparse_entries_and_zero_runs_take_no_disk_space() {
         md.blocks() * 512
     );
     assert_eq!(fs::read(dir.path().join("zeros.bin")).unwrap(), zeros);
+}
+
+/// A layer holding one file `big` of `len` incompressible bytes.
+fn layer_with_big_file(len: usize) -> Vec<u8> {
+    let mut seed = 7;
+    let data: Vec<u8> = (0..len).map(|_| lcg(&mut seed)).collect();
+    let mut builder = tar::Builder::new(Vec::new());
+    add_file(&mut builder, "big", &data);
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn a_truncated_gzip_layer_is_corrupt_input_not_a_disk_error() {
+    testkit::require_privileged();
+    let tar = layer_with_big_file(256 << 10);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let blob = gz.finish().unwrap();
+    let truncated = &blob[..blob.len() * 3 / 5];
+    let tmp = tempfile::tempdir().unwrap();
+    let err = apply_layer(flate2::read::MultiGzDecoder::new(truncated), tmp.path()).unwrap_err();
+    assert!(err.is_input_error(), "{}", error_chain(&err));
+    let LayerError::ReadEntry { entry, source } = &err else {
+        panic!("not a read error of the entry: {err:?}");
+    };
+    assert_eq!(entry, "big");
+    // The decompressor's own words, not a disk error.
+    assert_eq!(source.kind(), std::io::ErrorKind::UnexpectedEof, "{source:?}");
+    assert_eq!(
+        error_chain(&err),
+        "failed to read the content of layer entry big: incomplete deflate stream"
+    );
+}
+
+#[test]
+fn a_full_disk_keeps_its_os_error() {
+    testkit::require_privileged();
+    let tmp = tempfile::tempdir().unwrap();
+    let small = tmp.path().join("small");
+    fs::create_dir(&small).unwrap();
+    let data = CString::new("size=64k").unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        &small,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .unwrap();
+    let result = apply_layer(&layer_with_big_file(1 << 20)[..], &small);
+    rustix::mount::unmount(&small, rustix::mount::UnmountFlags::DETACH).unwrap();
+    let err = result.unwrap_err();
+    assert!(!err.is_input_error(), "{}", error_chain(&err));
+    assert_eq!(
+        error_chain(&err),
+        "failed to write file content for layer entry big: No space left on device (os error 28)"
+    );
 }

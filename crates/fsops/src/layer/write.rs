@@ -9,8 +9,23 @@ use std::path::Path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use tar::{EntryType, Header};
 
-use super::{LayerError, LayerStats, OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX};
-use crate::fileop::inroot::{Xattr, read_names, read_xattrs};
+use super::error::LayerError;
+use super::names::{OPAQUE_MARKER, OVERLAY_XATTR_PREFIX, WHITEOUT_PREFIX};
+use crate::inroot::read_names;
+use crate::xattr::{Xattr, read_xattrs};
+
+/// What [`write_layer`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Tar entries written (PAX extension headers not counted).
+    pub entries: u64,
+    /// Bytes of tar written, including the end-of-archive blocks.
+    pub bytes: u64,
+    /// True when the layer has no entries at all; kiln drops such layers from images.
+    pub is_empty: bool,
+    /// Things left out: sockets, and xattrs whose names are not UTF-8.
+    pub skipped: u64,
+}
 
 /// Largest value of the 8-byte octal uid/gid fields of a ustar header.
 const MAX_OCTAL_ID: u64 = 0o7_777_777;

@@ -3,16 +3,7 @@
 
 use std::path::Path;
 
-use store::fileop::{self, CopyOptions, HashCache};
-
-fn options() -> CopyOptions {
-    CopyOptions {
-        src: "/".into(),
-        follow_symlink: true,
-        dir_copy_contents: true,
-        ..CopyOptions::default()
-    }
-}
+use fsops::fileop::{self, CopyOptions, HashCache};
 
 fn context() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -28,8 +19,8 @@ fn context() -> tempfile::TempDir {
 
 fn hash(path: &Path, cache: Option<&HashCache>) {
     let digest = match cache {
-        Some(c) => fileop::content_digest_cached(path, &options(), c),
-        None => fileop::content_digest(path, &options()),
+        Some(c) => fileop::content_digest_cached(path, &CopyOptions::contents_of("/"), c),
+        None => fileop::content_digest(path, &CopyOptions::contents_of("/")),
     };
     divan::black_box(digest.unwrap());
 }

@@ -3,88 +3,14 @@
 //! required paths, and symbolic `--chmod` (run as root: copies chown).
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{MetadataExt, symlink};
+use std::path::Path;
 
-use store::fileop::{self, CopyOptions, FileOpError, PatternMatcher};
-
-/// A source root and a destination root in a temporary directory, removed on drop.
-struct Env {
-    _tmp: tempfile::TempDir,
-    src: PathBuf,
-    dst: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
-        fs::create_dir(&src).unwrap();
-        fs::create_dir(&dst).unwrap();
-        Env { _tmp: tmp, src, dst }
-    }
-
-    fn copy(&self, options: &CopyOptions) -> Result<fileop::CopyStats, FileOpError> {
-        fileop::copy(&self.src, &self.dst, options)
-    }
-
-    /// Every path below the destination root, relative, sorted (directories too).
-    fn dest_tree(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        list(&self.dst, &self.dst, &mut out);
-        out.sort();
-        out
-    }
-}
-
-fn list(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
-        if fs::symlink_metadata(&path).unwrap().is_dir() {
-            list(root, &path, out);
-        }
-    }
-}
-
-/// Dockerfile COPY defaults.
-fn opts(src: &str, dest: &str) -> CopyOptions {
-    CopyOptions {
-        src: src.into(),
-        dest: dest.into(),
-        follow_symlink: true,
-        dir_copy_contents: true,
-        create_dest_path: true,
-        allow_wildcard: true,
-        ..CopyOptions::default()
-    }
-}
+use crate::common::{Env, mkdir, opts, perm, write};
+use fsops::fileop::{self, CopyOptions, FileOpError, PatternMatcher};
 
 fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
-}
-
-fn write(path: &Path, data: &str, mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn mkdir(path: &Path, mode: u32) {
-    fs::create_dir_all(path).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn perm(path: &Path) -> u32 {
-    fs::symlink_metadata(path)
-        .unwrap_or_else(|e| panic!("{path:?}: {e}"))
-        .mode()
-        & 0o7777
-}
-
-fn set_mtime(path: &Path, secs: u64) {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-    fs::File::open(path).unwrap().set_modified(t).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -326,7 +252,7 @@ fn exclusions_reinclude_inside_an_excluded_directory() {
     let env = Env::new();
     project(&env.src);
     mkdir(&env.src.join("proj/sub"), 0o750);
-    set_mtime(&env.src.join("proj/sub"), 1_000_000);
+    testkit::set_mtime(&env.src.join("proj/sub"), 1_000_000);
     env.copy(&CopyOptions {
         exclude_patterns: strings(&["sub", "!sub/d.txt"]),
         ..opts("/proj", "/out/")
@@ -497,7 +423,7 @@ fn include_patterns_keep_parent_paths() {
     write(&env.src.join("top.txt"), "t", 0o644);
     mkdir(&env.src.join("a"), 0o700);
     mkdir(&env.src.join("a/b"), 0o750);
-    set_mtime(&env.src.join("a/b"), 2_000_000);
+    testkit::set_mtime(&env.src.join("a/b"), 2_000_000);
     // COPY --parents a/b/c /dst/
     let parents = CopyOptions {
         include_patterns: strings(&["a/b/c"]),
@@ -656,11 +582,11 @@ fn symbolic_modes_apply_to_each_entry() {
                 ..opts("/m", "/bad/")
             })
             .unwrap_err();
-        assert!(matches!(err, FileOpError::InvalidMode { .. }), "{bad:?}: {err}");
+        assert!(matches!(err, FileOpError::InvalidMode(_)), "{bad:?}: {err}");
     }
     assert!(
         !env.dst.join("bad").exists(),
         "nothing copied with an invalid mode"
     );
-    assert!(fileop::parse_mode_str("u=rwX,go=rX").is_ok());
+    assert!(gocompat::chmod::parse("u=rwX,go=rX").is_ok());
 }

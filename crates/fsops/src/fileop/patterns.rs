@@ -28,7 +28,7 @@
 //!
 //! Names that are not UTF-8 are matched byte by byte; valid UTF-8 character by character.
 
-use super::FileOpError;
+use super::error::FileOpError;
 
 /// A compiled, ordered list of patterns.
 #[derive(Debug, Clone, Default)]
@@ -108,7 +108,7 @@ impl PatternMatcher {
                 pattern: raw.to_owned(),
                 reason,
             };
-            let cleaned = oci::path::clean(trimmed);
+            let cleaned = gocompat::path::clean(trimmed);
             let (exclusion, body) = match cleaned.strip_prefix('!') {
                 Some(rest) => (true, rest.trim()),
                 None => (false, cleaned.as_str()),
@@ -116,7 +116,7 @@ impl PatternMatcher {
             if exclusion && body.is_empty() {
                 return Err(invalid("an exclusion needs a pattern after \"!\""));
             }
-            let body = oci::path::clean(body);
+            let body = gocompat::path::clean(body);
             let body = body.trim_start_matches('/');
             if body.is_empty() {
                 // `/` alone: it would have to match the root, which is never matched.

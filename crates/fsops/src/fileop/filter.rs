@@ -16,9 +16,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::inroot::{is_dir, read_names};
+use super::error::FileOpError;
+use super::options::CopyOptions;
 use super::patterns::{MatchInfo, PatternMatcher};
-use super::{CopyOptions, FileOpError};
+use crate::inroot::{is_dir, read_names};
 
 /// The compiled patterns of one copy.
 #[derive(Debug, Default)]

@@ -6,23 +6,21 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use super::archive;
-use super::filter::{self, Filters, State, Verdict};
-use super::mode::{ModeSet, parse_mode_str};
-
+use gocompat::chmod::{self, ModeSet};
 use rustix::fs::{
     self as rfs, AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
 };
 use rustix::io::Errno;
 
-use super::inroot::{
-    self, NewDir, Xattr, is_dir, open_dir, read_names, read_xattrs, remove_all, resolve_final, xattr_allowed,
-};
-use super::{
-    CopyOptions, CopyStats, FileOpError, Source, check_required, copy_sources, failed, join_shown, new_dir,
-    open_regular, open_root, open_source, rel_path, shown, split_last,
-};
+use super::archive;
+use super::error::{FileOpError, failed};
+use super::filter::{self, Filters, State, Verdict};
+use super::options::{CopyOptions, CopyStats};
+use super::source::{Source, check_required, copy_sources, open_source};
+use super::support::{join_shown, new_dir, open_root, rel_path, shown, split_last};
+use crate::inroot::{self, NewDir, is_dir, open_dir, open_regular, read_names, remove_all, resolve_final};
 use crate::layer::extract_archive;
+use crate::xattr::{Xattr, read_xattrs, xattr_allowed};
 
 /// Copies `options.src` from the tree `src_root` to `options.dest` in the tree `dest_root`,
 /// as BuildKit's file backend does with fsutil's `copy`.
@@ -60,7 +58,7 @@ use crate::layer::extract_archive;
 /// Stats count extracted archive entries (directories included) as files.
 pub fn copy(src_root: &Path, dest_root: &Path, options: &CopyOptions) -> Result<CopyStats, FileOpError> {
     let filters = Filters::new(options)?;
-    let mode_set = options.mode_str.as_deref().map(parse_mode_str).transpose()?;
+    let mode_set = options.mode_str.as_deref().map(chmod::parse).transpose()?;
     let src_root = open_root(src_root)?;
     let dest_root = open_root(dest_root)?;
     let dest = rel_path(&options.dest)?;

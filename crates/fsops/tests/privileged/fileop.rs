@@ -2,88 +2,11 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use store::fileop::{self, CopyOptions, FileOpError, Ownership, UserRef};
-
-/// A source root, a destination root and, next to them, a directory with a sentinel file that
-/// no operation may read, copy or change. Removed on drop.
-struct Env {
-    tmp: tempfile::TempDir,
-    src: PathBuf,
-    dst: PathBuf,
-    outside: PathBuf,
-}
-
-const SENTINEL: &str = "SENTINEL-outside-both-roots";
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let (src, dst, outside) = (
-            tmp.path().join("src"),
-            tmp.path().join("dst"),
-            tmp.path().join("outside"),
-        );
-        for d in [&src, &dst, &outside] {
-            fs::create_dir(d).unwrap();
-        }
-        fs::write(outside.join("sentinel"), SENTINEL).unwrap();
-        fs::write(outside.join("passwd"), "hostonly:x:4242:4242::/:/bin/sh\n").unwrap();
-        Env {
-            tmp,
-            src,
-            dst,
-            outside,
-        }
-    }
-
-    /// Checks that the outside directory is untouched and its content was copied nowhere.
-    fn assert_outside_untouched(&self) {
-        let mut names: Vec<_> = fs::read_dir(&self.outside)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["passwd", "sentinel"]);
-        assert_eq!(
-            fs::read_to_string(self.outside.join("sentinel")).unwrap(),
-            SENTINEL
-        );
-        assert_eq!(fs::metadata(self.outside.join("sentinel")).unwrap().nlink(), 1);
-        let siblings = fs::read_dir(self.tmp.path()).unwrap().count();
-        assert_eq!(siblings, 3, "something was written next to the roots");
-        for root in [&self.src, &self.dst] {
-            for file in walk(root) {
-                if let Ok(data) = fs::read(&file) {
-                    assert!(
-                        !String::from_utf8_lossy(&data).contains(SENTINEL),
-                        "{file:?} has the sentinel"
-                    );
-                }
-            }
-        }
-    }
-
-    fn copy(&self, options: &CopyOptions) -> Result<fileop::CopyStats, FileOpError> {
-        fileop::copy(&self.src, &self.dst, options)
-    }
-}
-
-/// Every regular file below `root`, without following symlinks.
-fn walk(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(root).unwrap() {
-        let path = entry.unwrap().path();
-        let md = fs::symlink_metadata(&path).unwrap();
-        if md.is_dir() {
-            out.extend(walk(&path));
-        } else if md.is_file() {
-            out.push(path);
-        }
-    }
-    out
-}
+use crate::common::{Env, meta, opts, perm, read, write};
+use fsops::fileop::{self, CopyOptions, FileOpError, Ownership, UserRef};
+use fsops::user::UserError;
 
 /// The content digest with the source-side options spelled out.
 fn digest_of(
@@ -105,37 +28,6 @@ fn digest_of(
     fileop::content_digest(root, &options)
 }
 
-/// Dockerfile COPY defaults.
-fn opts(src: &str, dest: &str) -> CopyOptions {
-    CopyOptions {
-        src: src.into(),
-        dest: dest.into(),
-        follow_symlink: true,
-        dir_copy_contents: true,
-        create_dest_path: true,
-        allow_wildcard: true,
-        ..CopyOptions::default()
-    }
-}
-
-fn write(path: &Path, data: &str, mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn read(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"))
-}
-
-fn meta(path: &Path) -> fs::Metadata {
-    fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{path:?}: {e}"))
-}
-
-fn perm(path: &Path) -> u32 {
-    meta(path).mode() & 0o7777
-}
-
 fn owner(path: &Path) -> (u32, u32) {
     let md = meta(path);
     (md.uid(), md.gid())
@@ -145,13 +37,9 @@ fn chown(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
 }
 
-fn set_mtime(path: &Path, secs: i64) {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
-    fs::File::open(path).unwrap().set_modified(t).unwrap();
-}
-
 #[test]
 fn files_land_where_docker_puts_them() {
+    testkit::require_privileged();
     let env = Env::new();
     write(&env.src.join("a.txt"), "a", 0o640);
     fs::create_dir(env.dst.join("existing")).unwrap();
@@ -198,6 +86,7 @@ fn files_land_where_docker_puts_them() {
 
 #[test]
 fn directory_contents_merge_and_keep_existing_metadata() {
+    testkit::require_privileged();
     let env = Env::new();
     let dir = env.src.join("dir");
     write(&dir.join("f1"), "1", 0o644);
@@ -259,6 +148,7 @@ fn directory_contents_merge_and_keep_existing_metadata() {
 
 #[test]
 fn wildcards_match_like_filepath_match() {
+    testkit::require_privileged();
     let env = Env::new();
     for (path, data) in [
         ("a.txt", "a"),
@@ -304,6 +194,7 @@ fn wildcards_match_like_filepath_match() {
 
 #[test]
 fn symlinks_hard_links_and_special_files() {
+    testkit::require_privileged();
     let env = Env::new();
     write(&env.src.join("target.txt"), "t", 0o644);
     symlink("target.txt", env.src.join("link")).unwrap();
@@ -352,12 +243,13 @@ fn symlinks_hard_links_and_special_files() {
 
 #[test]
 fn ownership_mode_and_times() {
+    testkit::require_privileged();
     let env = Env::new();
     write(&env.src.join("dir/f"), "f", 0o600);
     write(&env.src.join("dir/sub/g"), "g", 0o644);
     chown(&env.src.join("dir/f"), 1234, 99);
-    set_mtime(&env.src.join("dir/f"), 12_345);
-    set_mtime(&env.src.join("dir/sub"), 23_456);
+    testkit::set_mtime(&env.src.join("dir/f"), 12_345);
+    testkit::set_mtime(&env.src.join("dir/sub"), 23_456);
     let xattr_ok = rustix::fs::setxattr(
         env.src.join("dir/f").as_path(),
         "user.kiln",
@@ -413,6 +305,7 @@ fn ownership_mode_and_times() {
 
 #[test]
 fn ownership_resolution() {
+    testkit::require_privileged();
     let env = Env::new();
     let root = &env.dst;
     write(
@@ -455,19 +348,20 @@ fn ownership_resolution() {
     symlink(env.outside.join("passwd"), root.join("etc/passwd")).unwrap();
     assert!(matches!(
         resolve(&name("hostonly"), None),
-        Err(FileOpError::UnknownUser { .. })
+        Err(FileOpError::User(UserError::UnknownUser { .. }))
     ));
     fs::remove_file(root.join("etc/passwd")).unwrap();
     symlink("../../../../../../../outside/passwd", root.join("etc/passwd")).unwrap();
     assert!(matches!(
         resolve(&name("hostonly"), None),
-        Err(FileOpError::UnknownUser { .. })
+        Err(FileOpError::User(UserError::UnknownUser { .. }))
     ));
     env.assert_outside_untouched();
 }
 
 #[test]
 fn mkdir_mkfile_rm_symlink() {
+    testkit::require_privileged();
     let env = Env::new();
     let root = &env.dst;
     let o = Some(Ownership { uid: 3, gid: 4 });
@@ -529,6 +423,7 @@ fn mkdir_mkfile_rm_symlink() {
 
 #[test]
 fn content_digest_tracks_content_not_times() {
+    testkit::require_privileged();
     let env = Env::new();
     let src = &env.src;
     write(&src.join("app/main.rs"), "fn main() {}", 0o644);
@@ -539,8 +434,8 @@ fn content_digest_tracks_content_not_times() {
     assert_eq!(base, digest("/app"), "deterministic");
     assert_eq!(base, digest("/app/"), "same path");
 
-    set_mtime(&src.join("app/main.rs"), 1);
-    set_mtime(&src.join("app/lib"), 2);
+    testkit::set_mtime(&src.join("app/main.rs"), 1);
+    testkit::set_mtime(&src.join("app/lib"), 2);
     assert_eq!(base, digest("/app"), "times are not content");
 
     write(&src.join("app/main.rs"), "fn main() { }", 0o644);
@@ -582,6 +477,7 @@ fn content_digest_tracks_content_not_times() {
 
 #[test]
 fn symlinks_in_either_tree_never_leave_the_roots() {
+    testkit::require_privileged();
     let env = Env::new();
     let outside = env.outside.to_str().unwrap().to_owned();
     write(&env.src.join("x"), "payload", 0o644);

@@ -5,24 +5,31 @@
 //! cannot be set by users and moves on every write, chmod, chown or xattr change, so a hit
 //! means the content and xattrs are the ones hashed before. (BuildKit keeps a similar cache of
 //! file hashes keyed by path and stat data for its local sources.)
+//!
+//! The cache lives in memory; keeping it across processes is its owner's business: the store
+//! loads it with [`HashCache::with_entries`] and saves [`HashCache::take_changes`] in its
+//! database, through the serde form of [`FileKey`] and [`Entry`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use rustix::fs::Stat;
 
-use super::inroot::Xattr;
+use crate::xattr::Xattr;
 
 /// Identifies a file.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct FileKey {
-    pub(crate) dev: u64,
-    pub(crate) ino: u64,
+pub struct FileKey {
+    /// The device holding the file.
+    pub dev: u64,
+    /// Its inode number.
+    pub ino: u64,
 }
 
-/// What is remembered about a file.
+/// What is remembered about a file: the stat data it was hashed with, its content digest and
+/// its xattrs. Opaque except for its serde form.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Entry {
+pub struct Entry {
     size: i64,
     mtime: (i64, i64),
     ctime: (i64, i64),
@@ -40,8 +47,8 @@ pub struct HashCache {
 }
 
 impl HashCache {
-    /// A cache holding `entries` (as loaded from the metadata database).
-    pub(crate) fn with_entries(entries: HashMap<FileKey, Entry>) -> HashCache {
+    /// A cache holding `entries` (as its owner saved them from [`HashCache::take_changes`]).
+    pub fn with_entries(entries: HashMap<FileKey, Entry>) -> HashCache {
         HashCache {
             entries: Mutex::new(entries),
             changed: Mutex::new(HashSet::new()),
@@ -82,8 +89,8 @@ impl HashCache {
         self.changed.lock().unwrap_or_else(|e| e.into_inner()).insert(key);
     }
 
-    /// The entries added or updated since the last call.
-    pub(crate) fn take_changes(&self) -> Vec<(FileKey, Entry)> {
+    /// The entries added or updated since the last call, for the owner to save.
+    pub fn take_changes(&self) -> Vec<(FileKey, Entry)> {
         let changed = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()));
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         changed

@@ -2,16 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use store::fileop::{self, CopyOptions, HashCache};
-
-fn options() -> CopyOptions {
-    CopyOptions {
-        src: "/".into(),
-        follow_symlink: true,
-        dir_copy_contents: true,
-        ..CopyOptions::default()
-    }
-}
+use fsops::fileop::{self, CopyOptions, HashCache};
 
 #[test]
 fn cached_digests_equal_fresh_ones_and_follow_every_change() {
@@ -21,16 +12,17 @@ fn cached_digests_equal_fresh_ones_and_follow_every_change() {
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join(format!("f{i}")), format!("content {i}")).unwrap();
     }
+    let options = CopyOptions::contents_of("/");
     let cache = HashCache::default();
-    let fresh = fileop::content_digest(dir.path(), &options()).unwrap();
+    let fresh = fileop::content_digest(dir.path(), &options).unwrap();
     assert_eq!(
-        fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap(),
+        fileop::content_digest_cached(dir.path(), &options, &cache).unwrap(),
         fresh
     );
     assert_eq!(cache.len(), 50, "every regular file is remembered");
     // Answered from the cache: the same digest.
     assert_eq!(
-        fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap(),
+        fileop::content_digest_cached(dir.path(), &options, &cache).unwrap(),
         fresh
     );
 
@@ -44,9 +36,9 @@ fn cached_digests_equal_fresh_ones_and_follow_every_change() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let changed = fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap();
+    let changed = fileop::content_digest_cached(dir.path(), &options, &cache).unwrap();
     assert_ne!(changed, fresh);
-    assert_eq!(changed, fileop::content_digest(dir.path(), &options()).unwrap());
+    assert_eq!(changed, fileop::content_digest(dir.path(), &options).unwrap());
 
     // Touching a file changes no digest.
     let later = SystemTime::now() + Duration::from_secs(60);
@@ -57,28 +49,8 @@ fn cached_digests_equal_fresh_ones_and_follow_every_change() {
         .set_modified(later)
         .unwrap();
     assert_eq!(
-        fileop::content_digest_cached(dir.path(), &options(), &cache).unwrap(),
+        fileop::content_digest_cached(dir.path(), &options, &cache).unwrap(),
         changed
-    );
-}
-
-#[test]
-fn the_cache_survives_reopening_the_store() {
-    let root = tempfile::tempdir().unwrap();
-    let context = tempfile::tempdir().unwrap();
-    std::fs::write(context.path().join("a"), "a").unwrap();
-    std::fs::write(context.path().join("b"), "b").unwrap();
-    let digest = {
-        let store = store::Store::open(root.path(), || {}).unwrap();
-        let d = fileop::content_digest_cached(context.path(), &options(), store.hash_cache()).unwrap();
-        store.save_hash_cache().unwrap();
-        d
-    };
-    let store = store::Store::open(root.path(), || {}).unwrap();
-    assert_eq!(store.hash_cache().len(), 2);
-    assert_eq!(
-        fileop::content_digest_cached(context.path(), &options(), store.hash_cache()).unwrap(),
-        digest
     );
 }
 
@@ -89,17 +61,18 @@ fn listings_name_what_changed_and_agree_with_the_digest() {
     std::fs::write(dir.path().join("src/a.rs"), "a").unwrap();
     std::fs::write(dir.path().join("src/b.rs"), "b").unwrap();
     std::fs::write(dir.path().join("README"), "r").unwrap();
+    let options = CopyOptions::contents_of("/");
     let cache = HashCache::default();
-    let (digest, before) = fileop::content_listing_cached(dir.path(), &options(), &cache).unwrap();
-    assert_eq!(digest, fileop::content_digest(dir.path(), &options()).unwrap());
+    let (digest, before) = fileop::content_listing_cached(dir.path(), &options, &cache).unwrap();
+    assert_eq!(digest, fileop::content_digest(dir.path(), &options).unwrap());
     let paths: Vec<&str> = before.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(paths, vec!["/", "/README", "/src", "/src/a.rs", "/src/b.rs"]);
 
     std::fs::write(dir.path().join("src/b.rs"), "changed").unwrap();
     std::fs::write(dir.path().join("src/c.rs"), "new").unwrap();
     std::fs::remove_file(dir.path().join("README")).unwrap();
-    let (digest, after) = fileop::content_listing_cached(dir.path(), &options(), &cache).unwrap();
-    assert_eq!(digest, fileop::content_digest(dir.path(), &options()).unwrap());
+    let (digest, after) = fileop::content_listing_cached(dir.path(), &options, &cache).unwrap();
+    assert_eq!(digest, fileop::content_digest(dir.path(), &options).unwrap());
     let old: std::collections::BTreeMap<_, _> = before.into_iter().collect();
     let new: std::collections::BTreeMap<_, _> = after.into_iter().collect();
     let changed: Vec<&str> = new

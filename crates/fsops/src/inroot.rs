@@ -1,4 +1,5 @@
-//! File system primitives confined to a root directory, shared by layer apply and file ops.
+//! File system primitives confined to a root directory: what every untrusted tree (an image's
+//! filesystem, a layer being applied, a build context) is accessed through.
 //!
 //! Every path handed to these functions is relative to a root directory fd and is resolved by
 //! the kernel with `openat2(RESOLVE_IN_ROOT)`: `..` stops at the root and absolute symlink
@@ -13,22 +14,21 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self as rfs, AtFlags, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
-/// An xattr name and value.
-pub(crate) type Xattr = (Vec<u8>, Vec<u8>);
-
 /// Linux's limit on symlinks followed in one lookup; we follow no more.
 const MAX_SYMLINKS: usize = 40;
 
-pub(crate) fn is_dir(st: &rfs::Stat) -> bool {
+/// Whether `st` describes a directory.
+pub fn is_dir(st: &rfs::Stat) -> bool {
     rfs::FileType::from_raw_mode(st.st_mode) == rfs::FileType::Directory
 }
 
-pub(crate) fn errno_is(e: &io::Error, list: &[Errno]) -> bool {
+/// Whether `e` is one of the OS errors in `list`.
+pub fn errno_is(e: &io::Error, list: &[Errno]) -> bool {
     list.iter().any(|x| e.raw_os_error() == Some(x.raw_os_error()))
 }
 
 /// Access and modification times both set to `time`.
-pub(crate) fn times(time: Timespec) -> Timestamps {
+pub fn times(time: Timespec) -> Timestamps {
     Timestamps {
         last_access: time,
         last_modification: time,
@@ -37,7 +37,7 @@ pub(crate) fn times(time: Timespec) -> Timestamps {
 
 /// Splits a path into clean components: empty and `.` components dropped, `..` removing the
 /// previous component and clamped at the root (`../../etc/x` is `etc/x`).
-pub(crate) fn clean(path: &[u8]) -> Vec<&[u8]> {
+pub fn clean(path: &[u8]) -> Vec<&[u8]> {
     let mut comps: Vec<&[u8]> = Vec::new();
     for comp in path.split(|&b| b == b'/') {
         match comp {
@@ -53,7 +53,7 @@ pub(crate) fn clean(path: &[u8]) -> Vec<&[u8]> {
 
 /// Opens `path` (relative; empty means the root itself) beneath `root`, following symlinks
 /// only within the root.
-pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+pub fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     let path = if path.is_empty() { b"." } else { path };
     let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
     let mut attempts = 0;
@@ -68,7 +68,7 @@ pub(crate) fn open_in_root(root: BorrowedFd<'_>, path: &[u8], flags: OFlags) -> 
 
 /// Metadata given to directories created on the way to a path.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NewDir {
+pub struct NewDir {
     /// Permission bits, applied exactly (the umask plays no part).
     pub mode: u32,
     /// Owner; `None` keeps the creating process's ids.
@@ -88,7 +88,7 @@ impl NewDir {
 
 /// Creates directory `name` in `dir` with the mode and owner of `new` and returns it opened.
 /// Its times are left to the caller: they change as entries are added below it.
-pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &[u8], new: &NewDir) -> io::Result<OwnedFd> {
+pub fn make_dir(dir: BorrowedFd<'_>, name: &[u8], new: &NewDir) -> io::Result<OwnedFd> {
     rfs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rfs::openat(dir, name, flags, Mode::empty())?;
@@ -101,7 +101,7 @@ pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &[u8], new: &NewDir) -> io::Re
 
 /// Sets the time of `new` on directories made by [`make_dir`] or [`make_dirs`], once nothing
 /// more is created in them.
-pub(crate) fn finish_dirs(created: &[OwnedFd], new: &NewDir) -> io::Result<()> {
+pub fn finish_dirs(created: &[OwnedFd], new: &NewDir) -> io::Result<()> {
     if let Some(mtime) = new.mtime {
         for fd in created {
             rfs::futimens(fd, &times(mtime))?;
@@ -113,7 +113,7 @@ pub(crate) fn finish_dirs(created: &[OwnedFd], new: &NewDir) -> io::Result<()> {
 /// Opens directory `path` (relative) as `O_PATH`, following symlinks but never leaving the
 /// root. With `create`, missing components are made with that metadata (existing ones are left
 /// alone), also where a dangling symlink points, as `mkdir -p` through a symlink would.
-pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8], create: Option<&NewDir>) -> io::Result<OwnedFd> {
+pub fn open_dir(root: BorrowedFd<'_>, path: &[u8], create: Option<&NewDir>) -> io::Result<OwnedFd> {
     match create {
         None => open_in_root(root, path, OFlags::PATH | OFlags::DIRECTORY),
         Some(new) => {
@@ -126,11 +126,7 @@ pub(crate) fn open_dir(root: BorrowedFd<'_>, path: &[u8], create: Option<&NewDir
 
 /// Like [`open_dir`] with `create`, but returns the directories it made, opened, leaving
 /// their times to the caller ([`finish_dirs`]).
-pub(crate) fn make_dirs(
-    root: BorrowedFd<'_>,
-    path: &[u8],
-    new: &NewDir,
-) -> io::Result<(OwnedFd, Vec<OwnedFd>)> {
+pub fn make_dirs(root: BorrowedFd<'_>, path: &[u8], new: &NewDir) -> io::Result<(OwnedFd, Vec<OwnedFd>)> {
     let resolve = |p: &[u8]| open_in_root(root, p, OFlags::PATH | OFlags::DIRECTORY);
     let mut path = path.to_vec();
     let mut created = Vec::new();
@@ -182,7 +178,7 @@ pub(crate) fn make_dirs(
 /// following symlinks in every component including the last one, all within the root. The
 /// returned name exists and is no symlink, or does not exist (its parent does). A path that
 /// ends in a directory reached through `.`/`..` comes back as that directory and `.`.
-pub(crate) fn resolve_final(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<(OwnedFd, Vec<u8>)> {
+pub fn resolve_final(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<(OwnedFd, Vec<u8>)> {
     let mut path = path.to_vec();
     for _ in 0..=MAX_SYMLINKS {
         // Paths are relative to the root either way, so outer slashes carry no meaning.
@@ -220,8 +216,22 @@ pub(crate) fn resolve_final(root: BorrowedFd<'_>, path: &[u8]) -> io::Result<(Ow
     Err(Errno::LOOP.into())
 }
 
+/// Opens the regular file `name` of `dir` for reading and checks it is still the file `stat`
+/// describes, so a file swapped for a fifo or device in between is never opened for reading.
+pub fn open_regular(dir: BorrowedFd<'_>, name: &[u8], stat: &rfs::Stat) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rfs::openat(dir, name, flags, Mode::empty())?;
+    let now = rfs::fstat(&fd)?;
+    if rfs::FileType::from_raw_mode(now.st_mode) != rfs::FileType::RegularFile
+        || (now.st_dev, now.st_ino) != (stat.st_dev, stat.st_ino)
+    {
+        return Err(io::Error::other("file changed while being read"));
+    }
+    Ok(fd)
+}
+
 /// The names in directory `dir` (any fd, `O_PATH` included), without `.` and `..`, sorted by bytes.
-pub(crate) fn read_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+pub fn read_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
     // `O_PATH` fds cannot be read, so open the directory itself for reading.
     let fd = rfs::openat(
         dir,
@@ -240,56 +250,10 @@ pub(crate) fn read_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
-/// All xattrs of the file open as `fd` (not `O_PATH`), sorted by name.
-pub(crate) fn read_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<Xattr>> {
-    let list = match read_sized(|buf| rfs::flistxattr(fd.as_fd(), buf)) {
-        Err(e) if e == Errno::NOTSUP => return Ok(Vec::new()),
-        other => other?,
-    };
-    let mut xattrs = Vec::new();
-    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        match read_sized(|buf| rfs::fgetxattr(fd.as_fd(), name, buf)) {
-            Ok(value) => xattrs.push((name.to_vec(), value)),
-            // Removed between listing and reading: it is simply not there.
-            Err(e) if e == Errno::NODATA => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    xattrs.sort();
-    Ok(xattrs)
-}
-
-/// Calls a `*xattr` style function with a growing buffer until the value fits.
-fn read_sized(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match call(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            // The kernel caps xattr lists and values at 64 KiB, so this ends.
-            Err(e) if e == Errno::RANGE && buf.len() < (1 << 17) => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Whether an xattr may travel with a file into an image. `trusted.*` would let a tree forge
-/// overlayfs state, and `security.*` labels other than file capabilities belong to the host.
-pub(crate) fn xattr_allowed(name: &[u8]) -> bool {
-    !name.contains(&0)
-        && !name.starts_with(b"trusted.")
-        && (name.starts_with(b"user.")
-            || name == b"security.capability"
-            || name == b"system.posix_acl_access"
-            || name == b"system.posix_acl_default")
-}
-
 /// Removes the entry `name` of `dir`, first emptying it when it is a directory. Symlinks are
 /// removed, never followed. Missing entries are fine. Iterative, so deep trees cannot overflow
 /// the stack; it holds one fd per level.
-pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+pub fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
     match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(e) if e == Errno::NOENT => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -338,7 +302,7 @@ pub(crate) fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
 
 /// Prepares the entry `name` of `dir` for a new entry: keeps an existing directory when
 /// `keep_dir` (returning true), otherwise removes whatever is there.
-pub(crate) fn clear(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io::Result<bool> {
+pub fn clear(dir: BorrowedFd<'_>, name: &[u8], keep_dir: bool) -> io::Result<bool> {
     match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Err(e) if e == Errno::NOENT => Ok(false),
         Err(e) => Err(e.into()),
@@ -359,15 +323,6 @@ mod tests {
         assert_eq!(joined(b"a/b/../../../c"), b"c");
         assert_eq!(joined(b"./"), b"");
         assert_eq!(joined(b"a//b/.."), b"a");
-    }
-
-    #[test]
-    fn xattr_allow_list() {
-        assert!(xattr_allowed(b"user.foo"));
-        assert!(xattr_allowed(b"security.capability"));
-        assert!(!xattr_allowed(b"trusted.overlay.opaque"));
-        assert!(!xattr_allowed(b"trusted.foo"));
-        assert!(!xattr_allowed(b"security.selinux"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self as rfs, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::inroot::{errno_is, open_dir, read_names};
+use crate::inroot::{errno_is, open_dir, read_names};
 
 /// Whether a path component contains an unescaped wildcard character.
 pub(super) fn has_wildcards(comp: &[u8]) -> bool {

@@ -10,10 +10,25 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Timespec, Ui
 use rustix::io::Errno;
 use tar::EntryType;
 
-use super::{ApplyStats, LayerError, OPAQUE_MARKER, WHITEOUT_PREFIX};
-use crate::fileop::inroot::{
-    self, NewDir, Xattr, clean, clear, errno_is, read_names, read_xattrs, remove_all, times, xattr_allowed,
-};
+use super::error::LayerError;
+use super::names::{OPAQUE_MARKER, WHITEOUT_PREFIX};
+use crate::inroot::{self, NewDir, clean, clear, errno_is, read_names, remove_all, times};
+use crate::xattr::{Xattr, read_xattrs, xattr_allowed};
+
+/// What [`apply_layer`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Entries applied, including whiteouts and opaque markers.
+    pub entries: u64,
+    /// Bytes of regular-file content written.
+    pub bytes: u64,
+    /// Entries ignored: unsupported types (sockets, PAX global headers, ...), the root
+    /// directory itself, and aufs metadata names such as `.wh..wh.plnk`.
+    pub skipped_entries: u64,
+    /// xattrs not applied: `trusted.*` and other names outside the allow list, xattrs on
+    /// symlinks and device nodes, and xattrs the file system does not support.
+    pub skipped_xattrs: u64,
+}
 
 /// Applies an OCI layer (an uncompressed tar stream) onto the directory tree `root`.
 ///
@@ -44,6 +59,16 @@ use crate::fileop::inroot::{
 ///   `security.capability` or `system.posix_acl_{access,default}`; others are counted as skipped
 ///   (`trusted.overlay.*` in particular would corrupt overlayfs semantics).
 pub fn apply_layer(tar: impl Read, root: &Path) -> Result<ApplyStats, LayerError> {
+    apply_layer_with(tar, root, || {})
+}
+
+/// [`apply_layer`], calling `after_entry` each time an entry has been applied (the store kills
+/// the process there in crash tests, to leave a half-applied layer behind).
+pub fn apply_layer_with(
+    tar: impl Read,
+    root: &Path,
+    after_entry: impl FnMut(),
+) -> Result<ApplyStats, LayerError> {
     let root_fd = rfs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -53,7 +78,7 @@ pub fn apply_layer(tar: impl Read, root: &Path) -> Result<ApplyStats, LayerError
         path: root.to_path_buf(),
         source: e.into(),
     })?;
-    run(tar, root_fd, Kind::Layer)
+    run(tar, root_fd, Kind::Layer, after_entry)
 }
 
 /// Extracts a plain tar stream into the directory `dir` (any fd of it, `O_PATH` included), as
@@ -82,7 +107,7 @@ pub(crate) fn extract_archive(
         source: e.into(),
     })?;
     let owner = owner.map(|(uid, gid)| (Uid::from_raw(uid), Gid::from_raw(gid)));
-    run(tar, root_fd, Kind::Extract { owner })
+    run(tar, root_fd, Kind::Extract { owner }, || {})
 }
 
 /// What a tar stream is applied as.
@@ -94,7 +119,12 @@ enum Kind {
     Extract { owner: Option<(Uid, Gid)> },
 }
 
-fn run(tar: impl Read, root_fd: OwnedFd, kind: Kind) -> Result<ApplyStats, LayerError> {
+fn run(
+    tar: impl Read,
+    root_fd: OwnedFd,
+    kind: Kind,
+    mut after_entry: impl FnMut(),
+) -> Result<ApplyStats, LayerError> {
     let mut applier = Applier {
         root: root_fd,
         kind,
@@ -113,7 +143,7 @@ fn run(tar: impl Read, root_fd: OwnedFd, kind: Kind) -> Result<ApplyStats, Layer
             source,
         })?;
         applier.apply_entry(&mut entry)?;
-        crate::fault::point("layer.apply.entry");
+        after_entry();
     }
     applier.set_dir_times()?;
     Ok(applier.stats)
@@ -226,7 +256,24 @@ impl Applier {
             .open_dir(&parent, true)
             .map_err(failed(shown, "open parent directory"))?;
         self.note_created(&parent, name);
-        let dir = dir.as_fd();
+        self.write_entry(entry, dir.as_fd(), name, &comps, &meta, shown)?;
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    /// Creates the entry `name` of `dir` (cleaned path `comps`) from a tar entry of a kind that
+    /// is applied, replacing what is there.
+    fn write_entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        comps: &[&[u8]],
+        meta: &Meta,
+        shown: &str,
+    ) -> Result<(), LayerError> {
+        use EntryType::*;
+        let kind = entry.header().entry_type();
         match kind {
             Directory => {
                 let kept = clear(dir, name, true).map_err(failed(shown, "replace existing"))?;
@@ -241,7 +288,7 @@ impl Applier {
                     Mode::empty(),
                 )
                 .map_err(failed(shown, "open directory"))?;
-                self.set_meta(fd.as_fd(), &meta)
+                self.set_meta(fd.as_fd(), meta)
                     .map_err(failed(shown, "set directory metadata"))?;
                 self.dir_times.insert(comps.join(&b'/'), meta.mtime);
             }
@@ -255,9 +302,15 @@ impl Applier {
                 )
                 .map_err(failed(shown, "create file"))?;
                 let mut file = File::from(fd);
-                let written = copy_sparse(entry, &mut file).map_err(failed(shown, "write file content"))?;
+                let written = copy_sparse(entry, &mut file).map_err(|e| match e {
+                    Copy::Read(source) => LayerError::ReadEntry {
+                        entry: shown.to_owned(),
+                        source,
+                    },
+                    Copy::Write(source) => failed(shown, "write file content")(source),
+                })?;
                 self.stats.bytes += written;
-                self.set_meta(file.as_fd(), &meta)
+                self.set_meta(file.as_fd(), meta)
                     .map_err(failed(shown, "set file metadata"))?;
             }
             Symlink => {
@@ -266,14 +319,14 @@ impl Applier {
                     .ok_or_else(|| invalid(shown, "symlink has no target"))?;
                 clear(dir, name, false).map_err(failed(shown, "replace existing"))?;
                 rfs::symlinkat(&*target, dir, name).map_err(failed(shown, "create symlink"))?;
-                self.set_meta_at(dir, name, &meta, false)
+                self.set_meta_at(dir, name, meta, false)
                     .map_err(failed(shown, "set symlink metadata"))?;
             }
             Link => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| invalid(shown, "hard link has no target"))?;
-                self.hard_link(dir, name, &comps, &target, shown)?;
+                self.hard_link(dir, name, comps, &target, shown)?;
             }
             Char | Block | Fifo => {
                 let header = entry.header();
@@ -293,13 +346,12 @@ impl Applier {
                 clear(dir, name, false).map_err(failed(shown, "replace existing"))?;
                 rfs::mknodat(dir, name, file_type, perm(meta.mode), dev)
                     .map_err(failed(shown, "create device node"))?;
-                self.set_meta_at(dir, name, &meta, true)
+                self.set_meta_at(dir, name, meta, true)
                     .map_err(failed(shown, "set device node metadata"))?;
             }
-            // Every other kind returned early above.
+            // `apply_entry` passes no other kind.
             _ => {}
         }
-        self.stats.entries += 1;
         Ok(())
     }
 
@@ -580,10 +632,17 @@ fn parse_pax_time(value: &[u8]) -> Option<Timespec> {
     Some(Timespec { tv_sec, tv_nsec })
 }
 
+/// Which side of a copy failed: reading the tar (corrupt or truncated input) or writing the
+/// file (the destination's disk).
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+}
+
 /// Copies a file's content, leaving holes where whole blocks are zero: a sparse entry of a
 /// small tar (or any run of zeros) cannot fill the disk with what is only a size in a header.
 /// Returns the file's length.
-fn copy_sparse(reader: &mut impl Read, file: &mut File) -> io::Result<u64> {
+fn copy_sparse(reader: &mut impl Read, file: &mut File) -> Result<u64, Copy> {
     const BLOCK: usize = 64 * 1024;
     let mut buf = vec![0u8; BLOCK];
     let mut total: u64 = 0;
@@ -593,21 +652,21 @@ fn copy_sparse(reader: &mut impl Read, file: &mut File) -> io::Result<u64> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(Copy::Read(e)),
         };
         let chunk = &buf[..n];
         if chunk.iter().all(|&b| b == 0) {
-            file.seek(SeekFrom::Current(n as i64))?;
+            file.seek(SeekFrom::Current(n as i64)).map_err(Copy::Write)?;
             ends_in_hole = true;
         } else {
-            file.write_all(chunk)?;
+            file.write_all(chunk).map_err(Copy::Write)?;
             ends_in_hole = false;
         }
         total += n as u64;
     }
     if ends_in_hole {
         // A seek past the end does not extend the file; setting the length does.
-        file.set_len(total)?;
+        file.set_len(total).map_err(Copy::Write)?;
     }
     Ok(total)
 }

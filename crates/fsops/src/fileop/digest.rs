@@ -9,13 +9,15 @@ use oci::{Digest, Sha256Writer};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+use super::error::{FileOpError, failed};
 use super::filter::{self, Filters, State, Verdict};
 use super::hashcache::HashCache;
-use super::inroot::{Xattr, is_dir, read_names, read_xattrs, xattr_allowed};
-use super::{
-    CopyOptions, FileOpError, Ownership, check_required, copy_sources, failed, join_shown, open_regular,
-    open_root, open_source, shown, split_last,
-};
+use super::options::CopyOptions;
+use super::source::{check_required, copy_sources, open_source};
+use super::support::{join_shown, open_root, shown, split_last};
+use crate::inroot::{is_dir, open_regular, read_names};
+use crate::user::Ownership;
+use crate::xattr::{Xattr, read_xattrs, xattr_allowed};
 
 /// Version tag hashed first, so a change of the record format changes every digest.
 const FORMAT: &[u8] = b"kiln.fileop.content.v2\0";
