@@ -1,22 +1,274 @@
-//! The `WWW-Authenticate` handshake: challenge parsing, token requests and the token cache.
+//! The `WWW-Authenticate` handshake: challenge parsing, token requests, whose credentials a
+//! token was obtained with, and the token cache.
 //!
-//! Tokens are cached per (registry, scope) and only ever attached to requests to the origin of
-//! that registry (see `client::Inner::send`), so a token never leaves the host it was issued for.
+//! Tokens are cached per (registry, scope, credential identity): a token obtained with one
+//! build's credentials is only ever sent for requests made with the same credentials (or, for
+//! anonymous tokens, without any), and only to the origin of that registry (see
+//! `client::Client::send_once`), so a token never leaves the host it was issued for.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Method, Url};
 use serde::Deserialize;
+use sha2::Digest as _;
 
-use crate::client::{Inner, Target, error_excerpt, read_limited};
-use crate::{Credentials, Error};
+use crate::credentials::{CredentialStore, Credentials};
+use crate::error::{CredentialsError, Error};
+use crate::http::{Body, Http, plain_http_allowed};
+use crate::target::Target;
 
 /// Token responses larger than this are refused; real ones are a few KiB.
 const TOKEN_LIMIT: u64 = 1 << 20;
 /// The token lifetime when the response does not say (the token spec's default).
 const DEFAULT_TOKEN_TTL: u64 = 60;
+/// How long a Basic `Authorization` value is reused before the registry is asked again whether
+/// it still wants one; bounded so that no credentials linger in the shared cache.
+const BASIC_TTL: Duration = Duration::from_secs(600);
+
+/// Whose credentials an `Authorization` value was made with: a digest of the user name and
+/// secret (never the secret itself), or anonymous.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CredentialId {
+    Anonymous,
+    Digest([u8; 32]),
+}
+
+impl CredentialId {
+    pub fn of(credentials: Option<&Credentials>) -> CredentialId {
+        let Some(credentials) = credentials else {
+            return CredentialId::Anonymous;
+        };
+        let mut hasher = sha2::Sha256::new();
+        // Length-prefixed, so that no two (user, secret) pairs hash the same bytes.
+        for part in [&credentials.username, &credentials.password] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        CredentialId::Digest(hasher.finalize().into())
+    }
+}
+
+/// What a credential store answered for one registry.
+pub(crate) struct Resolved {
+    pub credentials: Option<Credentials>,
+    pub id: CredentialId,
+}
+
+/// The credentials one client handle (one build) uses: its store, asked at most once per
+/// registry and only when that registry challenges a request.
+pub(crate) struct BuildCredentials {
+    store: Arc<dyn CredentialStore>,
+    resolved: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Arc<Resolved>>>>>,
+}
+
+impl BuildCredentials {
+    pub fn new(store: Arc<dyn CredentialStore>) -> BuildCredentials {
+        BuildCredentials {
+            store,
+            resolved: Mutex::default(),
+        }
+    }
+
+    fn cell(&self, registry: &str) -> Arc<tokio::sync::OnceCell<Arc<Resolved>>> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        resolved.entry(registry.to_string()).or_default().clone()
+    }
+
+    /// The identity for `registry` if the store was already asked, without asking it.
+    pub fn known(&self, registry: &str) -> Option<CredentialId> {
+        let resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
+        resolved.get(registry)?.get().map(|r| r.id.clone())
+    }
+
+    /// The store's answer for `registry`, asked on a blocking thread (helpers run processes)
+    /// the first time only. A failure is not remembered.
+    pub async fn resolve(&self, registry: &str) -> Result<Arc<Resolved>, Error> {
+        let fail = |source| Error::Credentials {
+            registry: registry.to_string(),
+            source,
+        };
+        let cell = self.cell(registry);
+        let resolved = cell
+            .get_or_try_init(|| async {
+                let store = self.store.clone();
+                let owned = registry.to_string();
+                let credentials = tokio::task::spawn_blocking(move || store.credentials(&owned))
+                    .await
+                    .map_err(|source| CredentialsError::Aborted { source })??;
+                let id = CredentialId::of(credentials.as_ref());
+                Ok(Arc::new(Resolved { credentials, id }))
+            })
+            .await
+            .map_err(fail)?;
+        Ok(resolved.clone())
+    }
+}
+
+/// A cached `Authorization` header value and when it stops being valid.
+struct CachedAuth {
+    header: String,
+    expires: Instant,
+}
+
+type TokenKey = (String, String, CredentialId);
+
+/// `Authorization` header values per (registry, scope, credential identity), shared by every
+/// handle of a client.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    entries: Mutex<HashMap<TokenKey, CachedAuth>>,
+}
+
+impl TokenCache {
+    fn key(registry: &str, scope: &str, id: &CredentialId) -> TokenKey {
+        (registry.to_string(), scope.to_string(), id.clone())
+    }
+
+    pub fn get(&self, registry: &str, scope: &str, id: &CredentialId) -> Option<String> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = entries.get(&Self::key(registry, scope, id))?;
+        (cached.expires > Instant::now()).then(|| cached.header.clone())
+    }
+
+    pub fn insert(&self, registry: &str, scope: &str, id: &CredentialId, header: String, ttl: Duration) {
+        // Renew a little early so a token does not expire between the check and the request.
+        let now = Instant::now();
+        let expires = now + ttl - (ttl / 10).min(Duration::from_secs(10));
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Expired entries are dropped here, so a long-lived client does not accumulate them.
+        entries.retain(|_, cached| cached.expires > now);
+        entries.insert(Self::key(registry, scope, id), CachedAuth { header, expires });
+    }
+
+    /// Forgets the value for the key, if it is still `header` (another request may have
+    /// replaced it meanwhile).
+    pub fn remove(&self, registry: &str, scope: &str, id: &CredentialId, header: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = Self::key(registry, scope, id);
+        if entries.get(&key).is_some_and(|cached| cached.header == header) {
+            entries.remove(&key);
+        }
+    }
+}
+
+/// Answers the challenges of a 401 for `target` with `credentials`: fetches a Bearer token, or
+/// makes the Basic header. Returns the `Authorization` value and how long it may be reused.
+pub(crate) async fn answer(
+    http: &Http,
+    insecure: &[String],
+    target: &Target,
+    challenges: &[Challenge],
+    credentials: Option<&Credentials>,
+) -> Result<(String, Duration), Error> {
+    let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+    let basic = challenges.iter().find(|c| c.scheme == "basic");
+    if let Some(challenge) = bearer {
+        let realm = challenge
+            .params
+            .get("realm")
+            .ok_or_else(|| target.unauthorized("bearer challenge without a realm".into()))?;
+        let service = challenge.params.get("service").map(String::as_str);
+        let token_request = TokenRequest {
+            realm,
+            service,
+            scope: &target.scope(),
+            credentials,
+        };
+        let (token, ttl) = fetch_token(http, insecure, target, &token_request).await?;
+        return Ok((format!("Bearer {token}"), ttl));
+    }
+    if basic.is_none() {
+        let schemes: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
+        return Err(target.unauthorized(format!(
+            "unsupported authentication challenge [{}]",
+            schemes.join(", ")
+        )));
+    }
+    match credentials {
+        Some(c) if c.identity_token().is_none() => Ok((basic_header(c), BASIC_TTL)),
+        Some(_) => Err(target.unauthorized("an identity token cannot answer a basic challenge".into())),
+        None => Err(target.unauthorized("authentication required".into())),
+    }
+}
+
+/// What a token request asks for, and with which credentials.
+struct TokenRequest<'a> {
+    realm: &'a str,
+    service: Option<&'a str>,
+    scope: &'a str,
+    credentials: Option<&'a Credentials>,
+}
+
+async fn fetch_token(
+    http: &Http,
+    insecure: &[String],
+    target: &Target,
+    request: &TokenRequest<'_>,
+) -> Result<(String, Duration), Error> {
+    let realm = request.realm;
+    let mut url =
+        Url::parse(realm).map_err(|e| target.unauthorized(format!("invalid token realm {realm:?}: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if request.credentials.is_none() || plain_http_allowed(&url, insecure) => {}
+        "http" => {
+            return Err(
+                target.unauthorized(format!("refusing to send credentials over plain http to {realm}"))
+            );
+        }
+        other => return Err(target.unauthorized(format!("unsupported token realm scheme {other:?}"))),
+    }
+    let (builder, body) = match request.credentials.and_then(Credentials::identity_token) {
+        Some(refresh_token) => {
+            // Identity tokens are exchanged with the OAuth2 form POST of the docker token spec.
+            let mut form = format!(
+                "grant_type=refresh_token&client_id=kiln&scope={}",
+                form_encode(request.scope)
+            );
+            if let Some(service) = request.service {
+                form.push_str(&format!("&service={}", form_encode(service)));
+            }
+            form.push_str(&format!("&refresh_token={}", form_encode(refresh_token)));
+            let builder = http
+                .request(Method::POST, url.clone())
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+            (builder, Body::Bytes(form.into()))
+        }
+        None => {
+            {
+                let mut query = url.query_pairs_mut();
+                if let Some(service) = request.service {
+                    query.append_pair("service", service);
+                }
+                query.append_pair("scope", request.scope);
+            }
+            let builder = http.request(Method::GET, url.clone());
+            let builder = match request.credentials {
+                Some(c) => builder.header(AUTHORIZATION, basic_header(c)),
+                None => builder,
+            };
+            (builder, Body::Empty)
+        }
+    };
+    let response = http.send(builder, &url, &body).await?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let excerpt = http.error_excerpt(response).await;
+        return Err(target.unauthorized(format!("token request to {realm} returned {status}: {excerpt}")));
+    }
+    let body = http.read_limited(response, TOKEN_LIMIT).await?;
+    parse_token_response(&body)
+        .map_err(|source| Error::InvalidJson {
+            what: "token response",
+            reference: realm.to_string(),
+            source,
+        })?
+        .ok_or_else(|| target.unauthorized(format!("token response from {realm} has no token")))
+}
 
 /// One authentication challenge: a lower-cased scheme and its parameters (keys lower-cased).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,45 +379,6 @@ pub(crate) fn parse_token_response(body: &[u8]) -> Result<Option<(String, Durati
     Ok(token.map(|t| (t, ttl)))
 }
 
-/// A cached `Authorization` header value and, for tokens, when it stops being valid.
-struct CachedAuth {
-    header: String,
-    expires: Option<Instant>,
-}
-
-/// `Authorization` header values per (registry, scope), with an expiry for tokens.
-#[derive(Default)]
-pub(crate) struct TokenCache {
-    entries: Mutex<HashMap<(String, String), CachedAuth>>,
-}
-
-impl TokenCache {
-    pub fn get(&self, registry: &str, scope: &str) -> Option<String> {
-        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let cached = entries.get(&(registry.to_string(), scope.to_string()))?;
-        match cached.expires {
-            Some(at) if at <= Instant::now() => None,
-            _ => Some(cached.header.clone()),
-        }
-    }
-
-    pub fn insert(&self, registry: &str, scope: &str, header: String, ttl: Option<Duration>) {
-        // Renew a little early so a token does not expire between the check and the request.
-        let expires = ttl.map(|ttl| Instant::now() + ttl - (ttl / 10).min(Duration::from_secs(10)));
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.insert(
-            (registry.to_string(), scope.to_string()),
-            CachedAuth { header, expires },
-        );
-    }
-
-    pub fn remove(&self, registry: &str, scope: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.remove(&(registry.to_string(), scope.to_string()));
-    }
-}
-
 /// The `Authorization` value for HTTP Basic authentication.
 pub(crate) fn basic_header(credentials: &Credentials) -> String {
     format!(
@@ -202,131 +415,6 @@ fn form_encode(value: &str) -> String {
         }
     }
     out
-}
-
-impl Inner {
-    /// Answers the challenges of a 401 for `target`: fetches and caches a Bearer token, or caches
-    /// Basic credentials. The caller retries its request once afterwards.
-    pub(crate) async fn authenticate(&self, target: &Target, challenges: &[Challenge]) -> Result<(), Error> {
-        let scope = target.scope();
-        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
-        let basic = challenges.iter().find(|c| c.scheme == "basic");
-        let credentials = self.credentials_for(&target.registry).await?;
-        if let Some(challenge) = bearer {
-            let realm = challenge
-                .params
-                .get("realm")
-                .ok_or_else(|| target.unauthorized("bearer challenge without a realm".into()))?;
-            let service = challenge.params.get("service").map(String::as_str);
-            let (token, ttl) = self
-                .fetch_token(target, realm, service, &scope, credentials.as_ref())
-                .await?;
-            self.tokens
-                .insert(&target.registry, &scope, format!("Bearer {token}"), Some(ttl));
-            Ok(())
-        } else if basic.is_some() {
-            match credentials {
-                Some(c) if c.identity_token().is_none() => {
-                    self.tokens
-                        .insert(&target.registry, &scope, basic_header(&c), None);
-                    Ok(())
-                }
-                Some(_) => {
-                    Err(target.unauthorized("an identity token cannot answer a basic challenge".into()))
-                }
-                None => Err(target.unauthorized("authentication required".into())),
-            }
-        } else {
-            let schemes: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
-            Err(target.unauthorized(format!(
-                "unsupported authentication challenge [{}]",
-                schemes.join(", ")
-            )))
-        }
-    }
-
-    async fn fetch_token(
-        &self,
-        target: &Target,
-        realm: &str,
-        service: Option<&str>,
-        scope: &str,
-        credentials: Option<&Credentials>,
-    ) -> Result<(String, Duration), Error> {
-        let mut url = reqwest::Url::parse(realm)
-            .map_err(|e| target.unauthorized(format!("invalid token realm {realm:?}: {e}")))?;
-        match url.scheme() {
-            "https" => {}
-            "http" if credentials.is_none() || self.plain_http_allowed(&url) => {}
-            "http" => {
-                return Err(
-                    target.unauthorized(format!("refusing to send credentials over plain http to {realm}"))
-                );
-            }
-            other => return Err(target.unauthorized(format!("unsupported token realm scheme {other:?}"))),
-        }
-        let request = match credentials.and_then(Credentials::identity_token) {
-            Some(refresh_token) => {
-                // Identity tokens are exchanged with the OAuth2 form POST of the docker token spec.
-                let mut form = format!(
-                    "grant_type=refresh_token&client_id=kiln&scope={}",
-                    form_encode(scope)
-                );
-                if let Some(service) = service {
-                    form.push_str(&format!("&service={}", form_encode(service)));
-                }
-                form.push_str(&format!("&refresh_token={}", form_encode(refresh_token)));
-                self.http
-                    .post(url.clone())
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-                    .body(form)
-            }
-            None => {
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(service) = service {
-                        query.append_pair("service", service);
-                    }
-                    query.append_pair("scope", scope);
-                }
-                let request = self.http.get(url.clone());
-                match credentials {
-                    Some(c) => request.header(AUTHORIZATION, basic_header(c)),
-                    None => request,
-                }
-            }
-        };
-        let url_text = url.to_string();
-        let response = request.send().await.map_err(|source| Error::Transport {
-            url: url_text.clone(),
-            source,
-        })?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let excerpt = error_excerpt(response).await;
-            return Err(target.unauthorized(format!("token request to {realm} returned {status}: {excerpt}")));
-        }
-        let body = read_limited(response, TOKEN_LIMIT, &url_text).await?;
-        parse_token_response(&body)
-            .map_err(|source| Error::InvalidJson {
-                what: "token response",
-                reference: realm.to_string(),
-                source,
-            })?
-            .ok_or_else(|| target.unauthorized(format!("token response from {realm} has no token")))
-    }
-
-    /// Asks the credential store on a blocking thread, since helpers run processes.
-    async fn credentials_for(&self, registry: &str) -> Result<Option<Credentials>, Error> {
-        let store = self.credentials.clone();
-        let owned = registry.to_string();
-        tokio::task::spawn_blocking(move || store.credentials(&owned))
-            .await
-            .map_err(|e| Error::Credentials {
-                registry: registry.to_string(),
-                message: e.to_string(),
-            })?
-    }
 }
 
 #[cfg(test)]
@@ -405,15 +493,49 @@ mod tests {
     }
 
     #[test]
-    fn token_cache_honours_expiry() {
+    fn token_cache_honours_expiry_and_credential_identity() {
         let cache = TokenCache::default();
-        cache.insert("r", "s", "Bearer a".into(), Some(Duration::from_secs(60)));
-        cache.insert("r", "t", "Bearer b".into(), Some(Duration::ZERO));
-        assert_eq!(cache.get("r", "s").as_deref(), Some("Bearer a"));
-        assert_eq!(cache.get("r", "t"), None);
-        assert_eq!(cache.get("other", "s"), None);
-        cache.remove("r", "s");
-        assert_eq!(cache.get("r", "s"), None);
+        let user = |name: &str, password: &str| {
+            CredentialId::of(Some(&Credentials {
+                username: name.into(),
+                password: password.into(),
+            }))
+        };
+        let (alice, bob) = (user("alice", "a"), user("bob", "b"));
+        let anonymous = CredentialId::of(None);
+        assert!(
+            alice == user("alice", "a"),
+            "the identity is the same for the same credentials"
+        );
+        assert!(
+            alice != user("alice", "other secret"),
+            "and differs with the secret"
+        );
+        assert!(
+            user("ab", "c") != user("a", "bc"),
+            "user and secret do not run together"
+        );
+        assert!(alice != anonymous);
+
+        cache.insert("r", "s", &alice, "Bearer a".into(), Duration::from_secs(60));
+        cache.insert("r", "t", &alice, "Bearer b".into(), Duration::ZERO);
+        assert_eq!(cache.get("r", "s", &alice).as_deref(), Some("Bearer a"));
+        assert_eq!(
+            cache.get("r", "s", &bob),
+            None,
+            "another user never gets alice's token"
+        );
+        assert_eq!(cache.get("r", "s", &anonymous), None);
+        assert_eq!(cache.get("r", "t", &alice), None, "expired");
+        assert_eq!(cache.get("other", "s", &alice), None);
+
+        cache.remove("r", "s", &alice, "Bearer replaced meanwhile");
+        assert_eq!(cache.get("r", "s", &alice).as_deref(), Some("Bearer a"));
+        cache.remove("r", "s", &alice, "Bearer a");
+        assert_eq!(cache.get("r", "s", &alice), None);
+        // Inserting drops what expired.
+        cache.insert("r", "u", &bob, "Bearer c".into(), Duration::from_secs(60));
+        assert_eq!(cache.entries.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Where registry credentials come from: the [`CredentialStore`] trait and two stores.
+//! Where registry credentials come from: the [`CredentialStore`] trait and two stores,
+//! [`NoCredentials`] and [`DockerConfigCredentials`] (the docker CLI's `config.json` and its
+//! credential helpers, read only when a registry first asks for credentials).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -6,10 +8,11 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use crate::Error;
+use crate::error::CredentialsError;
 
 /// The key docker uses for Docker Hub in `config.json` and with credential helpers.
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
@@ -17,14 +20,16 @@ const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 /// The user name that marks [`Credentials::password`] as an identity (refresh) token.
 pub const IDENTITY_TOKEN_USER: &str = "<token>";
 
-/// A source of credentials, asked once per authentication handshake.
+/// A source of credentials. A client asks it at most once per registry (see
+/// [`Client::with_credentials`](crate::Client::with_credentials)), when that registry first
+/// answers a request with an authentication challenge; never for registries that do not.
 ///
 /// Implementations may block (credential helpers run processes); the client calls them on a
 /// blocking thread.
 pub trait CredentialStore: Send + Sync {
     /// The credentials for `registry` (`host[:port]` as written in the image reference, e.g.
     /// `docker.io`), or `None` to stay anonymous.
-    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, Error>;
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, CredentialsError>;
 }
 
 /// A user name and password. A user name of `<token>` means the password is an identity token.
@@ -58,7 +63,7 @@ impl fmt::Debug for Credentials {
 pub struct NoCredentials;
 
 impl CredentialStore for NoCredentials {
-    fn credentials(&self, _registry: &str) -> Result<Option<Credentials>, Error> {
+    fn credentials(&self, _registry: &str) -> Result<Option<Credentials>, CredentialsError> {
         Ok(None)
     }
 }
@@ -68,13 +73,19 @@ impl CredentialStore for NoCredentials {
 /// Lookup order follows docker: a per-registry `credHelpers` entry, else the `credsStore`
 /// helper, else the `auths` entry (base64 `auth`, `username`/`password`, or `identitytoken`).
 /// Helpers run as `docker-credential-<name> get` with the server URL on stdin.
-#[derive(Clone, Debug, Default)]
+///
+/// The file is read on the first lookup, not when the store is made, so that a build that
+/// needs no credentials never reads it (nor fails on a broken one). Once read it is kept for
+/// the store's lifetime; a failed read is tried again at the next lookup.
+#[derive(Debug)]
 pub struct DockerConfigCredentials {
-    config: ConfigFile,
+    /// The file, or `None` when there is no home directory to find it in (anonymous).
+    path: Option<PathBuf>,
+    config: Mutex<Option<Arc<ConfigFile>>>,
     helper_path: Option<OsString>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct ConfigFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
@@ -84,7 +95,7 @@ struct ConfigFile {
     cred_helpers: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
@@ -104,46 +115,43 @@ struct HelperOutput {
     secret: String,
 }
 
-impl DockerConfigCredentials {
-    /// Reads `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`. A missing file (or
-    /// no home directory) means anonymous access.
-    pub fn load() -> Result<DockerConfigCredentials, Error> {
-        let dir = match (std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")) {
-            (Some(dir), _) if !dir.is_empty() => PathBuf::from(dir),
-            (_, Some(home)) => PathBuf::from(home).join(".docker"),
-            _ => return Ok(DockerConfigCredentials::default()),
-        };
-        DockerConfigCredentials::from_file(&dir.join("config.json"))
-    }
+/// What errors call a configuration given as bytes rather than read from a file.
+const IN_MEMORY_NAME: &str = "config.json";
 
-    /// Reads the given `config.json`; a missing file means anonymous access.
-    pub fn from_file(path: &Path) -> Result<DockerConfigCredentials, Error> {
-        match std::fs::read(path) {
-            Ok(bytes) => DockerConfigCredentials::from_json(&bytes).map_err(|e| match e {
-                Error::InvalidJson { what, source, .. } => Error::InvalidJson {
-                    what,
-                    reference: path.display().to_string(),
-                    source,
-                },
-                other => other,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerConfigCredentials::default()),
-            Err(source) => Err(Error::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+impl DockerConfigCredentials {
+    /// The docker CLI's configuration: `$DOCKER_CONFIG/config.json`, else
+    /// `$HOME/.docker/config.json`. Only the location is decided here (from the environment
+    /// now); the file is read on the first lookup. A missing file (or no home directory) means
+    /// anonymous access.
+    pub fn from_env() -> DockerConfigCredentials {
+        let dir = match (std::env::var_os("DOCKER_CONFIG"), std::env::var_os("HOME")) {
+            (Some(dir), _) if !dir.is_empty() => Some(PathBuf::from(dir)),
+            (_, Some(home)) => Some(PathBuf::from(home).join(".docker")),
+            _ => None,
+        };
+        DockerConfigCredentials {
+            path: dir.map(|dir| dir.join("config.json")),
+            config: Mutex::new(None),
+            helper_path: None,
         }
     }
 
-    /// Parses the contents of a `config.json`.
-    pub fn from_json(json: &[u8]) -> Result<DockerConfigCredentials, Error> {
-        let config = serde_json::from_slice(json).map_err(|source| Error::InvalidJson {
-            what: "docker config",
-            reference: "config.json".into(),
-            source,
-        })?;
+    /// The given `config.json`, read on the first lookup; a missing file means anonymous
+    /// access.
+    pub fn from_file(path: impl Into<PathBuf>) -> DockerConfigCredentials {
+        DockerConfigCredentials {
+            path: Some(path.into()),
+            config: Mutex::new(None),
+            helper_path: None,
+        }
+    }
+
+    /// Parses the contents of a `config.json` now; errors call it `config.json`.
+    pub fn from_json(json: &[u8]) -> Result<DockerConfigCredentials, CredentialsError> {
+        let config = parse_config(json, Path::new(IN_MEMORY_NAME))?;
         Ok(DockerConfigCredentials {
-            config,
+            path: None,
+            config: Mutex::new(Some(Arc::new(config))),
             helper_path: None,
         })
     }
@@ -155,13 +163,47 @@ impl DockerConfigCredentials {
         self
     }
 
-    fn run_helper(&self, helper: &str, registry: &str, server: &str) -> Result<Option<Credentials>, Error> {
-        let fail = |message: String| Error::Credentials {
-            registry: registry.to_string(),
-            message,
+    /// The configuration file this store reads, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The file's name for messages.
+    fn name(&self) -> &Path {
+        self.path.as_deref().unwrap_or(Path::new(IN_MEMORY_NAME))
+    }
+
+    /// The configuration, read on first use.
+    fn config(&self) -> Result<Arc<ConfigFile>, CredentialsError> {
+        // A poisoned lock only means a panic elsewhere; the cached value is still whole.
+        let mut cached = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(config) = &*cached {
+            return Ok(config.clone());
+        }
+        let config = match &self.path {
+            None => ConfigFile::default(),
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => parse_config(&bytes, path)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigFile::default(),
+                Err(source) => {
+                    return Err(CredentialsError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            },
         };
+        let config = Arc::new(config);
+        *cached = Some(config.clone());
+        Ok(config)
+    }
+
+    fn run_helper(&self, helper: &str, server: &str) -> Result<Option<Credentials>, CredentialsError> {
         if helper.is_empty() || helper.contains(['/', '\\']) {
-            return Err(fail(format!("invalid credential helper name {helper:?}")));
+            return Err(CredentialsError::InvalidHelper {
+                path: self.name().to_path_buf(),
+                name: helper.to_string(),
+            });
         }
         let program = format!("docker-credential-{helper}");
         let mut command = Command::new(&program);
@@ -173,15 +215,17 @@ impl DockerConfigCredentials {
         if let Some(path) = &self.helper_path {
             command.env("PATH", path);
         }
-        let mut child = command.spawn().map_err(|e| fail(format!("run {program}: {e}")))?;
+        let spawn_failed = |source| CredentialsError::HelperSpawn {
+            program: program.clone(),
+            source,
+        };
+        let mut child = command.spawn().map_err(spawn_failed)?;
         if let Some(mut stdin) = child.stdin.take() {
             // A helper that exits without reading stdin makes this fail; its exit status and
             // output below are the better error, so the write error is not reported.
             let _ = stdin.write_all(server.as_bytes());
         }
-        let output = child
-            .wait_with_output()
-            .map_err(|e| fail(format!("run {program}: {e}")))?;
+        let output = child.wait_with_output().map_err(spawn_failed)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -193,10 +237,14 @@ impl DockerConfigCredentials {
             } else {
                 stdout.trim()
             };
-            return Err(fail(format!("{program} get failed ({}): {said}", output.status)));
+            return Err(CredentialsError::HelperFailed {
+                program,
+                status: output.status,
+                output: said.to_string(),
+            });
         }
         let parsed: HelperOutput = serde_json::from_slice(&output.stdout)
-            .map_err(|e| fail(format!("{program} get: invalid output: {e}")))?;
+            .map_err(|source| CredentialsError::HelperOutput { program, source })?;
         if parsed.secret.is_empty() {
             return Ok(None);
         }
@@ -205,6 +253,49 @@ impl DockerConfigCredentials {
             password: parsed.secret,
         }))
     }
+
+    fn entry_credentials(
+        &self,
+        registry: &str,
+        entry: &AuthEntry,
+    ) -> Result<Option<Credentials>, CredentialsError> {
+        if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+            return Ok(Some(Credentials {
+                username: IDENTITY_TOKEN_USER.into(),
+                password: token.into(),
+            }));
+        }
+        if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
+            let invalid = |reason| CredentialsError::InvalidAuth {
+                path: self.name().to_path_buf(),
+                registry: registry.into(),
+                reason,
+            };
+            let decoded = decode_base64(auth).ok_or_else(|| invalid("not base64"))?;
+            let text = String::from_utf8(decoded).map_err(|_| invalid("not utf-8"))?;
+            let (user, pass) = text
+                .split_once(':')
+                .ok_or_else(|| invalid("expected user:password"))?;
+            return Ok(Some(Credentials {
+                username: user.into(),
+                password: pass.into(),
+            }));
+        }
+        match (entry.username.as_deref(), entry.password.as_deref()) {
+            (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Some(Credentials {
+                username: u.into(),
+                password: p.into(),
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn parse_config(json: &[u8], path: &Path) -> Result<ConfigFile, CredentialsError> {
+    serde_json::from_slice(json).map_err(|source| CredentialsError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn is_docker_hub(registry: &str) -> bool {
@@ -221,52 +312,21 @@ fn key_host(key: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-fn entry_credentials(registry: &str, entry: &AuthEntry) -> Result<Option<Credentials>, Error> {
-    if let Some(token) = entry.identitytoken.as_deref().filter(|t| !t.is_empty()) {
-        return Ok(Some(Credentials {
-            username: IDENTITY_TOKEN_USER.into(),
-            password: token.into(),
-        }));
-    }
-    if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
-        let fail = |why: &str| Error::Credentials {
-            registry: registry.into(),
-            message: format!("invalid auth: {why}"),
-        };
-        let decoded = decode_base64(auth).ok_or_else(|| fail("not base64"))?;
-        let text = String::from_utf8(decoded).map_err(|_| fail("not utf-8"))?;
-        let (user, pass) = text
-            .split_once(':')
-            .ok_or_else(|| fail("expected user:password"))?;
-        return Ok(Some(Credentials {
-            username: user.into(),
-            password: pass.into(),
-        }));
-    }
-    match (entry.username.as_deref(), entry.password.as_deref()) {
-        (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => Ok(Some(Credentials {
-            username: u.into(),
-            password: p.into(),
-        })),
-        _ => Ok(None),
-    }
-}
-
 impl CredentialStore for DockerConfigCredentials {
-    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, Error> {
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, CredentialsError> {
+        let config = self.config()?;
         let hub = is_docker_hub(registry);
         let server = if hub { DOCKER_HUB_KEY } else { registry };
-        let helper = self
-            .config
+        let helper = config
             .cred_helpers
             .get(server)
-            .or_else(|| self.config.cred_helpers.get(registry))
-            .or(self.config.creds_store.as_ref());
+            .or_else(|| config.cred_helpers.get(registry))
+            .or(config.creds_store.as_ref());
         if let Some(helper) = helper {
-            return self.run_helper(helper, registry, server);
+            return self.run_helper(helper, server);
         }
-        if let Some(entry) = self.config.auths.get(server) {
-            return entry_credentials(registry, entry);
+        if let Some(entry) = config.auths.get(server) {
+            return self.entry_credentials(registry, entry);
         }
         let wanted = |host: &str| {
             if hub {
@@ -275,8 +335,8 @@ impl CredentialStore for DockerConfigCredentials {
                 host == registry
             }
         };
-        match self.config.auths.iter().find(|(key, _)| wanted(key_host(key))) {
-            Some((_, entry)) => entry_credentials(registry, entry),
+        match config.auths.iter().find(|(key, _)| wanted(key_host(key))) {
+            Some((_, entry)) => self.entry_credentials(registry, entry),
             None => Ok(None),
         }
     }
@@ -346,13 +406,48 @@ mod tests {
     }
 
     #[test]
-    fn missing_config_file_is_anonymous() {
+    fn config_file_is_read_at_the_first_lookup_and_named_in_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let store = DockerConfigCredentials::from_file(&dir.path().join("config.json")).unwrap();
+        let missing = DockerConfigCredentials::from_file(dir.path().join("config.json"));
+        assert!(missing.credentials("docker.io").unwrap().is_none());
+
+        // Making the store reads nothing: the file can still be fixed before the first lookup.
+        let path = dir.path().join("later.json");
+        let store = DockerConfigCredentials::from_file(&path);
+        std::fs::write(
+            &path,
+            br#"{"auths":{"r.example":{"username":"u","password":"p"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(store.credentials("r.example").unwrap().unwrap().username, "u");
+        // Once read, it is kept.
+        std::fs::write(&path, b"{").unwrap();
+        assert!(store.credentials("r.example").unwrap().is_some());
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, b"{\"auths\": ?}").unwrap();
+        let store = DockerConfigCredentials::from_file(&bad);
+        let err = store.credentials("docker.io").unwrap_err();
+        assert_eq!(err.to_string(), format!("failed to parse {}", bad.display()));
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(cause, "expected value at line 1 column 11");
+        // A failed read is not remembered: fixing the file fixes the next lookup.
+        std::fs::write(&bad, b"{}").unwrap();
         assert!(store.credentials("docker.io").unwrap().is_none());
-        std::fs::write(dir.path().join("bad.json"), b"{").unwrap();
-        let err = DockerConfigCredentials::from_file(&dir.path().join("bad.json")).unwrap_err();
-        assert!(err.to_string().contains("bad.json"), "{err}");
+
+        let unreadable = DockerConfigCredentials::from_file(dir.path());
+        let err = unreadable.credentials("docker.io").unwrap_err();
+        assert!(matches!(err, CredentialsError::Read { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn invalid_auth_entries_name_the_file() {
+        let store = DockerConfigCredentials::from_json(br#"{"auths":{"r.example":{"auth":"!!"}}}"#).unwrap();
+        let err = store.credentials("r.example").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid \"auth\" for r.example in config.json: not base64"
+        );
     }
 
     #[test]
@@ -388,6 +483,8 @@ mod tests {
             .unwrap()
             .with_helper_path(dir.path().as_os_str());
         let err = missing.credentials("example.com").unwrap_err();
-        assert!(err.to_string().contains("docker-credential-absent"), "{err}");
+        assert_eq!(err.to_string(), "failed to run docker-credential-absent");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("No such file or directory"), "{cause}");
     }
 }

@@ -4,19 +4,26 @@
 
 use oci::{ImageConfig, ImageIndex, ImageManifest, Platform};
 
-/// Decodes `data` as each kind of registry response kiln reads: a `WWW-Authenticate` header, a
-/// token response, an error body, a manifest or index (with its media type detected from the
+/// Decodes `data` as each kind of registry response kiln reads: a `WWW-Authenticate` header,
+/// `Docker-Content-Digest` and `Content-Length` headers, a token response, an error body, a manifest or index (with its media type detected from the
 /// body and, for an index, a platform chosen from it), and an image config.
 pub fn registry_response(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let _ = crate::auth::parse_challenges(&text);
+    if let Ok(value) = reqwest::header::HeaderValue::from_bytes(data) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("docker-content-digest", value.clone());
+        headers.insert(reqwest::header::CONTENT_LENGTH, value);
+        let _ = crate::http::header_digest(&headers);
+        let _ = crate::http::header_length(&headers);
+    }
     let _ = crate::auth::parse_token_response(data);
-    let _ = crate::client::describe_error_body(data);
-    let media_type = crate::client::detect_media_type(None, data);
-    let _ = crate::client::detect_media_type(Some(&text), data);
+    let _ = crate::http::describe_error_body(data);
+    let media_type = crate::manifest::detect_media_type(None, data);
+    let _ = crate::manifest::detect_media_type(Some(&text), data);
     if oci::media_type::is_index(&media_type) {
         if let Ok(index) = serde_json::from_slice::<ImageIndex>(data) {
-            let _ = crate::client::select_platform(&index, &Platform::linux_amd64());
+            let _ = crate::manifest::select_platform(&index, &Platform::linux_amd64());
         }
     } else if let Ok(manifest) = serde_json::from_slice::<ImageManifest>(data) {
         let _ = serde_json::to_vec(&manifest);

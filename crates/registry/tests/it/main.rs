@@ -4,99 +4,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use oci::{Descriptor, Digest, ImageIndex, ImageManifest, Platform, Reference, media_type};
-use registry::{BlobBody, Client, ClientConfig, CredentialStore, Credentials, Error, NoCredentials};
-
-/// A `docker-registry serve` process on a free loopback port with temporary storage, killed and
-/// cleaned up on drop. Self-contained so that it can move to a testkit crate.
-mod fixture {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
-
-    pub struct Registry {
-        child: Child,
-        host: String,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Registry {
-        /// Starts a registry and waits until `GET /v2/` answers.
-        pub fn start() -> Registry {
-            // Picking a free port and handing it over has a small race with other processes;
-            // retry with a new port if the registry exits early.
-            for _ in 0..3 {
-                let dir = tempfile::tempdir().unwrap();
-                let port = TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port();
-                let host = format!("127.0.0.1:{port}");
-                let config = dir.path().join("config.yml");
-                std::fs::write(
-                    &config,
-                    format!(
-                        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                         http:\n  addr: {host}\n",
-                        dir.path().join("data").display()
-                    ),
-                )
-                .unwrap();
-                let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-                let child = Command::new("/usr/bin/docker-registry")
-                    .arg("serve")
-                    .arg(&config)
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone().unwrap())
-                    .stderr(log)
-                    .spawn()
-                    .unwrap();
-                let mut registry = Registry {
-                    child,
-                    host,
-                    _dir: dir,
-                };
-                if registry.wait_ready() {
-                    return registry;
-                }
-            }
-            panic!("docker-registry did not start");
-        }
-
-        fn wait_ready(&mut self) -> bool {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if self.child.try_wait().unwrap().is_some() {
-                    return false;
-                }
-                if let Ok(mut stream) = TcpStream::connect(&self.host) {
-                    let _ = stream.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
-                    let mut answer = String::new();
-                    let _ = stream.read_to_string(&mut answer);
-                    if answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200") {
-                        return true;
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            false
-        }
-
-        /// `127.0.0.1:<port>`.
-        pub fn host(&self) -> &str {
-            &self.host
-        }
-    }
-
-    impl Drop for Registry {
-        fn drop(&mut self) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
+use oci::{Descriptor, Digest, ImageIndex, ImageManifest, Platform, Reference, error_chain, media_type};
+use registry::{
+    BlobBody, Client, ClientConfig, CredentialStore, Credentials, CredentialsError, DockerConfigCredentials,
+    Error,
+};
 
 /// A minimal HTTP/1.1 server answering each request with a handler, one request per
 /// connection. It records every request it saw.
@@ -274,11 +186,31 @@ fn image_manifest(config: &Descriptor, layer: &Descriptor) -> Bytes {
     Bytes::from(serde_json::to_vec(&manifest).unwrap())
 }
 
-#[tokio::test]
-async fn push_and_pull_against_a_real_registry() {
-    let registry = fixture::Registry::start();
-    let client = client();
-    let repo = reference(registry.host(), "kiln/app:amd64");
+/// What `push_fixture_images` pushed.
+struct Pushed {
+    /// `kiln/app:amd64`: the amd64 manifest.
+    repo: Reference,
+    /// `kiln/app:multi`: the index over both platforms.
+    multi: Reference,
+    /// The arm64 manifest, by digest.
+    arm64_ref: Reference,
+    amd64: Bytes,
+    arm64: Bytes,
+    amd64_digest: Digest,
+    arm64_digest: Digest,
+    index_digest: Digest,
+    index_len: u64,
+    config_amd64_desc: Descriptor,
+    config_arm64_desc: Descriptor,
+    config_arm64: Bytes,
+    layer: Vec<u8>,
+    layer_desc: Descriptor,
+}
+
+/// Pushes two configs, a layer (from a file) and a manifest per platform, tags the amd64 one
+/// and an index over both; checks that existing blobs are skipped and bad content refused.
+async fn push_fixture_images(client: &Client, host: &str) -> Pushed {
+    let repo = reference(host, "kiln/app:amd64");
 
     // Blobs: configs from memory, a multi-chunk layer streamed from a file.
     let config_amd64 = Bytes::from_static(
@@ -338,7 +270,7 @@ async fn push_and_pull_against_a_real_registry() {
         .await
         .unwrap();
     assert_eq!(amd64_digest, Digest::of(&amd64));
-    let arm64_ref = reference(registry.host(), &format!("kiln/app@{}", Digest::of(&arm64)));
+    let arm64_ref = reference(host, &format!("kiln/app@{}", Digest::of(&arm64)));
     let arm64_digest = client
         .push_manifest(&arm64_ref, media_type::OCI_MANIFEST, arm64.clone())
         .await
@@ -359,7 +291,7 @@ async fn push_and_pull_against_a_real_registry() {
         annotations: Default::default(),
     };
     let index_bytes = Bytes::from(serde_json::to_vec(&index).unwrap());
-    let multi = reference(registry.host(), "kiln/app:multi");
+    let multi = reference(host, "kiln/app:multi");
     let index_digest = client
         .push_manifest(&multi, media_type::OCI_INDEX, index_bytes.clone())
         .await
@@ -369,6 +301,45 @@ async fn push_and_pull_against_a_real_registry() {
         .push_manifest(&pinned_wrong, media_type::OCI_MANIFEST, amd64.clone())
         .await;
     assert!(matches!(wrong, Err(Error::DigestMismatch { .. })), "{wrong:?}");
+    Pushed {
+        repo,
+        multi,
+        arm64_ref,
+        amd64,
+        arm64,
+        amd64_digest,
+        arm64_digest,
+        index_digest,
+        index_len: index_bytes.len() as u64,
+        config_amd64_desc,
+        config_arm64_desc,
+        config_arm64,
+        layer,
+        layer_desc,
+    }
+}
+
+#[tokio::test]
+async fn push_and_pull_against_a_real_registry() {
+    let registry = testkit::Registry::start().unwrap();
+    let client = client();
+    let Pushed {
+        repo,
+        multi,
+        arm64_ref,
+        amd64,
+        arm64,
+        amd64_digest,
+        arm64_digest,
+        index_digest,
+        index_len,
+        config_amd64_desc,
+        config_arm64_desc,
+        config_arm64,
+        layer,
+        layer_desc,
+    } = push_fixture_images(&client, &registry.host()).await;
+    let desc = |mt: &str, bytes: &[u8]| Descriptor::new(mt, Digest::of(bytes), bytes.len() as u64);
 
     // Fetch by tag and by digest: exact bytes, media type and digest.
     let fetched = client.fetch_manifest(&repo).await.unwrap();
@@ -387,11 +358,7 @@ async fn push_and_pull_against_a_real_registry() {
     let head = client.head_manifest(&multi).await.unwrap().unwrap();
     assert_eq!(
         head,
-        Descriptor::new(
-            media_type::OCI_INDEX,
-            index_digest.clone(),
-            index_bytes.len() as u64
-        )
+        Descriptor::new(media_type::OCI_INDEX, index_digest.clone(), index_len)
     );
     assert!(
         client
@@ -452,20 +419,29 @@ async fn push_and_pull_against_a_real_registry() {
         Err(e @ Error::ManifestUnknown { .. }) => assert!(e.to_string().contains("kiln/app:missing"), "{e}"),
         other => panic!("expected ManifestUnknown, got {other:?}"),
     }
-    let other_repo = reference(registry.host(), "kiln/none:latest");
+    let other_repo = reference(&registry.host(), "kiln/none:latest");
     assert!(matches!(
         client.fetch_manifest(&other_repo).await,
         Err(Error::ManifestUnknown { .. })
     ));
 }
 
-struct StaticCredentials;
+/// Credentials for every loopback registry: `user`/`pass` by default.
+struct StaticCredentials {
+    username: &'static str,
+    password: &'static str,
+}
+
+const USER_PASS: StaticCredentials = StaticCredentials {
+    username: "user",
+    password: "pass",
+};
 
 impl CredentialStore for StaticCredentials {
-    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, Error> {
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, CredentialsError> {
         Ok(registry.starts_with("127.0.0.1").then(|| Credentials {
-            username: "user".into(),
-            password: "pass".into(),
+            username: self.username.into(),
+            password: self.password.into(),
         }))
     }
 }
@@ -501,11 +477,7 @@ async fn bearer_token_is_fetched_cached_and_kept_from_storage_hosts() {
     })
     .await;
 
-    let client = Client::new(ClientConfig {
-        credentials: Arc::new(StaticCredentials),
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let client = client().with_credentials(Arc::new(USER_PASS));
     let image = reference(&format!("127.0.0.1:{}", registry.port), "team/app:v1");
     let fetched = client.fetch_manifest(&image).await.unwrap();
     assert_eq!(fetched.bytes, MANIFEST);
@@ -556,11 +528,7 @@ async fn basic_challenge_without_credentials_is_unauthorized() {
     })
     .await;
     let image = reference(&format!("127.0.0.1:{}", registry.port), "team/app:v1");
-    let anonymous = Client::new(ClientConfig {
-        credentials: Arc::new(NoCredentials),
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let anonymous = client();
     match anonymous.fetch_manifest(&image).await {
         Err(e @ Error::Unauthorized { .. }) => {
             assert!(e.to_string().contains("authentication required"), "{e}");
@@ -569,11 +537,7 @@ async fn basic_challenge_without_credentials_is_unauthorized() {
         other => panic!("expected Unauthorized, got {other:?}"),
     }
     // With credentials the retry carries them; the registry still refuses, which is reported.
-    let client = Client::new(ClientConfig {
-        credentials: Arc::new(StaticCredentials),
-        ..ClientConfig::default()
-    })
-    .unwrap();
+    let client = anonymous.with_credentials(Arc::new(USER_PASS));
     assert!(matches!(
         client.fetch_manifest(&image).await,
         Err(Error::Unauthorized { .. })
@@ -625,4 +589,339 @@ async fn content_that_does_not_match_its_digest_is_rejected() {
     let long_ref = reference(&host, "team/long:v1");
     let err = read_all(&client, &long_ref, &good).await.unwrap_err();
     assert!(matches!(err, Error::SizeMismatch { expected: 4, .. }), "{err:?}");
+}
+
+/// A store that counts how often it is asked, around another.
+struct Counting<S> {
+    inner: S,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl<S> Counting<S> {
+    fn new(inner: S) -> Counting<S> {
+        Counting {
+            inner,
+            calls: Default::default(),
+        }
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<S: CredentialStore> CredentialStore for Counting<S> {
+    fn credentials(&self, registry: &str) -> Result<Option<Credentials>, CredentialsError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.credentials(registry)
+    }
+}
+
+const TINY_MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0},"layers":[]}"#;
+
+#[tokio::test]
+async fn tokens_obtained_with_one_builds_credentials_never_serve_another() {
+    // The token service names each token after the credentials it was asked with; the registry
+    // takes any of its tokens.
+    let registry = fake::Server::start(|request, port| {
+        if request.path() == "/token" {
+            let token = match request.header("authorization") {
+                Some("Basic YWxpY2U6YQ==") => "tok-alice",
+                Some("Basic Ym9iOmI=") => "tok-bob",
+                None => "tok-anonymous",
+                Some(_) => return fake::Response::new(401, "unknown user"),
+            };
+            return fake::Response::new(200, format!(r#"{{"token":"{token}","expires_in":300}}"#));
+        }
+        if !request
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer tok-"))
+        {
+            let challenge = format!(r#"Bearer realm="http://127.0.0.1:{port}/token",service="fake""#);
+            return fake::Response::new(401, "").header("WWW-Authenticate", &challenge);
+        }
+        fake::Response::new(200, TINY_MANIFEST).header("Content-Type", media_type::OCI_MANIFEST)
+    })
+    .await;
+    let host = format!("127.0.0.1:{}", registry.port);
+    let image = reference(&host, "team/app:v1");
+
+    let engine_client = client();
+    let user = |username, password| Arc::new(Counting::new(StaticCredentials { username, password }));
+    let (alice_store, bob_store, alice_again_store) =
+        (user("alice", "a"), user("bob", "b"), user("alice", "a"));
+    let alice = engine_client.with_credentials(alice_store.clone());
+    let bob = engine_client.with_credentials(bob_store.clone());
+    let alice_again = engine_client.with_credentials(alice_again_store.clone());
+    alice.fetch_manifest(&image).await.unwrap();
+    bob.fetch_manifest(&image).await.unwrap();
+    alice_again.fetch_manifest(&image).await.unwrap();
+    engine_client.fetch_manifest(&image).await.unwrap();
+    alice.fetch_manifest(&image).await.unwrap();
+    bob.fetch_manifest(&image).await.unwrap();
+    // Another repository is another scope: a new token, but the store is not asked again.
+    alice
+        .fetch_manifest(&reference(&host, "team/other:v1"))
+        .await
+        .unwrap();
+
+    let seen: Vec<(String, Option<String>)> = registry
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r.path().to_string(),
+                r.header("authorization").map(str::to_string),
+            )
+        })
+        .collect();
+    let manifest = |auth: Option<&str>| ("/v2/team/app/manifests/v1".to_string(), auth.map(str::to_string));
+    let token = |auth: Option<&str>| ("/token".to_string(), auth.map(str::to_string));
+    let other = |auth: Option<&str>| {
+        (
+            "/v2/team/other/manifests/v1".to_string(),
+            auth.map(str::to_string),
+        )
+    };
+    assert_eq!(
+        seen,
+        vec![
+            // alice: challenged, token with her credentials.
+            manifest(None),
+            token(Some("Basic YWxpY2U6YQ==")),
+            manifest(Some("Bearer tok-alice")),
+            // bob: his first request carries nothing of alice's; his own token.
+            manifest(None),
+            token(Some("Basic Ym9iOmI=")),
+            manifest(Some("Bearer tok-bob")),
+            // Another build with alice's credentials reuses her token without a token request.
+            manifest(None),
+            manifest(Some("Bearer tok-alice")),
+            // Anonymous: an anonymous token, asked for without credentials.
+            manifest(None),
+            token(None),
+            manifest(Some("Bearer tok-anonymous")),
+            // Known identities go straight through with their own tokens.
+            manifest(Some("Bearer tok-alice")),
+            manifest(Some("Bearer tok-bob")),
+            // A new scope has no token yet; alice's store is not asked again for it.
+            other(None),
+            token(Some("Basic YWxpY2U6YQ==")),
+            other(Some("Bearer tok-alice")),
+        ]
+    );
+    assert_eq!(
+        (alice_store.calls(), bob_store.calls(), alice_again_store.calls()),
+        (1, 1, 1),
+        "each store is asked once per registry"
+    );
+}
+
+#[tokio::test]
+async fn docker_config_is_read_only_when_a_registry_asks_for_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, b"{\"auths\": ?}").unwrap();
+    let store = Arc::new(Counting::new(DockerConfigCredentials::from_file(&path)));
+    let build = client().with_credentials(store.clone());
+
+    // A registry that asks for nothing never makes the client read the (broken) file.
+    let open = fake::Server::start(|_, _| {
+        fake::Response::new(200, TINY_MANIFEST).header("Content-Type", media_type::OCI_MANIFEST)
+    })
+    .await;
+    let open_host = format!("127.0.0.1:{}", open.port);
+    build
+        .fetch_manifest(&reference(&open_host, "team/app:v1"))
+        .await
+        .unwrap();
+    assert_eq!(store.calls(), 0);
+
+    // One that does gets an error naming the file and the place in it.
+    let guarded = fake::Server::start(|_, _| {
+        fake::Response::new(401, "").header("WWW-Authenticate", r#"Basic realm="fake""#)
+    })
+    .await;
+    let guarded_host = format!("127.0.0.1:{}", guarded.port);
+    let err = build
+        .fetch_manifest(&reference(&guarded_host, "team/app:v1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_chain(&err),
+        format!(
+            "failed to get credentials for {guarded_host}: failed to parse {}: \
+             expected value at line 1 column 11",
+            path.display()
+        )
+    );
+}
+
+#[tokio::test]
+async fn connection_errors_keep_their_cause() {
+    // A port nothing listens on: bound, then released.
+    let port = testkit::closed_port();
+    let err = client()
+        .fetch_manifest(&reference(&format!("127.0.0.1:{port}"), "x:latest"))
+        .await
+        .unwrap_err();
+    let message = error_chain(&err);
+    assert!(
+        message.starts_with(&format!(
+            "request to http://127.0.0.1:{port}/v2/x/manifests/latest failed: "
+        )),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("Connection refused (os error 111)"),
+        "{message}"
+    );
+    assert_eq!(
+        message.matches(&port.to_string()).count(),
+        1,
+        "the URL is said once: {message}"
+    );
+}
+
+/// A loopback listener that accepts connections, reads what it is sent, and never answers
+/// beyond `head` (which may be empty).
+async fn stalled_server(head: &'static [u8]) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                let _ = stream.write_all(head).await;
+                // Hold the connection open, silent, until the client gives up.
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+fn client_with_read_timeout(read_timeout: std::time::Duration) -> Client {
+    Client::new(ClientConfig {
+        read_timeout,
+        ..ClientConfig::default()
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_times_out_and_says_after_how_long() {
+    let (port, server) = stalled_server(b"").await;
+    let client = client_with_read_timeout(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let err = client
+        .fetch_manifest(&reference(&format!("127.0.0.1:{port}"), "x:latest"))
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        error_chain(&err),
+        format!(
+            "request to http://127.0.0.1:{port}/v2/x/manifests/latest timed out: no response within 0.3 s"
+        )
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(300) && waited < std::time::Duration::from_secs(10),
+        "{waited:?}"
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_times_out() {
+    let (port, server) =
+        stalled_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: application/octet-stream\r\n\r\nfirst bytes").await;
+    let client = client_with_read_timeout(std::time::Duration::from_millis(300));
+    let image = reference(&format!("127.0.0.1:{port}"), "x:latest");
+    let descriptor = Descriptor::new(media_type::OCI_LAYER_GZIP, Digest::of(b"whatever"), 100);
+    let err = read_all(&client, &image, &descriptor).await.unwrap_err();
+    assert_eq!(
+        error_chain(&err),
+        format!(
+            "request to http://127.0.0.1:{port}/v2/x/blobs/{} timed out: no data within 0.3 s",
+            descriptor.digest
+        )
+    );
+    server.abort();
+}
+
+/// An upload that takes longer than the read timeout but keeps moving is not a stall.
+#[tokio::test]
+async fn a_slow_upload_that_keeps_moving_does_not_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SIZE: usize = 16 << 20;
+    let read_timeout = std::time::Duration::from_millis(1500);
+    // The registry reads the body in pieces of at most 64 KiB, 8 ms apart (over 2 s in all),
+    // then answers at once. Its small receive buffer keeps the kernel from taking in much of
+    // the body ahead of it, so the client's last piece goes out shortly before the answer.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = vec![0; 64 << 10];
+                let mut seen = Vec::new();
+                let end = loop {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    assert!(n > 0);
+                    seen.extend_from_slice(&buffer[..n]);
+                    if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&seen[..end]).to_lowercase();
+                let answer: &[u8] = if head.starts_with("put ") {
+                    let mut received = seen.len() - end;
+                    while received < SIZE {
+                        let n = stream.read(&mut buffer).await.unwrap();
+                        assert!(n > 0);
+                        received += n;
+                        tokio::time::sleep(std::time::Duration::from_millis(8)).await;
+                    }
+                    b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else if head.starts_with("post ") {
+                    b"HTTP/1.1 202 Accepted\r\nLocation: /v2/x/blobs/uploads/1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                stream.write_all(answer).await.unwrap();
+            });
+        }
+    });
+    let blob: Bytes = (0..SIZE).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
+    let descriptor = Descriptor::new(media_type::OCI_LAYER_GZIP, Digest::of(&blob), SIZE as u64);
+    let client = client_with_read_timeout(read_timeout);
+    let image = reference(&format!("127.0.0.1:{port}"), "x:latest");
+    let started = std::time::Instant::now();
+    client
+        .push_blob(&image, &descriptor, BlobBody::Bytes(blob))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took > read_timeout,
+        "the upload took {took:?}, not longer than the read timeout"
+    );
+    server.abort();
 }
