@@ -5,7 +5,7 @@
 //! any number of later ops (two stages copying from a third share its nodes, and therefore its
 //! digests, which is what lets the solver run them once).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
 use oci::Digest;
@@ -61,15 +61,47 @@ impl Node {
         })
     }
 
-    /// The canonical bytes of this op and their digest, computed once.
+    /// The canonical bytes of this op and their digest, computed once. The inputs' encodings
+    /// come first, found by an explicit walk rather than by recursion, so that a chain of any
+    /// length (a stage of 100 000 RUNs) never runs out of stack.
     fn encoded(&self) -> &(Digest, Arc<[u8]>) {
+        if let Some(encoded) = self.encoded.get() {
+            return encoded;
+        }
+        // Post-order: a node is encoded once every input it has is.
+        let mut stack: Vec<(Arc<Node>, bool)> = self
+            .inputs
+            .iter()
+            .filter(|i| i.node.encoded.get().is_none())
+            .map(|i| (i.node.clone(), false))
+            .collect();
+        while let Some((node, expanded)) = stack.pop() {
+            if node.encoded.get().is_some() {
+                continue;
+            }
+            if expanded {
+                node.encode_shallow();
+                continue;
+            }
+            stack.push((node.clone(), true));
+            for input in &node.inputs {
+                if input.node.encoded.get().is_none() {
+                    stack.push((input.node.clone(), false));
+                }
+            }
+        }
+        self.encode_shallow()
+    }
+
+    /// Encodes this op, whose inputs must be encoded already.
+    fn encode_shallow(&self) -> &(Digest, Arc<[u8]>) {
         self.encoded.get_or_init(|| {
             let op = pb::Op {
                 inputs: self
                     .inputs
                     .iter()
                     .map(|i| pb::Input {
-                        digest: i.node.encoded().0.to_string(),
+                        digest: i.node.encode_shallow().0.to_string(),
                         index: i.index,
                     })
                     .collect(),
@@ -79,6 +111,19 @@ impl Node {
             let bytes = op.encode_to_vec();
             (Digest::of(&bytes), bytes.into())
         })
+    }
+}
+
+impl Drop for Node {
+    /// Drops the graph under this node by an explicit walk: the default drop would recurse
+    /// down a chain of inputs and overflow the stack on a long one.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<Node>> = self.inputs.drain(..).map(|o| o.node).collect();
+        while let Some(node) = stack.pop() {
+            if let Ok(mut node) = Arc::try_unwrap(node) {
+                stack.extend(node.inputs.drain(..).map(|o| o.node));
+            }
+        }
     }
 }
 
@@ -130,23 +175,30 @@ impl Output {
     }
 }
 
-/// Finds or adds `input` in `inputs`, returning its index. Equal outputs share one input.
-fn input_index(inputs: &mut Vec<Output>, input: &Output) -> i64 {
-    let digest = input.digest();
-    if let Some(i) = inputs
-        .iter()
-        .position(|o| o.index == input.index && o.digest() == digest)
-    {
-        return i as i64;
+/// The inputs of an op being built, indexed so that adding one costs the same however many
+/// there are. Equal outputs (same op digest and output index) share one input.
+#[derive(Default)]
+struct Inputs {
+    list: Vec<Output>,
+    index: HashMap<(Digest, i64), i64>,
+}
+
+impl Inputs {
+    /// Finds or adds `input`, returning its index.
+    fn add(&mut self, input: &Output) -> i64 {
+        let next = self.list.len() as i64;
+        let index = *self.index.entry((input.digest(), input.index)).or_insert(next);
+        if index == next {
+            self.list.push(input.clone());
+        }
+        index
     }
-    inputs.push(input.clone());
-    inputs.len() as i64 - 1
 }
 
 /// Builds an exec op.
 pub struct Exec {
     op: pb::ExecOp,
-    inputs: Vec<Output>,
+    inputs: Inputs,
     outputs: i64,
 }
 
@@ -190,7 +242,7 @@ impl Exec {
                 security: security as i32,
                 secretenv: Vec::new(),
             },
-            inputs: Vec::new(),
+            inputs: Inputs::default(),
             outputs: 0,
         }
     }
@@ -198,7 +250,7 @@ impl Exec {
     /// Adds a bind mount of `input` (`None` = empty directory) at `dest`. Returns the output
     /// index the mount produces, if it produces one.
     pub fn mount(&mut self, dest: &str, input: Option<&Output>, options: MountOptions) -> Option<i64> {
-        let input_index = input.map_or(-1, |i| input_index(&mut self.inputs, i));
+        let input_index = input.map_or(-1, |i| self.inputs.add(i));
         let output = if options.output && !options.readonly {
             self.outputs += 1;
             Some(self.outputs - 1)
@@ -244,7 +296,7 @@ impl Exec {
 
     /// Finishes the op. Returns a handle per output, in output order.
     pub fn finish(self, options: OpOptions) -> Vec<Output> {
-        let node = Node::new(pb::op::Kind::Exec(self.op), self.inputs, options);
+        let node = Node::new(pb::op::Kind::Exec(self.op), self.inputs.list, options);
         (0..self.outputs)
             .map(|index| Output {
                 node: node.clone(),
@@ -256,7 +308,7 @@ impl Exec {
 
 /// Builds a file op as a chain of actions, each acting on the previous one's result.
 pub struct FileChain {
-    inputs: Vec<Output>,
+    inputs: Inputs,
     actions: Vec<pb::FileAction>,
     base: i64,
 }
@@ -264,8 +316,8 @@ pub struct FileChain {
 impl FileChain {
     /// A chain acting on `base` (`None` = empty filesystem).
     pub fn new(base: Option<&Output>) -> FileChain {
-        let mut inputs = Vec::new();
-        let base = base.map_or(-1, |b| input_index(&mut inputs, b));
+        let mut inputs = Inputs::default();
+        let base = base.map_or(-1, |b| inputs.add(b));
         FileChain {
             inputs,
             actions: Vec::new(),
@@ -284,7 +336,7 @@ impl FileChain {
 
     fn push(&mut self, secondary: Option<&Output>, action: pb::file_action::Action) {
         let input = self.current();
-        let secondary_input = secondary.map_or(-1, |s| input_index(&mut self.inputs, s));
+        let secondary_input = secondary.map_or(-1, |s| self.inputs.add(s));
         self.actions.push(pb::FileAction {
             input,
             secondary_input,
@@ -321,11 +373,13 @@ impl FileChain {
     /// action returns its base unchanged.
     pub fn finish(mut self, options: OpOptions) -> Option<Output> {
         if self.actions.is_empty() {
-            return usize::try_from(self.base).ok().map(|i| self.inputs[i].clone());
+            return usize::try_from(self.base)
+                .ok()
+                .map(|i| self.inputs.list[i].clone());
         }
         // Chain references were written as placeholders (-2 - action index) because the number
         // of inputs was not known yet; now rewrite them as `inputs.len() + action index`.
-        let n_inputs = self.inputs.len() as i64;
+        let n_inputs = self.inputs.list.len() as i64;
         for action in &mut self.actions {
             if action.input <= -2 {
                 action.input = n_inputs + (-2 - action.input);
@@ -338,7 +392,7 @@ impl FileChain {
             pb::op::Kind::File(pb::FileOp {
                 actions: self.actions,
             }),
-            self.inputs,
+            self.inputs.list,
             options,
         );
         Some(Output { node, index: 0 })

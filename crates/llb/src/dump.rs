@@ -43,55 +43,7 @@ pub fn dump(graph: &Graph) -> String {
                     let _ = write!(out, " {k}={v:?}");
                 }
             }
-            Some(pb::op::Kind::Exec(e)) => {
-                let meta = e.meta.clone().unwrap_or_default();
-                let _ = write!(out, "exec {:?}", meta.args);
-                let _ = write!(out, " cwd={:?}", meta.cwd);
-                if !meta.user.is_empty() {
-                    let _ = write!(out, " user={:?}", meta.user);
-                }
-                if !meta.env.is_empty() {
-                    let _ = write!(out, " env={:?}", meta.env);
-                }
-                let network = pb::NetMode::try_from(e.network).map_or("?", |n| match n {
-                    pb::NetMode::Unset => "default",
-                    pb::NetMode::Host => "host",
-                    pb::NetMode::None => "none",
-                });
-                if network != "default" {
-                    let _ = write!(out, " network={network}");
-                }
-                if e.security == pb::SecurityMode::Insecure as i32 {
-                    let _ = write!(out, " security=insecure");
-                }
-                if let Some(p) = &meta.proxy_env {
-                    let pairs = [
-                        ("http_proxy", &p.http_proxy),
-                        ("https_proxy", &p.https_proxy),
-                        ("ftp_proxy", &p.ftp_proxy),
-                        ("no_proxy", &p.no_proxy),
-                        ("all_proxy", &p.all_proxy),
-                    ];
-                    let set: Vec<String> = pairs
-                        .iter()
-                        .filter(|(_, v)| !v.is_empty())
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    let _ = write!(out, " proxy={set:?}");
-                }
-                for secret in &e.secretenv {
-                    let _ = write!(
-                        out,
-                        " secret-env({}={:?}{})",
-                        secret.name,
-                        secret.id,
-                        if secret.optional { "" } else { " required" }
-                    );
-                }
-                for m in &e.mounts {
-                    let _ = write!(out, " mount({})", describe_mount(m, &input));
-                }
-            }
+            Some(pb::op::Kind::Exec(e)) => write_exec(&mut out, e, &input),
             Some(pb::op::Kind::File(f)) => {
                 let _ = write!(out, "file");
                 let n_inputs = vertex.inputs.len() as i64;
@@ -139,6 +91,58 @@ pub fn dump(graph: &Graph) -> String {
         }
     }
     out
+}
+
+/// The exec part of a line: command, working directory, user, environment, network, security,
+/// proxies, secret variables and mounts.
+fn write_exec(out: &mut String, e: &pb::ExecOp, input: &dyn Fn(i64) -> String) {
+    let meta = e.meta.clone().unwrap_or_default();
+    let _ = write!(out, "exec {:?}", meta.args);
+    let _ = write!(out, " cwd={:?}", meta.cwd);
+    if !meta.user.is_empty() {
+        let _ = write!(out, " user={:?}", meta.user);
+    }
+    if !meta.env.is_empty() {
+        let _ = write!(out, " env={:?}", meta.env);
+    }
+    let network = pb::NetMode::try_from(e.network).map_or("?", |n| match n {
+        pb::NetMode::Unset => "default",
+        pb::NetMode::Host => "host",
+        pb::NetMode::None => "none",
+    });
+    if network != "default" {
+        let _ = write!(out, " network={network}");
+    }
+    if e.security == pb::SecurityMode::Insecure as i32 {
+        let _ = write!(out, " security=insecure");
+    }
+    if let Some(p) = &meta.proxy_env {
+        let pairs = [
+            ("http_proxy", &p.http_proxy),
+            ("https_proxy", &p.https_proxy),
+            ("ftp_proxy", &p.ftp_proxy),
+            ("no_proxy", &p.no_proxy),
+            ("all_proxy", &p.all_proxy),
+        ];
+        let set: Vec<String> = pairs
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = write!(out, " proxy={set:?}");
+    }
+    for secret in &e.secretenv {
+        let _ = write!(
+            out,
+            " secret-env({}={:?}{})",
+            secret.name,
+            secret.id,
+            if secret.optional { "" } else { " required" }
+        );
+    }
+    for m in &e.mounts {
+        let _ = write!(out, " mount({})", describe_mount(m, input));
+    }
 }
 
 fn write_owner(out: &mut String, owner: Option<&pb::ChownOpt>) {

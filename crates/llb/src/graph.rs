@@ -15,11 +15,12 @@ use crate::pb;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// An op's bytes are not a valid protobuf `Op`.
-    #[error("invalid llb definition: op {index} cannot be decoded: {source}")]
+    #[error("invalid llb definition: op {index} cannot be decoded")]
     Decode {
         /// Position in the definition.
         index: usize,
         /// Decoder error.
+        #[source]
         source: prost::DecodeError,
     },
     /// The definition has no terminator op.

@@ -132,3 +132,70 @@ fn empty_result_round_trips() {
     assert!(graph.root.is_none());
     assert!(graph.vertices.is_empty());
 }
+
+/// Runs `work` on a thread with a small stack, as a guard against recursion over the graph.
+fn on_small_stack(work: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(work)
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+}
+
+#[test]
+fn long_chains_encode_marshal_and_drop_without_recursion() {
+    on_small_stack(|| {
+        let mut top = image("busybox");
+        for i in 0..50_000 {
+            top = FileChain::new(Some(&top))
+                .mkdir(pb::FileActionMkDir {
+                    path: format!("/d{i}"),
+                    mode: 0o755,
+                    make_parents: false,
+                    owner: None,
+                    timestamp: -1,
+                })
+                .finish(OpOptions::default())
+                .unwrap();
+        }
+        let definition = Definition::marshal(Some(&top), Vec::new());
+        assert_eq!(
+            definition.pb.def.len(),
+            50_002,
+            "every op once, and the terminator"
+        );
+        drop(top);
+    });
+}
+
+#[test]
+fn equal_inputs_share_one_slot_whatever_their_number() {
+    let bases: Vec<Output> = (0..20_000).map(|i| image(&format!("img{i}"))).collect();
+    let meta = pb::Meta {
+        args: vec!["true".into()],
+        ..Default::default()
+    };
+    let mut exec = Exec::new(meta, pb::NetMode::None, pb::SecurityMode::Sandbox);
+    exec.mount(
+        "/",
+        Some(&bases[0]),
+        MountOptions {
+            output: true,
+            ..Default::default()
+        },
+    );
+    for (i, base) in bases.iter().chain(bases.iter()).enumerate() {
+        exec.mount(&format!("/m{i}"), Some(base), MountOptions::default());
+    }
+    let out = exec.finish(OpOptions::default()).remove(0);
+    let definition = Definition::marshal(Some(&out), Vec::new());
+    let bytes = &definition.pb.def[definition.pb.def.len() - 2];
+    let op = pb::Op::decode(bytes.as_slice()).unwrap();
+    let Some(pb::op::Kind::Exec(exec)) = op.kind else {
+        panic!("not an exec")
+    };
+    assert_eq!(op.inputs.len(), 20_000, "each base once");
+    assert_eq!(exec.mounts[1].input, exec.mounts[20_001].input);
+    assert_eq!(exec.mounts[0].input, exec.mounts[1].input);
+}
