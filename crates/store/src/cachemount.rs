@@ -486,12 +486,6 @@ pub(crate) fn decode(id: u64, json: &str) -> Result<CacheMountInfo, serde_json::
 mod tests {
     use super::*;
 
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), || {}).unwrap();
-        (dir, store)
-    }
-
     fn spec(id: &str) -> CacheMountSpec {
         CacheMountSpec {
             id: id.into(),
@@ -541,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_new_cache_is_made_once_and_found_again() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let made = new(store.acquire_cache_mount(&spec("a"), Sharing::Shared).unwrap());
         assert!(!made.path().exists());
         let id = made.id();
@@ -573,7 +567,7 @@ mod tests {
 
     #[test]
     fn shared_users_join_one_instance() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let first = new(store.acquire_cache_mount(&spec("s"), Sharing::Shared).unwrap());
         // While the first user still makes it, another shared user waits to join.
         assert!(matches!(
@@ -602,7 +596,7 @@ mod tests {
 
     #[test]
     fn locked_users_take_turns() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let first = new(store.acquire_cache_mount(&spec("l"), Sharing::Locked).unwrap());
         // Being made counts as busy.
         assert!(matches!(
@@ -623,7 +617,7 @@ mod tests {
 
     #[test]
     fn private_users_get_another_instance_when_busy_and_later_users_reuse_either() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let first = new(store.acquire_cache_mount(&spec("p"), Sharing::Private).unwrap())
             .commit()
             .unwrap();
@@ -650,7 +644,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_new_instance_lets_waiters_make_their_own() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let made = new(store.acquire_cache_mount(&spec("x"), Sharing::Shared).unwrap());
         fs::create_dir(made.path()).unwrap();
         fs::write(made.path().join("half"), "x").unwrap();
@@ -664,7 +658,7 @@ mod tests {
 
     #[test]
     fn the_caller_may_seed_the_directory_with_its_own_metadata() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let made = new(store.acquire_cache_mount(&spec("m"), Sharing::Shared).unwrap());
         fs::create_dir(made.path()).unwrap();
         fs::set_permissions(made.path(), fs::Permissions::from_mode(0o700)).unwrap();
@@ -677,7 +671,7 @@ mod tests {
 
     #[test]
     fn recovery_removes_unrecorded_directories_only() {
-        let (dir, store) = open();
+        let (dir, store) = crate::open_temp();
         let kept = new(store.acquire_cache_mount(&spec("k"), Sharing::Shared).unwrap())
             .commit()
             .unwrap();

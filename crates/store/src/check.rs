@@ -39,6 +39,7 @@ use std::path::{Path, PathBuf};
 use oci::{Digest, Sha256Writer};
 
 use crate::db::{CacheRecord, SnapshotInfo};
+use crate::mount::mount_points;
 use crate::{Error, SnapshotId, Store};
 
 /// What [`Store::check`] looked at and what it found.
@@ -408,6 +409,33 @@ impl Store {
     /// Checks the database records; returns the ids of the snapshot records.
     fn check_records(&self, report: &mut CheckReport) -> Result<BTreeSet<u64>, Error> {
         let raw = self.db.raw_tables()?;
+        let snapshots = self.check_snapshot_records(&raw, report);
+        check_parents(&snapshots, &mut report.problems);
+        let mut roots = self.check_index_records(&raw, &snapshots, report);
+        roots.extend(self.check_cache_mount_records(&raw, &snapshots, report)?);
+        let mut referenced = BTreeSet::new();
+        for root in roots {
+            let mut next = Some(root);
+            // `insert` stops the walk at anything seen before, loops included.
+            while let Some(id) = next.filter(|id| referenced.insert(*id)) {
+                next = snapshots
+                    .get(&id)
+                    .and_then(|info| info.as_ref())
+                    .and_then(|info| info.parent)
+                    .map(|p| p.0);
+            }
+        }
+        report.unreferenced_snapshots = snapshots.keys().filter(|id| !referenced.contains(id)).count() as u64;
+        Ok(snapshots.into_keys().collect())
+    }
+
+    /// Checks the snapshot records (ids, directories, layer blobs); returns them by id (`None`
+    /// for one that cannot be read).
+    fn check_snapshot_records(
+        &self,
+        raw: &crate::db::RawTables,
+        report: &mut CheckReport,
+    ) -> BTreeMap<u64, Option<SnapshotInfo>> {
         let problems = &mut report.problems;
         let mut snapshots: BTreeMap<u64, Option<SnapshotInfo>> = BTreeMap::new();
         for (key, json) in &raw.snapshots {
@@ -461,9 +489,18 @@ impl Store {
             }
             snapshots.insert(*key, Some(info));
         }
-        check_parents(&snapshots, problems);
+        snapshots
+    }
 
-        // Roots of what is in use: every snapshot a cache record or layer entry leads to.
+    /// Checks the layer index and the cache index; returns the snapshots they lead to, the roots
+    /// of what is in use.
+    fn check_index_records(
+        &self,
+        raw: &crate::db::RawTables,
+        snapshots: &BTreeMap<u64, Option<SnapshotInfo>>,
+        report: &mut CheckReport,
+    ) -> Vec<u64> {
+        let problems = &mut report.problems;
         let mut roots: Vec<u64> = Vec::new();
         for (chain_id, id) in &raw.layers {
             report.layers += 1;
@@ -500,7 +537,19 @@ impl Store {
                 }
             }
         }
-        // Cache mounts keep the snapshots they were seeded from, as children do.
+        roots
+    }
+
+    /// Checks the cache-mount records; returns the snapshots they were seeded from, which they
+    /// keep as children do.
+    fn check_cache_mount_records(
+        &self,
+        raw: &crate::db::RawTables,
+        snapshots: &BTreeMap<u64, Option<SnapshotInfo>>,
+        report: &mut CheckReport,
+    ) -> Result<Vec<u64>, Error> {
+        let problems = &mut report.problems;
+        let mut roots = Vec::new();
         for (key, json) in self.db.cache_mount_records()? {
             report.cache_mounts += 1;
             let info = match crate::cachemount::decode(key, &json) {
@@ -535,20 +584,7 @@ impl Store {
                 }
             }
         }
-        let mut referenced = BTreeSet::new();
-        for root in roots {
-            let mut next = Some(root);
-            // `insert` stops the walk at anything seen before, loops included.
-            while let Some(id) = next.filter(|id| referenced.insert(*id)) {
-                next = snapshots
-                    .get(&id)
-                    .and_then(|info| info.as_ref())
-                    .and_then(|info| info.parent)
-                    .map(|p| p.0);
-            }
-        }
-        report.unreferenced_snapshots = snapshots.keys().filter(|id| !referenced.contains(id)).count() as u64;
-        Ok(snapshots.into_keys().collect())
+        Ok(roots)
     }
 
     /// Checks what recovery should have left: snapshot and cache-mount directories only with
@@ -663,37 +699,6 @@ fn check_mounts(root: &Path, report: &mut CheckReport) {
     }
 }
 
-/// The mount points of a `/proc/self/mountinfo` text (field 5, octal escapes decoded).
-fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| {
-            use std::os::unix::ffi::OsStringExt;
-            let bytes = field.as_bytes();
-            let mut out = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                let octal = bytes
-                    .get(i + 1..i + 4)
-                    .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)))
-                    .map(|d| d.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0')));
-                match (bytes[i], octal.and_then(|v| u8::try_from(v).ok())) {
-                    (b'\\', Some(byte)) => {
-                        out.push(byte);
-                        i += 4;
-                    }
-                    (byte, _) => {
-                        out.push(byte);
-                        i += 1;
-                    }
-                }
-            }
-            PathBuf::from(std::ffi::OsString::from_vec(out))
-        })
-        .collect()
-}
-
 /// The entries of a directory, sorted; a missing directory has none.
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let entries = match fs::read_dir(dir) {
@@ -733,12 +738,6 @@ mod tests {
     use super::*;
     use crate::db::CacheRecord;
 
-    fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), || {}).unwrap();
-        (dir, store)
-    }
-
     /// A committed snapshot without a parent (needs no mount) holding one file.
     fn snapshot(store: &Store, parent: Option<SnapshotId>) -> SnapshotId {
         let active = store.prepare(parent, "test").unwrap();
@@ -753,7 +752,7 @@ mod tests {
 
     #[test]
     fn a_consistent_store_passes() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let report = store.check().unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.snapshots, 0);
@@ -789,7 +788,7 @@ mod tests {
 
     #[test]
     fn a_flipped_blob_byte_is_reported() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let digest = store.content().write(b"some content").unwrap();
         let path = store.content().path(&digest);
         let mut bytes = fs::read(&path).unwrap();
@@ -808,7 +807,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_without_its_directory_is_reported() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let base = snapshot(&store, None);
         let child = snapshot(&store, Some(base));
         fs::remove_dir_all(store.layer_dir(base).parent().unwrap()).unwrap();
@@ -825,7 +824,7 @@ mod tests {
 
     #[test]
     fn a_cache_record_naming_a_missing_snapshot_is_reported() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let present = snapshot(&store, None);
         let key = Digest::of(b"key");
         store
@@ -852,7 +851,7 @@ mod tests {
 
     #[test]
     fn layer_blob_records_must_match_the_content_store() {
-        let (_dir, store) = open();
+        let (_dir, store) = crate::open_temp();
         let blob = store.content().write(b"12345").unwrap();
         let id = snapshot(&store, None);
         let descriptor = |digest: Digest, size| crate::LayerBlob {
@@ -882,7 +881,7 @@ mod tests {
 
     #[test]
     fn debris_is_reported_when_recovery_did_not_run() {
-        let (dir, store) = open();
+        let (dir, store) = crate::open_temp();
         let id = snapshot(&store, None);
         // Debris appearing after open (recovery has run already) stands for debris recovery
         // failed to remove.
@@ -958,15 +957,6 @@ mod tests {
                 },
                 Problem::ParentLoop { id: SnapshotId(4) },
             ]
-        );
-    }
-
-    #[test]
-    fn mount_points_are_unescaped() {
-        let table = "22 1 8:1 / / rw - ext4 /dev/vda rw\n30 22 0:40 / /tmp/a\\040b rw - overlay o rw\n";
-        assert_eq!(
-            mount_points(table),
-            vec![PathBuf::from("/"), PathBuf::from("/tmp/a b")]
         );
     }
 }

@@ -4,11 +4,17 @@
 //! moment a crash happens at. Values are JSON: readable with generic tools and tolerant of new
 //! optional fields.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
+use std::fmt::Display;
 use std::path::Path;
 
 use oci::{Descriptor, Digest};
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    AccessGuard, Database, Durability, Key, ReadOnlyTable, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, Table, TableDefinition, Value, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, FORMAT_VERSION, SnapshotId};
@@ -19,7 +25,7 @@ const LAYERS: TableDefinition<&str, u64> = TableDefinition::new("layers");
 const CACHE: TableDefinition<&str, &str> = TableDefinition::new("cache");
 /// Results of pure functions of immutable data (e.g. content digests of snapshots), by key.
 const MEMO: TableDefinition<&str, &str> = TableDefinition::new("memo");
-/// File digests of build contexts: (device, inode) → JSON entry (see `fileop::HashCache`).
+/// File digests of build contexts: (device, inode) → JSON entry (see `fsops::fileop::HashCache`).
 const HASHES: TableDefinition<(u64, u64), &str> = TableDefinition::new("hashes");
 
 /// What the store knows about a committed snapshot.
@@ -75,9 +81,71 @@ pub struct CacheRecord {
     pub usage_count: u64,
 }
 
-fn db_error(e: impl std::fmt::Display) -> Error {
-    Error::Database(e.to_string())
+fn db_error(e: impl Into<redb::Error>) -> Error {
+    Error::Database(e.into())
 }
+
+/// A record as the JSON stored in the database.
+fn encode(what: &'static str, record: &impl Serialize) -> Result<String, Error> {
+    serde_json::to_string(record).map_err(|source| Error::Encode { what, source })
+}
+
+/// A record decoded from the JSON stored in the database; `what` and `key` name it in the error
+/// (`snapshot record 7`).
+fn decode<T: DeserializeOwned>(what: &str, key: impl Display, json: &str) -> Result<T, Error> {
+    serde_json::from_str(json).map_err(|source| Error::Decode {
+        what: format!("{what} {key}"),
+        source,
+    })
+}
+
+/// Decodes the record stored under `key`, lets `change` edit it and stores it again.
+/// `Ok(false)` when there is no such record.
+fn update_record<'k, K: Key + 'static, T: Serialize + DeserializeOwned>(
+    table: &mut Table<K, &'static str>,
+    key: K::SelfType<'k>,
+    what: &'static str,
+    label: impl Display,
+    change: impl FnOnce(&mut T),
+) -> Result<bool, Error> {
+    let Some(json) = table.get(&key).map_err(db_error)?.map(|v| v.value().to_string()) else {
+        return Ok(false);
+    };
+    let mut record = decode(what, label, &json)?;
+    change(&mut record);
+    let json = encode(what, &record)?;
+    table.insert(&key, json.as_str()).map_err(db_error)?;
+    Ok(true)
+}
+
+/// Every entry of `table` in key order, each made into an owned value by `entry`.
+fn collect<K: Key + 'static, V: Value + 'static, T>(
+    table: &impl ReadableTable<K, V>,
+    mut entry: impl FnMut(AccessGuard<'_, K>, AccessGuard<'_, V>) -> Result<T, Error>,
+) -> Result<Vec<T>, Error> {
+    let mut out = Vec::new();
+    for item in table.iter().map_err(db_error)? {
+        let (k, v) = item.map_err(db_error)?;
+        out.push(entry(k, v)?);
+    }
+    Ok(out)
+}
+
+/// Opens a table for reading; `None` when no write has created it yet (tables added after the
+/// first release are created on first use, not by [`Db::open`]).
+fn open_optional<K: Key + 'static, V: Value + 'static>(
+    tx: &ReadTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<Option<ReadOnlyTable<K, V>>, Error> {
+    match tx.open_table(table) {
+        Ok(t) => Ok(Some(t)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+/// The database's file in the state directory.
+const DB_FILE: &str = "metadata.redb";
 
 #[derive(Debug)]
 pub(crate) struct Db {
@@ -85,11 +153,73 @@ pub(crate) struct Db {
 }
 
 impl Db {
+    /// Runs `body` in one write transaction and commits it. With `Durability::None` the commit
+    /// is persisted by the next durable one (for statistics that may be lost in a crash).
+    fn write<T>(
+        &self,
+        durability: Durability,
+        body: impl FnOnce(&WriteTransaction) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let mut tx = self.db.begin_write().map_err(db_error)?;
+        tx.set_durability(durability).map_err(db_error)?;
+        let out = body(&tx)?;
+        tx.commit().map_err(db_error)?;
+        Ok(out)
+    }
+
+    /// Stores one entry, in a durable transaction of its own.
+    fn insert<'k, 'v, K: Key + 'static, V: Value + 'static>(
+        &self,
+        table: TableDefinition<K, V>,
+        key: impl Borrow<K::SelfType<'k>>,
+        value: impl Borrow<V::SelfType<'v>>,
+    ) -> Result<(), Error> {
+        self.write(Durability::Immediate, |tx| {
+            tx.open_table(table)
+                .map_err(db_error)?
+                .insert(key, value)
+                .map_err(db_error)?;
+            Ok(())
+        })
+    }
+
+    /// Opens (or creates) the database of the state directory `root`.
+    ///
+    /// A new database is made under another name and renamed into place once its tables are
+    /// durable, so a kill while creating it never leaves a `metadata.redb` that cannot be
+    /// opened; an empty one (left by a kill before this was so) is made anew.
     pub(crate) fn open(root: &Path) -> Result<Db, Error> {
-        let path = root.join("metadata.redb");
-        let db = Database::create(&path).map_err(db_error)?;
-        let tx = db.begin_write().map_err(db_error)?;
-        {
+        let path = root.join(DB_FILE);
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { action, path, source }
+        };
+        let existing = match std::fs::metadata(&path) {
+            Ok(meta) => meta.len() > 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(io("inspect", &path)(e)),
+        };
+        if !existing {
+            let fresh = root.join(format!("{DB_FILE}.new"));
+            match std::fs::remove_file(&fresh) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io("remove", &fresh)(e)),
+                _ => {}
+            }
+            Db::create(root, &fresh)?;
+            std::fs::rename(&fresh, &path).map_err(io("rename", &fresh))?;
+            std::fs::File::open(root)
+                .and_then(|dir| dir.sync_all())
+                .map_err(io("sync", root))?;
+        }
+        Db::create(root, &path)
+    }
+
+    /// Opens the database at `path`, creating it and its tables as needed, durably.
+    fn create(root: &Path, path: &Path) -> Result<Db, Error> {
+        let db = Db {
+            db: Database::create(path).map_err(db_error)?,
+        };
+        db.write(Durability::Immediate, |tx| {
             let mut meta = tx.open_table(META).map_err(db_error)?;
             let version = meta.get("format_version").map_err(db_error)?.map(|v| v.value());
             match version {
@@ -108,35 +238,27 @@ impl Db {
             tx.open_table(SNAPSHOTS).map_err(db_error)?;
             tx.open_table(LAYERS).map_err(db_error)?;
             tx.open_table(CACHE).map_err(db_error)?;
-        }
-        tx.commit().map_err(db_error)?;
-        Ok(Db { db })
+            Ok(())
+        })?;
+        Ok(db)
     }
 
     pub(crate) fn next_snapshot_id(&self) -> Result<SnapshotId, Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        let id = {
+        self.write(Durability::Immediate, |tx| {
             let mut meta = tx.open_table(META).map_err(db_error)?;
             let next = meta
                 .get("next_snapshot")
                 .map_err(db_error)?
                 .map_or(1, |v| v.value());
             meta.insert("next_snapshot", next + 1).map_err(db_error)?;
-            next
-        };
-        tx.commit().map_err(db_error)?;
-        Ok(SnapshotId(id))
+            Ok(SnapshotId(next))
+        })
     }
 
     pub(crate) fn snapshot_ids(&self) -> Result<BTreeSet<u64>, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
         let table = tx.open_table(SNAPSHOTS).map_err(db_error)?;
-        let mut ids = BTreeSet::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (k, _) = entry.map_err(db_error)?;
-            ids.insert(k.value());
-        }
-        Ok(ids)
+        Ok(collect(&table, |k, _| Ok(k.value()))?.into_iter().collect())
     }
 
     pub(crate) fn snapshot(&self, id: SnapshotId) -> Result<Option<SnapshotInfo>, Error> {
@@ -145,21 +267,12 @@ impl Db {
         let Some(raw) = table.get(id.0).map_err(db_error)? else {
             return Ok(None);
         };
-        serde_json::from_str(raw.value())
-            .map(Some)
-            .map_err(|e| Error::Corrupt {
-                what: format!("snapshot record {id}: {e}"),
-            })
+        decode("snapshot record", id, raw.value()).map(Some)
     }
 
     pub(crate) fn put_snapshot(&self, info: &SnapshotInfo) -> Result<(), Error> {
-        let json = serde_json::to_string(info).map_err(db_error)?;
-        let tx = self.db.begin_write().map_err(db_error)?;
-        tx.open_table(SNAPSHOTS)
-            .map_err(db_error)?
-            .insert(info.id.0, json.as_str())
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
+        let json = encode("snapshot record", info)?;
+        self.insert(SNAPSHOTS, info.id.0, json.as_str())
     }
 
     pub(crate) fn update_snapshot(
@@ -167,22 +280,13 @@ impl Db {
         id: SnapshotId,
         change: impl FnOnce(&mut SnapshotInfo),
     ) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        {
+        self.write(Durability::Immediate, |tx| {
             let mut table = tx.open_table(SNAPSHOTS).map_err(db_error)?;
-            let raw = table
-                .get(id.0)
-                .map_err(db_error)?
-                .map(|v| v.value().to_string())
-                .ok_or(Error::NoSnapshot(id))?;
-            let mut info: SnapshotInfo = serde_json::from_str(&raw).map_err(|e| Error::Corrupt {
-                what: format!("snapshot record {id}: {e}"),
-            })?;
-            change(&mut info);
-            let json = serde_json::to_string(&info).map_err(db_error)?;
-            table.insert(id.0, json.as_str()).map_err(db_error)?;
-        }
-        tx.commit().map_err(db_error)
+            match update_record(&mut table, id.0, "snapshot record", id, change)? {
+                true => Ok(()),
+                false => Err(Error::NoSnapshot(id)),
+            }
+        })
     }
 
     pub(crate) fn layer(&self, chain_id: &Digest) -> Result<Option<SnapshotId>, Error> {
@@ -195,12 +299,7 @@ impl Db {
     }
 
     pub(crate) fn set_layer(&self, chain_id: &Digest, id: SnapshotId) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        tx.open_table(LAYERS)
-            .map_err(db_error)?
-            .insert(chain_id.to_string().as_str(), id.0)
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
+        self.insert(LAYERS, chain_id.to_string().as_str(), id.0)
     }
 
     pub(crate) fn cache_get(&self, key: &Digest) -> Result<Option<CacheRecord>, Error> {
@@ -209,21 +308,12 @@ impl Db {
         let Some(raw) = table.get(key.to_string().as_str()).map_err(db_error)? else {
             return Ok(None);
         };
-        serde_json::from_str(raw.value())
-            .map(Some)
-            .map_err(|e| Error::Corrupt {
-                what: format!("cache record {key}: {e}"),
-            })
+        decode("cache record", key, raw.value()).map(Some)
     }
 
     pub(crate) fn cache_put(&self, key: &Digest, record: &CacheRecord) -> Result<(), Error> {
-        let json = serde_json::to_string(record).map_err(db_error)?;
-        let tx = self.db.begin_write().map_err(db_error)?;
-        tx.open_table(CACHE)
-            .map_err(db_error)?
-            .insert(key.to_string().as_str(), json.as_str())
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
+        let json = encode("cache record", record)?;
+        self.insert(CACHE, key.to_string().as_str(), json.as_str())
     }
 }
 
@@ -231,50 +321,41 @@ impl Db {
     /// Every remembered file digest.
     pub(crate) fn hash_entries(
         &self,
-    ) -> Result<std::collections::HashMap<crate::fileop::FileKey, crate::fileop::HashEntry>, Error> {
+    ) -> Result<std::collections::HashMap<fsops::fileop::FileKey, fsops::fileop::HashEntry>, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
-        let mut out = std::collections::HashMap::new();
-        let table = match tx.open_table(HASHES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(out),
-            Err(e) => return Err(db_error(e)),
+        let Some(table) = open_optional(&tx, HASHES)? else {
+            return Ok(std::collections::HashMap::new());
         };
-        for entry in table.iter().map_err(db_error)? {
-            let (k, v) = entry.map_err(db_error)?;
+        let entries = collect(&table, |k, v| {
             let (dev, ino) = k.value();
             // A record this version cannot read is simply forgotten.
-            if let Ok(value) = serde_json::from_str(v.value()) {
-                out.insert(crate::fileop::FileKey { dev, ino }, value);
-            }
-        }
-        Ok(out)
+            let value = serde_json::from_str(v.value()).ok();
+            Ok(value.map(|value| (fsops::fileop::FileKey { dev, ino }, value)))
+        })?;
+        Ok(entries.into_iter().flatten().collect())
     }
 
     /// Records `entries` (replacing older ones of the same files). When the table has grown
     /// past `limit` entries it starts over, since entries of deleted files pile up.
     pub(crate) fn put_hash_entries(
         &self,
-        entries: &[(crate::fileop::FileKey, crate::fileop::HashEntry)],
+        entries: &[(fsops::fileop::FileKey, fsops::fileop::HashEntry)],
         limit: u64,
     ) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        {
-            let full = match tx.open_table(HASHES) {
-                Ok(table) => table.len().map_err(db_error)? > limit,
-                Err(e) => return Err(db_error(e)),
-            };
+        self.write(Durability::Immediate, |tx| {
+            let full = tx.open_table(HASHES).map_err(db_error)?.len().map_err(db_error)? > limit;
             if full {
                 tx.delete_table(HASHES).map_err(db_error)?;
             }
             let mut table = tx.open_table(HASHES).map_err(db_error)?;
             for (key, entry) in entries {
-                let json = serde_json::to_string(entry).map_err(db_error)?;
+                let json = encode("file digest", entry)?;
                 table
                     .insert((key.dev, key.ino), json.as_str())
                     .map_err(db_error)?;
             }
-        }
-        tx.commit().map_err(db_error)
+            Ok(())
+        })
     }
 }
 
@@ -282,22 +363,15 @@ impl Db {
     /// A remembered value.
     pub(crate) fn memo_get(&self, key: &str) -> Result<Option<String>, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
-        let table = match tx.open_table(MEMO) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(db_error(e)),
+        let Some(table) = open_optional(&tx, MEMO)? else {
+            return Ok(None);
         };
         Ok(table.get(key).map_err(db_error)?.map(|v| v.value().to_string()))
     }
 
     /// Remembers a value.
     pub(crate) fn memo_put(&self, key: &str, value: &str) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        tx.open_table(MEMO)
-            .map_err(db_error)?
-            .insert(key, value)
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
+        self.insert(MEMO, key, value)
     }
 }
 
@@ -319,38 +393,23 @@ impl Db {
     /// Reads every snapshot, layer and cache record in one read transaction, in key order.
     pub(crate) fn raw_tables(&self) -> Result<RawTables, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
-        let mut raw = RawTables {
+        Ok(RawTables {
             next_snapshot: tx
                 .open_table(META)
                 .map_err(db_error)?
                 .get("next_snapshot")
                 .map_err(db_error)?
                 .map(|v| v.value()),
-            ..RawTables::default()
-        };
-        for entry in tx
-            .open_table(SNAPSHOTS)
-            .map_err(db_error)?
-            .iter()
-            .map_err(db_error)?
-        {
-            let (k, v) = entry.map_err(db_error)?;
-            raw.snapshots.push((k.value(), v.value().to_string()));
-        }
-        for entry in tx
-            .open_table(LAYERS)
-            .map_err(db_error)?
-            .iter()
-            .map_err(db_error)?
-        {
-            let (k, v) = entry.map_err(db_error)?;
-            raw.layers.push((k.value().to_string(), v.value()));
-        }
-        for entry in tx.open_table(CACHE).map_err(db_error)?.iter().map_err(db_error)? {
-            let (k, v) = entry.map_err(db_error)?;
-            raw.cache.push((k.value().to_string(), v.value().to_string()));
-        }
-        Ok(raw)
+            snapshots: collect(&tx.open_table(SNAPSHOTS).map_err(db_error)?, |k, v| {
+                Ok((k.value(), v.value().to_string()))
+            })?,
+            layers: collect(&tx.open_table(LAYERS).map_err(db_error)?, |k, v| {
+                Ok((k.value().to_string(), v.value()))
+            })?,
+            cache: collect(&tx.open_table(CACHE).map_err(db_error)?, |k, v| {
+                Ok((k.value().to_string(), v.value().to_string()))
+            })?,
+        })
     }
 }
 
@@ -369,36 +428,20 @@ impl Db {
     /// Reads and decodes every snapshot, layer-index and cache record in one read transaction.
     pub(crate) fn gc_tables(&self) -> Result<GcTables, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
-        let mut tables = GcTables::default();
-        for entry in tx
-            .open_table(SNAPSHOTS)
-            .map_err(db_error)?
-            .iter()
-            .map_err(db_error)?
-        {
-            let (k, v) = entry.map_err(db_error)?;
-            let info: SnapshotInfo = serde_json::from_str(v.value()).map_err(|e| Error::Corrupt {
-                what: format!("snapshot record {}: {e}", k.value()),
-            })?;
-            tables.snapshots.push(info);
-        }
-        for entry in tx
-            .open_table(LAYERS)
-            .map_err(db_error)?
-            .iter()
-            .map_err(db_error)?
-        {
-            let (k, v) = entry.map_err(db_error)?;
-            tables.layers.push((k.value().to_string(), SnapshotId(v.value())));
-        }
-        for entry in tx.open_table(CACHE).map_err(db_error)?.iter().map_err(db_error)? {
-            let (k, v) = entry.map_err(db_error)?;
-            let record: CacheRecord = serde_json::from_str(v.value()).map_err(|e| Error::Corrupt {
-                what: format!("cache record {}: {e}", k.value()),
-            })?;
-            tables.cache.push((k.value().to_string(), record));
-        }
-        Ok(tables)
+        Ok(GcTables {
+            snapshots: collect(&tx.open_table(SNAPSHOTS).map_err(db_error)?, |k, v| {
+                decode("snapshot record", k.value(), v.value())
+            })?,
+            layers: collect(&tx.open_table(LAYERS).map_err(db_error)?, |k, v| {
+                Ok((k.value().to_string(), SnapshotId(v.value())))
+            })?,
+            cache: collect(&tx.open_table(CACHE).map_err(db_error)?, |k, v| {
+                Ok((
+                    k.value().to_string(),
+                    decode("cache record", k.value(), v.value())?,
+                ))
+            })?,
+        })
     }
 
     /// Records that a lookup returned the cache record `key` (when given) and the snapshots
@@ -408,40 +451,36 @@ impl Db {
     /// persists it, and a crash before that loses only usage statistics, never consistency.
     /// This keeps a fully cached build from paying an fsync per step.
     pub(crate) fn touch(&self, key: Option<&Digest>, ids: &[SnapshotId], now: i64) -> Result<(), Error> {
-        let mut tx = self.db.begin_write().map_err(db_error)?;
-        tx.set_durability(redb::Durability::None).map_err(db_error)?;
-        {
+        self.write(Durability::None, |tx| {
             if let Some(key) = key {
                 let mut table = tx.open_table(CACHE).map_err(db_error)?;
                 let key = key.to_string();
-                let raw = table
-                    .get(key.as_str())
-                    .map_err(db_error)?
-                    .map(|v| v.value().to_string());
-                if let Some(raw) = raw {
-                    let mut record: CacheRecord = serde_json::from_str(&raw).map_err(|e| Error::Corrupt {
-                        what: format!("cache record {key}: {e}"),
-                    })?;
-                    record.last_used = Some(now);
-                    record.usage_count += 1;
-                    let json = serde_json::to_string(&record).map_err(db_error)?;
-                    table.insert(key.as_str(), json.as_str()).map_err(db_error)?;
-                }
+                update_record(
+                    &mut table,
+                    key.as_str(),
+                    "cache record",
+                    &key,
+                    |record: &mut CacheRecord| {
+                        record.last_used = Some(now);
+                        record.usage_count += 1;
+                    },
+                )?;
             }
             let mut table = tx.open_table(SNAPSHOTS).map_err(db_error)?;
             for id in ids {
-                let raw = table.get(id.0).map_err(db_error)?.map(|v| v.value().to_string());
-                let Some(raw) = raw else { continue };
-                let mut info: SnapshotInfo = serde_json::from_str(&raw).map_err(|e| Error::Corrupt {
-                    what: format!("snapshot record {id}: {e}"),
-                })?;
-                info.last_used = Some(now);
-                info.usage_count += 1;
-                let json = serde_json::to_string(&info).map_err(db_error)?;
-                table.insert(id.0, json.as_str()).map_err(db_error)?;
+                update_record(
+                    &mut table,
+                    id.0,
+                    "snapshot record",
+                    id,
+                    |info: &mut SnapshotInfo| {
+                        info.last_used = Some(now);
+                        info.usage_count += 1;
+                    },
+                )?;
             }
-        }
-        tx.commit().map_err(db_error)
+            Ok(())
+        })
     }
 
     /// Removes cache records, snapshot records and layer-index entries in one transaction, so
@@ -452,8 +491,7 @@ impl Db {
         snapshots: &[SnapshotId],
         layers: &[String],
     ) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        {
+        self.write(Durability::Immediate, |tx| {
             let mut cache = tx.open_table(CACHE).map_err(db_error)?;
             for key in cache_keys {
                 cache.remove(key.as_str()).map_err(db_error)?;
@@ -481,8 +519,8 @@ impl Db {
                     memo.remove(key.as_str()).map_err(db_error)?;
                 }
             }
-        }
-        tx.commit().map_err(db_error)
+            Ok(())
+        })
     }
 }
 
@@ -494,28 +532,16 @@ impl Db {
     /// Every cache-mount record as stored (id, JSON), in id order.
     pub(crate) fn cache_mount_records(&self) -> Result<Vec<(u64, String)>, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
-        let table = match tx.open_table(CACHE_MOUNTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(db_error(e)),
+        let Some(table) = open_optional(&tx, CACHE_MOUNTS)? else {
+            return Ok(Vec::new());
         };
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db_error)? {
-            let (k, v) = entry.map_err(db_error)?;
-            out.push((k.value(), v.value().to_string()));
-        }
-        Ok(out)
+        collect(&table, |k, v| Ok((k.value(), v.value().to_string())))
     }
 
     /// Stores a cache-mount record (durably: it is what makes a new instance exist).
     pub(crate) fn put_cache_mount(&self, info: &crate::CacheMountInfo) -> Result<(), Error> {
-        let json = serde_json::to_string(info).map_err(db_error)?;
-        let tx = self.db.begin_write().map_err(db_error)?;
-        tx.open_table(CACHE_MOUNTS)
-            .map_err(db_error)?
-            .insert(info.id.0, json.as_str())
-            .map_err(db_error)?;
-        tx.commit().map_err(db_error)
+        let json = encode("cache mount record", info)?;
+        self.insert(CACHE_MOUNTS, info.id.0, json.as_str())
     }
 
     /// Changes cache-mount record `id` (skipped when it does not exist or does not decode).
@@ -525,18 +551,16 @@ impl Db {
         id: SnapshotId,
         change: impl FnOnce(&mut crate::CacheMountInfo),
     ) -> Result<(), Error> {
-        let mut tx = self.db.begin_write().map_err(db_error)?;
-        tx.set_durability(redb::Durability::None).map_err(db_error)?;
-        {
+        self.write(Durability::None, |tx| {
             let mut table = tx.open_table(CACHE_MOUNTS).map_err(db_error)?;
             let raw = table.get(id.0).map_err(db_error)?.map(|v| v.value().to_string());
             if let Some(mut info) = raw.and_then(|raw| crate::cachemount::decode(id.0, &raw).ok()) {
                 change(&mut info);
-                let json = serde_json::to_string(&info).map_err(db_error)?;
+                let json = encode("cache mount record", &info)?;
                 table.insert(id.0, json.as_str()).map_err(db_error)?;
             }
-        }
-        tx.commit().map_err(db_error)
+            Ok(())
+        })
     }
 
     /// Records that a step took cache mount `id` at `now`; its size is unknown from then on.
@@ -560,14 +584,13 @@ impl Db {
 
     /// Removes cache-mount records in one (durable) transaction.
     pub(crate) fn remove_cache_mounts(&self, ids: &[SnapshotId]) -> Result<(), Error> {
-        let tx = self.db.begin_write().map_err(db_error)?;
-        {
+        self.write(Durability::Immediate, |tx| {
             let mut table = tx.open_table(CACHE_MOUNTS).map_err(db_error)?;
             for id in ids {
                 table.remove(id.0).map_err(db_error)?;
             }
-        }
-        tx.commit().map_err(db_error)
+            Ok(())
+        })
     }
 }
 
@@ -588,5 +611,32 @@ mod tests {
         assert_eq!(db.memo_get("content:1:bbb").unwrap(), None);
         assert_eq!(db.memo_get("content:10:aaa").unwrap().as_deref(), Some("d3"));
         assert_eq!(db.memo_get("content:2:aaa").unwrap().as_deref(), Some("d4"));
+    }
+
+    #[test]
+    fn a_database_half_made_by_a_killed_process_is_made_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        // A kill while creating: an empty file in place (older kilns), garbage under the new name.
+        std::fs::write(dir.path().join(DB_FILE), b"").unwrap();
+        std::fs::write(dir.path().join(format!("{DB_FILE}.new")), b"not a database").unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.memo_put("k", "v").unwrap();
+        drop(db);
+        assert!(!dir.path().join(format!("{DB_FILE}.new")).exists());
+        // What was recorded is kept by the next open.
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(db.memo_get("k").unwrap().as_deref(), Some("v"));
+    }
+
+    #[test]
+    fn a_corrupt_database_is_an_error_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DB_FILE), b"not a database").unwrap();
+        let err = Db::open(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Database(_)), "{err:?}");
+        assert_eq!(
+            std::fs::read(dir.path().join(DB_FILE)).unwrap(),
+            b"not a database"
+        );
     }
 }

@@ -15,6 +15,13 @@
 //!   they were seeded from (if any) like a child, so that snapshot stays while they do. They
 //!   are never shared and never roots. Pruning removes them like build results (also without
 //!   `all`, as BuildKit's prune does), unless they are in use.
+//! - **Build logs** ([`crate::logs`]) are records too, of kind `build.log`, one per log file,
+//!   named by their build id: their size is the file's, they were last used when last written,
+//!   and they are in use while being written and when they are the newest (the log `kiln logs`
+//!   shows). They are never shared and stand alone (no parent, no child). Pruning removes them
+//!   only with [`PruneOptions::all`], a `type` filter, or `keep_storage` (so the automatic GC
+//!   counts them and removes the least recently written first, among build results): a plain
+//!   prune keeps them, as BuildKit keeps build history apart from its cache.
 //! - **Roots** keep snapshots alive: cache records (cache key → output snapshots) and
 //!   layer-index entries (chain ID → snapshot). A snapshot is alive while a root refers to it or
 //!   a child snapshot sits on it. Records pointing at snapshots that are gone are stale: every
@@ -39,7 +46,8 @@
 //! snapshot (and everything below it) is never removed.
 //!
 //! **Crash safety**: the records go first, in one database transaction (cache records,
-//! snapshot records, layer-index entries), then the snapshot directories, then the blobs. A
+//! snapshot records, layer-index entries), then the snapshot directories (and log files, which
+//! no record names), then the blobs. A
 //! crash after the transaction leaves directories without records, which [`Store::open`]
 //! removes, and unreferenced blobs, which the next prune removes; the index never points at a
 //! missing snapshot and no remaining snapshot ever loses its layer blob. Fault points:
@@ -66,7 +74,7 @@ use std::time::Duration;
 use oci::{Digest, ImageManifest, media_type};
 
 use crate::db::SnapshotInfo;
-use crate::{Error, SnapshotId, Store, fault, now_unix};
+use crate::{Error, SnapshotId, Store, fault, now_unix, unix_seconds};
 
 /// Blobs larger than this are never read to see whether they are image manifests (registries
 /// refuse manifests above 4 MiB too).
@@ -81,15 +89,19 @@ pub enum RecordKind {
     Layer,
     /// A cache mount (`RUN --mount=type=cache`), not a snapshot.
     CacheMount,
+    /// A stored build log ([`crate::logs`]), not a snapshot.
+    Log,
 }
 
 impl RecordKind {
-    /// The name used by filters and output: `regular`, `layer` or `exec.cachemount`.
+    /// The name used by filters and output: `regular`, `layer`, `exec.cachemount` or
+    /// `build.log`.
     pub fn as_str(self) -> &'static str {
         match self {
             RecordKind::Regular => "regular",
             RecordKind::Layer => "layer",
             RecordKind::CacheMount => "exec.cachemount",
+            RecordKind::Log => "build.log",
         }
     }
 }
@@ -108,25 +120,67 @@ impl FromStr for RecordKind {
             "regular" => Ok(RecordKind::Regular),
             "layer" => Ok(RecordKind::Layer),
             "exec.cachemount" => Ok(RecordKind::CacheMount),
+            "build.log" => Ok(RecordKind::Log),
             other => Err(format!(
-                "unknown record type {other:?} (expected regular, layer or exec.cachemount)"
+                "unknown record type {other:?} (expected regular, layer, exec.cachemount or build.log)"
             )),
         }
     }
 }
 
-/// What one snapshot (or cache mount) costs and how it is used.
+/// What a usage record is named by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordId {
+    /// A snapshot, or a cache mount (their ids come from one counter).
+    Snapshot(SnapshotId),
+    /// A build log, by build id.
+    Log(String),
+}
+
+impl RecordId {
+    /// The snapshot or cache mount, if it is one.
+    pub fn snapshot(&self) -> Option<SnapshotId> {
+        match self {
+            RecordId::Snapshot(id) => Some(*id),
+            RecordId::Log(_) => None,
+        }
+    }
+}
+
+impl From<SnapshotId> for RecordId {
+    fn from(id: SnapshotId) -> RecordId {
+        RecordId::Snapshot(id)
+    }
+}
+
+impl PartialEq<SnapshotId> for RecordId {
+    fn eq(&self, other: &SnapshotId) -> bool {
+        self.snapshot() == Some(*other)
+    }
+}
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordId::Snapshot(id) => id.fmt(f),
+            RecordId::Log(id) => f.write_str(id),
+        }
+    }
+}
+
+/// What one snapshot, cache mount or build log costs and how it is used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageRecord {
-    /// The snapshot, or the cache mount's record id.
-    pub id: SnapshotId,
+    /// The snapshot, the cache mount's record id, or the log's build id.
+    pub id: RecordId,
     /// The snapshot it sits on (for a cache mount: the one it was seeded from).
     pub parent: Option<SnapshotId>,
-    /// `layer` (pulled), `regular` (built) or `exec.cachemount`.
+    /// `layer` (pulled), `regular` (built), `exec.cachemount` or `build.log`.
     pub kind: RecordKind,
     /// What made it.
     pub description: String,
-    /// Bytes: its layer directory plus the layer blob counted for it ([`UsageRecord::blob`]).
+    /// Bytes: its layer directory plus the layer blob counted for it ([`UsageRecord::blob`]),
+    /// the cache mount's directory, or the log file.
     pub size: u64,
     /// When it was committed (Unix seconds).
     pub created: i64,
@@ -134,7 +188,8 @@ pub struct UsageRecord {
     pub last_used: i64,
     /// How many lookups returned it.
     pub usage_count: u64,
-    /// Whether something holds it or a snapshot above it ([`Store::hold`]); never removed then.
+    /// Whether something holds it or a snapshot above it ([`Store::hold`]), a step uses the
+    /// cache mount, or the log is being written or is the newest; never removed then.
     pub in_use: bool,
     /// Whether it is a parent of another snapshot or reachable from more than one root.
     pub shared: bool,
@@ -191,17 +246,17 @@ pub enum TextMatch {
 /// `KEY~=VALUE` for descriptions). All filters given must match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Filter {
-    /// `type=regular|layer|exec.cachemount` (or `!=`).
+    /// `type=regular|layer|exec.cachemount|build.log` (or `!=`).
     Type {
         /// The kind.
         kind: RecordKind,
         /// `true` for `=`, `false` for `!=`.
         equal: bool,
     },
-    /// `id=N` (or `!=`).
+    /// `id=N` or `id=BUILD-ID` (or `!=`).
     Id {
-        /// The snapshot.
-        id: SnapshotId,
+        /// The record.
+        id: RecordId,
         /// `true` for `=`, `false` for `!=`.
         equal: bool,
     },
@@ -222,7 +277,7 @@ impl Filter {
     pub fn matches(&self, record: &UsageRecord, now: i64) -> bool {
         match self {
             Filter::Type { kind, equal } => (record.kind == *kind) == *equal,
-            Filter::Id { id, equal } => (record.id == *id) == *equal,
+            Filter::Id { id, equal } => (&record.id == id) == *equal,
             Filter::Description { text, how } => match how {
                 TextMatch::Equal => record.description == *text,
                 TextMatch::NotEqual => record.description != *text,
@@ -264,11 +319,15 @@ impl FromStr for Filter {
                 equal: equality("type")?,
             }),
             "id" => Ok(Filter::Id {
-                id: SnapshotId(
-                    value
-                        .parse()
-                        .map_err(|_| invalid(format!("{value:?} is not a snapshot id")))?,
-                ),
+                id: match value.parse() {
+                    Ok(n) => RecordId::Snapshot(SnapshotId(n)),
+                    Err(_) if crate::logs::valid_id(value) => RecordId::Log(value.to_string()),
+                    Err(_) => {
+                        return Err(invalid(format!(
+                            "{value:?} is not a record id (a number, or a build id)"
+                        )));
+                    }
+                },
                 equal: equality("id")?,
             }),
             "description" => Ok(Filter::Description {
@@ -292,15 +351,17 @@ impl FromStr for Filter {
     }
 }
 
-/// What to prune ([`Store::prune`]). The default removes every regular record not in use.
+/// What to prune ([`Store::prune`]). The default removes every regular record and cache mount
+/// not in use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PruneOptions {
-    /// Include pulled image layers (and, without other conditions, cache records that hold no
-    /// snapshot at all).
+    /// Include pulled image layers and build logs (and, without other conditions, cache records
+    /// that hold no snapshot at all).
     pub all: bool,
     /// Keep what was used within this long.
     pub keep_duration: Option<Duration>,
-    /// Remove least recently used records only until the total is at most this many bytes.
+    /// Remove least recently used records only until the total is at most this many bytes
+    /// (build logs are candidates then, even without `all`).
     pub keep_storage: Option<u64>,
     /// Conditions every removed record must meet.
     pub filters: Vec<Filter>,
@@ -339,8 +400,11 @@ pub enum ParseError {
     #[error("invalid size {0:?}: expected bytes or a number with a unit, such as 512MiB, 2GB or 1.5g")]
     Size(String),
     /// Not a duration.
-    #[error("invalid duration {0:?}: expected a duration such as 24h, 90m or 1h30m")]
-    Duration(String),
+    #[error(transparent)]
+    Duration(#[from] gocompat::duration::DurationError),
+    /// A duration below zero.
+    #[error("invalid duration {0:?}: must not be negative")]
+    NegativeDuration(String),
     /// Not a filter.
     #[error("invalid filter {filter:?}: {reason}")]
     Filter {
@@ -351,65 +415,19 @@ pub enum ParseError {
     },
 }
 
-/// Parses a size the way docker parses `--keep-storage` ([`oci::units::ram_in_bytes`]).
+/// Parses a size the way docker parses `--keep-storage` ([`gocompat::units::ram_in_bytes`]).
 pub fn parse_size(text: &str) -> Result<u64, ParseError> {
-    oci::units::ram_in_bytes(text).ok_or_else(|| ParseError::Size(text.to_string()))
+    gocompat::units::ram_in_bytes(text).ok_or_else(|| ParseError::Size(text.to_string()))
 }
 
-/// Parses a duration the way Go's `time.ParseDuration` does: a sequence of numbers (fractions
-/// allowed) each with a unit `ns`, `us` (or `µs`), `ms`, `s`, `m` or `h`, as in `24h`, `90m`,
-/// `1h30m` or `1.5h`; `0` alone is zero. Negative durations are refused.
+/// Parses a duration the way buildx reads `--keep-duration` and the `until` filter: Go's
+/// `time.ParseDuration` ([`gocompat::duration::parse`]: `24h`, `90m`, `1h30m`, `1.5h`; no day
+/// unit). Negative durations are refused: nothing was used in the future.
 pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
-    let invalid = || ParseError::Duration(text.to_string());
-    let mut rest = text.trim();
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    const UNITS: [(&str, u128); 8] = [
-        ("ns", 1),
-        ("us", 1_000),
-        ("µs", 1_000),
-        ("μs", 1_000),
-        ("ms", 1_000_000),
-        ("s", 1_000_000_000),
-        ("m", 60_000_000_000),
-        ("h", 3_600_000_000_000),
-    ];
-    let mut total: u128 = 0;
-    while !rest.is_empty() {
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let (number, after) = rest.split_at(end);
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') {
-            return Err(invalid());
-        }
-        // Longest unit first: `ms` before `m`.
-        let (unit, scale) = UNITS
-            .iter()
-            .filter(|(u, _)| after.starts_with(u))
-            .max_by_key(|(u, _)| u.len())
-            .ok_or_else(invalid)?;
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| invalid())?
-        };
-        let mut nanos = whole.checked_mul(*scale).ok_or_else(invalid)?;
-        if !fraction.is_empty() {
-            let digits = fraction.len().min(18);
-            let value: u128 = fraction[..digits].parse().map_err(|_| invalid())?;
-            nanos += value * scale / 10u128.pow(digits as u32);
-        }
-        total = total.checked_add(nanos).ok_or_else(invalid)?;
-        rest = &after[unit.len()..];
-    }
-    let total = u64::try_from(total).map_err(|_| invalid())?;
-    Ok(Duration::from_nanos(total))
+    let nanos = gocompat::duration::parse(text)?;
+    u64::try_from(nanos)
+        .map(Duration::from_nanos)
+        .map_err(|_| ParseError::NegativeDuration(text.to_string()))
 }
 
 /// The default limit of automatic garbage collection for a state directory at `root`, like
@@ -535,6 +553,58 @@ struct Model {
     in_use: BTreeSet<SnapshotId>,
     /// Cache-mount records by id (sizes are in `dir_sizes`).
     cache_mounts: BTreeMap<SnapshotId, crate::CacheMountInfo>,
+    /// Build logs, newest first.
+    logs: Vec<crate::logs::LogInfo>,
+    /// Logs this process is writing.
+    writing_logs: BTreeSet<String>,
+}
+
+/// What is in use: the cache mounts steps hold and held snapshots, and every snapshot below
+/// either.
+fn in_use(
+    store: &Store,
+    busy_mounts: Vec<SnapshotId>,
+    cache_mounts: &BTreeMap<SnapshotId, crate::CacheMountInfo>,
+    snapshots: &BTreeMap<SnapshotId, SnapshotInfo>,
+) -> BTreeSet<SnapshotId> {
+    let mut in_use = BTreeSet::new();
+    let below = |id: SnapshotId, in_use: &mut BTreeSet<SnapshotId>| {
+        let mut next = Some(id);
+        while let Some(id) = next {
+            if !in_use.insert(id) {
+                break;
+            }
+            next = snapshots.get(&id).and_then(|s| s.parent);
+        }
+    };
+    for id in busy_mounts {
+        if in_use.insert(id)
+            && let Some(parent) = cache_mounts.get(&id).and_then(|m| m.parent)
+        {
+            below(parent, &mut in_use);
+        }
+    }
+    for id in store.holds.set() {
+        below(id, &mut in_use);
+    }
+    in_use
+}
+
+/// The usage records of a [`Model`].
+struct Records {
+    /// Snapshots and cache mounts.
+    snapshots: BTreeMap<SnapshotId, UsageRecord>,
+    /// Build logs, by build id.
+    logs: BTreeMap<String, UsageRecord>,
+}
+
+impl Records {
+    fn get(&self, id: &RecordId) -> Option<&UsageRecord> {
+        match id {
+            RecordId::Snapshot(id) => self.snapshots.get(id),
+            RecordId::Log(id) => self.logs.get(id),
+        }
+    }
 }
 
 impl Model {
@@ -608,8 +678,9 @@ impl Model {
         let busy_mounts = store.cache_mount_uses.ids();
         let mut cache_mounts = BTreeMap::new();
         for (id, json) in store.db.cache_mount_records()? {
-            let info = crate::cachemount::decode(id, &json).map_err(|e| Error::Corrupt {
-                what: format!("cache mount record {id}: {e}"),
+            let info = crate::cachemount::decode(id, &json).map_err(|source| Error::Decode {
+                what: format!("cache mount record {id}"),
+                source,
             })?;
             let size = match info.size {
                 Some(size) => size,
@@ -633,29 +704,7 @@ impl Model {
             dir_sizes.insert(info.id, size);
             cache_mounts.insert(info.id, info);
         }
-        let mut in_use = BTreeSet::new();
-        for id in busy_mounts {
-            if in_use.insert(id)
-                && let Some(parent) = cache_mounts.get(&id).and_then(|m| m.parent)
-            {
-                let mut next = Some(parent);
-                while let Some(id) = next {
-                    if !in_use.insert(id) {
-                        break;
-                    }
-                    next = snapshots.get(&id).and_then(|s| s.parent);
-                }
-            }
-        }
-        for id in store.holds.set() {
-            let mut next = Some(id);
-            while let Some(id) = next {
-                if !in_use.insert(id) {
-                    break;
-                }
-                next = snapshots.get(&id).and_then(|s| s.parent);
-            }
-        }
+        let in_use = in_use(store, busy_mounts, &cache_mounts, &snapshots);
         Ok(Model {
             now: now_unix(),
             snapshots,
@@ -669,6 +718,8 @@ impl Model {
             manifests,
             in_use,
             cache_mounts,
+            logs: crate::logs::list(store.root())?,
+            writing_logs: store.writing_logs.ids(),
         })
     }
 
@@ -680,8 +731,37 @@ impl Model {
         }
     }
 
+    /// The usage record of every snapshot, cache mount and build log.
+    fn records(&self) -> Records {
+        let newest = self.logs.first().map(|log| &log.id);
+        let logs = self
+            .logs
+            .iter()
+            .map(|log| {
+                let record = UsageRecord {
+                    id: RecordId::Log(log.id.clone()),
+                    parent: None,
+                    kind: RecordKind::Log,
+                    description: "build log".into(),
+                    size: log.size,
+                    created: unix_seconds(log.created),
+                    last_used: unix_seconds(log.modified),
+                    usage_count: 0,
+                    in_use: Some(&log.id) == newest || self.writing_logs.contains(&log.id),
+                    shared: false,
+                    blob: None,
+                };
+                (log.id.clone(), record)
+            })
+            .collect();
+        Records {
+            snapshots: self.snapshot_records(),
+            logs,
+        }
+    }
+
     /// The usage record of every snapshot and cache mount.
-    fn records(&self) -> BTreeMap<SnapshotId, UsageRecord> {
+    fn snapshot_records(&self) -> BTreeMap<SnapshotId, UsageRecord> {
         let mut has_child = BTreeSet::new();
         let parents = self.snapshots.values().map(|s| s.parent);
         for parent in parents
@@ -729,7 +809,7 @@ impl Model {
             records.insert(
                 *id,
                 UsageRecord {
-                    id: *id,
+                    id: RecordId::Snapshot(*id),
                     parent: info.parent,
                     kind: if layer_ids.contains(id) {
                         RecordKind::Layer
@@ -751,7 +831,7 @@ impl Model {
             records.insert(
                 *id,
                 UsageRecord {
-                    id: *id,
+                    id: RecordId::Snapshot(*id),
                     parent: info.parent,
                     kind: RecordKind::CacheMount,
                     description: info.description.clone(),
@@ -837,26 +917,25 @@ fn cutoff(now: i64, age: Duration) -> i64 {
 /// A prune being planned: what is still alive after the removals chosen so far.
 struct Plan<'m> {
     model: &'m Model,
-    records: &'m BTreeMap<SnapshotId, UsageRecord>,
+    records: &'m Records,
     options: &'m PruneOptions,
     alive: BTreeSet<SnapshotId>,
+    /// Build logs not removed (yet).
+    logs_alive: BTreeSet<String>,
     children: BTreeMap<SnapshotId, BTreeSet<SnapshotId>>,
     cache: BTreeMap<String, BTreeSet<SnapshotId>>,
     layers: BTreeMap<String, SnapshotId>,
     /// Snapshot → keys of live cache records and chains of live layer entries referring to it.
     cache_refs: BTreeMap<SnapshotId, BTreeSet<String>>,
     layer_refs: BTreeMap<SnapshotId, BTreeSet<String>>,
-    removed: Vec<SnapshotId>,
+    /// What was chosen, in order.
+    removed: Vec<RecordId>,
     removed_cache: Vec<String>,
     removed_layers: Vec<String>,
 }
 
 impl<'m> Plan<'m> {
-    fn new(
-        model: &'m Model,
-        records: &'m BTreeMap<SnapshotId, UsageRecord>,
-        options: &'m PruneOptions,
-    ) -> Plan<'m> {
+    fn new(model: &'m Model, records: &'m Records, options: &'m PruneOptions) -> Plan<'m> {
         let mut children: BTreeMap<SnapshotId, BTreeSet<SnapshotId>> = BTreeMap::new();
         for info in model.snapshots.values() {
             if let Some(parent) = info.parent {
@@ -889,6 +968,7 @@ impl<'m> Plan<'m> {
                 .chain(model.cache_mounts.keys())
                 .copied()
                 .collect(),
+            logs_alive: records.logs.keys().cloned().collect(),
             children,
             cache: model.cache.clone(),
             layers: model.layers.clone(),
@@ -910,8 +990,8 @@ impl<'m> Plan<'m> {
     }
 
     /// Whether the options allow removing `id` (whether it is a leaf aside).
-    fn eligible(&self, id: SnapshotId) -> bool {
-        let Some(record) = self.records.get(&id) else {
+    fn eligible(&self, id: &RecordId) -> bool {
+        let Some(record) = self.records.get(id) else {
             return false;
         };
         if record.in_use {
@@ -922,8 +1002,11 @@ impl<'m> Plan<'m> {
             .filters
             .iter()
             .any(|f| matches!(f, Filter::Type { .. }));
-        if !self.options.all && !typed && record.kind == RecordKind::Layer {
-            return false;
+        let chosen = self.options.all || typed;
+        match record.kind {
+            RecordKind::Layer if !chosen => return false,
+            RecordKind::Log if !chosen && self.options.keep_storage.is_none() => return false,
+            _ => {}
         }
         if let Some(age) = self.options.keep_duration
             && record.last_used > cutoff(self.model.now, age)
@@ -936,23 +1019,37 @@ impl<'m> Plan<'m> {
             .all(|f| f.matches(record, self.model.now))
     }
 
-    /// Snapshots that could be removed now.
-    fn candidates(&self) -> Vec<SnapshotId> {
-        self.alive
+    /// Records that could be removed now.
+    fn candidates(&self) -> Vec<RecordId> {
+        let snapshots = self
+            .alive
             .iter()
-            .copied()
-            .filter(|id| self.is_leaf(*id) && self.eligible(*id))
-            .collect()
+            .filter(|id| self.is_leaf(**id))
+            .map(|id| RecordId::Snapshot(*id));
+        let logs = self.logs_alive.iter().map(|id| RecordId::Log(id.clone()));
+        snapshots.chain(logs).filter(|id| self.eligible(id)).collect()
     }
 
-    /// Removes `id` and whatever was alive only through it or its roots.
-    fn remove(&mut self, id: SnapshotId) {
+    /// Removes `id` and, for a snapshot, whatever was alive only through it or its roots.
+    fn remove(&mut self, id: RecordId) {
+        match id {
+            RecordId::Snapshot(id) => self.remove_snapshot(id),
+            RecordId::Log(id) => {
+                if self.logs_alive.remove(&id) {
+                    self.removed.push(RecordId::Log(id));
+                }
+            }
+        }
+    }
+
+    /// Removes snapshot `id` and whatever was alive only through it or its roots.
+    fn remove_snapshot(&mut self, id: SnapshotId) {
         let mut pending = vec![id];
         while let Some(id) = pending.pop() {
             if !self.alive.remove(&id) {
                 continue;
             }
-            self.removed.push(id);
+            self.removed.push(RecordId::Snapshot(id));
             let mut affected = Vec::new();
             for key in self.cache_refs.remove(&id).unwrap_or_default() {
                 let Some(ids) = self.cache.remove(&key) else {
@@ -1043,6 +1140,12 @@ impl<'m> Plan<'m> {
             .iter()
             .map(|id| self.model.dir_sizes.get(id).copied().unwrap_or(0))
             .sum();
+        let logs: u64 = self
+            .logs_alive
+            .iter()
+            .filter_map(|id| self.records.logs.get(id))
+            .map(|r| r.size)
+            .sum();
         let doomed = self.doomed_blobs(needed_before);
         let blobs: u64 = self
             .model
@@ -1051,17 +1154,18 @@ impl<'m> Plan<'m> {
             .filter(|(d, _)| !doomed.contains(*d))
             .map(|(_, b)| b.size)
             .sum();
-        dirs + blobs
+        dirs + logs + blobs
     }
 }
 
 impl Store {
-    /// What the state directory holds: one record per snapshot that passes every filter
-    /// (largest first), plus other content and totals (see the [module docs](crate::gc)).
+    /// What the state directory holds: one record per snapshot, cache mount and build log that
+    /// passes every filter (largest first), plus other content and totals (see the
+    /// [module docs](crate::gc)).
     pub fn disk_usage(&self, filters: &[Filter]) -> Result<DiskUsage, Error> {
         let model = Model::load(self, false)?;
-        let records = model.records();
-        let counted: BTreeSet<&Digest> = records.values().filter_map(|r| r.blob.as_ref()).collect();
+        let Records { snapshots, logs } = model.records();
+        let counted: BTreeSet<&Digest> = snapshots.values().filter_map(|r| r.blob.as_ref()).collect();
         let mut usage = DiskUsage::default();
         for (digest, blob) in &model.blobs {
             if !counted.contains(digest) {
@@ -1069,8 +1173,9 @@ impl Store {
                 usage.other.size += blob.size;
             }
         }
-        usage.records = records
+        usage.records = snapshots
             .into_values()
+            .chain(logs.into_values())
             .filter(|r| filters.iter().all(|f| f.matches(r, model.now)))
             .collect();
         usage
@@ -1105,16 +1210,17 @@ impl Store {
         let needed_before = plan.needed_blobs(&plan.alive);
         match options.keep_storage {
             Some(limit) => {
-                let current: u64 =
-                    model.dir_sizes.values().sum::<u64>() + model.blobs.values().map(|b| b.size).sum::<u64>();
+                let current: u64 = model.dir_sizes.values().sum::<u64>()
+                    + model.blobs.values().map(|b| b.size).sum::<u64>()
+                    + model.logs.iter().map(|log| log.size).sum::<u64>();
                 if current <= limit {
                     return Ok(PruneReport::default());
                 }
                 while plan.projected_total(&needed_before) > limit {
                     // Least recently used first, then least often used, then the oldest.
                     let next = plan.candidates().into_iter().min_by_key(|id| {
-                        let r = &records[id];
-                        (r.last_used, r.usage_count, r.id)
+                        let r = records.get(id);
+                        (r.map(|r| r.last_used), r.map(|r| r.usage_count), id.clone())
                     });
                     let Some(next) = next else { break };
                     plan.remove(next);
@@ -1144,11 +1250,12 @@ impl Store {
         self.apply(&model, &records, &plan, &doomed)
     }
 
-    /// Carries out a plan: records first (one transaction), then directories, then blobs.
+    /// Carries out a plan: records first (one transaction), then directories and log files,
+    /// then blobs.
     fn apply(
         &self,
         model: &Model,
-        records: &BTreeMap<SnapshotId, UsageRecord>,
+        records: &Records,
         plan: &Plan<'_>,
         doomed: &BTreeSet<Digest>,
     ) -> Result<PruneReport, Error> {
@@ -1156,7 +1263,8 @@ impl Store {
         let (mounts, snapshots): (Vec<SnapshotId>, Vec<SnapshotId>) = plan
             .removed
             .iter()
-            .partition(|id| model.cache_mounts.contains_key(*id));
+            .filter_map(RecordId::snapshot)
+            .partition(|id| model.cache_mounts.contains_key(id));
         // Cache mounts first: they may name a removed snapshot as their parent, and a crash
         // between the two transactions must not leave such a record.
         if !mounts.is_empty() {
@@ -1169,26 +1277,17 @@ impl Store {
         fault::point("gc.records-removed");
         let mut first_error = None;
         for id in &plan.removed {
-            let dir = if model.cache_mounts.contains_key(id) {
-                self.cache_mount_dir(*id)
-            } else {
-                self.snapshots_dir().join(id.to_string())
-            };
-            match fs::remove_dir_all(&dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                // The record is gone already, so the directory is debris that the next
-                // `Store::open` removes; report the failure after finishing the rest.
-                Err(source) => {
-                    first_error.get_or_insert(Error::Io {
-                        action: "remove directory",
-                        path: dir,
-                        source,
-                    });
-                }
+            // A snapshot's record is gone already, so its directory is debris that the next
+            // `Store::open` removes; a log simply stays. Either way the failure is reported
+            // after finishing the rest.
+            if let Err(e) = self.remove_files(model, id) {
+                first_error.get_or_insert(e);
             }
-            report.reclaimed += model.dir_sizes.get(id).copied().unwrap_or(0);
             if let Some(record) = records.get(id) {
+                report.reclaimed += match id {
+                    RecordId::Snapshot(id) => model.dir_sizes.get(id).copied().unwrap_or(0),
+                    RecordId::Log(_) => record.size,
+                };
                 report.removed.push(record.clone());
             }
         }
@@ -1223,10 +1322,39 @@ impl Store {
         }
     }
 
+    /// Removes the directory of a snapshot or cache mount, or the file of a build log, whose
+    /// removal was decided; one that is gone already is fine.
+    fn remove_files(&self, model: &Model, id: &RecordId) -> Result<(), Error> {
+        let (result, action, path) = match id {
+            RecordId::Snapshot(id) => {
+                let dir = if model.cache_mounts.contains_key(id) {
+                    self.cache_mount_dir(*id)
+                } else {
+                    self.snapshots_dir().join(id.to_string())
+                };
+                (fs::remove_dir_all(&dir), "remove directory", dir)
+            }
+            RecordId::Log(id) => {
+                let Some(log) = model.logs.iter().find(|log| &log.id == id) else {
+                    return Ok(());
+                };
+                (fs::remove_file(&log.path), "remove build log", log.path.clone())
+            }
+        };
+        match result {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Io {
+                action,
+                path,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Automatic garbage collection: when the state directory holds more than `limit` bytes,
-    /// removes least recently used records until it holds at most `limit`, build results
-    /// first and pulled image layers only if that is not enough (BuildKit's default policy,
-    /// minus its age rules). Does nothing when it is under the limit.
+    /// removes least recently used records until it holds at most `limit`, build results and
+    /// build logs first and pulled image layers only if that is not enough (BuildKit's default
+    /// policy, minus its age rules). Does nothing when it is under the limit.
     pub fn collect_garbage(&self, limit: u64) -> Result<PruneReport, Error> {
         let mut report = self.prune(&PruneOptions {
             keep_storage: Some(limit),
@@ -1270,33 +1398,35 @@ mod tests {
 
     #[test]
     fn sizes_parse_like_docker() {
-        // The grammar is `oci::units`'s; here, that a bad size names itself.
+        // The grammar is `gocompat::units`'s; here, that a bad size names itself.
         assert_eq!(parse_size("2GB").unwrap(), 2 << 30);
         assert_eq!(parse_size("1x"), Err(ParseError::Size("1x".into())));
     }
 
     #[test]
     fn durations_parse_like_go() {
+        // The grammar is `gocompat::duration`'s; here, what a prune makes of its values.
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5_400));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
         assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5_400));
-        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
-        assert_eq!(parse_duration("2m3s4ms").unwrap(), Duration::from_millis(123_004));
-        assert_eq!(parse_duration("10us").unwrap(), Duration::from_micros(10));
-        for bad in ["", "h", "24", "1d", "-1h", "1h-5m", "1.2.3s", "5x"] {
-            assert_eq!(
-                parse_duration(bad),
-                Err(ParseError::Duration(bad.into())),
-                "{bad}"
+        assert_eq!(parse_duration("-0").unwrap(), Duration::ZERO);
+        assert_eq!(
+            parse_duration("-1h"),
+            Err(ParseError::NegativeDuration("-1h".into()))
+        );
+        for bad in ["", "h", "24", "1d", "1h-5m", "1.2.3s", "5x", " 24h"] {
+            let err = parse_duration(bad).expect_err(bad);
+            assert!(matches!(err, ParseError::Duration(_)), "{bad}: {err:?}");
+            assert!(
+                err.to_string().starts_with(&format!("invalid duration {bad:?}")),
+                "{err}"
             );
         }
     }
 
     fn record(id: u64, kind: RecordKind, description: &str, last_used: i64) -> UsageRecord {
         UsageRecord {
-            id: SnapshotId(id),
+            id: SnapshotId(id).into(),
             parent: None,
             kind,
             description: description.into(),
@@ -1315,30 +1445,40 @@ mod tests {
         let now = 100_000;
         let run = record(7, RecordKind::Regular, "exec /bin/sh -c make", now - 10);
         let layer = record(3, RecordKind::Layer, "layer sha256:abc", now - 7_200);
-        let check = |text: &str, expected: [bool; 2]| {
+        let log = UsageRecord {
+            id: RecordId::Log("m1abc-7".into()),
+            ..record(0, RecordKind::Log, "build log", now - 100_000)
+        };
+        let check = |text: &str, expected: [bool; 3]| {
             let filter: Filter = text.parse().unwrap();
             assert_eq!(
-                [filter.matches(&run, now), filter.matches(&layer, now)],
+                [
+                    filter.matches(&run, now),
+                    filter.matches(&layer, now),
+                    filter.matches(&log, now)
+                ],
                 expected,
                 "{text}"
             );
         };
-        check("type=regular", [true, false]);
-        check("type==layer", [false, true]);
-        check("type!=layer", [true, false]);
-        check("id=7", [true, false]);
-        check("id!=7", [false, true]);
-        check("description~=make", [true, false]);
-        check("description=layer sha256:abc", [false, true]);
-        check("description!=layer sha256:abc", [true, false]);
-        check("until=1h", [false, true]);
-        check("unused-for=1s", [true, true]);
+        check("type=regular", [true, false, false]);
+        check("type==layer", [false, true, false]);
+        check("type!=layer", [true, false, true]);
+        check("type=build.log", [false, false, true]);
+        check("id=7", [true, false, false]);
+        check("id!=7", [false, true, true]);
+        check("id=m1abc-7", [false, false, true]);
+        check("description~=make", [true, false, false]);
+        check("description=layer sha256:abc", [false, true, false]);
+        check("description!=layer sha256:abc", [true, false, true]);
+        check("until=1h", [false, true, true]);
+        check("unused-for=1s", [true, true, true]);
         for bad in [
             "type",
             "=x",
             "type=",
             "type=image",
-            "id=x",
+            "id=X/1",
             "id~=1",
             "until=soon",
             "until!=1h",

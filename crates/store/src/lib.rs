@@ -5,7 +5,8 @@
 //!   [`ContentStore`] of blobs and the snapshots.
 //! - Snapshots: each is one overlayfs layer directory plus a parent; [`Active`] is a snapshot
 //!   being written (a RUN or COPY step), [`Store::view`] mounts a committed one read-only.
-//! - [`layer`]: conversion between layer tarballs and layer directories.
+//! - [`apply_layer`]: a layer tarball applied onto a snapshot (the conversion itself, and the
+//!   file operations on snapshots, are `fsops`'s; this crate only adds its crash-test point).
 //! - The cache index ([`CacheRecord`]): solver cache keys → results, and the layer index
 //!   (chain IDs of pulled layers → snapshots), so a layer is applied once and reused.
 //! - [`Store::check`]: verifies that the directory is consistent (`kiln debug check`);
@@ -23,9 +24,10 @@
 //! blobs/sha256/<hex>   content store
 //! ingest/              blobs being written
 //! snapshots/<id>/fs    layer directories; snapshots/<id>/work: overlay work dirs
-//! mnt/                 mount points of mounted snapshots
-//! logs/<id>.jsonl      build logs (the newest 50)
+//! mnt/                 mount points of mounted snapshots and tmpfs, empty directories
+//! logs/<id>.jsonl      build logs (the newest 50; counted and pruned by `gc`)
 //! cache-mounts/<id>/   cache mounts (records in the database's `cache_mounts` table)
+//! session-key          the key of keyed digests ([`Store::keyed_digest`]), mode 0600
 //! ```
 //!
 //! Invariants:
@@ -34,7 +36,9 @@
 //! - Committed snapshots and blobs are immutable.
 //! - Mounts are owned by guards ([`Mounted`]) and undone on drop.
 //!
-//! This crate does not know about LLB, the solver or registries. Tests: unit tests here,
+//! This crate does not know about LLB, the solver or registries; what is done to the files of a
+//! snapshot is `fsops`'s (the store keeps that crate's file-digest cache in its database and
+//! memoizes content digests of committed snapshots). Tests: unit tests here,
 //! integration tests (as root, with overlayfs) in `tests/`.
 
 #![forbid(unsafe_code)]
@@ -44,28 +48,29 @@ mod check;
 mod content;
 mod db;
 pub mod fault;
-pub mod fileop;
 pub mod gc;
-pub mod layer;
+mod keyed;
 pub mod logs;
 mod mount;
 mod snapshot;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub use cachemount::{Acquired, CacheMount, CacheMountInfo, CacheMountSpec, NewCacheMount, Sharing};
 pub use check::{CheckReport, Problem};
 pub use content::{ContentStore, Ingest};
 pub use db::{CacheRecord, LayerBlob, SnapshotInfo};
 pub use gc::{
-    DiskUsage, Filter, Hold, OtherContent, ParseError, PruneOptions, PruneReport, RecordKind, TextMatch,
-    UsageRecord,
+    DiskUsage, Filter, Hold, OtherContent, ParseError, PruneOptions, PruneReport, RecordId, RecordKind,
+    TextMatch, UsageRecord,
 };
-pub use layer::{ApplyStats, LayerError, LayerStats, apply_layer, write_layer};
-pub use mount::Mounted;
+pub use mount::{EmptyDir, Mounted, mount_points};
 pub use snapshot::{Active, SnapshotId};
 
+use fsops::fileop::{self, CopyOptions, HashCache};
+use fsops::layer::{ApplyStats, LayerError};
 use oci::Digest;
 
 /// Version of the on-disk format. A state directory written by another version is refused
@@ -86,9 +91,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The metadata database failed.
-    #[error("metadata database error: {0}")]
-    Database(String),
+    /// The metadata database failed. (redb's errors carry their own cause, an OS error
+    /// included, in their message.)
+    #[error("metadata database error")]
+    Database(#[source] redb::Error),
+    /// A database record could not be encoded.
+    #[error("failed to encode a {what}")]
+    Encode {
+        /// What kind of record.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A database record does not decode.
+    #[error("corrupt state: {what} does not decode")]
+    Decode {
+        /// Which record.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A blob did not have the expected digest.
     #[error("content digest mismatch: expected {expected}, got {actual}")]
     DigestMismatch {
@@ -103,6 +127,9 @@ pub enum Error {
         /// What is wrong.
         what: String,
     },
+    /// A build log id is not one [`logs::valid_id`] accepts.
+    #[error("invalid build id {0:?}: expected up to 64 characters of a-z, 0-9 and -")]
+    InvalidLogId(String),
     /// A snapshot does not exist.
     #[error("snapshot {0} does not exist")]
     NoSnapshot(SnapshotId),
@@ -134,15 +161,26 @@ pub enum Error {
     FileOp(#[from] fileop::FileOpError),
 }
 
-/// An open state directory. Cheap to share behind an `Arc`; all methods take `&self`.
+/// Applies a layer tar onto `root` (a snapshot being written), as [`fsops::layer::apply_layer`]
+/// does, with the crash-test fault point `layer.apply.entry` after each entry.
+pub fn apply_layer(tar: impl std::io::Read, root: &Path) -> Result<ApplyStats, LayerError> {
+    fsops::layer::apply_layer_with(tar, root, || fault::point("layer.apply.entry"))
+}
+
+/// An open state directory. Cheap to share behind an `Arc`; all methods take `&self` but
+/// [`Store::prepare_owned`], which takes the `Arc`.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
     db: db::Db,
     content: ContentStore,
-    hashes: std::sync::OnceLock<fileop::HashCache>,
+    hashes: std::sync::OnceLock<HashCache>,
+    /// The key of [`Store::keyed_digest`].
+    key: keyed::Key,
     /// Snapshots in use, which garbage collection must keep ([`Store::hold`]).
     holds: gc::Holds,
+    /// Build logs being written, which garbage collection must keep.
+    writing_logs: logs::Writing,
     /// Cache mounts in use or being made ([`cachemount`]).
     cache_mount_uses: cachemount::Uses,
     _lock: File,
@@ -184,12 +222,15 @@ impl Store {
         }
         let db = db::Db::open(&root)?;
         let content = ContentStore::open(&root)?;
+        let key = keyed::Key::load(&root)?;
         let store = Store {
             root,
             db,
             content,
             hashes: std::sync::OnceLock::new(),
+            key,
             holds: gc::Holds::default(),
+            writing_logs: logs::Writing::default(),
             cache_mount_uses: cachemount::Uses::default(),
             _lock: lock,
         };
@@ -202,14 +243,17 @@ impl Store {
         &self.root
     }
 
+    /// A digest of `data` keyed by this state directory's secret key (HMAC-SHA256): equal data
+    /// gives equal digests here, but nobody without the key can test a guess against one. For
+    /// cache keys that must depend on values that are never stored, such as secrets.
+    pub fn keyed_digest(&self, data: &[u8]) -> Digest {
+        self.key.digest(data)
+    }
+
     /// The content digest (see [`fileop::content_digest`]) of what `options` select in the
     /// committed snapshot `id`. Snapshots never change, so each answer is computed once and
     /// remembered.
-    pub fn snapshot_content_digest(
-        &self,
-        id: SnapshotId,
-        options: &fileop::CopyOptions,
-    ) -> Result<Digest, Error> {
+    pub fn snapshot_content_digest(&self, id: SnapshotId, options: &CopyOptions) -> Result<Digest, Error> {
         let selection = format!(
             "{:?}",
             (
@@ -238,10 +282,10 @@ impl Store {
     }
 
     /// Remembered file digests of build contexts (loaded from the database on first use).
-    pub fn hash_cache(&self) -> &fileop::HashCache {
+    pub fn hash_cache(&self) -> &HashCache {
         self.hashes.get_or_init(|| {
             // An unreadable table only costs re-hashing.
-            fileop::HashCache::with_entries(self.db.hash_entries().unwrap_or_default())
+            HashCache::with_entries(self.db.hash_entries().unwrap_or_default())
         })
     }
 
@@ -372,17 +416,40 @@ impl Store {
 
     /// Starts a new snapshot on top of `parent` (`None` = empty).
     pub fn prepare(&self, parent: Option<SnapshotId>, description: &str) -> Result<Active<'_>, Error> {
+        let id = self.new_snapshot_id(parent)?;
+        Active::create(self, id, parent, description)
+    }
+
+    /// [`Store::prepare`] for a snapshot that holds its own handle of the store: one that moves
+    /// into a blocking task, or stays alive across awaits while other work writes into it.
+    pub fn prepare_owned(
+        self: &Arc<Self>,
+        parent: Option<SnapshotId>,
+        description: &str,
+    ) -> Result<Active<'static>, Error> {
+        let id = self.new_snapshot_id(parent)?;
+        Active::create_shared(self.clone(), id, parent, description)
+    }
+
+    /// A fresh snapshot id, after checking that `parent` exists.
+    fn new_snapshot_id(&self, parent: Option<SnapshotId>) -> Result<SnapshotId, Error> {
         if let Some(p) = parent {
             self.snapshot(p)?;
         }
-        let id = self.db.next_snapshot_id()?;
-        Active::create(self, id, parent, description)
+        self.db.next_snapshot_id()
     }
 
     /// A fresh tmpfs of at most `size` bytes (mode 0700) under the state directory, unmounted
     /// when the guard drops: for data that must never reach a disk, such as secrets.
     pub fn mount_tmpfs(&self, size: u64) -> Result<Mounted, Error> {
         mount::mount_tmpfs(&self.mnt_dir(), size)
+    }
+
+    /// A fresh empty directory (mode 0755) under the state directory, removed when the guard
+    /// drops (and by the next [`Store::open`] if the process dies first): for a copy from an
+    /// empty input, or a read-only mount of one.
+    pub fn empty_dir(&self) -> Result<EmptyDir, Error> {
+        mount::empty_dir(&self.mnt_dir())
     }
 
     /// Mounts a committed snapshot read-only (or hands out its directory when it has no parent).
@@ -447,8 +514,21 @@ impl Store {
 
 /// The current time in Unix seconds.
 pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    unix_seconds(std::time::SystemTime::now())
+}
+
+/// `time` in Unix seconds (0 for times before 1970).
+pub(crate) fn unix_seconds(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// A store in a new temporary directory, for unit tests. Bind both: the store goes first, then
+/// the directory.
+#[cfg(test)]
+pub(crate) fn open_temp() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), || {}).unwrap();
+    (dir, store)
 }

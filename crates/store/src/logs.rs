@@ -7,12 +7,17 @@
 //! part of the crash-consistency contract: a killed build leaves its log as far as it got,
 //! and readers accept a torn last line.
 //!
+//! Logs take disk space like the cache does, so [`crate::gc`] counts them, one record of kind
+//! `build.log` each, and prunes them (all but the newest, and never one still being written).
+//!
 //! Reading needs no lock ([`list`], [`find`] work on the directory path), so logs can be read
 //! while another process holds the state directory.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::{Error, Store};
@@ -20,7 +25,8 @@ use crate::{Error, Store};
 /// How many build logs are kept.
 pub const KEEP: usize = 50;
 
-const DIR: &str = "logs";
+/// The directory of the logs, under the state directory.
+pub(crate) const DIR: &str = "logs";
 const SUFFIX: &str = ".jsonl";
 
 /// One stored build log.
@@ -32,8 +38,20 @@ pub struct LogInfo {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// When it was created (when the file system does not say, when it was last written).
+    pub created: SystemTime,
     /// When it was last written.
     pub modified: SystemTime,
+}
+
+/// The ids of the logs this process is writing, which pruning must leave alone.
+#[derive(Debug, Default)]
+pub(crate) struct Writing(Arc<Mutex<BTreeSet<String>>>);
+
+impl Writing {
+    pub(crate) fn ids(&self) -> BTreeSet<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Appends lines to one build's log. Dropping it flushes what was written.
@@ -41,6 +59,19 @@ pub struct LogWriter {
     out: BufWriter<File>,
     path: PathBuf,
     written: u64,
+    id: String,
+    writing: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        // What is written is kept as far as it goes: a log is best effort.
+        let _ = self.out.flush();
+        self.writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
 }
 
 impl LogWriter {
@@ -84,12 +115,10 @@ pub fn valid_id(id: &str) -> bool {
 
 impl Store {
     /// Starts the log of build `id` (see [`valid_id`]), removing the oldest logs beyond
-    /// [`KEEP`].
+    /// [`KEEP`] (except those still being written).
     pub fn create_log(&self, id: &str) -> Result<LogWriter, Error> {
         if !valid_id(id) {
-            return Err(Error::Corrupt {
-                what: format!("invalid build id {id:?}"),
-            });
+            return Err(Error::InvalidLogId(id.to_string()));
         }
         let dir = self.root().join(DIR);
         fs::create_dir_all(&dir).map_err(|source| Error::Io {
@@ -98,7 +127,11 @@ impl Store {
             source,
         })?;
         let existing = list(self.root())?;
-        for old in existing.iter().skip(KEEP.saturating_sub(1)) {
+        let writing = self.writing_logs.ids();
+        let excess = existing.len().saturating_sub(KEEP.saturating_sub(1));
+        // Oldest first, passing over those still being written.
+        let oldest = existing.iter().rev().filter(|log| !writing.contains(&log.id));
+        for old in oldest.take(excess) {
             // Best effort: a log that cannot be removed only takes space.
             let _ = fs::remove_file(&old.path);
         }
@@ -112,10 +145,17 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
+        let writing = self.writing_logs.0.clone();
+        writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string());
         Ok(LogWriter {
             out: BufWriter::new(file),
             path,
             written: 0,
+            id: id.to_string(),
+            writing,
         })
     }
 }
@@ -149,11 +189,13 @@ pub fn list(root: &Path) -> Result<Vec<LogInfo>, Error> {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         logs.push(LogInfo {
             id: id.to_string(),
             path: entry.path(),
             size: meta.len(),
-            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            created: meta.created().unwrap_or(modified),
+            modified,
         });
     }
     // Ids sort in creation order; the newest first.
@@ -209,8 +251,7 @@ mod tests {
 
     #[test]
     fn logs_are_listed_newest_first_found_by_prefix_and_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), || {}).unwrap();
+        let (dir, store) = crate::open_temp();
         assert!(matches!(find(dir.path(), None), Err(FindError::Empty)));
         for i in 0..KEEP + 3 {
             let mut log = store.create_log(&format!("b{i:04}")).unwrap();
@@ -232,8 +273,30 @@ mod tests {
             Err(FindError::NotFound(_))
         ));
         assert!(
-            store.create_log("../escape").is_err(),
+            matches!(store.create_log("../escape"), Err(Error::InvalidLogId(_))),
             "ids cannot name other paths"
+        );
+    }
+
+    #[test]
+    fn a_log_being_written_is_never_rotated_away() {
+        let (dir, store) = crate::open_temp();
+        let mut first = store.create_log("a0000").unwrap();
+        assert_eq!(store.writing_logs.ids(), BTreeSet::from(["a0000".to_string()]));
+        // The oldest log stays while it is written; the next oldest go in its place.
+        for i in 1..=KEEP + 1 {
+            store.create_log(&format!("a{i:04}")).unwrap();
+        }
+        let ids: Vec<String> = list(dir.path()).unwrap().into_iter().map(|l| l.id).collect();
+        assert!(ids.contains(&"a0000".to_string()), "{ids:?}");
+        assert!(!ids.contains(&"a0001".to_string()), "{ids:?}");
+        assert_eq!(ids.len(), KEEP, "{ids:?}");
+        first.line("still here").unwrap();
+        drop(first);
+        assert!(store.writing_logs.ids().is_empty());
+        assert_eq!(
+            fs::read_to_string(dir.path().join("logs/a0000.jsonl")).unwrap(),
+            "still here\n"
         );
     }
 }

@@ -4,10 +4,16 @@
 //! `snapshots/<id>/fs` (the layer directory) and `work` (overlayfs scratch); [`Active::mount`]
 //! gives a writable view of parent chain + layer; [`Active::commit`] records it in the database,
 //! after which it is immutable. Dropping an uncommitted `Active` deletes its directory.
+//!
+//! An `Active` borrows its store ([`crate::Store::prepare`]) or shares it
+//! ([`crate::Store::prepare_owned`]: an `Active<'static>`, which can move into blocking tasks
+//! and live across awaits of work that writes into it).
 
 use std::fmt;
 use std::fs;
+use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +35,7 @@ impl fmt::Display for SnapshotId {
 /// A snapshot being written. Dropping it without [`Active::commit`] discards it.
 #[derive(Debug)]
 pub struct Active<'a> {
-    store: &'a Store,
+    store: StoreHandle<'a>,
     id: SnapshotId,
     parent: Option<SnapshotId>,
     description: String,
@@ -37,9 +43,49 @@ pub struct Active<'a> {
     committed: bool,
 }
 
+impl Active<'static> {
+    /// A new snapshot `id` holding a handle of its store.
+    pub(crate) fn create_shared(
+        store: Arc<Store>,
+        id: SnapshotId,
+        parent: Option<SnapshotId>,
+        description: &str,
+    ) -> Result<Active<'static>, Error> {
+        Active::with_handle(StoreHandle::Shared(store), id, parent, description)
+    }
+}
+
+/// The store of an [`Active`]: borrowed, or shared so that the `Active` is `'static`.
+#[derive(Debug)]
+enum StoreHandle<'a> {
+    Borrowed(&'a Store),
+    Shared(Arc<Store>),
+}
+
+impl Deref for StoreHandle<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        match self {
+            StoreHandle::Borrowed(store) => store,
+            StoreHandle::Shared(store) => store,
+        }
+    }
+}
+
 impl<'a> Active<'a> {
+    /// A new snapshot `id` of a borrowed store.
     pub(crate) fn create(
         store: &'a Store,
+        id: SnapshotId,
+        parent: Option<SnapshotId>,
+        description: &str,
+    ) -> Result<Active<'a>, Error> {
+        Active::with_handle(StoreHandle::Borrowed(store), id, parent, description)
+    }
+
+    fn with_handle(
+        store: StoreHandle<'a>,
         id: SnapshotId,
         parent: Option<SnapshotId>,
         description: &str,
@@ -117,5 +163,37 @@ impl Drop for Active<'_> {
         if !self.committed {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::Store;
+
+    #[test]
+    fn an_owned_active_moves_to_another_thread_and_is_discarded_unless_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("state"), || {}).unwrap());
+
+        let active = store.prepare_owned(None, "owned").unwrap();
+        let layer = active.layer_dir();
+        let info = std::thread::spawn(move || {
+            std::fs::write(active.layer_dir().join("file"), "content").unwrap();
+            active.commit().unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(store.snapshot(info.id).unwrap().description, "owned");
+        assert_eq!(std::fs::read_to_string(layer.join("file")).unwrap(), "content");
+
+        let abandoned = store.prepare_owned(Some(info.id), "abandoned").unwrap();
+        let (id, layer) = (abandoned.id(), abandoned.layer_dir());
+        assert!(layer.is_dir());
+        std::thread::spawn(move || drop(abandoned)).join().unwrap();
+        assert!(!layer.exists(), "an uncommitted snapshot is removed when dropped");
+        assert!(store.snapshot(id).is_err());
+        assert!(store.prepare_owned(Some(crate::SnapshotId(9999)), "x").is_err());
     }
 }

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use store::Store;
+use store::{SnapshotId, Store, UsageRecord};
 
 /// A store in a temporary directory. The store is dropped before the directory.
 pub struct Env {
@@ -24,6 +24,17 @@ impl Env {
 
     pub fn store(&self) -> &Store {
         self.store.as_ref().unwrap()
+    }
+
+    /// The usage record (`kiln du`) of snapshot or cache mount `id`.
+    pub fn record(&self, id: SnapshotId) -> UsageRecord {
+        self.store()
+            .disk_usage(&[])
+            .unwrap()
+            .records
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("no usage record for {id}"))
     }
 
     /// The state directory.

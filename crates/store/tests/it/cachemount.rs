@@ -7,9 +7,7 @@ use store::{
     Store,
 };
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 
 const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
 
@@ -39,16 +37,6 @@ impl Env {
         mount
     }
 
-    fn record(&self, id: SnapshotId) -> store::UsageRecord {
-        self.store()
-            .disk_usage(&[])
-            .unwrap()
-            .records
-            .into_iter()
-            .find(|r| r.id == id)
-            .unwrap_or_else(|| panic!("no record {id}"))
-    }
-
     fn ids(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = self
             .store()
@@ -56,7 +44,7 @@ impl Env {
             .unwrap()
             .records
             .iter()
-            .map(|r| r.id.0)
+            .filter_map(|r| r.id.snapshot().map(|id| id.0))
             .collect();
         ids.sort();
         ids
@@ -150,7 +138,7 @@ fn pruning_removes_unused_caches_and_keeps_their_bases_until_then() {
             ..PruneOptions::default()
         })
         .unwrap();
-    let mut removed: Vec<SnapshotId> = report.removed.iter().map(|r| r.id).collect();
+    let mut removed: Vec<SnapshotId> = report.removed.iter().filter_map(|r| r.id.snapshot()).collect();
     removed.sort();
     assert_eq!(removed, vec![plain_id, seeded_id]);
     assert!(report.reclaimed >= 2_000);
@@ -188,7 +176,7 @@ fn caches_count_for_storage_limits_and_ages() {
     assert_eq!(aged.records[0].id, old_id);
     // Over the limit: the least recently used cache goes first.
     let report = env.store().collect_garbage(60_000).unwrap();
-    let removed: Vec<SnapshotId> = report.removed.iter().map(|r| r.id).collect();
+    let removed: Vec<SnapshotId> = report.removed.iter().filter_map(|r| r.id.snapshot()).collect();
     assert_eq!(removed, vec![old_id]);
     assert_eq!(env.ids(), vec![new_id.0]);
 }

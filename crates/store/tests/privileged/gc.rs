@@ -10,9 +10,7 @@ use oci::{Descriptor, Digest, media_type};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use store::{CacheRecord, Filter, LayerBlob, PruneOptions, RecordKind, SnapshotId};
 
-mod common;
-
-use common::Env;
+use crate::common::Env;
 
 const SNAPSHOTS: TableDefinition<u64, &str> = TableDefinition::new("snapshots");
 const LAYERS: TableDefinition<&str, u64> = TableDefinition::new("layers");
@@ -87,23 +85,7 @@ impl Env {
     }
 
     fn usage_ids(&self) -> BTreeSet<u64> {
-        self.store()
-            .disk_usage(&[])
-            .unwrap()
-            .records
-            .iter()
-            .map(|r| r.id.0)
-            .collect()
-    }
-
-    fn record(&self, id: SnapshotId) -> store::UsageRecord {
-        self.store()
-            .disk_usage(&[])
-            .unwrap()
-            .records
-            .into_iter()
-            .find(|r| r.id == id)
-            .unwrap_or_else(|| panic!("no usage record for {id}"))
+        snapshot_ids(&self.store().disk_usage(&[]).unwrap().records)
     }
 
     fn blob_exists(&self, digest: &Digest) -> bool {
@@ -111,14 +93,13 @@ impl Env {
     }
 
     fn prune(&self, options: PruneOptions) -> Vec<u64> {
-        self.store()
-            .prune(&options)
-            .unwrap()
-            .removed
-            .iter()
-            .map(|r| r.id.0)
-            .collect()
+        snapshot_ids(&self.store().prune(&options).unwrap().removed)
     }
+}
+
+/// The snapshot ids of `records` (all of them snapshots), in their order.
+fn snapshot_ids<'a, C: FromIterator<u64>>(records: impl IntoIterator<Item = &'a store::UsageRecord>) -> C {
+    records.into_iter().map(|r| r.id.snapshot().unwrap().0).collect()
 }
 
 fn now() -> i64 {
@@ -151,6 +132,7 @@ fn entries(dir: &Path) -> usize {
 
 #[test]
 fn sizes_are_recorded_at_commit_and_measured_for_old_records() {
+    testkit::require_privileged();
     let mut env = Env::new();
     let base = env.snapshot(None, "base", &[("a", 1000), ("dir/b", 234)]);
     let child = env.snapshot(Some(base), "child", &[("c", 4096), ("dir/d", 10)]);
@@ -192,6 +174,7 @@ fn sizes_are_recorded_at_commit_and_measured_for_old_records() {
 
 #[test]
 fn lookups_record_last_use() {
+    testkit::require_privileged();
     let env = Env::new();
     let a = env.snapshot(None, "a", &[("a", 10)]);
     let key = env.cache("a", &[a]);
@@ -215,6 +198,7 @@ fn lookups_record_last_use() {
 
 #[test]
 fn usage_tells_shared_from_exclusive() {
+    testkit::require_privileged();
     let env = Env::new();
     let base = env.snapshot(None, "base", &[("base", 5000)]);
     let left = env.snapshot(Some(base), "left", &[("left", 1000)]);
@@ -261,6 +245,7 @@ fn usage_tells_shared_from_exclusive() {
 
 #[test]
 fn prune_all_leaves_an_empty_store_that_works_again() {
+    testkit::require_privileged();
     let mut env = Env::new();
     let base = env.snapshot(None, "layer base", &[("bin/sh", 2000)]);
     let top = env.snapshot(Some(base), "layer top", &[("etc/conf", 100)]);
@@ -296,10 +281,10 @@ fn prune_all_leaves_an_empty_store_that_works_again() {
             ..PruneOptions::default()
         })
         .unwrap();
-    let removed: BTreeSet<u64> = report.removed.iter().map(|r| r.id.0).collect();
+    let removed: BTreeSet<u64> = snapshot_ids(&report.removed);
     assert_eq!(removed, set([base, top, built, orphan]));
     // Leaves go before their parents.
-    let order: Vec<u64> = report.removed.iter().map(|r| r.id.0).collect();
+    let order: Vec<u64> = snapshot_ids(&report.removed);
     let pos = |id: SnapshotId| order.iter().position(|i| *i == id.0).unwrap();
     assert!(pos(built) < pos(top) && pos(top) < pos(base));
     assert_eq!(report.blobs_removed, 5);
@@ -334,6 +319,7 @@ fn prune_all_leaves_an_empty_store_that_works_again() {
 
 #[test]
 fn default_prune_keeps_image_layers_and_the_blobs_they_need() {
+    testkit::require_privileged();
     let env = Env::new();
     let base = env.snapshot(None, "layer base", &[("bin/sh", 2000)]);
     let built = env.snapshot(Some(base), "exec make", &[("out", 3000)]);
@@ -358,6 +344,7 @@ fn default_prune_keeps_image_layers_and_the_blobs_they_need() {
 
 #[test]
 fn keep_storage_removes_least_recently_used_first() {
+    testkit::require_privileged();
     let env = Env::new();
     let a = env.snapshot(None, "a", &[("a", 10_000)]);
     let b = env.snapshot(None, "b", &[("b", 10_000)]);
@@ -396,6 +383,7 @@ fn keep_storage_removes_least_recently_used_first() {
 
 #[test]
 fn keep_duration_and_until_keep_recent_records() {
+    testkit::require_privileged();
     let env = Env::new();
     let old = env.snapshot(None, "old", &[("a", 10)]);
     let recent = env.snapshot(None, "recent", &[("b", 10)]);
@@ -431,6 +419,7 @@ fn keep_duration_and_until_keep_recent_records() {
 
 #[test]
 fn filters_choose_what_goes() {
+    testkit::require_privileged();
     let env = Env::new();
     let layer = env.snapshot(None, "layer sha256:1", &[("l", 10)]);
     let make = env.snapshot(Some(layer), "exec make all", &[("m", 10)]);
@@ -464,6 +453,7 @@ fn filters_choose_what_goes() {
 
 #[test]
 fn a_parent_of_a_kept_snapshot_is_never_removed() {
+    testkit::require_privileged();
     let env = Env::new();
     let parent = env.snapshot(None, "parent", &[("p", 50_000)]);
     let kept = env.snapshot(Some(parent), "kept", &[("k", 10)]);
@@ -506,6 +496,7 @@ fn with_id(id: SnapshotId) -> PruneOptions {
 
 #[test]
 fn held_snapshots_are_in_use_and_kept() {
+    testkit::require_privileged();
     let env = Env::new();
     let base = env.snapshot(None, "base", &[("a", 10)]);
     let top = env.snapshot(Some(base), "top", &[("b", 10)]);
@@ -520,12 +511,7 @@ fn held_snapshots_are_in_use_and_kept() {
         let hold = env.store().hold(top).unwrap();
         assert_eq!(hold.id(), top);
         let usage = env.store().disk_usage(&[]).unwrap();
-        let in_use: BTreeSet<u64> = usage
-            .records
-            .iter()
-            .filter(|r| r.in_use)
-            .map(|r| r.id.0)
-            .collect();
+        let in_use: BTreeSet<u64> = snapshot_ids(usage.records.iter().filter(|r| r.in_use));
         assert_eq!(in_use, set([base, top]));
         assert_eq!(
             usage.reclaimable,
@@ -542,6 +528,7 @@ fn held_snapshots_are_in_use_and_kept() {
 
 #[test]
 fn a_record_with_several_outputs_keeps_them_together() {
+    testkit::require_privileged();
     let env = Env::new();
     let first = env.snapshot(None, "first", &[("a", 10)]);
     let second = env.snapshot(None, "second", &[("b", 10)]);
@@ -552,6 +539,7 @@ fn a_record_with_several_outputs_keeps_them_together() {
 
 #[test]
 fn garbage_collection_is_lru_down_to_the_limit_and_spares_layers_first() {
+    testkit::require_privileged();
     let env = Env::new();
     let layer = env.snapshot(None, "layer", &[("l", 20_000)]);
     let built = env.snapshot(Some(layer), "built", &[("b", 20_000)]);
@@ -567,20 +555,149 @@ fn garbage_collection_is_lru_down_to_the_limit_and_spares_layers_first() {
 
     assert!(env.store().collect_garbage(total).unwrap().removed.is_empty());
     let report = env.store().collect_garbage(total - 1).unwrap();
-    assert_eq!(
-        report.removed.iter().map(|r| r.id.0).collect::<Vec<_>>(),
-        vec![built.0]
-    );
+    assert_eq!(snapshot_ids::<Vec<_>>(&report.removed), vec![built.0]);
     let report = env.store().collect_garbage(25_000).unwrap();
-    assert_eq!(
-        report.removed.iter().map(|r| r.id.0).collect::<Vec<_>>(),
-        vec![other.0]
-    );
+    assert_eq!(snapshot_ids::<Vec<_>>(&report.removed), vec![other.0]);
     assert_eq!(env.usage_ids(), set([layer]));
     let report = env.store().collect_garbage(1).unwrap();
-    assert_eq!(
-        report.removed.iter().map(|r| r.id.0).collect::<Vec<_>>(),
-        vec![layer.0]
-    );
+    assert_eq!(snapshot_ids::<Vec<_>>(&report.removed), vec![layer.0]);
     assert!(env.usage_ids().is_empty());
+}
+
+impl Env {
+    /// A finished build log `id` of `bytes` bytes, last written `age` seconds ago.
+    fn log(&self, id: &str, bytes: usize, age: u64) -> std::path::PathBuf {
+        let mut writer = self.store().create_log(id).unwrap();
+        writer.line(&"x".repeat(bytes - 1)).unwrap();
+        drop(writer);
+        let path = self.root().join("logs").join(format!("{id}.jsonl"));
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(age))
+            .unwrap();
+        path
+    }
+
+    /// The build logs `kiln du` lists, by id, with whether they are in use.
+    fn logs(&self) -> Vec<(String, bool)> {
+        let filter: Filter = "type=build.log".parse().unwrap();
+        let mut logs: Vec<(String, bool)> = self
+            .store()
+            .disk_usage(&[filter])
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| (r.id.to_string(), r.in_use))
+            .collect();
+        logs.sort();
+        logs
+    }
+}
+
+fn log_ids(report: &store::PruneReport) -> Vec<String> {
+    report
+        .removed
+        .iter()
+        .filter(|r| r.kind == RecordKind::Log)
+        .map(|r| r.id.to_string())
+        .collect()
+}
+
+#[test]
+fn build_logs_are_counted_and_pruned_all_but_the_newest() {
+    let env = Env::new();
+    let old = env.log("b0001", 5_000, 3 * 86_400);
+    env.log("b0002", 3_000, 2 * 86_400);
+    let newest = env.log("b0003", 1_000, 60);
+    let result = env.snapshot(None, "result", &[("f", 100)]);
+
+    let usage = env.store().disk_usage(&[]).unwrap();
+    assert_eq!(usage.records.len(), 4, "{usage:?}");
+    let log = usage
+        .records
+        .iter()
+        .find(|r| r.id == store::RecordId::Log("b0001".into()))
+        .unwrap();
+    assert_eq!(
+        (log.kind, log.size, log.parent, log.shared),
+        (RecordKind::Log, 5_000, None, false)
+    );
+    assert!(log.last_used <= now() - 3 * 86_400 + 5, "{log:?}");
+    let sizes: u64 = usage.records.iter().map(|r| r.size).sum();
+    assert_eq!(usage.total, sizes);
+    // The newest log is what `kiln logs` shows: in use, never pruned.
+    assert_eq!(
+        env.logs(),
+        [
+            ("b0001".into(), false),
+            ("b0002".into(), false),
+            ("b0003".into(), true)
+        ]
+    );
+    assert_eq!(usage.reclaimable, usage.total - 1_000);
+
+    // A plain prune keeps build history, as BuildKit's does; build results go.
+    let report = env.store().prune(&PruneOptions::default()).unwrap();
+    assert_eq!(log_ids(&report), Vec::<String>::new());
+    assert!(report.removed.iter().any(|r| r.id == result));
+    assert_eq!(env.logs().len(), 3);
+
+    // Logs last written within the kept duration stay; `all` takes the others.
+    let report = env
+        .store()
+        .prune(&PruneOptions {
+            all: true,
+            keep_duration: Some(Duration::from_secs(2 * 86_400 + 3_600)),
+            ..PruneOptions::default()
+        })
+        .unwrap();
+    assert_eq!(log_ids(&report), ["b0001"]);
+    assert_eq!(report.reclaimed, 5_000);
+    assert!(!old.exists());
+    let report = env
+        .store()
+        .prune(&PruneOptions {
+            filters: vec!["type=build.log".parse().unwrap()],
+            ..PruneOptions::default()
+        })
+        .unwrap();
+    assert_eq!(log_ids(&report), ["b0002"]);
+    assert_eq!(env.logs(), [("b0003".into(), true)]);
+    assert!(newest.exists());
+}
+
+#[test]
+fn logs_being_written_are_in_use_and_gc_counts_logs_least_recently_written_first() {
+    let env = Env::new();
+    env.log("b0001", 40_000, 86_400);
+    let writing = env.store().create_log("b0002").unwrap();
+    env.log("b0003", 1_000, 0);
+    let recent = env.snapshot(None, "recent", &[("f", 20_000)]);
+    assert_eq!(
+        env.logs(),
+        [
+            ("b0001".into(), false),
+            ("b0002".into(), true),
+            ("b0003".into(), true)
+        ]
+    );
+    let total = env.store().disk_usage(&[]).unwrap().total;
+
+    // The old log goes before the recently made snapshot; the limit is met with it alone.
+    let report = env.store().collect_garbage(total - 1).unwrap();
+    assert_eq!(log_ids(&report), ["b0001"]);
+    assert_eq!(report.removed.len(), 1, "{report:?}");
+    assert_eq!(env.record(recent).kind, RecordKind::Regular);
+
+    // Down to nothing: everything goes but the logs in use.
+    env.store().collect_garbage(1).unwrap();
+    assert_eq!(env.logs(), [("b0002".into(), true), ("b0003".into(), true)]);
+    let usage = env.store().disk_usage(&[]).unwrap();
+    assert!(
+        usage.records.iter().all(|r| r.kind == RecordKind::Log),
+        "{usage:?}"
+    );
+    drop(writing);
+    assert_eq!(env.logs(), [("b0002".into(), false), ("b0003".into(), true)]);
+    env.store().collect_garbage(1).unwrap();
+    assert_eq!(env.logs(), [("b0003".into(), true)]);
 }
