@@ -11,61 +11,63 @@
 use std::io;
 use std::path::Path;
 
+use oci_spec::runtime::Capability;
 use rustix::fs::{FileType, major, minor};
 
-/// Capability names by bit number, as in `linux/capability.h` (0 to 40, Linux 5.9 and later).
+/// Capabilities by bit number, as in `linux/capability.h` (0 to 40, Linux 5.9 and later).
 /// Bits above the last known one are not granted: the runtime could not name them.
-const CAPABILITY_NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
+const CAPABILITIES_BY_BIT: [Capability; 41] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::DacReadSearch,
+    Capability::Fowner,
+    Capability::Fsetid,
+    Capability::Kill,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setpcap,
+    Capability::LinuxImmutable,
+    Capability::NetBindService,
+    Capability::NetBroadcast,
+    Capability::NetAdmin,
+    Capability::NetRaw,
+    Capability::IpcLock,
+    Capability::IpcOwner,
+    Capability::SysModule,
+    Capability::SysRawio,
+    Capability::SysChroot,
+    Capability::SysPtrace,
+    Capability::SysPacct,
+    Capability::SysAdmin,
+    Capability::SysBoot,
+    Capability::SysNice,
+    Capability::SysResource,
+    Capability::SysTime,
+    Capability::SysTtyConfig,
+    Capability::Mknod,
+    Capability::Lease,
+    Capability::AuditWrite,
+    Capability::AuditControl,
+    Capability::Setfcap,
+    Capability::MacOverride,
+    Capability::MacAdmin,
+    Capability::Syslog,
+    Capability::WakeAlarm,
+    Capability::BlockSuspend,
+    Capability::AuditRead,
+    Capability::Perfmon,
+    Capability::Bpf,
+    Capability::CheckpointRestore,
 ];
 
 /// Directories below `/dev` that are not walked: the runtime mounts its own `pts`, `shm` and
 /// `mqueue`, and `fd` holds no devices.
 const SKIPPED_DIRS: [&str; 4] = ["pts", "shm", "mqueue", "fd"];
 
-/// Device nodes the runtime creates (or links) in every container itself; listing them again
-/// would only make it create them twice.
-const RUNTIME_DEVICES: [&str; 8] = [
+/// Device nodes the runtime creates (or links) in every container itself, so an insecure
+/// container's host devices never list them: listing them again would only make the runtime
+/// create them twice.
+pub const RUNTIME_DEVICES: [&str; 8] = [
     "/dev/null",
     "/dev/zero",
     "/dev/full",
@@ -83,8 +85,8 @@ const MAX_DEPTH: usize = 6;
 /// What the host grants an insecure container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HostPrivileges {
-    /// Names of the capabilities in kiln's effective set, in bit order.
-    pub capabilities: Vec<&'static str>,
+    /// The capabilities in kiln's effective set, in bit order.
+    pub capabilities: Vec<Capability>,
     /// The host's device nodes, sorted by path.
     pub devices: Vec<HostDevice>,
 }
@@ -125,18 +127,18 @@ impl HostPrivileges {
     }
 }
 
-/// The names of the capabilities in the `CapEff:` mask of a `/proc/<pid>/status` text.
-fn effective_capabilities(status: &str) -> Option<Vec<&'static str>> {
+/// The capabilities in the `CapEff:` mask of a `/proc/<pid>/status` text.
+fn effective_capabilities(status: &str) -> Option<Vec<Capability>> {
     let mask = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())?;
     Some(
-        CAPABILITY_NAMES
+        CAPABILITIES_BY_BIT
             .iter()
             .enumerate()
             .filter(|(bit, _)| mask & (1 << bit) != 0)
-            .map(|(_, name)| *name)
+            .map(|(_, capability)| *capability)
             .collect(),
     )
 }
@@ -201,26 +203,26 @@ mod tests {
         assert_eq!(
             effective_capabilities(status).unwrap(),
             [
-                "CAP_CHOWN",
-                "CAP_DAC_OVERRIDE",
-                "CAP_FOWNER",
-                "CAP_FSETID",
-                "CAP_KILL",
-                "CAP_SETGID",
-                "CAP_SETUID",
-                "CAP_SETPCAP",
-                "CAP_NET_BIND_SERVICE",
-                "CAP_NET_RAW",
-                "CAP_SYS_CHROOT",
-                "CAP_MKNOD",
-                "CAP_AUDIT_WRITE",
-                "CAP_SETFCAP",
+                Capability::Chown,
+                Capability::DacOverride,
+                Capability::Fowner,
+                Capability::Fsetid,
+                Capability::Kill,
+                Capability::Setgid,
+                Capability::Setuid,
+                Capability::Setpcap,
+                Capability::NetBindService,
+                Capability::NetRaw,
+                Capability::SysChroot,
+                Capability::Mknod,
+                Capability::AuditWrite,
+                Capability::Setfcap,
             ]
         );
         // Unknown high bits are not granted; a missing line is no answer.
         let all = effective_capabilities("CapEff:\tffffffffffffffff\n").unwrap();
         assert_eq!(all.len(), 41);
-        assert_eq!(all.last(), Some(&"CAP_CHECKPOINT_RESTORE"));
+        assert_eq!(all.last(), Some(&Capability::CheckpointRestore));
         assert!(effective_capabilities("CapPrm:\t0\n").is_none());
     }
 
@@ -238,6 +240,8 @@ mod tests {
         if let Some(kmsg) = host.devices.iter().find(|d| d.path == "/dev/kmsg") {
             assert_eq!((kmsg.kind, kmsg.major, kmsg.minor), ('c', 1, 11));
         }
-        assert!(!host.capabilities.is_empty());
+        // Kiln's own effective set, whatever it is (empty when the test runs unprivileged).
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert_eq!(Some(host.capabilities), effective_capabilities(&status));
     }
 }

@@ -12,11 +12,10 @@
 //!   (or the host's network, [`NetworkMode`]), and generated `/etc/hosts`,
 //!   `/etc/resolv.conf` (the host's) and `/etc/hostname` files bind-mounted read-only.
 //!   Its confinement is a [`SecurityMode`]: the sandbox has Docker's default capabilities and
-//!   seccomp profile (deny by default, kept as kiln's own table), masked and read-only
+//!   seccomp profile (moby's `default.json`, kept as data and resolved at run time for those
+//!   capabilities, the machine's architecture and kernel), masked and read-only
 //!   `/proc` paths, read-only `/sys` and a device allow-list; insecure is BuildKit's
 //!   privileged mode (every capability kiln has, no seccomp, the host's devices).
-//! - [`FakeExecutor`] records what it was asked to run and writes a deterministic file into the
-//!   root filesystem, for unprivileged tests of the layers above.
 //! - [`enter_private_mount_namespace`] moves the whole process into its own mount namespace,
 //!   so every mount kiln makes disappears with it.
 //!
@@ -38,20 +37,25 @@
 //! - Cancelling a run (dropping its future) stops the container and removes its runtime state
 //!   and bundle before the drop returns: `SIGTERM` to all its processes, `SIGKILL` after a
 //!   grace period of a second, and every runtime call bounded by a timeout, so the drop always
-//!   ends within seconds. What a killed kiln left behind is removed by
-//!   [`RuncExecutor::recover`] at the next start.
+//!   ends within seconds. A kiln killed outright takes its containers with it (a watchdog
+//!   process per run kills them once kiln is gone, and runc removes them); what is left (the
+//!   bundles) is removed by [`RuncExecutor::recover`] at the next start.
+//! - Blocking file work (the image's `/etc/passwd`, the working directory, the bundle) runs
+//!   on tokio's blocking thread pool, never on an async thread; [`RuncExecutor::new`] and
+//!   [`RuncExecutor::recover`] are blocking functions for start-up.
 //! - All output is delivered, however much and whatever bytes: the executor reads it in
 //!   chunks as it comes and holds none of it, so memory stays bounded and the process never
 //!   blocks on a full pipe for longer than the sink takes. Clipping what is shown is the
 //!   caller's business.
-//! - `unsafe` lives only in the private `sys` module.
+//! - `unsafe` lives only in the private `sys` module: entering the mount namespace and the
+//!   watchdog.
 //!
 //! Deliberately not done here: AppArmor and SELinux labels, user namespaces (rootless), CNI
-//! networking, extra `/etc/hosts` entries, resource limits beyond the open files limit, time
-//! limits on a run (the caller cancels), interactive terminals and `exec` into a running
-//! container.
+//! networking, cgroup resource limits, time limits on a run (the caller cancels), interactive
+//! terminals and `exec` into a running container.
 
-mod fake;
+mod blocking;
+mod bundle;
 mod host;
 mod rootfs;
 mod runc;
@@ -63,8 +67,9 @@ mod user;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 
-pub use fake::FakeExecutor;
+pub use host::RUNTIME_DEVICES;
 pub use runc::{RuncConfig, RuncExecutor};
+pub use seccomp::SeccompError;
 pub use sys::enter_private_mount_namespace;
 
 /// The hostname a container gets when [`ExecSpec::hostname`] is empty, the same as BuildKit's.
@@ -270,27 +275,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A user name has no entry in the image's `/etc/passwd`.
-    #[error("unable to find user {name}: no matching entries in passwd file")]
-    UnknownUser {
-        /// The user name.
-        name: String,
-    },
-    /// A group name has no entry in the image's `/etc/group`.
-    #[error("unable to find group {name}: no matching entries in group file")]
-    UnknownGroup {
-        /// The group name.
-        name: String,
-    },
-    /// `/etc/passwd` or `/etc/group` exists in the image but could not be read.
-    #[error("failed to read {path} in the root filesystem")]
-    ReadUserDatabase {
-        /// The path inside the container.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The user or group of the exec has no entry in the image's `/etc/passwd` or
+    /// `/etc/group`, or those could not be read.
+    #[error(transparent)]
+    User(#[from] fsops::user::UserError),
     /// The working directory could not be created inside the root filesystem.
     #[error("failed to create working directory {path}")]
     CreateWorkdir {
@@ -308,19 +296,24 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The runtime spec could not be put together (`oci-spec` refused a part of it).
+    #[error("failed to build the container's runtime spec")]
+    BuildSpec {
+        /// The cause.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    /// Docker's default seccomp profile could not be resolved into a filter.
+    #[error("failed to resolve Docker's default seccomp profile")]
+    Seccomp {
+        /// The cause.
+        #[source]
+        source: SeccompError,
+    },
     /// The bundle (the runtime spec and the generated files) could not be written.
     #[error("failed to write container bundle {path}")]
     WriteBundle {
         /// The file or directory.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file could not be written into the root filesystem (only [`FakeExecutor`] does so).
-    #[error("failed to write {path} in the root filesystem")]
-    WriteRootfs {
-        /// The file, on the host.
         path: PathBuf,
         /// The cause.
         #[source]
@@ -363,7 +356,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The process could not move into a private mount namespace.
+    /// The process could not move into a private mount namespace: a step failed with an OS
+    /// error.
     #[error("failed to enter a private mount namespace: {step}")]
     EnterMountNamespace {
         /// The step that failed.
@@ -372,7 +366,86 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The process could not move into a private mount namespace because other threads run
+    /// ([`enter_private_mount_namespace`] must come first in `main`).
+    #[error(
+        "failed to enter a private mount namespace: the process has {threads} threads, and \
+         only a process with no other thread can"
+    )]
+    MountNamespaceThreads {
+        /// How many threads the process has.
+        threads: usize,
+    },
+    /// The watchdog that stops a container when kiln dies could not be set up.
+    #[error("failed to set up the watchdog that stops the container if kiln dies")]
+    Watchdog {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// File work could not be run on the blocking thread pool (the runtime is shutting down).
+    #[error("failed to run file work on the blocking thread pool")]
+    BlockingPool {
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error and its causes, as the CLI prints them (joined with ": ").
+    fn chain(error: &dyn std::error::Error) -> Vec<String> {
+        let mut parts = vec![error.to_string()];
+        let mut source = error.source();
+        while let Some(cause) = source {
+            parts.push(cause.to_string());
+            source = cause.source();
+        }
+        parts
+    }
+
+    #[test]
+    fn every_cause_is_printed_once_down_to_the_os_error() {
+        let eperm = || std::io::Error::from_raw_os_error(1);
+        let cases = [
+            Error::EnterMountNamespace {
+                step: "unshare the mount namespace",
+                source: eperm(),
+            },
+            Error::WriteBundle {
+                path: "/state/bundles/x/config.json".into(),
+                source: eperm(),
+            },
+            Error::Watchdog { source: eperm() },
+            Error::Seccomp {
+                source: SeccompError::Parse(serde_json::from_str::<u8>("x").unwrap_err()),
+            },
+            Error::Seccomp {
+                source: SeccompError::KernelRelease {
+                    release: "odd".into(),
+                },
+            },
+            Error::BuildSpec {
+                source: oci_spec::OciSpecError::Other("bad mount".into()),
+            },
+        ];
+        for error in &cases {
+            let parts = chain(error);
+            for pair in parts.windows(2) {
+                assert!(!pair[0].contains(&pair[1]), "printed twice: {parts:?}");
+            }
+            assert!(parts.len() >= 2, "no cause kept: {parts:?}");
+        }
+        assert_eq!(
+            chain(&cases[0]).join(": "),
+            "failed to enter a private mount namespace: unshare the mount namespace: \
+             Operation not permitted (os error 1)"
+        );
+    }
+}

@@ -5,18 +5,12 @@
 //! `openat2(RESOLVE_IN_ROOT)` relative to a descriptor of the root, so absolute symlinks and
 //! `..` stay inside it, exactly as they would for a process inside the container.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Uid};
 use rustix::io::Errno;
-
-/// Files larger than this are not read as `/etc/passwd` or `/etc/group`.
-const MAX_USER_FILE: u64 = 16 << 20;
-
-const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 /// An open root filesystem.
 pub(crate) struct Rootfs {
@@ -42,45 +36,17 @@ impl Rootfs {
         Ok(Rootfs { fd })
     }
 
+    /// The root directory (`O_PATH`), for lookups confined to it such as `fsops::user`'s.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     fn open_in_root(&self, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
-        let path = if path.is_empty() { "." } else { path };
-        // openat2 fails with EAGAIN when a concurrent rename might have let it escape; retry.
-        let mut attempts = 0;
-        loop {
-            match rustix::fs::openat2(&self.fd, path, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE) {
-                Err(Errno::AGAIN) if attempts < 16 => attempts += 1,
-                result => return result.map_err(io::Error::from),
-            }
-        }
+        fsops::inroot::open_in_root(self.fd.as_fd(), path.as_bytes(), flags)
     }
 
     fn open_dir(&self, components: &[impl AsRef<str>]) -> io::Result<OwnedFd> {
         self.open_in_root(&join(components), OFlags::PATH | OFlags::DIRECTORY)
-    }
-
-    /// Reads a regular file inside the root, such as `/etc/passwd`; a missing file reads as
-    /// empty, because an image without `/etc/passwd` simply has no entries.
-    pub(crate) fn read_user_file(&self, path: &str) -> io::Result<String> {
-        // O_NONBLOCK so that a FIFO planted at the path cannot block the open.
-        let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY;
-        let fd = match self.open_in_root(&join(&components(path)), flags) {
-            Ok(fd) => fd,
-            // ENOTDIR: a parent such as `/etc` is not a directory, so the file is missing too.
-            Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(Errno::NOTDIR.raw_os_error()) =>
-            {
-                return Ok(String::new());
-            }
-            Err(e) => return Err(e),
-        };
-        let stat = rustix::fs::fstat(&fd)?;
-        if !FileType::from_raw_mode(stat.st_mode).is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"));
-        }
-        let mut content = Vec::new();
-        File::from(fd).take(MAX_USER_FILE).read_to_end(&mut content)?;
-        Ok(String::from_utf8_lossy(&content).into_owned())
     }
 
     /// Creates the directory `path` and its missing parents (mode 0755, owned by `uid`:`gid`).
@@ -203,17 +169,24 @@ mod tests {
         std::fs::create_dir(root.path().join("etc")).unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("etc/passwd")).unwrap();
         let rootfs = Rootfs::open(root.path()).unwrap();
-        assert_eq!(rootfs.read_user_file("/etc/passwd").unwrap(), "");
-        assert_eq!(rootfs.read_user_file("/nothing/here").unwrap(), "");
-        assert!(rootfs.read_user_file("/etc").is_err());
+        let user = fsops::user::resolve_exec_user(rootfs.fd(), "root");
+        assert!(
+            matches!(user, Err(fsops::user::UserError::UnknownUser { .. })),
+            "the host's passwd was read: {user:?}"
+        );
 
         // A working directory below a symlink is created inside the root, never outside; a
         // symlink dangling inside the root is an error.
+        // Owned by whoever runs the test, so that it needs no root.
+        let (uid, gid) = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
         std::os::unix::fs::symlink(outside.path(), root.path().join("escape")).unwrap();
-        assert!(rootfs.create_dir_all("/escape/made", 0, 0).is_err());
+        assert!(rootfs.create_dir_all("/escape/made", uid, gid).is_err());
         let inside = root.path().join(outside.path().strip_prefix("/").unwrap());
         std::fs::create_dir_all(&inside).unwrap();
-        rootfs.create_dir_all("/escape/made", 0, 0).unwrap();
+        rootfs.create_dir_all("/escape/made", uid, gid).unwrap();
         assert!(inside.join("made").is_dir());
         assert!(!outside.path().join("made").exists());
 

@@ -5,9 +5,15 @@
 //! - `bundles/<id>/`: one bundle per run with `config.json`, the generated `hosts`,
 //!   `resolv.conf` and `hostname` files and runc's JSON log `runc.log`.
 //!
-//! A kiln process killed outright (`SIGKILL`) leaves its containers running (runc runs in a
-//! process group of its own) and their state and bundles behind; [`RuncExecutor::recover`]
-//! removes all of that when the next kiln opens the state directory.
+//! A run's files (the user lookup in the image, the working directory, the bundle) are made
+//! on the blocking thread pool before runc starts, and removed there after it exits
+//! ([`crate::blocking`]); only a cancelled run cleans up on the thread that drops it.
+//!
+//! A kiln process killed outright (`SIGKILL`, an abort) takes its containers with it: each
+//! `runc run` comes with a watchdog process that, once kiln is gone, kills every process in
+//! the container's cgroup (`crate::sys`) within milliseconds; runc then removes the container
+//! as after any run. What is left are the bundles (and, if runc itself hung, its state), which
+//! [`RuncExecutor::recover`] removes when the next kiln opens the state directory.
 //!
 //! A run is `runc run` in the foreground (no `--detach`): runc hands its stdout and stderr to the
 //! container process and exits with the process's exit code, which keeps the executor simple
@@ -29,6 +35,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,9 +43,12 @@ use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
-use crate::host::HostPrivileges;
-use crate::rootfs::{Rootfs, Stub};
-use crate::{Error, ExecSpec, Executor, ExitStatus, OutputSink, Result, SecurityMode, Stream, spec, user};
+use crate::blocking::on_blocking_pool;
+use crate::bundle::{self, Prepared};
+use crate::{Error, ExecSpec, Executor, ExitStatus, OutputSink, Result, Stream, sys};
+
+/// runc's JSON log in the bundle directory, where its own errors go.
+const RUNC_LOG: &str = "runc.log";
 
 /// Size of one read from the container's stdout or stderr.
 const READ_CHUNK: usize = 32 * 1024;
@@ -84,8 +94,7 @@ impl RuncConfig {
 /// Runs processes in containers with the `runc` binary.
 #[derive(Debug)]
 pub struct RuncExecutor {
-    runtime: PathBuf,
-    runc_root: PathBuf,
+    runc: Arc<Runc>,
     bundles: PathBuf,
     cgroup_parent: String,
     next_run: AtomicU64,
@@ -94,10 +103,18 @@ pub struct RuncExecutor {
     nonce: u32,
 }
 
+/// How runc is called: its binary and its state directory (`--root`).
+#[derive(Debug)]
+struct Runc {
+    binary: PathBuf,
+    root: PathBuf,
+}
+
 impl RuncExecutor {
-    /// Finds the runtime binary and creates the state directory.
+    /// Finds the runtime binary and creates the state directory. Blocking (file work): call it
+    /// at start-up or on the blocking pool.
     pub fn new(config: RuncConfig) -> Result<RuncExecutor> {
-        let runtime = find_runtime(&config.runtime).ok_or(Error::FindRuntime {
+        let binary = find_runtime(&config.runtime).ok_or(Error::FindRuntime {
             name: config.runtime.clone(),
         })?;
         let state_dir = std::path::absolute(&config.state_dir).map_err(|source| Error::CreateStateDir {
@@ -116,8 +133,10 @@ impl RuncExecutor {
         }
         let nonce = RandomState::new().build_hasher().finish() as u32;
         Ok(RuncExecutor {
-            runtime,
-            runc_root,
+            runc: Arc::new(Runc {
+                binary,
+                root: runc_root,
+            }),
             bundles,
             cgroup_parent: config.cgroup_parent,
             next_run: AtomicU64::new(1),
@@ -136,21 +155,23 @@ impl RuncExecutor {
     ///
     /// Best effort per container: runc's `delete --force` kills whatever is left of it and
     /// removes its cgroup; if runc cannot (its state is unreadable), the state directory is
-    /// removed anyway so that it is not retried forever.
+    /// removed anyway so that it is not retried forever. Blocking: call it at start-up or on
+    /// the blocking pool.
     pub fn recover(&self) -> Result<Vec<String>> {
         let recover_error = |path: &Path| {
             let path = path.to_owned();
             move |source| Error::Recover { path, source }
         };
         let mut removed = Vec::new();
-        for entry in sorted_entries(&self.runc_root).map_err(recover_error(&self.runc_root))? {
-            let state = self.runc_root.join(&entry);
+        let runc_root = &self.runc.root;
+        for entry in sorted_entries(runc_root).map_err(recover_error(runc_root))? {
+            let state = runc_root.join(&entry);
             if !state.is_dir() {
                 continue;
             }
             let Some(id) = entry.to_str() else { continue };
-            self.runc_quietly(&["kill", "--all", id, "KILL"]);
-            self.runc_quietly(&["delete", "--force", id]);
+            self.runc.quietly(&["kill", "--all", id, "KILL"]);
+            self.runc.quietly(&["delete", "--force", id]);
             if state.exists() {
                 std::fs::remove_dir_all(&state).map_err(recover_error(&state))?;
             }
@@ -168,31 +189,8 @@ impl RuncExecutor {
         Ok(removed)
     }
 
-    /// Runs `runc --root <root> ARGS` for its effect only, waiting at most [`RUNC_TIMEOUT`]: a
-    /// runc that hangs (on a frozen cgroup, say) is killed rather than waited for, so that
-    /// cleaning up always ends. Failures are ignored; callers check the outcome themselves.
-    fn runc_quietly(&self, args: &[&str]) {
-        let child = std::process::Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&self.runc_root)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Ok(mut child) = child {
-            let deadline = Instant::now() + RUNC_TIMEOUT;
-            while matches!(child.try_wait(), Ok(None)) {
-                if Instant::now() >= deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return;
-                }
-                std::thread::sleep(POLL);
-            }
-        }
-    }
-
+    /// Runs one container: prepares its files on the blocking pool, runs `runc run` and
+    /// streams its output, then cleans up on the blocking pool.
     async fn run_container(
         &self,
         rootfs: &Path,
@@ -200,59 +198,51 @@ impl RuncExecutor {
         output: &dyn OutputSink,
     ) -> Result<ExitStatus> {
         validate(spec)?;
-        let root = Rootfs::open(rootfs).map_err(|source| Error::OpenRootfs {
-            path: rootfs.to_owned(),
-            source,
-        })?;
-        let user = user::resolve(&spec.user, |path| {
-            root.read_user_file(path)
-                .map_err(|source| Error::ReadUserDatabase {
-                    path: path.to_owned(),
-                    source,
-                })
-        })?;
-        let cwd = if spec.cwd.is_empty() {
-            "/"
-        } else {
-            spec.cwd.as_str()
-        };
-        root.create_dir_all(cwd, user.uid, user.gid)
-            .map_err(|source| Error::CreateWorkdir {
-                path: cwd.to_owned(),
-                source,
-            })?;
-
         let id = format!(
             "kiln-{}-{}-{:08x}",
             std::process::id(),
             self.next_run.fetch_add(1, Ordering::Relaxed),
             self.nonce
         );
-        let bundle = self.bundles.join(&id);
+        let cgroups_path = format!("{}/{}", self.cgroup_parent.trim_end_matches('/'), id);
+        let prepared = {
+            let (spec, rootfs, bundle) = (spec.clone(), rootfs.to_owned(), self.bundles.join(&id));
+            on_blocking_pool(move || bundle::prepare(&spec, &rootfs, bundle, &cgroups_path)).await??
+        };
         let mut guard = RunGuard {
-            executor: self,
+            runc: self.runc.clone(),
             id,
-            bundle,
-            root,
-            stubs: Vec::new(),
+            prepared,
             child: None,
+            watchdog: None,
             finished: false,
         };
-        let mounts = guard.write_bundle(spec, rootfs, &user)?;
-        // Recorded before runc creates them, so that they can be told apart afterwards.
-        guard.stubs = mounts
-            .iter()
-            .filter_map(|m| guard.root.find_stub(&m.destination))
-            .collect();
+        let waited = self.start_and_wait(&mut guard, output).await;
+        let id = guard.id.clone();
+        let read_log = !matches!(waited, Ok(status) if status.success());
+        let errors = on_blocking_pool(move || guard.finish(read_log)).await?;
+        let status = waited?;
+        if !errors.is_empty() {
+            return Err(Error::Runtime {
+                id,
+                message: errors.join("; "),
+            });
+        }
+        Ok(status)
+    }
 
-        let log = guard.bundle.join("runc.log");
-        let mut child = Command::new(&self.runtime)
+    /// Starts `runc run` for the prepared bundle of `guard` and streams the container's output
+    /// to `output` until runc exits.
+    async fn start_and_wait(&self, guard: &mut RunGuard, output: &dyn OutputSink) -> Result<ExitStatus> {
+        let bundle = guard.prepared.bundle.path();
+        let mut command = Command::new(&self.runc.binary);
+        command
             .arg("--root")
-            .arg(&self.runc_root)
+            .arg(&self.runc.root)
             .arg("--log")
-            .arg(&log)
+            .arg(bundle.join(RUNC_LOG))
             .args(["--log-format", "json", "run", "--bundle"])
-            .arg(&guard.bundle)
+            .arg(bundle)
             .arg(&guard.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -261,18 +251,27 @@ impl RuncExecutor {
             // the guard stops the container instead (see `RunGuard::stop`).
             .process_group(0)
             // A last resort only: the guard waits for runc itself whenever it can.
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| Error::SpawnRuntime {
-                runtime: self.runtime.clone(),
-                source,
-            })?;
+            .kill_on_drop(true);
+        // If kiln dies outright, nothing of the run may keep running: see `sys`.
+        let watchdog = sys::stop_container_when_this_process_dies(
+            &mut command,
+            &self.runc.binary,
+            &self.runc.root,
+            &guard.id,
+        )
+        .map_err(|source| Error::Watchdog { source })?;
+        let spawned = command.spawn();
+        // Whether or not the spawn worked: a watchdog may exist, and the guard reaps it.
+        guard.watchdog = watchdog.started();
+        let mut child = spawned.map_err(|source| Error::SpawnRuntime {
+            runtime: self.runc.binary.clone(),
+            source,
+        })?;
         let pipes = (child.stdout.take(), child.stderr.take());
         let child = guard.child.insert(child);
 
-        let id = guard.id.clone();
         let wait_error = |source| Error::WaitRuntime {
-            id: id.clone(),
+            id: guard.id.clone(),
             source,
         };
         let (Some(stdout), Some(stderr)) = pipes else {
@@ -286,29 +285,16 @@ impl RuncExecutor {
         let status = status.map_err(wait_error)?;
         out.and(err).map_err(wait_error)?;
         guard.finished = true;
-
-        let status = match (status.code(), status.signal()) {
-            (Some(code), _) => ExitStatus { code, signal: None },
-            (None, Some(signal)) => ExitStatus {
+        match (status.code(), status.signal()) {
+            (Some(code), _) => Ok(ExitStatus { code, signal: None }),
+            (None, Some(signal)) => Ok(ExitStatus {
                 code: 128 + signal,
                 signal: Some(signal),
-            },
-            (None, None) => {
-                return Err(wait_error(io::Error::other(format!(
-                    "unexpected wait status {status}"
-                ))));
-            }
-        };
-        if !status.success() {
-            let errors = runtime_errors(&log);
-            if !errors.is_empty() {
-                return Err(Error::Runtime {
-                    id,
-                    message: errors.join("; "),
-                });
-            }
+            }),
+            (None, None) => Err(wait_error(io::Error::other(format!(
+                "unexpected wait status {status}"
+            )))),
         }
-        Ok(status)
     }
 }
 
@@ -325,86 +311,58 @@ impl Executor for RuncExecutor {
 
 /// Owns everything one run creates and removes it on drop, whether the run finished, failed
 /// or was cancelled.
-struct RunGuard<'a> {
-    executor: &'a RuncExecutor,
+struct RunGuard {
+    runc: Arc<Runc>,
     id: String,
-    bundle: PathBuf,
-    root: Rootfs,
-    stubs: Vec<Stub>,
+    /// The root filesystem, the stubs to remove from it and the bundle (removed when this is
+    /// dropped, after the container).
+    prepared: Prepared,
     /// `runc run`, once started: a container may exist.
     child: Option<tokio::process::Child>,
+    /// The watchdog that kills the container if kiln dies, once started; ended last.
+    watchdog: Option<sys::Watchdog>,
     /// runc exited by itself; it removes the container when it does.
     finished: bool,
 }
 
-impl RunGuard<'_> {
-    /// Writes the bundle and returns the mounts of its `config.json`.
-    fn write_bundle(
-        &self,
-        spec: &ExecSpec,
-        rootfs: &Path,
-        user: &user::User,
-    ) -> Result<Vec<spec::MountEntry>> {
-        let write_error = |path: &Path| {
-            let path = path.to_owned();
-            move |source| Error::WriteBundle { path, source }
+impl RunGuard {
+    /// Ends the run (see `drop`) and returns the errors runc logged, if `read_log`. Blocking:
+    /// for the blocking pool.
+    fn finish(self, read_log: bool) -> Vec<String> {
+        let errors = if read_log {
+            runtime_errors(&self.prepared.bundle.path().join(RUNC_LOG))
+        } else {
+            Vec::new()
         };
-        std::fs::create_dir(&self.bundle).map_err(write_error(&self.bundle))?;
-        // A host without /etc/resolv.conf gets an empty one, as glibc then uses localhost.
-        let resolv_conf = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-        let hostname = spec::hostname(spec);
-        let mounts = spec::mounts(spec, &self.bundle);
-        let cgroups_path = format!(
-            "{}/{}",
-            self.executor.cgroup_parent.trim_end_matches('/'),
-            self.id
-        );
-        let host = match spec.security {
-            SecurityMode::Sandbox => HostPrivileges::default(),
-            SecurityMode::Insecure => {
-                HostPrivileges::read().map_err(|source| Error::ReadHostPrivileges { source })?
-            }
-        };
-        let config = spec::config(spec, rootfs, user, &mounts, &cgroups_path, &host);
-        let files = [
-            ("resolv.conf", resolv_conf),
-            (
-                "hosts",
-                spec::hosts_file(hostname, &spec.extra_hosts).into_bytes(),
-            ),
-            ("hostname", format!("{hostname}\n").into_bytes()),
-            ("config.json", config.to_string().into_bytes()),
-        ];
-        for (name, content) in files {
-            let path = self.bundle.join(name);
-            std::fs::write(&path, content)
-                .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)))
-                .map_err(write_error(&path))?;
-        }
-        Ok(mounts)
+        drop(self);
+        errors
     }
 }
 
-impl Drop for RunGuard<'_> {
+impl Drop for RunGuard {
     fn drop(&mut self) {
         // Synchronous on purpose: the container must be gone when the drop returns (the caller
-        // unmounts its root filesystem next), and a drop cannot await. Bounded: see `stop`.
+        // unmounts its root filesystem next), and a drop cannot await. Bounded: see `stop`. A
+        // run that ends normally drops its guard on the blocking pool (`finish`); only a
+        // cancelled one does this work on the thread that drops it.
         if let Some(mut child) = self.child.take() {
             if !self.finished {
                 self.stop(&mut child);
             }
-            if self.executor.runc_root.join(&self.id).exists() {
-                self.executor.runc_quietly(&["delete", "--force", &self.id]);
+            if self.runc.root.join(&self.id).exists() {
+                self.runc.quietly(&["delete", "--force", &self.id]);
             }
         }
-        for stub in self.stubs.iter().rev() {
-            self.root.remove_stub(stub);
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.end();
         }
-        let _ = std::fs::remove_dir_all(&self.bundle);
+        for stub in self.prepared.stubs.iter().rev() {
+            self.prepared.root.remove_stub(stub);
+        }
     }
 }
 
-impl RunGuard<'_> {
+impl RunGuard {
     /// Stops a container whose run was cancelled: `SIGTERM` to all its processes, so that
     /// those that clean up on it (say a package manager releasing its lock in a cache mount)
     /// can; `SIGKILL` to all after [`STOP_GRACE`]; and if runc has still not exited after
@@ -429,16 +387,44 @@ impl RunGuard<'_> {
             }
         };
         let id = self.id.as_str();
-        self.executor.runc_quietly(&["kill", "--all", id, "TERM"]);
+        self.runc.quietly(&["kill", "--all", id, "TERM"]);
         if exited(child, STOP_GRACE) {
             return;
         }
-        self.executor.runc_quietly(&["kill", "--all", id, "KILL"]);
+        self.runc.quietly(&["kill", "--all", id, "KILL"]);
         if exited(child, RUNC_TIMEOUT) {
             return;
         }
         let _ = child.start_kill();
         exited(child, RUNC_TIMEOUT);
+    }
+}
+
+impl Runc {
+    /// Runs `runc --root <root> ARGS` for its effect only, waiting at most [`RUNC_TIMEOUT`]: a
+    /// runc that hangs (on a frozen cgroup, say) is killed rather than waited for, so that
+    /// cleaning up always ends. Failures are ignored; callers check the outcome themselves.
+    /// Blocking.
+    fn quietly(&self, args: &[&str]) {
+        let child = std::process::Command::new(&self.binary)
+            .arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child {
+            let deadline = Instant::now() + RUNC_TIMEOUT;
+            while matches!(child.try_wait(), Ok(None)) {
+                if Instant::now() >= deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                std::thread::sleep(POLL);
+            }
+        }
     }
 }
 

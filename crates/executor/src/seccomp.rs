@@ -1,797 +1,459 @@
-//! The seccomp profile of a sandboxed build step: Docker's default profile in effect, kept as
-//! kiln's own table.
+//! The seccomp filter of a sandboxed build step: Docker's default profile, kept as the data
+//! moby ships (`seccomp/default.json`, see `seccomp/NOTICE` for where it comes from) and
+//! resolved at run time the way moby resolves it (`profiles/seccomp/seccomp_linux.go`).
 //!
-//! The approach is Docker's: **deny by default** (`EPERM`) with an allow-list, not an
-//! allow-list's inverse. A deny-list would let through every system call added to the kernel
-//! after it was written, which is exactly where new attack surface appears; an allow-list
-//! fails closed. It costs little here: runc answers `ENOSYS` (not `EPERM`) for system calls
-//! newer than any the filter names, so libcs fall back from new calls as they would on an
-//! old kernel, and names the installed libseccomp does not know are skipped by runc.
+//! The profile denies by default (`EPERM`) and lists what is allowed. A rule can be
+//! conditional:
+//! - `includes.caps` / `excludes.caps`: the rule applies only if the process's bounding set has
+//!   every listed capability / none of them (`mount` needs `CAP_SYS_ADMIN`, `chroot` needs
+//!   `CAP_SYS_CHROOT`, and `clone` without namespace flags is the rule for everyone else);
+//! - `includes.arches` / `excludes.arches`: only on / not on these architectures (named as
+//!   moby names them: `amd64`, `arm64`, `s390x`, …);
+//! - `includes.minKernel` / `excludes.minKernel`: only on a kernel at least / below this
+//!   `<version>.<major revision>` (`ptrace` is allowed from 4.8 on).
 //!
-//! Docker's profile has rules conditional on capabilities (a container with `CAP_SYS_ADMIN`
-//! may `mount`, one with `CAP_SYS_BOOT` may `reboot`, …) and on the kernel version. The table
-//! below is that profile resolved for what a sandboxed kiln step has: Docker's default
-//! capability set (see [`crate::spec`]) and a kernel of at least 5.6 (kiln needs `openat2`),
-//! so it allows `chroot` (`CAP_SYS_CHROOT`), `ptrace` and `process_vm_*` (kernel 4.8+), allows
-//! `clone` only without namespace flags and makes `clone3` fail with `ENOSYS` (no
-//! `CAP_SYS_ADMIN`, so glibc falls back to `clone`, whose flags the filter can inspect).
-//! Insecure steps get no seccomp filter at all, as privileged containers in Docker and
-//! BuildKit, so no other capability set ever meets this profile; a unit test checks that the
-//! capability set the table was resolved for is the one [`crate::spec`] grants.
+//! The filter's `architectures` come from the profile's `archMap`: the entry of the machine's
+//! architecture and its sub-architectures (x86_64 lists x86 and x32 too), so that a binary of
+//! another ABI the kernel runs cannot go around the filter. Nothing is probed: an architecture
+//! the kernel does not run costs nothing but a few instructions in the filter.
 //!
-//! In effect this denies, among others: namespaces (`unshare`, `setns`, `clone` with
-//! `CLONE_NEW*`), mounting (`mount`, `umount2`, `fsopen`, `open_tree`, …), the kernel keyring
-//! (`add_key`, `keyctl`, `request_key`), loading kernels and modules (`kexec_load`,
-//! `init_module`, …), `bpf`, `perf_event_open`, `userfaultfd`, `reboot`, swap, clock setting,
-//! `personality` except the harmless values, and `socket(AF_VSOCK)`.
-//!
-//! The output is deterministic: rules in table order, names as written (sorted).
+//! Insecure steps get no filter at all, as privileged containers in Docker and BuildKit, so in
+//! practice the profile is resolved for Docker's default capabilities ([`crate::spec`]); the
+//! resolution itself works for any bounding set.
 
-use serde_json::{Value, json};
+use std::collections::HashSet;
 
-/// `errno` for denied calls: `EPERM`, as Docker.
-const EPERM: u32 = 1;
-/// `errno` for `clone3`, so that callers fall back to `clone`.
-const ENOSYS: u32 = 38;
+use oci_spec::runtime::{
+    Arch, Capability, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSyscall,
+};
+use serde::Deserialize;
 
-/// What a rule does to a matching call.
-#[derive(Debug, Clone, Copy)]
-enum Action {
-    Allow,
-    Errno(u32),
+/// Docker's default seccomp profile, as moby ships it.
+const DEFAULT_PROFILE: &str = include_str!("seccomp/default.json");
+
+/// Why the seccomp profile could not be turned into a filter.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// The profile is not valid JSON of moby's profile format.
+    #[error("failed to parse the seccomp profile")]
+    Parse(#[source] serde_json::Error),
+    /// The profile gives both fixed `architectures` and an `archMap`, which moby refuses.
+    #[error("the seccomp profile gives both 'architectures' and 'archMap'")]
+    ArchitecturesAndArchMap,
+    /// A rule gives both the old `name` and `names`, which moby refuses.
+    #[error("a rule of the seccomp profile gives both 'name' ({name}) and 'names'")]
+    NameAndNames {
+        /// The rule's `name`.
+        name: String,
+    },
+    /// The running kernel's release does not start with `<version>.<major revision>`.
+    #[error("failed to parse the kernel release {release:?} as <version>.<major revision>")]
+    KernelRelease {
+        /// The release, as `uname -r` prints it.
+        release: String,
+    },
 }
 
-/// A condition on one argument of the call.
-#[derive(Debug, Clone, Copy)]
-struct Arg {
-    index: u32,
-    op: &'static str,
-    value: u64,
-    /// Only for `SCMP_CMP_MASKED_EQ`: the call matches when `arg & value == value_two`.
-    value_two: u64,
+/// A profile in moby's format: the runtime spec's `linux.seccomp` plus an `archMap` and
+/// conditions on rules.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Profile {
+    default_action: LinuxSeccompAction,
+    #[serde(default)]
+    default_errno_ret: Option<u32>,
+    #[serde(default)]
+    architectures: Vec<Arch>,
+    #[serde(default)]
+    arch_map: Vec<ArchMapEntry>,
+    #[serde(default)]
+    flags: Vec<LinuxSeccompFilterFlag>,
+    #[serde(default)]
+    syscalls: Vec<Rule>,
 }
 
-/// One rule: the calls it names, what happens to them, conditions on their arguments (all
-/// must hold) and the architectures it applies to (Rust `target_arch` names; empty: all).
-#[derive(Debug, Clone, Copy)]
+/// An architecture and the others its kernel also runs binaries of.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ArchMapEntry {
+    architecture: Arch,
+    /// `null` in the profile for architectures without any.
+    #[serde(default)]
+    sub_architectures: Option<Vec<Arch>>,
+}
+
+/// One rule: a runtime-spec syscall entry, with conditions.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Rule {
-    names: &'static [&'static str],
-    action: Action,
-    args: &'static [Arg],
-    arches: &'static [&'static str],
+    #[serde(default)]
+    names: Vec<String>,
+    /// The single name of old profiles.
+    #[serde(default)]
+    name: Option<String>,
+    action: LinuxSeccompAction,
+    #[serde(default)]
+    errno_ret: Option<u32>,
+    #[serde(default)]
+    args: Option<Vec<LinuxSeccompArg>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    comment: Option<String>,
+    #[serde(default)]
+    includes: Option<Filter>,
+    #[serde(default)]
+    excludes: Option<Filter>,
 }
 
-const fn eq(index: u32, value: u64) -> Arg {
-    Arg {
-        index,
-        op: "SCMP_CMP_EQ",
-        value,
-        value_two: 0,
+/// Conditions of a rule (`includes`: all must hold; `excludes`: none may).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Filter {
+    #[serde(default)]
+    caps: Vec<Capability>,
+    #[serde(default)]
+    arches: Vec<String>,
+    #[serde(default, deserialize_with = "min_kernel")]
+    min_kernel: Option<KernelVersion>,
+}
+
+/// Reads a `minKernel` as moby does: exactly `<version>.<major revision>`, not `0.0`.
+fn min_kernel<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<KernelVersion>, D::Error> {
+    let text = String::deserialize(de)?;
+    let parsed = text.split_once('.').and_then(|(version, major)| {
+        Some(KernelVersion {
+            version: version.parse::<u8>().ok()?.into(),
+            major: major.parse::<u8>().ok()?.into(),
+        })
+    });
+    match parsed {
+        Some(v) if v.version > 0 || v.major > 0 => Ok(Some(v)),
+        _ => Err(serde::de::Error::custom(format!(
+            "invalid minKernel {text:?}, expected \"<version>.<major revision>\""
+        ))),
     }
 }
 
-/// The `CLONE_NEW*` flags: `NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET`.
-const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
+/// A kernel version as the profile compares it: version and major revision (`6.1` of
+/// `6.1.0-18-amd64`); the rest of a release is ignored, as moby ignores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct KernelVersion {
+    /// The version, `6` in `6.1`.
+    pub version: u64,
+    /// The major revision, `1` in `6.1`.
+    pub major: u64,
+}
 
-/// `AF_VSOCK`: sockets to the hypervisor stay closed.
-const AF_VSOCK: u64 = 40;
-
-/// Calls every sandboxed process may make, whatever the arguments.
-const ALLOWED: &[&str] = &[
-    "_llseek",
-    "_newselect",
-    "accept",
-    "accept4",
-    "access",
-    "adjtimex",
-    "alarm",
-    "bind",
-    "brk",
-    "capget",
-    "capset",
-    "chdir",
-    "chmod",
-    "chown",
-    "chown32",
-    "chroot",
-    "clock_adjtime",
-    "clock_adjtime64",
-    "clock_getres",
-    "clock_getres_time64",
-    "clock_gettime",
-    "clock_gettime64",
-    "clock_nanosleep",
-    "clock_nanosleep_time64",
-    "close",
-    "close_range",
-    "connect",
-    "copy_file_range",
-    "creat",
-    "dup",
-    "dup2",
-    "dup3",
-    "epoll_create",
-    "epoll_create1",
-    "epoll_ctl",
-    "epoll_ctl_old",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "epoll_wait",
-    "epoll_wait_old",
-    "eventfd",
-    "eventfd2",
-    "execve",
-    "execveat",
-    "exit",
-    "exit_group",
-    "faccessat",
-    "faccessat2",
-    "fadvise64",
-    "fadvise64_64",
-    "fallocate",
-    "fanotify_mark",
-    "fchdir",
-    "fchmod",
-    "fchmodat",
-    "fchown",
-    "fchown32",
-    "fchownat",
-    "fcntl",
-    "fcntl64",
-    "fdatasync",
-    "fgetxattr",
-    "flistxattr",
-    "flock",
-    "fork",
-    "fremovexattr",
-    "fsetxattr",
-    "fstat",
-    "fstat64",
-    "fstatat64",
-    "fstatfs",
-    "fstatfs64",
-    "fsync",
-    "ftruncate",
-    "ftruncate64",
-    "futex",
-    "futex_time64",
-    "futex_waitv",
-    "futimesat",
-    "get_robust_list",
-    "get_thread_area",
-    "getcpu",
-    "getcwd",
-    "getdents",
-    "getdents64",
-    "getegid",
-    "getegid32",
-    "geteuid",
-    "geteuid32",
-    "getgid",
-    "getgid32",
-    "getgroups",
-    "getgroups32",
-    "getitimer",
-    "getpeername",
-    "getpgid",
-    "getpgrp",
-    "getpid",
-    "getppid",
-    "getpriority",
-    "getrandom",
-    "getresgid",
-    "getresgid32",
-    "getresuid",
-    "getresuid32",
-    "getrlimit",
-    "getrusage",
-    "getsid",
-    "getsockname",
-    "getsockopt",
-    "gettid",
-    "gettimeofday",
-    "getuid",
-    "getuid32",
-    "getxattr",
-    "inotify_add_watch",
-    "inotify_init",
-    "inotify_init1",
-    "inotify_rm_watch",
-    "io_cancel",
-    "io_destroy",
-    "io_getevents",
-    "io_pgetevents",
-    "io_pgetevents_time64",
-    "io_setup",
-    "io_submit",
-    "io_uring_enter",
-    "io_uring_register",
-    "io_uring_setup",
-    "ioctl",
-    "ioprio_get",
-    "ioprio_set",
-    "ipc",
-    "kill",
-    "landlock_add_rule",
-    "landlock_create_ruleset",
-    "landlock_restrict_self",
-    "lchown",
-    "lchown32",
-    "lgetxattr",
-    "link",
-    "linkat",
-    "listen",
-    "listxattr",
-    "llistxattr",
-    "lremovexattr",
-    "lseek",
-    "lsetxattr",
-    "lstat",
-    "lstat64",
-    "madvise",
-    "membarrier",
-    "memfd_create",
-    "memfd_secret",
-    "mincore",
-    "mkdir",
-    "mkdirat",
-    "mknod",
-    "mknodat",
-    "mlock",
-    "mlock2",
-    "mlockall",
-    "mmap",
-    "mmap2",
-    "mprotect",
-    "mq_getsetattr",
-    "mq_notify",
-    "mq_open",
-    "mq_timedreceive",
-    "mq_timedreceive_time64",
-    "mq_timedsend",
-    "mq_timedsend_time64",
-    "mq_unlink",
-    "mremap",
-    "msgctl",
-    "msgget",
-    "msgrcv",
-    "msgsnd",
-    "msync",
-    "munlock",
-    "munlockall",
-    "munmap",
-    "name_to_handle_at",
-    "nanosleep",
-    "newfstatat",
-    "open",
-    "openat",
-    "openat2",
-    "pause",
-    "pidfd_open",
-    "pidfd_send_signal",
-    "pipe",
-    "pipe2",
-    "pkey_alloc",
-    "pkey_free",
-    "pkey_mprotect",
-    "poll",
-    "ppoll",
-    "ppoll_time64",
-    "prctl",
-    "pread64",
-    "preadv",
-    "preadv2",
-    "prlimit64",
-    "process_mrelease",
-    "process_vm_readv",
-    "process_vm_writev",
-    "pselect6",
-    "pselect6_time64",
-    "ptrace",
-    "pwrite64",
-    "pwritev",
-    "pwritev2",
-    "read",
-    "readahead",
-    "readlink",
-    "readlinkat",
-    "readv",
-    "recv",
-    "recvfrom",
-    "recvmmsg",
-    "recvmmsg_time64",
-    "recvmsg",
-    "remap_file_pages",
-    "removexattr",
-    "rename",
-    "renameat",
-    "renameat2",
-    "restart_syscall",
-    "rmdir",
-    "rseq",
-    "rt_sigaction",
-    "rt_sigpending",
-    "rt_sigprocmask",
-    "rt_sigqueueinfo",
-    "rt_sigreturn",
-    "rt_sigsuspend",
-    "rt_sigtimedwait",
-    "rt_sigtimedwait_time64",
-    "rt_tgsigqueueinfo",
-    "sched_get_priority_max",
-    "sched_get_priority_min",
-    "sched_getaffinity",
-    "sched_getattr",
-    "sched_getparam",
-    "sched_getscheduler",
-    "sched_rr_get_interval",
-    "sched_rr_get_interval_time64",
-    "sched_setaffinity",
-    "sched_setattr",
-    "sched_setparam",
-    "sched_setscheduler",
-    "sched_yield",
-    "seccomp",
-    "select",
-    "semctl",
-    "semget",
-    "semop",
-    "semtimedop",
-    "semtimedop_time64",
-    "send",
-    "sendfile",
-    "sendfile64",
-    "sendmmsg",
-    "sendmsg",
-    "sendto",
-    "set_robust_list",
-    "set_thread_area",
-    "set_tid_address",
-    "setfsgid",
-    "setfsgid32",
-    "setfsuid",
-    "setfsuid32",
-    "setgid",
-    "setgid32",
-    "setgroups",
-    "setgroups32",
-    "setitimer",
-    "setpgid",
-    "setpriority",
-    "setregid",
-    "setregid32",
-    "setresgid",
-    "setresgid32",
-    "setresuid",
-    "setresuid32",
-    "setreuid",
-    "setreuid32",
-    "setrlimit",
-    "setsid",
-    "setsockopt",
-    "setuid",
-    "setuid32",
-    "setxattr",
-    "shmat",
-    "shmctl",
-    "shmdt",
-    "shmget",
-    "shutdown",
-    "sigaltstack",
-    "signalfd",
-    "signalfd4",
-    "sigprocmask",
-    "sigreturn",
-    "socketcall",
-    "socketpair",
-    "splice",
-    "stat",
-    "stat64",
-    "statfs",
-    "statfs64",
-    "statx",
-    "symlink",
-    "symlinkat",
-    "sync",
-    "sync_file_range",
-    "syncfs",
-    "sysinfo",
-    "tee",
-    "tgkill",
-    "time",
-    "timer_create",
-    "timer_delete",
-    "timer_getoverrun",
-    "timer_gettime",
-    "timer_gettime64",
-    "timer_settime",
-    "timer_settime64",
-    "timerfd_create",
-    "timerfd_gettime",
-    "timerfd_gettime64",
-    "timerfd_settime",
-    "timerfd_settime64",
-    "times",
-    "tkill",
-    "truncate",
-    "truncate64",
-    "ugetrlimit",
-    "umask",
-    "uname",
-    "unlink",
-    "unlinkat",
-    "utime",
-    "utimensat",
-    "utimensat_time64",
-    "utimes",
-    "vfork",
-    "vmsplice",
-    "wait4",
-    "waitid",
-    "waitpid",
-    "write",
-    "writev",
-];
-
-/// The rules after [`ALLOWED`], in order.
-const RULES: &[Rule] = &[
-    // Any socket but vsock.
-    Rule {
-        names: &["socket"],
-        action: Action::Allow,
-        args: &[Arg {
-            index: 0,
-            op: "SCMP_CMP_NE",
-            value: AF_VSOCK,
-            value_two: 0,
-        }],
-        arches: &[],
-    },
-    // personality: the default (PER_LINUX), PER_LINUX32 (`linux32`), UNAME26 and both, and
-    // 0xffffffff, which only queries. Everything else (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC,
-    // …) weakens the process's protections.
-    Rule {
-        names: &["personality"],
-        action: Action::Allow,
-        args: &[eq(0, 0x0)],
-        arches: &[],
-    },
-    Rule {
-        names: &["personality"],
-        action: Action::Allow,
-        args: &[eq(0, 0x8)],
-        arches: &[],
-    },
-    Rule {
-        names: &["personality"],
-        action: Action::Allow,
-        args: &[eq(0, 0x2_0000)],
-        arches: &[],
-    },
-    Rule {
-        names: &["personality"],
-        action: Action::Allow,
-        args: &[eq(0, 0x2_0008)],
-        arches: &[],
-    },
-    Rule {
-        names: &["personality"],
-        action: Action::Allow,
-        args: &[eq(0, 0xffff_ffff)],
-        arches: &[],
-    },
-    // Architecture-specific calls the C libraries need.
-    Rule {
-        names: &["arch_prctl"],
-        action: Action::Allow,
-        args: &[],
-        arches: &["x86_64"],
-    },
-    Rule {
-        names: &["modify_ldt"],
-        action: Action::Allow,
-        args: &[],
-        arches: &["x86_64", "x86"],
-    },
-    Rule {
-        names: &[
-            "arm_fadvise64_64",
-            "arm_sync_file_range",
-            "breakpoint",
-            "cacheflush",
-            "set_tls",
-            "sync_file_range2",
-        ],
-        action: Action::Allow,
-        args: &[],
-        arches: &["aarch64", "arm"],
-    },
-    Rule {
-        names: &["swapcontext", "sync_file_range2"],
-        action: Action::Allow,
-        args: &[],
-        arches: &["powerpc64"],
-    },
-    Rule {
-        names: &["s390_pci_mmio_read", "s390_pci_mmio_write", "s390_runtime_instr"],
-        action: Action::Allow,
-        args: &[],
-        arches: &["s390x"],
-    },
-    Rule {
-        names: &["riscv_flush_icache"],
-        action: Action::Allow,
-        args: &[],
-        arches: &["riscv64"],
-    },
-    // clone without any CLONE_NEW* flag: threads and processes, never namespaces. The flags
-    // are the first argument, except on s390x where they are the second.
-    Rule {
-        names: &["clone"],
-        action: Action::Allow,
-        args: &[Arg {
-            index: 0,
-            op: "SCMP_CMP_MASKED_EQ",
-            value: CLONE_NAMESPACE_FLAGS,
-            value_two: 0,
-        }],
-        arches: &[
-            "x86_64",
-            "x86",
-            "aarch64",
-            "arm",
-            "powerpc64",
-            "riscv64",
-            "mips",
-            "mips64",
-            "loongarch64",
-        ],
-    },
-    Rule {
-        names: &["clone"],
-        action: Action::Allow,
-        args: &[Arg {
-            index: 1,
-            op: "SCMP_CMP_MASKED_EQ",
-            value: CLONE_NAMESPACE_FLAGS,
-            value_two: 0,
-        }],
-        arches: &["s390x"],
-    },
-    // clone3 passes its flags in memory, which seccomp cannot read: pretend it does not exist.
-    Rule {
-        names: &["clone3"],
-        action: Action::Errno(ENOSYS),
-        args: &[],
-        arches: &[],
-    },
-];
-
-/// The capability set the conditional rules of Docker's profile were resolved for: Docker's
-/// default set. `chroot` is allowed because it has `CAP_SYS_CHROOT`; nothing of `CAP_SYS_ADMIN`,
-/// `CAP_SYS_BOOT`, `CAP_SYS_MODULE`, `CAP_SYS_PTRACE`, … is.
-#[cfg(test)]
-pub(crate) const RESOLVED_FOR: [&str; 14] = [
-    "CAP_AUDIT_WRITE",
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_MKNOD",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SETFCAP",
-    "CAP_SETGID",
-    "CAP_SETPCAP",
-    "CAP_SETUID",
-    "CAP_SYS_CHROOT",
-];
-
-/// The libseccomp architectures a filter for `arch` covers: the native one and those whose
-/// binaries the kernel also runs there (32-bit x86 and x32 on x86_64, 32-bit ARM on arm64), so
-/// that a 32-bit binary cannot bypass the filter with the other system call table.
-///
-/// x32 is named only when the kernel runs x32 system calls (`x32`): most kernels leave the ABI
-/// out, and naming it makes runc's filter compilation several milliseconds slower per step.
-/// Without it, an x32 call meets the filter's bad-architecture action instead of the kernel's
-/// `ENOSYS`; only x32 binaries make such calls, and such a kernel cannot run them at all.
-fn architectures(arch: &str, x32: bool) -> &'static [&'static str] {
-    match arch {
-        "x86_64" if x32 => &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "x86_64" => &["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
-        "x86" => &["SCMP_ARCH_X86"],
-        "aarch64" => &["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-        "arm" => &["SCMP_ARCH_ARM"],
-        "s390x" => &["SCMP_ARCH_S390X", "SCMP_ARCH_S390"],
-        "riscv64" => &["SCMP_ARCH_RISCV64"],
-        "powerpc64" if cfg!(target_endian = "little") => &["SCMP_ARCH_PPC64LE"],
-        "powerpc64" => &["SCMP_ARCH_PPC64"],
-        // Unknown: the runtime's native architecture only.
-        _ => &[],
+impl KernelVersion {
+    /// Parses the leading `<version>.<major revision>` of `release`.
+    fn parse(release: &str) -> Option<KernelVersion> {
+        let number = |s: &str| {
+            let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            s[..digits].parse::<u64>().ok()
+        };
+        let (version, rest) = release.split_once('.')?;
+        Some(KernelVersion {
+            version: version.parse().ok()?,
+            major: number(rest)?,
+        })
     }
 }
 
-/// The profile for processes on this machine's architecture, as the `linux.seccomp` object of
-/// an OCI runtime spec.
-pub(crate) fn profile() -> Value {
-    profile_for(std::env::consts::ARCH, crate::sys::x32_syscalls_work())
+/// What the profile's conditions are checked against besides the capabilities: the machine's
+/// architecture and its kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Platform {
+    /// The architecture as moby names it (`amd64`, `arm64`, …) and as libseccomp does, or
+    /// `None` for one moby has no name for (then no `arches` condition holds, and the filter
+    /// names no architecture: the runtime's native one only).
+    pub arch: Option<(&'static str, Arch)>,
+    /// The running kernel.
+    pub kernel: KernelVersion,
 }
 
-/// The profile for `arch` (a Rust `target_arch` name), with x32 when `x32`.
-fn profile_for(arch: &str, x32: bool) -> Value {
-    let mut syscalls = vec![json!({"names": ALLOWED, "action": "SCMP_ACT_ALLOW"})];
-    for rule in RULES
-        .iter()
-        .filter(|r| r.arches.is_empty() || r.arches.contains(&arch))
+impl Platform {
+    /// This machine: the architecture kiln was built for and the running kernel.
+    pub(crate) fn current() -> Result<Platform, SeccompError> {
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy();
+        let kernel = KernelVersion::parse(&release).ok_or_else(|| SeccompError::KernelRelease {
+            release: release.clone().into_owned(),
+        })?;
+        Ok(Platform {
+            arch: native_arch(),
+            kernel,
+        })
+    }
+}
+
+/// This build's architecture under moby's name for it (Go's `GOARCH` turned into libseccomp's
+/// name, which is what `arches` conditions use) and its libseccomp architecture.
+fn native_arch() -> Option<(&'static str, Arch)> {
+    let little = cfg!(target_endian = "little");
+    match std::env::consts::ARCH {
+        "x86_64" => Some(("amd64", Arch::ScmpArchX86_64)),
+        "x86" => Some(("x86", Arch::ScmpArchX86)),
+        "aarch64" => Some(("arm64", Arch::ScmpArchAarch64)),
+        "arm" => Some(("arm", Arch::ScmpArchArm)),
+        "loongarch64" => Some(("loongarch64", Arch::ScmpArchLoongarch64)),
+        "mips64" if little => Some(("mipsel64", Arch::ScmpArchMipsel64)),
+        "mips64" => Some(("mips64", Arch::ScmpArchMips64)),
+        "powerpc64" if little => Some(("ppc64le", Arch::ScmpArchPpc64le)),
+        "powerpc64" => Some(("ppc64", Arch::ScmpArchPpc64)),
+        "powerpc" => Some(("ppc", Arch::ScmpArchPpc)),
+        "riscv64" => Some(("riscv64", Arch::ScmpArchRiscv64)),
+        "s390x" => Some(("s390x", Arch::ScmpArchS390x)),
+        _ => None,
+    }
+}
+
+/// Docker's default profile resolved for a process whose bounding set is `capabilities`, on
+/// `platform`: the `linux.seccomp` of its runtime spec.
+pub(crate) fn default_profile(
+    capabilities: &HashSet<Capability>,
+    platform: &Platform,
+) -> Result<LinuxSeccomp, SeccompError> {
+    let profile: Profile = serde_json::from_str(DEFAULT_PROFILE).map_err(SeccompError::Parse)?;
+    resolve(profile, capabilities, platform)
+}
+
+/// Resolves `profile` as moby's `setupSeccomp` does: architectures from the `archMap` entry of
+/// the platform's architecture, then every rule whose conditions hold, in order.
+fn resolve(
+    profile: Profile,
+    capabilities: &HashSet<Capability>,
+    platform: &Platform,
+) -> Result<LinuxSeccomp, SeccompError> {
+    if !profile.architectures.is_empty() && !profile.arch_map.is_empty() {
+        return Err(SeccompError::ArchitecturesAndArchMap);
+    }
+    let mut architectures = profile.architectures;
+    if let Some((_, native)) = platform.arch
+        && let Some(entry) = profile.arch_map.into_iter().find(|e| e.architecture == native)
     {
-        let mut entry = json!({"names": rule.names});
-        match rule.action {
-            Action::Allow => entry["action"] = json!("SCMP_ACT_ALLOW"),
-            Action::Errno(errno) => {
-                entry["action"] = json!("SCMP_ACT_ERRNO");
-                entry["errnoRet"] = json!(errno);
-            }
-        }
-        if !rule.args.is_empty() {
-            let args: Vec<Value> = rule
-                .args
-                .iter()
-                .map(|a| json!({"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op}))
-                .collect();
-            entry["args"] = json!(args);
-        }
-        syscalls.push(entry);
+        architectures.push(entry.architecture);
+        architectures.extend(entry.sub_architectures.unwrap_or_default());
     }
-    json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": EPERM,
-        "architectures": architectures(arch, x32),
-        "syscalls": syscalls,
-    })
+    let mut syscalls = Vec::new();
+    for rule in profile.syscalls {
+        let names = match rule.name {
+            Some(name) if !rule.names.is_empty() => return Err(SeccompError::NameAndNames { name }),
+            Some(name) => vec![name],
+            None => rule.names,
+        };
+        let excluded = rule
+            .excludes
+            .as_ref()
+            .is_some_and(|f| excludes(f, capabilities, platform));
+        let included = rule
+            .includes
+            .as_ref()
+            .is_none_or(|f| includes(f, capabilities, platform));
+        if excluded || !included {
+            continue;
+        }
+        let mut syscall = LinuxSyscall::default();
+        syscall
+            .set_names(names)
+            .set_action(rule.action)
+            .set_errno_ret(rule.errno_ret)
+            .set_args(rule.args);
+        syscalls.push(syscall);
+    }
+    let mut seccomp = LinuxSeccomp::default();
+    seccomp
+        .set_default_action(profile.default_action)
+        .set_default_errno_ret(profile.default_errno_ret)
+        .set_architectures(Some(architectures).filter(|a| !a.is_empty()))
+        .set_flags(Some(profile.flags).filter(|f| !f.is_empty()))
+        .set_syscalls(Some(syscalls));
+    Ok(seccomp)
+}
+
+/// Whether an `excludes` filter takes the rule out: any of its conditions holds.
+fn excludes(filter: &Filter, capabilities: &HashSet<Capability>, platform: &Platform) -> bool {
+    let arch = platform.arch.map(|(name, _)| name);
+    arch.is_some_and(|a| filter.arches.iter().any(|f| f == a))
+        || filter.caps.iter().any(|c| capabilities.contains(c))
+        || filter.min_kernel.is_some_and(|min| platform.kernel >= min)
+}
+
+/// Whether an `includes` filter keeps the rule: all of its conditions hold.
+fn includes(filter: &Filter, capabilities: &HashSet<Capability>, platform: &Platform) -> bool {
+    let arch = platform.arch.map(|(name, _)| name);
+    (filter.arches.is_empty() || arch.is_some_and(|a| filter.arches.iter().any(|f| f == a)))
+        && filter.caps.iter().all(|c| capabilities.contains(c))
+        && filter.min_kernel.is_none_or(|min| platform.kernel >= min)
+}
+
+/// What tests of the resolved profile share (here and in [`crate::spec`]).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A machine the tests do not depend on: x86_64 with Linux 6.1.
+    pub(crate) const AMD64: Platform = Platform {
+        arch: Some(("amd64", Arch::ScmpArchX86_64)),
+        kernel: KernelVersion { version: 6, major: 1 },
+    };
+
+    /// The rules of `seccomp` that name `name`.
+    pub(crate) fn rules<'a>(seccomp: &'a LinuxSeccomp, name: &str) -> Vec<&'a LinuxSyscall> {
+        let all = seccomp.syscalls().as_deref().unwrap_or_default();
+        all.iter()
+            .filter(|r| r.names().iter().any(|n| n == name))
+            .collect()
+    }
+
+    /// Whether some rule allows `name`, unconditionally or for some arguments.
+    pub(crate) fn allowed(seccomp: &LinuxSeccomp, name: &str) -> bool {
+        rules(seccomp, name)
+            .iter()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActAllow)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::{AMD64, allowed, rules};
     use super::*;
 
-    /// Every name the profile lets through on `arch`, with or without conditions.
-    fn allowed_names(profile: &Value) -> Vec<String> {
-        profile["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
-            .flat_map(|r| r["names"].as_array().unwrap().iter())
-            .map(|n| n.as_str().unwrap().to_owned())
-            .collect()
+    fn resolved(caps: &HashSet<Capability>, platform: &Platform) -> LinuxSeccomp {
+        default_profile(caps, platform).unwrap()
     }
 
     #[test]
-    fn allow_list_is_sorted_and_unique() {
-        let mut sorted = ALLOWED.to_vec();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted, ALLOWED);
-    }
-
-    #[test]
-    fn dangerous_calls_are_denied_by_default() {
-        let profile = profile_for("x86_64", true);
-        assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
-        assert_eq!(profile["defaultErrnoRet"], 1);
-        let allowed = allowed_names(&profile);
-        for name in [
-            "add_key",
-            "bpf",
-            "delete_module",
-            "finit_module",
-            "fsconfig",
-            "fsmount",
-            "fsopen",
-            "init_module",
-            "iopl",
-            "kexec_file_load",
-            "kexec_load",
-            "keyctl",
-            "mount",
-            "mount_setattr",
-            "move_mount",
-            "open_by_handle_at",
-            "open_tree",
-            "perf_event_open",
-            "pivot_root",
-            "reboot",
-            "request_key",
-            "setns",
-            "settimeofday",
-            "swapon",
-            "syslog",
-            "umount2",
-            "unshare",
-            "userfaultfd",
-        ] {
-            assert!(!allowed.iter().any(|a| a == name), "{name} is allowed");
+    fn capability_rules_follow_the_bounding_set() {
+        let none = resolved(&HashSet::new(), &AMD64);
+        let admin = resolved(&HashSet::from([Capability::SysAdmin]), &AMD64);
+        for name in ["mount", "unshare", "setns", "fsopen"] {
+            assert!(!allowed(&none, name), "{name} without CAP_SYS_ADMIN");
+            assert!(allowed(&admin, name), "{name} with CAP_SYS_ADMIN");
         }
-        // Conditional ones are allowed only with their conditions.
-        for name in ["clone", "personality", "socket"] {
-            assert!(!ALLOWED.contains(&name), "{name} is allowed unconditionally");
-            assert!(allowed.iter().any(|a| a == name), "{name} is never allowed");
+        // A rule with several conditions needs all of them (`includes`) or none (`excludes`).
+        let chroot = resolved(&HashSet::from([Capability::SysChroot]), &AMD64);
+        assert!(allowed(&chroot, "chroot") && !allowed(&none, "chroot"));
+        assert!(rules(&none, "clone").iter().any(|r| r.args().is_some()));
+        assert!(rules(&admin, "clone").iter().all(|r| r.args().is_none()));
+    }
+
+    #[test]
+    fn the_profile_is_moby_format_and_every_condition_is_known() {
+        let profile: Profile = serde_json::from_str(DEFAULT_PROFILE).unwrap();
+        assert_eq!(profile.default_action, LinuxSeccompAction::ScmpActErrno);
+        assert_eq!(profile.default_errno_ret, Some(1));
+        assert!(profile.architectures.is_empty());
+        // Every architecture named in a condition is one moby knows a name for.
+        let known = [
+            "amd64",
+            "x86",
+            "x32",
+            "arm",
+            "arm64",
+            "loongarch64",
+            "mips64",
+            "mipsel64",
+            "ppc64le",
+            "ppc64",
+            "ppc",
+            "riscv64",
+            "s390",
+            "s390x",
+        ];
+        for rule in &profile.syscalls {
+            for filter in rule.includes.iter().chain(&rule.excludes) {
+                for arch in &filter.arches {
+                    assert!(known.contains(&arch.as_str()), "unknown arch {arch}");
+                }
+            }
         }
+        assert!(
+            profile
+                .syscalls
+                .iter()
+                .any(|r| r.includes.as_ref().is_some_and(|f| f.min_kernel.is_some())),
+            "the profile has no kernel condition any more: the tests below need another"
+        );
     }
 
     #[test]
-    fn profile_depends_on_the_architecture() {
-        let x86 = profile_for("x86_64", true);
-        assert_eq!(
-            x86["architectures"],
-            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
-        );
-        assert_eq!(
-            profile_for("x86_64", false)["architectures"],
-            json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]),
-            "x32 only where the kernel runs it"
-        );
-        let names = allowed_names(&x86);
-        assert!(names.iter().any(|n| n == "arch_prctl"));
-        assert!(!names.iter().any(|n| n == "set_tls"));
-        let clone = x86["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["names"] == json!(["clone"]))
-            .unwrap();
-        assert_eq!(
-            clone["args"],
-            json!([{"index": 0, "value": 2_114_060_288_u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}])
-        );
-        let clone3 = x86["syscalls"].as_array().unwrap().last().unwrap();
-        assert_eq!(
-            clone3,
-            &json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38})
-        );
-
-        let arm = profile_for("aarch64", false);
-        assert!(allowed_names(&arm).iter().any(|n| n == "set_tls"));
-        assert!(!allowed_names(&arm).iter().any(|n| n == "arch_prctl"));
-        let s390 = profile_for("s390x", false);
-        let clone = s390["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["names"] == json!(["clone"]))
-            .unwrap();
-        assert_eq!(clone["args"][0]["index"], 1);
-        // The same input gives the same bytes.
-        assert_eq!(profile().to_string(), profile().to_string());
-    }
-
-    #[test]
-    fn personality_allows_only_docker_values() {
-        let profile = profile_for("x86_64", true);
-        let values: Vec<u64> = profile["syscalls"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["names"] == json!(["personality"]))
-            .map(|r| r["args"][0]["value"].as_u64().unwrap())
-            .collect();
-        assert_eq!(values, [0, 8, 0x20000, 0x20008, 0xffff_ffff]);
-    }
-}
-
-#[cfg(test)]
-mod probe_tests {
-    #[test]
-    #[cfg(target_arch = "x86_64")]
-    fn the_x32_probe_agrees_with_the_kernels_symbols() {
-        // A kernel built with the x32 ABI has x32 entry points in its symbol table; the probe
-        // must find the ABI working exactly when they exist and it is not disabled at boot.
-        let Ok(symbols) = std::fs::read_to_string("/proc/kallsyms") else {
-            return;
+    fn other_architectures_get_their_own_rules() {
+        let arm64 = Platform {
+            arch: Some(("arm64", Arch::ScmpArchAarch64)),
+            ..AMD64
         };
-        let built_in = symbols.lines().any(|l| l.contains(" __x32_"));
-        let disabled = std::fs::read_to_string("/proc/cmdline").is_ok_and(|c| c.contains("syscall.x32=n"));
-        assert_eq!(crate::sys::x32_syscalls_work(), built_in && !disabled);
+        let seccomp = resolved(&HashSet::new(), &arm64);
+        assert_eq!(
+            seccomp.architectures().as_deref(),
+            Some(&[Arch::ScmpArchAarch64, Arch::ScmpArchArm][..])
+        );
+        assert!(allowed(&seccomp, "set_tls") && !allowed(&seccomp, "arch_prctl"));
+
+        let s390x = Platform {
+            arch: Some(("s390x", Arch::ScmpArchS390x)),
+            ..AMD64
+        };
+        let seccomp = resolved(&HashSet::new(), &s390x);
+        let clone = rules(&seccomp, "clone");
+        assert_eq!(clone.len(), 1);
+        assert_eq!(clone[0].args().clone().unwrap()[0].index(), 1);
+
+        // An architecture moby has no name for: no architectures (the runtime's native one),
+        // no rule that includes only some architectures, every rule that excludes some.
+        let unknown = Platform { arch: None, ..AMD64 };
+        let seccomp = resolved(&HashSet::new(), &unknown);
+        assert_eq!(seccomp.architectures(), &None);
+        assert!(!allowed(&seccomp, "arch_prctl") && !allowed(&seccomp, "set_tls"));
+        let clone = rules(&seccomp, "clone");
+        assert_eq!(clone.len(), 1);
+        assert_eq!(clone[0].args().clone().unwrap()[0].index(), 0);
+    }
+
+    #[test]
+    fn invalid_profiles_are_refused() {
+        let caps = HashSet::new();
+        let both = r#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86"],
+            "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": null}]}"#;
+        let profile: Profile = serde_json::from_str(both).unwrap();
+        assert!(matches!(
+            resolve(profile, &caps, &AMD64),
+            Err(SeccompError::ArchitecturesAndArchMap)
+        ));
+        let names = r#"{"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"name": "read", "names": ["write"], "action": "SCMP_ACT_ALLOW"}]}"#;
+        let profile: Profile = serde_json::from_str(names).unwrap();
+        assert!(matches!(
+            resolve(profile, &caps, &AMD64),
+            Err(SeccompError::NameAndNames { name }) if name == "read"
+        ));
+        // The old single `name` still works.
+        let old = r#"{"defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"name": "read", "action": "SCMP_ACT_ALLOW"}]}"#;
+        let profile: Profile = serde_json::from_str(old).unwrap();
+        let seccomp = resolve(profile, &caps, &AMD64).unwrap();
+        assert!(allowed(&seccomp, "read"));
+        for bad in ["4", "4.8.1", "0.0", "x.1"] {
+            let json = format!(
+                r#"{{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{{"names": ["read"],
+                "action": "SCMP_ACT_ALLOW", "includes": {{"minKernel": "{bad}"}}}}]}}"#
+            );
+            assert!(serde_json::from_str::<Profile>(&json).is_err(), "{bad}");
+        }
+        let unknown = r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"],
+            "action": "SCMP_ACT_ALLOW", "includes": {"minKernal": "4.8"}}]}"#;
+        assert!(serde_json::from_str::<Profile>(unknown).is_err());
+    }
+
+    #[test]
+    fn kernel_releases_are_read_like_moby() {
+        let parsed = |r: &str| KernelVersion::parse(r).map(|k| (k.version, k.major));
+        assert_eq!(parsed("6.18.44-fc-v1272"), Some((6, 18)));
+        assert_eq!(parsed("3.12-1-amd64"), Some((3, 12)));
+        assert_eq!(parsed("3.12"), Some((3, 12)));
+        assert_eq!(parsed("5.4rc1"), Some((5, 4)));
+        assert_eq!(parsed("generic"), None);
+        assert_eq!(parsed("6"), None);
+        let here = Platform::current().unwrap();
+        assert!(here.kernel >= KernelVersion { version: 5, major: 6 }, "{here:?}");
     }
 }

@@ -26,6 +26,7 @@ fn main() {
         }
         return;
     }
+    testkit::require_privileged();
     rustix::process::umask(Mode::from_raw_mode(0o077));
 
     let dir = tempfile::tempdir().unwrap();

@@ -17,6 +17,7 @@ fn main() {
         }
         return;
     }
+    testkit::require_privileged();
     executor::enter_private_mount_namespace().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -53,7 +54,10 @@ fn main() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || rx.recv());
     let err = executor::enter_private_mount_namespace().unwrap_err();
-    assert!(err.to_string().contains("no other thread"), "{err}");
+    assert!(
+        matches!(err, executor::Error::MountNamespaceThreads { threads: 2 }),
+        "{err}"
+    );
     drop(tx);
     thread.join().unwrap().unwrap_err();
 

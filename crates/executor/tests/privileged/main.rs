@@ -15,6 +15,7 @@ use executor::{
     DEFAULT_PATH, Error, ExecSpec, Executor, ExitStatus, Mount, MountKind, NetworkMode, OutputSink,
     RuncConfig, RuncExecutor, Stream,
 };
+use fsops::user::UserError;
 
 /// A busybox root filesystem and an executor with its own state directory, both removed on drop.
 struct Fixture {
@@ -25,6 +26,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        testkit::require_privileged();
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         std::fs::create_dir_all(rootfs.join("bin")).unwrap();
@@ -234,7 +236,7 @@ async fn unknown_user_is_an_error() {
         })
         .await;
     let err = result.unwrap_err();
-    assert!(matches!(err, Error::UnknownUser { .. }));
+    assert!(matches!(err, Error::User(UserError::UnknownUser { .. })));
     assert_eq!(
         err.to_string(),
         "unable to find user nobody: no matching entries in passwd file"
@@ -254,7 +256,10 @@ async fn passwd_symlink_to_the_host_is_not_followed() {
             ..sh("true")
         })
         .await;
-    assert!(matches!(result, Err(Error::UnknownUser { .. })), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::User(UserError::UnknownUser { .. }))),
+        "{result:?}"
+    );
     assert_eq!(fx.stdout(sh("id -u")).await, "0\n");
 }
 

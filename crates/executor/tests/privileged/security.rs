@@ -53,7 +53,7 @@ fn with_host_usr(fx: &Fixture, spec: ExecSpec) -> ExecSpec {
 
 /// System call numbers of the probe, per architecture.
 #[cfg(target_arch = "x86_64")]
-const NR: [(&str, u32); 8] = [
+const NR: [(&str, u32); 9] = [
     ("unshare", 272),
     ("mount", 165),
     ("keyctl", 250),
@@ -62,9 +62,10 @@ const NR: [(&str, u32); 8] = [
     ("personality", 135),
     ("clone3", 435),
     ("socket", 41),
+    ("io_uring_setup", 425),
 ];
 #[cfg(target_arch = "aarch64")]
-const NR: [(&str, u32); 8] = [
+const NR: [(&str, u32); 9] = [
     ("unshare", 97),
     ("mount", 40),
     ("keyctl", 219),
@@ -73,6 +74,7 @@ const NR: [(&str, u32); 8] = [
     ("personality", 92),
     ("clone3", 435),
     ("socket", 198),
+    ("io_uring_setup", 425),
 ];
 
 /// A perl script that makes each probed call and prints `name=0` on success or `name=ERRNO`.
@@ -95,6 +97,11 @@ fn probe_script() -> String {
         ("clone3", format!("{}, 0, 0", nr("clone3"))),
         ("socket_vsock", format!("{}, 40, 1, 0", nr("socket"))),
         ("socket_inet", format!("{}, 2, 1, 0", nr("socket"))),
+        // AF_ALG, SOCK_SEQPACKET: the kernel's crypto sockets, which Docker's profile refuses.
+        ("socket_alg", format!("{}, 38, 5, 0", nr("socket"))),
+        // Docker's profile no longer allows io_uring; a null `params` pointer makes the call
+        // fail with EFAULT where it gets past the filter.
+        ("io_uring_setup", format!("{}, 1, 0", nr("io_uring_setup"))),
         // Last, as it takes the process out of its user namespace (and so its capabilities
         // for mount). A user namespace needs no capability: only seccomp can refuse it.
         ("unshare_user", format!("{}, 0x10000000", nr("unshare"))),
@@ -130,6 +137,7 @@ async fn probe(fx: &Fixture, security: SecurityMode) -> std::collections::BTreeM
 
 const EPERM: i32 = 1;
 const ENOSYS: i32 = 38;
+const EFAULT: i32 = 14;
 
 #[tokio::test]
 async fn sandbox_has_docker_capabilities_and_seccomp_profile() {
@@ -181,6 +189,8 @@ async fn sandbox_seccomp_refuses_dangerous_calls_and_allows_the_rest() {
         ("clone3", ENOSYS),
         ("socket_vsock", EPERM),
         ("socket_inet", 0),
+        ("socket_alg", EPERM),
+        ("io_uring_setup", EPERM),
     ]
     .into_iter()
     .map(|(n, e)| (n.to_owned(), e))
@@ -200,6 +210,7 @@ async fn sandbox_seccomp_refuses_dangerous_calls_and_allows_the_rest() {
         assert_eq!(got[name], 0, "{name} failed in insecure mode: {got:?}");
     }
     assert_ne!(got["clone3"], ENOSYS, "{got:?}");
+    assert_eq!(got["io_uring_setup"], EFAULT, "{got:?}");
 }
 
 /// A character or block device of the host that the runtime does not create itself, with
@@ -213,19 +224,9 @@ fn host_device() -> (String, String) {
     for entry in std::fs::read_dir("/dev").unwrap().flatten() {
         candidates.push(entry.path().to_string_lossy().into_owned());
     }
-    let skip = [
-        "/dev/null",
-        "/dev/zero",
-        "/dev/full",
-        "/dev/random",
-        "/dev/urandom",
-        "/dev/tty",
-        "/dev/console",
-        "/dev/ptmx",
-    ];
     candidates
         .into_iter()
-        .filter(|p| !skip.contains(&p.as_str()))
+        .filter(|p| !executor::RUNTIME_DEVICES.contains(&p.as_str()))
         .find_map(|path| {
             use std::os::unix::fs::FileTypeExt;
             let meta = std::fs::symlink_metadata(&path).ok()?;
