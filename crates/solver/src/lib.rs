@@ -6,13 +6,28 @@
 //! computes cache keys bottom-up, reuses results from a [`CacheStore`] where a key matches, and
 //! executes the rest, running independent branches concurrently.
 //!
-//! Cache keys (modelled on BuildKit's): `key(v) = H(version, cachemap.digest, for each input:
-//! dep key)`, where a dep key is either the input's own key and output index (a "fast" key,
-//! from the definition alone) or a digest of the input's content as the op sees it (a "slow"
-//! content key, e.g. of the files a COPY reads — computed from the input's result). An op may
-//! also declare itself uncacheable (e.g. a local directory read afresh every build); anything
-//! depending on it through a fast key is then uncacheable too, while a content dep makes its
-//! users cacheable again.
+//! Cache keys (modelled on BuildKit's): `key(v) = H(version, cachemap.digest, salt, for each
+//! input: dep key)`, where a dep key is either the input's own key and output index (a "fast"
+//! key, from the definition alone) or a digest of the input's content as the op sees it (a
+//! "slow" content key, e.g. of the files a COPY reads — computed from the input's result). An
+//! op may also declare itself uncacheable (e.g. a local directory read afresh every build);
+//! anything depending on it through a fast key is then uncacheable too, while a content dep
+//! makes its users cacheable again.
+//!
+//! Many builds, one solver. Each build is a [`Job`] with its own progress sink and its own
+//! session (`S`: whatever the caller's ops need from the client that asked: directories,
+//! secrets, credentials). Nothing of a session is stored in shared state: an op reaches the
+//! sessions of the jobs waiting for it through its [`Context`], and a vertex that depends on
+//! something of one session (a secret's value, say) carries a [`Vertex::salt`] that keeps it
+//! from being shared with vertices of other sessions.
+//!
+//! Sharing. Vertices are identified by their digest (plus salt and the identities of their
+//! inputs): loaded by any number of concurrent jobs, a vertex has one state, so its cache map
+//! and key are computed once. Execution is shared by cache key (BuildKit merges edges the same
+//! way): two vertices whose keys are equal run once, even when their digests differ. Each such
+//! piece of work runs as a task of its own that counts its waiters (module `shared`): a job that is
+//! cancelled only leaves the count, and the work stops when its last waiter has gone. So
+//! cancelling one build never stops or restarts work another build waits on.
 //!
 //! Parallelism: independent vertices run concurrently, bounded by [`Limits`]. Ops say which
 //! [`Resource`] they use: in-process work (copying files, unpacking layers, hashing) is
@@ -21,28 +36,30 @@
 //! steps that sleep or wait overlap freely and the kernel shares the CPU between containers.
 //! An explicit `max_parallelism` bounds every executing op, whatever its resource.
 //!
-//! Sharing: every vertex is identified by its digest. Vertices loaded by any number of
-//! concurrent [`Job`]s share one state per digest, so identical work runs once, and its
-//! result is handed to everyone who asked.
+//! Invariants: knows nothing about LLB, containers or disks (ops, results and sessions are
+//! opaque); no IO of its own; every lookup is a hash-map access, so solving a graph costs time
+//! linear in its size (`benches/solve.rs`); a job's progress sink and session are dropped from
+//! every vertex when the job ends.
 //!
-//! Invariants: knows nothing about LLB, containers or disks (ops and results are opaque);
-//! no IO of its own. Cancelling a solve means dropping its future; every in-flight op future
-//! is dropped with it.
-//!
-//! Tests: toy ops that count executions, in `tests.rs`.
+//! Tests: toy ops that count executions, in `tests.rs` (and the counted-work primitive in
+//! `shared.rs`).
 
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
+mod shared;
+mod solve;
+mod watch;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use futures_util::future::try_join_all;
 use oci::Digest;
-use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
+
+pub use solve::{Job, Solver};
+pub use watch::Context;
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,7 +68,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub type OpError = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Version of the cache-key encoding; part of every key.
-pub const KEY_VERSION: &str = "kiln-solver-key-v1";
+pub const KEY_VERSION: &str = "kiln-solver-key-v2";
 
 /// A function computing the content key of one input result.
 pub type ContentFn<R> = Arc<dyn Fn(R) -> BoxFuture<'static, Result<Digest, OpError>> + Send + Sync>;
@@ -86,6 +103,35 @@ pub struct CacheMap<R> {
     pub facts: Vec<(String, String)>,
 }
 
+impl<R> CacheMap<R> {
+    /// A cacheable key of `digest` and `deps`, without facts.
+    pub fn new(digest: Digest, deps: Vec<Dep<R>>) -> CacheMap<R> {
+        CacheMap {
+            digest,
+            deps,
+            cacheable: true,
+            facts: Vec::new(),
+        }
+    }
+
+    /// A cacheable key of an op without inputs, made of one fact: `digest` is what
+    /// `field` = `value` resolved to.
+    pub fn of_fact(digest: Digest, field: &str, value: String) -> CacheMap<R> {
+        CacheMap {
+            facts: vec![(field.to_string(), value)],
+            ..CacheMap::new(digest, Vec::new())
+        }
+    }
+
+    /// The same key, never looked up in the cache nor stored.
+    pub fn uncacheable(self) -> CacheMap<R> {
+        CacheMap {
+            cacheable: false,
+            ..self
+        }
+    }
+}
+
 /// How one input entered a vertex's cache key (see [`Event::Keyed`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyDep {
@@ -108,36 +154,6 @@ pub enum KeyPart {
     Key(Digest),
     /// A digest of the input's content as the op reads it (a slow key).
     Content(Digest),
-}
-
-/// Per-vertex context handed to ops: where to send logs.
-pub struct Context {
-    vertex: Digest,
-    progress: Arc<Broadcast>,
-}
-
-impl Context {
-    /// The vertex being worked on.
-    pub fn vertex(&self) -> &Digest {
-        &self.vertex
-    }
-
-    /// Sends output of the op (1 = stdout, 2 = stderr) to everyone watching the vertex.
-    pub fn log(&self, stream: u8, data: &[u8]) {
-        self.progress.send(Event::Log {
-            vertex: self.vertex.clone(),
-            stream,
-            data: data.to_vec(),
-        });
-    }
-
-    /// Sends a status line about the op (e.g. "pulling layer 2/3").
-    pub fn status(&self, message: String) {
-        self.progress.send(Event::Status {
-            vertex: self.vertex.clone(),
-            message,
-        });
-    }
 }
 
 /// What an op spends while it executes; decides which [`Limits`] apply to it.
@@ -179,16 +195,16 @@ impl Limits {
     }
 }
 
-/// An operation the solver can run.
-pub trait Op<R>: Send + Sync {
+/// An operation the solver can run, for jobs whose sessions are `S`.
+pub trait Op<R, S>: Send + Sync {
     /// What executing the op spends; [`Resource::Compute`] unless the op says otherwise.
     fn resource(&self) -> Resource {
         Resource::Compute
     }
-    /// The op's cache map. Called at most once per vertex state.
-    fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<R>, OpError>>;
+    /// The op's cache map. Called at most once per vertex state (unless cancelled).
+    fn cache_map<'a>(&'a self, ctx: &'a Context<S>) -> BoxFuture<'a, Result<CacheMap<R>, OpError>>;
     /// Runs the op on its inputs' results, returning its outputs.
-    fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<R>) -> BoxFuture<'a, Result<Vec<R>, OpError>>;
+    fn exec<'a>(&'a self, ctx: &'a Context<S>, inputs: Vec<R>) -> BoxFuture<'a, Result<Vec<R>, OpError>>;
 }
 
 /// Persistent results, keyed by cache key.
@@ -200,17 +216,35 @@ pub trait CacheStore<R>: Send + Sync {
 }
 
 /// A node of the graph.
-pub struct Vertex<R> {
-    /// Identity: equal digests mean identical work.
+pub struct Vertex<R, S> {
+    /// What the vertex is: equal digests (and salts) mean identical work.
     pub digest: Digest,
     /// Name for progress output.
     pub name: String,
     /// Inputs: (producing vertex, output index).
-    pub inputs: Vec<(Arc<Vertex<R>>, usize)>,
+    pub inputs: Vec<(Arc<Vertex<R, S>>, usize)>,
     /// What to do.
-    pub op: Arc<dyn Op<R>>,
+    pub op: Arc<dyn Op<R, S>>,
     /// Never use a cached result (the result is still stored).
     pub ignore_cache: bool,
+    /// What the vertex depends on besides its definition and inputs, typically a keyed digest
+    /// of the session data it uses (secret values, credentials; a unique id for a client's
+    /// directory). Vertices with different salts never share a state, an execution or a cache
+    /// key, and neither do the vertices built on them.
+    pub salt: Option<Digest>,
+}
+
+impl<R, S> Drop for Vertex<R, S> {
+    /// Drops the graph under this vertex by an explicit walk: the default drop would recurse
+    /// down a chain of inputs and overflow the stack on a long one.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<Vertex<R, S>>> = self.inputs.drain(..).map(|(v, _)| v).collect();
+        while let Some(vertex) = stack.pop() {
+            if let Ok(mut vertex) = Arc::try_unwrap(vertex) {
+                stack.extend(vertex.inputs.drain(..).map(|(v, _)| v));
+            }
+        }
+    }
 }
 
 /// Progress of a solve, as data.
@@ -239,6 +273,8 @@ pub enum Event {
         vertex: Digest,
         /// Its name.
         name: String,
+        /// The digests of its inputs, in order.
+        inputs: Vec<Digest>,
     },
     /// A vertex started executing.
     Started {
@@ -246,6 +282,8 @@ pub enum Event {
         vertex: Digest,
         /// Its name.
         name: String,
+        /// The digests of its inputs, in order.
+        inputs: Vec<Digest>,
     },
     /// Output of a running vertex.
     Log {
@@ -283,6 +321,9 @@ pub trait Progress: Send + Sync {
 }
 
 /// A failed solve: which vertex failed, and why.
+///
+/// It shows as its op's error (the same message, the same `source()` chain), so a chain
+/// rendered from it names every cause once.
 #[derive(Clone)]
 pub struct SolveError {
     /// The vertex that failed.
@@ -307,399 +348,20 @@ impl fmt::Display for SolveError {
 
 impl std::error::Error for SolveError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(self.error.as_ref())
+        // Transparent: the op's error is what this displays, so its cause comes next.
+        self.error.source()
     }
 }
 
-/// Fans events out to every job watching a vertex.
-#[derive(Default)]
-struct Broadcast {
-    sinks: Mutex<Vec<Arc<dyn Progress>>>,
-}
-
-impl Broadcast {
-    fn add(&self, sink: Arc<dyn Progress>) {
-        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
-        if !sinks.iter().any(|s| Arc::ptr_eq(s, &sink)) {
-            sinks.push(sink);
-        }
-    }
-
-    fn send(&self, event: Event) {
-        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for sink in sinks {
-            sink.event(event.clone());
-        }
-    }
-}
-
-/// A vertex's cache key (`None` when uncacheable) and the outputs found under it.
-type KeyAndCached<R> = (Option<Digest>, Option<Vec<R>>);
-
-/// The shared state of one vertex digest.
-///
-/// Each stage of a vertex's life is a `OnceCell`: whoever gets there first does the work,
-/// everyone else waits for it. If the future doing it is dropped, the next waiter takes over.
-struct State<R> {
-    vertex: Arc<Vertex<R>>,
-    inputs: Vec<(Arc<State<R>>, usize)>,
-    progress: Arc<Broadcast>,
-    cache_map: OnceCell<Result<Arc<CacheMap<R>>, SolveError>>,
-    /// The cache key (`None` when uncacheable) and the cached outputs found under it.
-    key: OnceCell<Result<KeyAndCached<R>, SolveError>>,
-    result: OnceCell<Result<Vec<R>, SolveError>>,
-}
-
-/// The engine-wide solver: shares vertex states between concurrent jobs.
-pub struct Solver<R> {
-    cache: Arc<dyn CacheStore<R>>,
-    active: Mutex<HashMap<Digest, Weak<State<R>>>>,
-    /// Permits for every executing op, when bounded.
-    all: Option<Semaphore>,
-    /// Permits for compute work.
-    compute: Semaphore,
-}
-
-/// Permits held while an op executes; released on drop (also when the solve is cancelled).
-struct Permits<'a> {
-    _all: Option<SemaphorePermit<'a>>,
-    _compute: Option<SemaphorePermit<'a>>,
-}
-
-impl<R: Clone + Send + Sync + 'static> Solver<R> {
-    /// A solver storing results in `cache`, with the default [`Limits`] of this machine.
-    pub fn new(cache: Arc<dyn CacheStore<R>>) -> Solver<R> {
-        Self::with_limits(cache, Limits::for_this_machine())
-    }
-
-    /// A solver storing results in `cache`, running ops within `limits`.
-    pub fn with_limits(cache: Arc<dyn CacheStore<R>>, limits: Limits) -> Solver<R> {
-        Solver {
-            cache,
-            active: Mutex::new(HashMap::new()),
-            all: limits.max_parallelism.map(|n| Semaphore::new(n.max(1))),
-            compute: Semaphore::new(limits.compute.max(1)),
-        }
-    }
-
-    /// Waits for the permits an op of `resource` needs. The overall permit is always taken
-    /// first, so two ops never wait on each other's permits.
-    async fn permits(&self, resource: Resource) -> Permits<'_> {
-        // The semaphores are never closed, so acquiring cannot fail.
-        let all = match &self.all {
-            Some(all) => all.acquire().await.ok(),
-            None => None,
-        };
-        let compute = match resource {
-            Resource::Compute => self.compute.acquire().await.ok(),
-            Resource::External => None,
-        };
-        Permits {
-            _all: all,
-            _compute: compute,
-        }
-    }
-
-    /// Starts a job reporting to `progress`.
-    pub fn job(self: &Arc<Self>, progress: Arc<dyn Progress>) -> Job<R> {
-        Job {
-            solver: self.clone(),
-            progress,
-            states: HashMap::new(),
-        }
-    }
-
-    /// Finds or creates the shared state of `vertex` (and, recursively, its inputs).
-    fn state(
-        &self,
-        vertex: &Arc<Vertex<R>>,
-        progress: &Arc<dyn Progress>,
-        job: &mut HashMap<Digest, Arc<State<R>>>,
-    ) -> Arc<State<R>> {
-        if let Some(s) = job.get(&vertex.digest) {
-            return s.clone();
-        }
-        // A no-cache request must not join a cached one: give it its own identity.
-        let identity = if vertex.ignore_cache {
-            Digest::of(format!("{}:ignore-cache", vertex.digest).as_bytes())
-        } else {
-            vertex.digest.clone()
-        };
-        let inputs: Vec<(Arc<State<R>>, usize)> = vertex
-            .inputs
-            .iter()
-            .map(|(v, i)| (self.state(v, progress, job), *i))
-            .collect();
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        active.retain(|_, w| w.strong_count() > 0);
-        let state = match active.get(&identity).and_then(Weak::upgrade) {
-            Some(existing) => existing,
-            None => {
-                let state = Arc::new(State {
-                    vertex: vertex.clone(),
-                    inputs,
-                    progress: Arc::new(Broadcast::default()),
-                    cache_map: OnceCell::new(),
-                    key: OnceCell::new(),
-                    result: OnceCell::new(),
-                });
-                active.insert(identity, Arc::downgrade(&state));
-                state
-            }
-        };
-        drop(active);
-        state.progress.add(progress.clone());
-        job.insert(vertex.digest.clone(), state.clone());
-        state
-    }
-
-    fn context(state: &State<R>) -> Context {
-        Context {
-            vertex: state.vertex.digest.clone(),
-            progress: state.progress.clone(),
-        }
-    }
-
-    fn fail(state: &State<R>, error: OpError) -> SolveError {
-        SolveError {
-            vertex: state.vertex.digest.clone(),
-            name: state.vertex.name.clone(),
-            error,
-        }
-    }
-
-    async fn cache_map(&self, state: &Arc<State<R>>) -> Result<Arc<CacheMap<R>>, SolveError> {
-        state
-            .cache_map
-            .get_or_init(|| async {
-                let ctx = Self::context(state);
-                let map = state
-                    .vertex
-                    .op
-                    .cache_map(&ctx)
-                    .await
-                    .map_err(|e| Self::fail(state, e))?;
-                if map.deps.len() != state.inputs.len() {
-                    let message = format!(
-                        "op returned {} cache deps for {} inputs",
-                        map.deps.len(),
-                        state.inputs.len()
-                    );
-                    return Err(Self::fail(state, Arc::new(std::io::Error::other(message))));
-                }
-                Ok(Arc::new(map))
-            })
-            .await
-            .clone()
-    }
-
-    fn key<'a>(&'a self, state: &'a Arc<State<R>>) -> BoxFuture<'a, Result<Option<Digest>, SolveError>> {
-        Box::pin(async move {
-            let (key, _) = self.key_and_cached(state).await?;
-            Ok(key)
-        })
-    }
-
-    async fn key_and_cached(
-        &self,
-        state: &Arc<State<R>>,
-    ) -> Result<(Option<Digest>, Option<Vec<R>>), SolveError> {
-        state
-            .key
-            .get_or_init(|| async {
-                let map = self.cache_map(state).await?;
-                let keyed = |key: Option<Digest>, cached: bool, deps: Vec<KeyDep>| Event::Keyed {
-                    vertex: state.vertex.digest.clone(),
-                    name: state.vertex.name.clone(),
-                    key,
-                    cached,
-                    ignore_cache: state.vertex.ignore_cache,
-                    facts: Arc::new(map.facts.clone()),
-                    deps,
-                };
-                if !map.cacheable {
-                    state.progress.send(keyed(None, false, Vec::new()));
-                    return Ok((None, None));
-                }
-                let parts = try_join_all(state.inputs.iter().zip(map.deps.iter()).map(
-                    |((input, index), dep)| {
-                        let content = dep.content.clone();
-                        async move {
-                            match content {
-                                Some(content) => {
-                                    let outputs = self.result(input).await?;
-                                    let output = outputs
-                                        .get(*index)
-                                        .cloned()
-                                        .ok_or_else(|| missing_output(input, *index))?;
-                                    let digest = {
-                                        let _permits = self.permits(Resource::Compute).await;
-                                        content(output).await.map_err(|e| Self::fail(state, e))?
-                                    };
-                                    Ok::<_, SolveError>(Some(KeyPart::Content(digest)))
-                                }
-                                None => Ok(self.key(input).await?.map(KeyPart::Key)),
-                            }
-                        }
-                    },
-                ));
-                // While a content key waits for an input to run, the inputs that will have to
-                // run anyway (keyed and not in the cache) start too, instead of after this key
-                // is known: a `COPY --from=build` then does not hold up its stage's own steps.
-                // (Only if this vertex turns out cached is that work unneeded, which takes its
-                // result having outlived its input's, rare since pruning removes leaves first.)
-                // Their failures surface when this vertex runs them.
-                let prefetch = async {
-                    if !map.deps.iter().any(|dep| dep.content.is_some()) {
-                        return;
-                    }
-                    let needed = state
-                        .inputs
-                        .iter()
-                        .zip(map.deps.iter())
-                        .filter(|(_, dep)| dep.content.is_none())
-                        .map(|((input, _), _)| async move {
-                            if let Ok((Some(_), None)) = self.key_and_cached(input).await {
-                                let _ = self.result(input).await;
-                            }
-                        });
-                    futures_util::future::join_all(needed).await;
-                };
-                let (parts, ()) = futures_util::future::join(parts, prefetch).await;
-                let parts = parts?;
-                let deps: Vec<KeyDep> = state
-                    .inputs
-                    .iter()
-                    .zip(map.deps.iter())
-                    .zip(parts)
-                    .map(|(((input, index), dep), part)| KeyDep {
-                        input: input.vertex.digest.clone(),
-                        input_name: input.vertex.name.clone(),
-                        output: *index,
-                        selector: dep.selector.clone(),
-                        part,
-                    })
-                    .collect();
-                // An input without a key (and without content hashing) makes this op
-                // uncacheable: nothing identifies what it would read.
-                if deps.iter().any(|dep| dep.part.is_none()) {
-                    state.progress.send(keyed(None, false, deps));
-                    return Ok((None, None));
-                }
-                let mut text = format!("{KEY_VERSION}\n{}\n", map.digest);
-                for (i, dep) in deps.iter().enumerate() {
-                    let selector = dep.selector.as_ref().map(Digest::to_string).unwrap_or_default();
-                    let part = match &dep.part {
-                        Some(KeyPart::Key(k)) => format!("key:{k}:{}", dep.output),
-                        Some(KeyPart::Content(d)) => format!("content:{d}"),
-                        None => String::new(),
-                    };
-                    text.push_str(&format!("{i} {part} {selector}\n"));
-                }
-                let key = Digest::of(text.as_bytes());
-                let cached = if state.vertex.ignore_cache {
-                    None
-                } else {
-                    self.cache.load(&key).await.map_err(|e| Self::fail(state, e))?
-                };
-                state
-                    .progress
-                    .send(keyed(Some(key.clone()), cached.is_some(), deps));
-                if cached.is_some() {
-                    state.progress.send(Event::Cached {
-                        vertex: state.vertex.digest.clone(),
-                        name: state.vertex.name.clone(),
-                    });
-                }
-                Ok((Some(key), cached))
-            })
-            .await
-            .clone()
-    }
-
-    fn result<'a>(&'a self, state: &'a Arc<State<R>>) -> BoxFuture<'a, Result<Vec<R>, SolveError>> {
-        Box::pin(async move {
-            state
-                .result
-                .get_or_init(|| async {
-                    let (key, cached) = self.key_and_cached(state).await?;
-                    if let Some(outputs) = cached {
-                        return Ok(outputs);
-                    }
-                    let inputs = try_join_all(state.inputs.iter().map(|(input, index)| async move {
-                        let outputs = self.result(input).await?;
-                        outputs
-                            .get(*index)
-                            .cloned()
-                            .ok_or_else(|| missing_output(input, *index))
-                    }))
-                    .await?;
-                    let ctx = Self::context(state);
-                    let vertex = &state.vertex;
-                    let permits = self.permits(vertex.op.resource()).await;
-                    state.progress.send(Event::Started {
-                        vertex: vertex.digest.clone(),
-                        name: vertex.name.clone(),
-                    });
-                    let started = Instant::now();
-                    let outcome = vertex.op.exec(&ctx, inputs).await;
-                    drop(permits);
-                    state.progress.send(Event::Completed {
-                        vertex: vertex.digest.clone(),
-                        name: vertex.name.clone(),
-                        duration: started.elapsed(),
-                        error: outcome.as_ref().err().map(|e| e.to_string()),
-                    });
-                    let outputs = outcome.map_err(|e| Self::fail(state, e))?;
-                    if let Some(key) = key {
-                        self.cache
-                            .save(&key, &outputs)
-                            .await
-                            .map_err(|e| Self::fail(state, e))?;
-                    }
-                    Ok(outputs)
-                })
-                .await
-                .clone()
-        })
-    }
-}
-
-fn missing_output<R>(state: &State<R>, index: usize) -> SolveError {
-    let message = format!("vertex has no output {index}");
-    SolveError {
-        vertex: state.vertex.digest.clone(),
-        name: state.vertex.name.clone(),
-        error: Arc::new(std::io::Error::other(message)),
-    }
-}
-
-/// One build's view of the solver: the vertices it loaded and where its progress goes.
-pub struct Job<R> {
-    solver: Arc<Solver<R>>,
-    progress: Arc<dyn Progress>,
-    states: HashMap<Digest, Arc<State<R>>>,
-}
-
-impl<R: Clone + Send + Sync + 'static> Job<R> {
-    /// Solves output `index` of `root`, returning its result.
-    pub async fn solve(&mut self, root: &Arc<Vertex<R>>, index: usize) -> Result<R, SolveError> {
-        let state = self.solver.state(root, &self.progress, &mut self.states);
-        let outputs = self.solver.result(&state).await?;
-        outputs
-            .get(index)
-            .cloned()
-            .ok_or_else(|| missing_output(&state, index))
-    }
-
-    /// The cache key computed for `vertex` in this job, if it was computed and is cacheable.
-    pub fn cache_key(&self, vertex: &Digest) -> Option<Digest> {
-        let state = self.states.get(vertex)?;
-        match state.key.get()? {
-            Ok((key, _)) => key.clone(),
-            Err(_) => None,
-        }
-    }
+/// An internal failure of the solver itself, as an op error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Internal {
+    #[error("op returned {deps} cache deps for {inputs} inputs")]
+    DepCount { deps: usize, inputs: usize },
+    #[error("vertex has no output {0}")]
+    NoOutput(usize),
+    #[error("internal error: the work on this step panicked")]
+    Panicked,
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -21,6 +22,18 @@ impl Counters {
     }
     fn total(&self) -> usize {
         self.runs.lock().unwrap().values().sum()
+    }
+    /// The most ops that ran at once.
+    fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+    /// Ops still running (started and not finished).
+    fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+    /// Ops whose execution was dropped before it finished.
+    fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -50,12 +63,12 @@ impl Drop for DropGuard {
     }
 }
 
-impl Op<String> for Toy {
+impl Op<String, ()> for Toy {
     fn resource(&self) -> Resource {
         self.resource
     }
 
-    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context<()>) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
         Box::pin(async move {
             let digest = Digest::of(format!("{}:{}", self.name, self.version).as_bytes());
             Ok(CacheMap {
@@ -69,7 +82,7 @@ impl Op<String> for Toy {
 
     fn exec<'a>(
         &'a self,
-        ctx: &'a Context,
+        ctx: &'a Context<()>,
         inputs: Vec<String>,
     ) -> BoxFuture<'a, Result<Vec<String>, OpError>> {
         Box::pin(async move {
@@ -106,12 +119,12 @@ struct WithDeps {
     inputs: usize,
 }
 
-impl Op<String> for WithDeps {
+impl Op<String, ()> for WithDeps {
     fn resource(&self) -> Resource {
         self.toy.resource
     }
 
-    fn cache_map<'a>(&'a self, ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
+    fn cache_map<'a>(&'a self, ctx: &'a Context<()>) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
         Box::pin(async move {
             let mut map = self.toy.cache_map(ctx).await?;
             map.deps = (0..self.inputs)
@@ -136,7 +149,7 @@ impl Op<String> for WithDeps {
 
     fn exec<'a>(
         &'a self,
-        ctx: &'a Context,
+        ctx: &'a Context<()>,
         inputs: Vec<String>,
     ) -> BoxFuture<'a, Result<Vec<String>, OpError>> {
         self.toy.exec(ctx, inputs)
@@ -212,7 +225,7 @@ impl Graph {
         }
     }
 
-    fn vertex(&self, toy: Toy, inputs: Vec<Arc<Vertex<String>>>) -> Arc<Vertex<String>> {
+    fn vertex(&self, toy: Toy, inputs: Vec<Arc<Vertex<String, ()>>>) -> Arc<Vertex<String, ()>> {
         // The digest covers the op and its inputs, like an LLB digest.
         let mut text = format!(
             "{}:{}:{}:{:?}",
@@ -228,16 +241,47 @@ impl Graph {
             inputs: inputs.into_iter().map(|v| (v, 0)).collect(),
             op: Arc::new(WithDeps { toy, inputs: n }),
             ignore_cache: false,
+            salt: None,
         })
     }
 
-    fn leaf(&self, name: &str) -> Arc<Vertex<String>> {
+    fn leaf(&self, name: &str) -> Arc<Vertex<String, ()>> {
         self.vertex(self.toy(name), Vec::new())
+    }
+
+    /// A leaf that is an external op (like a RUN step or a pull).
+    fn external(&self, name: &str) -> Arc<Vertex<String, ()>> {
+        let mut toy = self.toy(name);
+        toy.resource = Resource::External;
+        self.vertex(toy, Vec::new())
     }
 }
 
-fn solver(cache: &Arc<MemoryCache>) -> Arc<Solver<String>> {
+fn solver(cache: &Arc<MemoryCache>) -> Arc<Solver<String, ()>> {
     Arc::new(Solver::new(cache.clone() as Arc<dyn CacheStore<String>>))
+}
+
+/// A solver with an empty cache of its own and these limits.
+fn limited_solver(max_parallelism: Option<usize>, compute: usize) -> Arc<Solver<String, ()>> {
+    let cache = Arc::new(MemoryCache::default()) as Arc<dyn CacheStore<String>>;
+    let limits = Limits {
+        max_parallelism,
+        compute,
+    };
+    Arc::new(Solver::with_limits(cache, limits))
+}
+
+/// A job of `solver` whose events nobody reads.
+fn job(solver: &Arc<Solver<String, ()>>) -> Job<String, ()> {
+    solver.job(Arc::new(Events::default()), Arc::new(()))
+}
+
+/// Solves output 0 of `root` in a job of its own.
+async fn solve(
+    solver: &Arc<Solver<String, ()>>,
+    root: &Arc<Vertex<String, ()>>,
+) -> Result<String, SolveError> {
+    job(solver).solve(root, 0).await
 }
 
 #[tokio::test]
@@ -248,11 +292,7 @@ async fn shared_vertex_runs_once_within_a_build() {
     let b = g.vertex(g.toy("b"), vec![base.clone()]);
     let root = g.vertex(g.toy("root"), vec![a, b]);
     let cache = Arc::new(MemoryCache::default());
-    let result = solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&root, 0)
-        .await
-        .unwrap();
+    let result = solve(&solver(&cache), &root).await.unwrap();
     assert_eq!(result, "root(a(base()),b(base()))");
     assert_eq!(g.counters.runs("base"), 1);
     assert_eq!(g.counters.total(), 4);
@@ -270,8 +310,8 @@ async fn identical_work_of_concurrent_builds_runs_once() {
     let two = g.vertex(g.toy("two"), vec![shared_again]);
     let cache = Arc::new(MemoryCache::default());
     let solver = solver(&cache);
-    let mut job1 = solver.job(Arc::new(Events::default()));
-    let mut job2 = solver.job(Arc::new(Events::default()));
+    let mut job1 = job(&solver);
+    let mut job2 = job(&solver);
     let (r1, r2) = tokio::join!(job1.solve(&one, 0), job2.solve(&two, 0));
     assert_eq!(r1.unwrap(), "one(shared())");
     assert_eq!(r2.unwrap(), "two(shared())");
@@ -292,16 +332,8 @@ async fn independent_branches_run_in_parallel() {
         .collect();
     let root = g.vertex(g.toy("root"), branches);
     let cache = Arc::new(MemoryCache::default());
-    solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&root, 0)
-        .await
-        .unwrap();
-    assert_eq!(
-        g.counters.peak.load(Ordering::SeqCst),
-        4,
-        "all four branches must be running at once"
-    );
+    solve(&solver(&cache), &root).await.unwrap();
+    assert_eq!(g.counters.peak(), 4, "all four branches must be running at once");
 }
 
 #[tokio::test]
@@ -313,16 +345,12 @@ async fn rebuild_uses_the_cache_and_reports_every_step_cached() {
         g.vertex(g.toy("top"), vec![mid])
     };
     let cache = Arc::new(MemoryCache::default());
-    let first = solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&build(&g), 0)
-        .await
-        .unwrap();
+    let first = solve(&solver(&cache), &build(&g)).await.unwrap();
     assert_eq!(g.counters.total(), 3);
     // A new solver (a new process) with the same persistent cache.
     let events = Arc::new(Events::default());
     let second = solver(&cache)
-        .job(events.clone())
+        .job(events.clone(), Arc::new(()))
         .solve(&build(&g), 0)
         .await
         .unwrap();
@@ -344,16 +372,8 @@ async fn a_change_reruns_exactly_the_dependent_steps() {
         g.vertex(g.toy("root"), vec![other, after])
     };
     let cache = Arc::new(MemoryCache::default());
-    solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&build(&g, 1), 0)
-        .await
-        .unwrap();
-    solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&build(&g, 2), 0)
-        .await
-        .unwrap();
+    solve(&solver(&cache), &build(&g, 1)).await.unwrap();
+    solve(&solver(&cache), &build(&g, 2)).await.unwrap();
     assert_eq!(g.counters.runs("base"), 1);
     assert_eq!(g.counters.runs("other"), 1);
     assert_eq!(g.counters.runs("changed"), 2);
@@ -379,14 +399,10 @@ async fn content_keys_make_users_of_uncacheable_sources_cacheable() {
     };
     let cache = Arc::new(MemoryCache::default());
     let (copy, _) = build(&g);
-    solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&copy, 0)
-        .await
-        .unwrap();
+    solve(&solver(&cache), &copy).await.unwrap();
     let (copy, raw) = build(&g);
     let s = solver(&cache);
-    let mut job = s.job(Arc::new(Events::default()));
+    let mut job = job(&s);
     job.solve(&copy, 0).await.unwrap();
     assert_eq!(
         g.counters.runs("local"),
@@ -395,11 +411,7 @@ async fn content_keys_make_users_of_uncacheable_sources_cacheable() {
     );
     assert_eq!(g.counters.runs("copy"), 1, "same content: cache hit");
     job.solve(&raw, 0).await.unwrap();
-    solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&raw, 0)
-        .await
-        .unwrap();
+    solve(&solver(&cache), &raw).await.unwrap();
     assert_eq!(
         g.counters.runs("raw"),
         2,
@@ -407,11 +419,7 @@ async fn content_keys_make_users_of_uncacheable_sources_cacheable() {
     );
     *files.lock().unwrap() = "v2".into();
     let (copy, _) = build(&g);
-    let out = solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&copy, 0)
-        .await
-        .unwrap();
+    let out = solve(&solver(&cache), &copy).await.unwrap();
     assert_eq!(g.counters.runs("copy"), 2, "changed content: rerun");
     assert_eq!(out, "copy(v2())");
 }
@@ -424,11 +432,7 @@ async fn a_failure_names_its_vertex_and_stops_dependents() {
     let bad = g.vertex(bad, Vec::new());
     let root = g.vertex(g.toy("root"), vec![bad.clone()]);
     let cache = Arc::new(MemoryCache::default());
-    let err = solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&root, 0)
-        .await
-        .unwrap_err();
+    let err = solve(&solver(&cache), &root).await.unwrap_err();
     assert_eq!(err.vertex, bad.digest);
     assert_eq!(err.name, "bad");
     assert_eq!(err.to_string(), "bad failed");
@@ -447,26 +451,16 @@ async fn cancelling_drops_running_ops_and_releases_state() {
     let cache = Arc::new(MemoryCache::default());
     let solver = solver(&cache);
     {
-        let mut job = solver.job(Arc::new(Events::default()));
+        let mut job = job(&solver);
         let solve = job.solve(&slow, 0);
         let outcome = tokio::time::timeout(Duration::from_millis(50), solve).await;
         assert!(outcome.is_err(), "the solve must still be running");
     }
-    assert_eq!(
-        g.counters.dropped.load(Ordering::SeqCst),
-        1,
-        "the running op future was dropped"
-    );
-    assert_eq!(
-        g.counters.running.load(Ordering::SeqCst),
-        1,
-        "it never reached its end"
-    );
-    let active = solver.active.lock().unwrap();
-    assert!(
-        active.values().all(|w| w.strong_count() == 0),
-        "no vertex state outlives its jobs"
-    );
+    // The work was its own task: aborting it drops the op's future on the runtime.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(g.counters.dropped(), 1, "the running op future was dropped");
+    assert_eq!(g.counters.running(), 1, "it never reached its end");
+    assert_eq!(solver.live_states(), 0, "no vertex state outlives its jobs");
 }
 
 #[tokio::test]
@@ -474,27 +468,13 @@ async fn max_parallelism_bounds_every_running_op() {
     let mut g = Graph::new();
     g.wait = Duration::from_millis(40);
     let mut branches: Vec<_> = (0..3).map(|i| g.leaf(&format!("compute{i}"))).collect();
-    for i in 0..3 {
-        let mut toy = g.toy(&format!("external{i}"));
-        toy.resource = Resource::External;
-        branches.push(g.vertex(toy, Vec::new()));
-    }
+    branches.extend((0..3).map(|i| g.external(&format!("external{i}"))));
     let root = g.vertex(g.toy("root"), branches);
-    let cache = Arc::new(MemoryCache::default());
-    let limits = Limits {
-        max_parallelism: Some(2),
-        compute: 8,
-    };
-    let solver = Arc::new(Solver::with_limits(cache as Arc<dyn CacheStore<String>>, limits));
-    let out = solver
-        .job(Arc::new(Events::default()))
-        .solve(&root, 0)
-        .await
-        .unwrap();
+    let out = solve(&limited_solver(Some(2), 8), &root).await.unwrap();
     assert!(out.starts_with("root("), "{out}");
     assert_eq!(g.counters.total(), 7, "every op ran");
     assert_eq!(
-        g.counters.peak.load(Ordering::SeqCst),
+        g.counters.peak(),
         2,
         "never more than two ops at once, and two did overlap"
     );
@@ -508,31 +488,17 @@ async fn compute_ops_are_bounded_but_external_ops_overlap() {
     let mut external = Graph::new();
     external.wait = Duration::from_millis(40);
     let mut branches: Vec<_> = (0..3).map(|i| compute.leaf(&format!("copy{i}"))).collect();
-    for i in 0..4 {
-        let mut toy = external.toy(&format!("sleep{i}"));
-        toy.resource = Resource::External;
-        branches.push(external.vertex(toy, Vec::new()));
-    }
+    branches.extend((0..4).map(|i| external.external(&format!("sleep{i}"))));
     let root = external.vertex(external.toy("root"), branches);
-    let cache = Arc::new(MemoryCache::default());
-    let limits = Limits {
-        max_parallelism: None,
-        compute: 1,
-    };
-    let solver = Arc::new(Solver::with_limits(cache as Arc<dyn CacheStore<String>>, limits));
-    solver
-        .job(Arc::new(Events::default()))
-        .solve(&root, 0)
-        .await
-        .unwrap();
+    solve(&limited_solver(None, 1), &root).await.unwrap();
     assert_eq!(compute.counters.total(), 3);
     assert_eq!(
-        compute.counters.peak.load(Ordering::SeqCst),
+        compute.counters.peak(),
         1,
         "compute work is bounded by the compute limit"
     );
     assert_eq!(
-        external.counters.peak.load(Ordering::SeqCst),
+        external.counters.peak(),
         4,
         "all four external ops (like sleeping RUN steps) overlap"
     );
@@ -565,7 +531,11 @@ async fn keyed_events_say_how_each_input_entered_the_key() {
     let copy = g.vertex(copy, vec![base.clone(), local.clone()]);
     let cache = Arc::new(MemoryCache::default());
     let events = Arc::new(Events::default());
-    solver(&cache).job(events.clone()).solve(&copy, 0).await.unwrap();
+    solver(&cache)
+        .job(events.clone(), Arc::new(()))
+        .solve(&copy, 0)
+        .await
+        .unwrap();
     type Keyed = (Option<Digest>, bool, Vec<KeyDep>, Vec<(String, String)>);
     let keyed: HashMap<String, Keyed> = events
         .0
@@ -604,7 +574,11 @@ async fn keyed_events_say_how_each_input_entered_the_key() {
 
     // Second build: every key is found, and the events say so.
     let events = Arc::new(Events::default());
-    solver(&cache).job(events.clone()).solve(&copy, 0).await.unwrap();
+    solver(&cache)
+        .job(events.clone(), Arc::new(()))
+        .solve(&copy, 0)
+        .await
+        .unwrap();
     let cached: Vec<bool> = events
         .0
         .lock()
@@ -624,13 +598,8 @@ async fn inputs_that_must_run_start_while_a_content_key_waits() {
     // stage's previous step): `own` must run while `slow` runs, not after.
     let mut g = Graph::new();
     g.wait = Duration::from_millis(100);
-    let external = |g: &Graph, name: &str| {
-        let mut toy = g.toy(name);
-        toy.resource = Resource::External;
-        g.vertex(toy, Vec::new())
-    };
-    let slow = external(&g, "slow");
-    let own = external(&g, "own");
+    let slow = g.external("slow");
+    let own = g.external("own");
     g.wait = Duration::from_millis(0);
     let mut copy = g.toy("copy");
     copy.content_inputs = vec![1];
@@ -638,20 +607,259 @@ async fn inputs_that_must_run_start_while_a_content_key_waits() {
     let copy = g.vertex(copy, vec![own, slow]);
     let cache = Arc::new(MemoryCache::default());
     let started = Instant::now();
-    solver(&cache)
-        .job(Arc::new(Events::default()))
-        .solve(&copy, 0)
-        .await
-        .unwrap();
-    assert_eq!(
-        g.counters.peak.load(Ordering::SeqCst),
-        2,
-        "own and slow overlapped"
-    );
+    solve(&solver(&cache), &copy).await.unwrap();
+    assert_eq!(g.counters.peak(), 2, "own and slow overlapped");
     assert!(
         started.elapsed() < Duration::from_millis(190),
         "{:?}",
         started.elapsed()
     );
     assert_eq!(g.counters.total(), 3, "each ran once");
+}
+
+#[tokio::test]
+async fn cancelling_one_job_never_stops_work_another_waits_on() {
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(300);
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    let mut staying = job(&solver);
+    let slow = g.leaf("slow");
+    let leaving = {
+        let (solver, slow) = (solver.clone(), g.leaf("slow"));
+        tokio::spawn(async move {
+            let mut job = job(&solver);
+            job.solve(&slow, 0).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stay = staying.solve(&slow, 0);
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        leaving.abort();
+    };
+    let (result, ()) = tokio::join!(stay, cancel);
+    assert_eq!(result.unwrap(), "slow()");
+    assert_eq!(g.counters.runs("slow"), 1, "the shared step ran exactly once");
+    assert_eq!(g.counters.dropped(), 0, "it was never cancelled halfway");
+}
+
+#[tokio::test]
+async fn vertices_with_the_same_cache_key_run_once() {
+    // Two uncacheable sources with different digests but the same content, each read by a
+    // content-keyed copy: the copies differ in digest, not in cache key.
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(100);
+    let copy_of = |g: &Graph, source: &str| {
+        let mut local = g.toy(source);
+        local.cacheable = false;
+        *local.content.lock().unwrap() = "same files".into();
+        let local = g.vertex(local, Vec::new());
+        let mut copy = g.toy("copy");
+        copy.content_inputs = vec![0];
+        g.vertex(copy, vec![local])
+    };
+    let one = copy_of(&g, "context-of-one");
+    let two = copy_of(&g, "context-of-two");
+    assert_ne!(one.digest, two.digest);
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    let (events1, events2) = (Arc::new(Events::default()), Arc::new(Events::default()));
+    let mut job1 = solver.job(events1.clone(), Arc::new(()));
+    let mut job2 = solver.job(events2.clone(), Arc::new(()));
+    let (r1, r2) = tokio::join!(job1.solve(&one, 0), job2.solve(&two, 0));
+    assert_eq!(r1.unwrap(), r2.unwrap());
+    assert_eq!(g.counters.runs("copy"), 1, "one execution served both");
+    // Each job saw the step run, under its own vertex.
+    for (events, vertex) in [(&events1, &one.digest), (&events2, &two.digest)] {
+        let seen: Vec<&'static str> = events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Started { vertex: v, .. } if v == vertex => Some("started"),
+                Event::Completed { vertex: v, .. } if v == vertex => Some("completed"),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(seen, vec!["started", "completed"]);
+    }
+}
+
+#[tokio::test]
+async fn salted_vertices_share_only_with_the_same_salt() {
+    let g = Graph::new();
+    let salted = |salt: &str| {
+        let leaf = g.leaf("secret-step");
+        Arc::new(Vertex {
+            digest: leaf.digest.clone(),
+            name: leaf.name.clone(),
+            inputs: Vec::new(),
+            op: leaf.op.clone(),
+            ignore_cache: false,
+            salt: Some(Digest::of(salt.as_bytes())),
+        })
+    };
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    let mut job = job(&solver);
+    job.solve(&salted("a"), 0).await.unwrap();
+    job.solve(&salted("a"), 0).await.unwrap();
+    assert_eq!(
+        g.counters.runs("secret-step"),
+        1,
+        "same salt: one state, then a cache hit"
+    );
+    let user = g.vertex(g.toy("user"), vec![salted("b")]);
+    job.solve(&user, 0).await.unwrap();
+    assert_eq!(g.counters.runs("secret-step"), 2, "another salt: never shared");
+    let plain = g.vertex(g.toy("user"), vec![g.leaf("secret-step")]);
+    job.solve(&plain, 0).await.unwrap();
+    assert_eq!(
+        g.counters.runs("user"),
+        2,
+        "users of different salts have different keys"
+    );
+    assert_eq!(
+        g.counters.runs("secret-step"),
+        3,
+        "nor does the unsalted vertex share"
+    );
+}
+
+/// An op that records the sessions it saw.
+struct SessionProbe {
+    seen: Arc<Mutex<Vec<Vec<String>>>>,
+    wait: Duration,
+}
+
+impl Op<String, String> for SessionProbe {
+    fn cache_map<'a>(
+        &'a self,
+        _ctx: &'a Context<String>,
+    ) -> BoxFuture<'a, Result<CacheMap<String>, OpError>> {
+        Box::pin(async move { Ok(CacheMap::new(Digest::of(b"probe"), Vec::new())) })
+    }
+
+    fn exec<'a>(
+        &'a self,
+        ctx: &'a Context<String>,
+        _inputs: Vec<String>,
+    ) -> BoxFuture<'a, Result<Vec<String>, OpError>> {
+        Box::pin(async move {
+            let before: Vec<String> = ctx.sessions().iter().map(|s| s.to_string()).collect();
+            tokio::time::sleep(self.wait).await;
+            let after: Vec<String> = ctx.sessions().iter().map(|s| s.to_string()).collect();
+            self.seen.lock().unwrap().extend([before, after]);
+            Ok(vec!["done".into()])
+        })
+    }
+}
+
+#[tokio::test]
+async fn ops_see_the_sessions_of_the_jobs_waiting_and_only_those() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let vertex = Arc::new(Vertex {
+        digest: Digest::of(b"probe-vertex"),
+        name: "probe".into(),
+        inputs: Vec::new(),
+        op: Arc::new(SessionProbe {
+            seen: seen.clone(),
+            wait: Duration::from_millis(200),
+        }) as Arc<dyn Op<String, String>>,
+        ignore_cache: false,
+        salt: None,
+    });
+    let cache = Arc::new(MemoryCache::default());
+    let solver: Arc<Solver<String, String>> = Arc::new(Solver::new(cache as Arc<dyn CacheStore<String>>));
+    let first = {
+        let (solver, vertex) = (solver.clone(), vertex.clone());
+        tokio::spawn(async move {
+            let mut job = solver.job(Arc::new(Events::default()), Arc::new("alice".to_string()));
+            job.solve(&vertex, 0).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let events = Arc::new(Events::default());
+    let mut second = solver.job(events.clone(), Arc::new("bob".to_string()));
+    let solve = second.solve(&vertex, 0);
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first.abort();
+    };
+    let (result, ()) = tokio::join!(solve, cancel);
+    assert_eq!(result.unwrap(), "done");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0], vec!["alice"], "only alice waited when it started");
+    assert_eq!(
+        seen[1],
+        vec!["bob"],
+        "alice left: her session is no longer offered"
+    );
+    assert!(!events.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_finished_job_stops_receiving_events() {
+    let mut g = Graph::new();
+    g.wait = Duration::from_millis(150);
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    let shared = g.leaf("shared");
+    let first_events = Arc::new(Events::default());
+    let first = {
+        let (solver, shared, events) = (solver.clone(), shared.clone(), first_events.clone());
+        tokio::spawn(async move {
+            let mut job = solver.job(events, Arc::new(()));
+            job.solve(&shared, 0).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut second = job(&solver);
+    let cancel = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        first.abort();
+    };
+    let (result, ()) = tokio::join!(second.solve(&shared, 0), cancel);
+    result.unwrap();
+    let events = first_events.0.lock().unwrap();
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Started { .. })),
+        "the first job watched the step start"
+    );
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Completed { .. })),
+        "a dropped job's sink hears nothing more"
+    );
+}
+
+#[test]
+fn a_long_chain_drops_without_deep_recursion() {
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(|| {
+            let g = Graph::new();
+            let mut top = g.leaf("v0");
+            for i in 1..100_000 {
+                top = g.vertex(g.toy(&format!("v{i}")), vec![top]);
+            }
+            drop(top);
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+}
+
+#[tokio::test]
+async fn a_long_chain_solves_without_deep_recursion() {
+    let g = Graph::new();
+    let mut top = g.leaf("v0");
+    for i in 1..3000 {
+        top = g.vertex(g.toy(&format!("v{i}")), vec![top]);
+    }
+    let cache = Arc::new(MemoryCache::default());
+    let solver = solver(&cache);
+    solve(&solver, &top).await.unwrap();
+    assert_eq!(g.counters.total(), 3000);
 }
