@@ -2,7 +2,7 @@
 //! `patternmatcher/ignorefile` reads them.
 //!
 //! [`parse`] turns the file's text into the pattern list that the file operations match with
-//! moby's pattern semantics (`store::fileop::PatternMatcher`): one pattern per line, relative to
+//! moby's pattern semantics (`fsops::fileop::PatternMatcher`): one pattern per line, relative to
 //! the context root, a leading `!` re-including what earlier patterns excluded.
 //!
 //! Rules, line by line (lines end at `\n`, a `\r` before it is dropped):
@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Result<Vec<String>, DockerignoreError> {
         if invert && body.is_empty() {
             return Err(DockerignoreError::LoneExclusion { line });
         }
-        let cleaned = oci::path::clean(body);
+        let cleaned = gocompat::path::clean(body);
         let cleaned = cleaned.strip_prefix('/').unwrap_or(&cleaned);
         if cleaned.is_empty() {
             return Err(DockerignoreError::EmptyPattern {

@@ -10,14 +10,26 @@ pub struct Location {
     pub end_line: usize,
 }
 
-/// A frontend error with its location.
-#[derive(Debug, thiserror::Error)]
-#[error("{kind}")]
+/// A frontend error with its location. It shows as its kind does: the same message, and the
+/// kind's cause as its own `source()`.
+#[derive(Debug)]
 pub struct Error {
     /// What went wrong.
     pub kind: ErrorKind,
     /// Where, when it concerns a particular instruction.
     pub location: Option<Location>,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
 }
 
 impl Error {
@@ -72,8 +84,24 @@ pub enum ErrorKind {
         message: String,
     },
     /// Variable expansion failed.
-    #[error("{0}")]
-    Expansion(String),
+    #[error(transparent)]
+    Expansion(crate::shell::ShellError),
+    /// The whole Dockerfile expands to too much (see `convert::MAX_EXPANDED`).
+    #[error(
+        "the Dockerfile expands to more than {} MiB (expanded words, step names, and each RUN's environment and arguments, counted in every stage that runs them)",
+        .max >> 20
+    )]
+    TooLarge {
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// Pattern matching in the Dockerfile's expansions, all together, takes too long (see
+    /// `convert::MAX_TOTAL_MATCH_STEPS`).
+    #[error("pattern matching in ${{...}} expansions needs more than {max} steps in total")]
+    MatchTooCostly {
+        /// The limit.
+        max: usize,
+    },
     /// An instruction appears before the first FROM.
     #[error("{0} instruction is not allowed before the first FROM (only ARG is)")]
     BeforeFrom(String),
@@ -113,16 +141,21 @@ pub enum ErrorKind {
     /// A stage depends on itself.
     #[error("circular dependency detected on stage: {0}")]
     CircularStage(String),
-    /// An image reference is invalid.
+    /// An image reference is invalid. (Shown, not chained: its message already includes its
+    /// cause.)
     #[error("{0}")]
-    BadReference(String),
+    BadReference(oci::ReferenceError),
+    /// A FROM whose base name expands to nothing.
+    #[error("base name ({0}) should not be blank")]
+    BlankBaseName(String),
     /// Resolving an image failed.
-    #[error("failed to resolve source metadata for {reference}: {message}")]
+    #[error("failed to resolve source metadata for {reference}")]
     Resolve {
         /// The image.
         reference: String,
         /// Why.
-        message: String,
+        #[source]
+        source: crate::ResolveError,
     },
     /// A feature kiln does not support yet.
     #[error("{0} is not supported yet")]

@@ -4,7 +4,7 @@
 //! Nothing is expanded here: values keep their `$VARIABLES` and quotes, because expansion
 //! depends on the build arguments and environment at the point of use (see `convert`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Error, ErrorKind, Location, suggest};
 use crate::parser::{Arg, Ast, Heredoc, Node};
@@ -196,6 +196,15 @@ pub struct Dockerfile {
     pub stages: Vec<Stage>,
     /// The escape character.
     pub escape: char,
+    /// Stage positions by (lower-cased) name, so that finding a stage does not scan them all.
+    by_name: HashMap<String, usize>,
+}
+
+impl Dockerfile {
+    /// The position of the stage named `name` (in any case).
+    pub fn stage_by_name(&self, name: &str) -> Option<usize> {
+        self.by_name.get(&name.to_ascii_lowercase()).copied()
+    }
 }
 
 /// Checks a parse tree and groups it into stages. Fails on the first parser error.
@@ -219,6 +228,7 @@ pub fn from_ast(ast: &Ast) -> Result<Dockerfile, Error> {
         meta_args: Vec::new(),
         stages: Vec::new(),
         escape: ast.escape,
+        by_name: HashMap::new(),
     };
     for node in &ast.nodes {
         let location = Location {
@@ -227,13 +237,11 @@ pub fn from_ast(ast: &Ast) -> Result<Dockerfile, Error> {
         };
         if node.keyword == "from" {
             let stage = parse_from(node, dockerfile.stages.len(), location)?;
-            if let Some(name) = &stage.name
-                && dockerfile
-                    .stages
-                    .iter()
-                    .any(|s| s.name.as_deref() == Some(name.as_str()))
-            {
-                return Err(Error::at(ErrorKind::DuplicateStage(name.clone()), location));
+            if let Some(name) = &stage.name {
+                if dockerfile.by_name.contains_key(name) {
+                    return Err(Error::at(ErrorKind::DuplicateStage(name.clone()), location));
+                }
+                dockerfile.by_name.insert(name.clone(), stage.index);
             }
             dockerfile.stages.push(stage);
             continue;
@@ -330,46 +338,68 @@ fn key_values(values: &[&str]) -> Vec<KeyValue> {
 /// Parses one non-FROM instruction node.
 pub fn parse_node(node: &Node, location: Location) -> Result<Instruction, Error> {
     let values = node.values();
-    let no_flags = |node: &Node| Flags::parse(node, &[], location).map(|_| ());
-    let instruction = match node.keyword.as_str() {
-        "run" => {
-            let mut flags = Flags::parse(
-                node,
-                &[
-                    ("mount", FlagKind::StringSlice),
-                    ("network", FlagKind::String),
-                    ("security", FlagKind::String),
-                    ("device", FlagKind::StringSlice),
-                ],
+    match node.keyword.as_str() {
+        "run" => parse_run(node, &values, location),
+        "cmd" | "entrypoint" | "shell" => parse_command(node, &values, location),
+        "env" | "label" | "arg" | "expose" | "volume" => parse_list(node, &values, location),
+        "user" | "workdir" | "stopsignal" | "maintainer" => parse_single(node, &values, location),
+        "copy" | "add" => parse_copy(node, location),
+        "healthcheck" => parse_healthcheck(node, location),
+        "onbuild" => parse_onbuild(node, location),
+        other => {
+            let upper = other.to_ascii_uppercase();
+            let suggestion = suggest(&upper, KNOWN_INSTRUCTIONS);
+            Err(Error::at(
+                ErrorKind::UnknownInstruction {
+                    name: node.keyword_original.clone(),
+                    suggestion,
+                },
                 location,
-            )?;
-            if values.is_empty() {
-                return Err(bad_args(node, "requires at least one argument", location));
-            }
-            if !flags.strings("device").is_empty() {
-                return Err(Error::at(
-                    ErrorKind::NotSupported("RUN --device (a labs feature)".into()),
-                    location,
-                ));
-            }
-            Instruction::Run(RunArgs {
-                command: command_line(node),
-                mounts: flags.strings("mount"),
-                network: flags.string("network"),
-                security: flags.string("security"),
-                heredocs: node.heredocs.clone(),
-            })
+            ))
         }
-        "cmd" => {
-            no_flags(node)?;
-            Instruction::Cmd(command_line(node))
-        }
-        "entrypoint" => {
-            no_flags(node)?;
-            Instruction::Entrypoint(command_line(node))
-        }
-        "shell" => {
-            no_flags(node)?;
+    }
+}
+
+fn no_flags(node: &Node, location: Location) -> Result<(), Error> {
+    Flags::parse(node, &[], location).map(|_| ())
+}
+
+fn parse_run(node: &Node, values: &[&str], location: Location) -> Result<Instruction, Error> {
+    let mut flags = Flags::parse(
+        node,
+        &[
+            ("mount", FlagKind::StringSlice),
+            ("network", FlagKind::String),
+            ("security", FlagKind::String),
+            ("device", FlagKind::StringSlice),
+        ],
+        location,
+    )?;
+    if values.is_empty() {
+        return Err(bad_args(node, "requires at least one argument", location));
+    }
+    if !flags.strings("device").is_empty() {
+        return Err(Error::at(
+            ErrorKind::NotSupported("RUN --device (a labs feature)".into()),
+            location,
+        ));
+    }
+    Ok(Instruction::Run(RunArgs {
+        command: command_line(node),
+        mounts: flags.strings("mount"),
+        network: flags.string("network"),
+        security: flags.string("security"),
+        heredocs: node.heredocs.clone(),
+    }))
+}
+
+/// CMD, ENTRYPOINT and SHELL.
+fn parse_command(node: &Node, values: &[&str], location: Location) -> Result<Instruction, Error> {
+    no_flags(node, location)?;
+    match node.keyword.as_str() {
+        "cmd" => Ok(Instruction::Cmd(command_line(node))),
+        "entrypoint" => Ok(Instruction::Entrypoint(command_line(node))),
+        _ => {
             if !node.json {
                 return Err(bad_args(
                     node,
@@ -380,115 +410,80 @@ pub fn parse_node(node: &Node, location: Location) -> Result<Instruction, Error>
             if values.is_empty() {
                 return Err(bad_args(node, "requires at least one argument", location));
             }
-            Instruction::Shell(values.iter().map(|s| s.to_string()).collect())
+            Ok(Instruction::Shell(values.iter().map(|s| s.to_string()).collect()))
         }
-        "env" => {
-            no_flags(node)?;
-            if values.is_empty() {
-                return Err(bad_args(node, "requires at least one argument", location));
-            }
-            Instruction::Env(key_values(&values))
-        }
-        "label" => {
-            no_flags(node)?;
-            if values.is_empty() {
-                return Err(bad_args(node, "requires at least one argument", location));
-            }
-            Instruction::Label(key_values(&values))
-        }
-        "arg" => {
-            no_flags(node)?;
-            if values.is_empty() {
-                return Err(bad_args(node, "requires at least one argument", location));
-            }
-            let args = values
-                .iter()
-                .map(|w| match w.split_once('=') {
-                    Some((name, default)) => ArgDecl {
-                        name: name.to_string(),
-                        default: Some(default.to_string()),
-                    },
-                    None => ArgDecl {
-                        name: w.to_string(),
-                        default: None,
-                    },
-                })
-                .collect();
-            Instruction::Arg(args)
-        }
-        "expose" => {
-            no_flags(node)?;
-            if values.is_empty() {
-                return Err(bad_args(node, "requires at least one argument", location));
-            }
-            Instruction::Expose(values.iter().map(|s| s.to_string()).collect())
-        }
-        "volume" => {
-            no_flags(node)?;
-            if values.is_empty() {
-                return Err(bad_args(node, "requires at least one argument", location));
-            }
-            Instruction::Volume(values.iter().map(|s| s.to_string()).collect())
-        }
-        "user" | "workdir" | "stopsignal" | "maintainer" => {
-            no_flags(node)?;
-            let Some(value) = values.first() else {
-                return Err(bad_args(node, "requires exactly one argument", location));
-            };
-            let value = value.to_string();
-            match node.keyword.as_str() {
-                "user" => Instruction::User(value),
-                "workdir" => Instruction::Workdir(value),
-                "maintainer" => Instruction::Maintainer(value),
-                _ => Instruction::StopSignal(value),
-            }
-        }
-        "copy" | "add" => parse_copy(node, location)?,
-        "healthcheck" => parse_healthcheck(node, location)?,
+    }
+}
+
+/// ENV, LABEL, ARG, EXPOSE and VOLUME: one or more values.
+fn parse_list(node: &Node, values: &[&str], location: Location) -> Result<Instruction, Error> {
+    no_flags(node, location)?;
+    if values.is_empty() {
+        return Err(bad_args(node, "requires at least one argument", location));
+    }
+    let strings = || values.iter().map(|s| s.to_string()).collect();
+    Ok(match node.keyword.as_str() {
+        "env" => Instruction::Env(key_values(values)),
+        "label" => Instruction::Label(key_values(values)),
+        "arg" => Instruction::Arg(values.iter().map(|w| arg_decl(w)).collect()),
+        "expose" => Instruction::Expose(strings()),
+        _ => Instruction::Volume(strings()),
+    })
+}
+
+fn arg_decl(word: &str) -> ArgDecl {
+    match word.split_once('=') {
+        Some((name, default)) => ArgDecl {
+            name: name.to_string(),
+            default: Some(default.to_string()),
+        },
+        None => ArgDecl {
+            name: word.to_string(),
+            default: None,
+        },
+    }
+}
+
+/// USER, WORKDIR, STOPSIGNAL and MAINTAINER: exactly one value.
+fn parse_single(node: &Node, values: &[&str], location: Location) -> Result<Instruction, Error> {
+    no_flags(node, location)?;
+    let Some(value) = values.first() else {
+        return Err(bad_args(node, "requires exactly one argument", location));
+    };
+    let value = value.to_string();
+    Ok(match node.keyword.as_str() {
+        "user" => Instruction::User(value),
+        "workdir" => Instruction::Workdir(value),
+        "maintainer" => Instruction::Maintainer(value),
+        _ => Instruction::StopSignal(value),
+    })
+}
+
+fn parse_onbuild(node: &Node, location: Location) -> Result<Instruction, Error> {
+    no_flags(node, location)?;
+    let Some(Arg::Instruction(inner)) = node.args.first() else {
+        return Err(bad_args(node, "requires at least one argument", location));
+    };
+    match inner.keyword.as_str() {
         "onbuild" => {
-            no_flags(node)?;
-            let Some(Arg::Instruction(inner)) = node.args.first() else {
-                return Err(bad_args(node, "requires at least one argument", location));
-            };
-            match inner.keyword.as_str() {
-                "onbuild" => {
-                    return Err(bad_args(
-                        node,
-                        "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
-                        location,
-                    ));
-                }
-                "from" | "maintainer" => {
-                    return Err(bad_args(
-                        node,
-                        format!(
-                            "{} isn't allowed as an ONBUILD trigger",
-                            inner.keyword.to_ascii_uppercase()
-                        ),
-                        location,
-                    ));
-                }
-                _ => {}
-            }
-            // Validate the trigger now so mistakes are reported where they are written.
-            parse_node(inner, location)?;
-            let text = node.original.trim();
-            let trigger = text[node.keyword_original.len()..].trim_start();
-            Instruction::Onbuild(trigger.to_string())
-        }
-        other => {
-            let upper = other.to_ascii_uppercase();
-            let suggestion = suggest(&upper, KNOWN_INSTRUCTIONS);
-            return Err(Error::at(
-                ErrorKind::UnknownInstruction {
-                    name: node.keyword_original.clone(),
-                    suggestion,
-                },
+            return Err(bad_args(
+                node,
+                "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
                 location,
             ));
         }
-    };
-    Ok(instruction)
+        "from" | "maintainer" => {
+            let keyword = inner.keyword.to_ascii_uppercase();
+            let message = format!("{keyword} isn't allowed as an ONBUILD trigger");
+            return Err(bad_args(node, message, location));
+        }
+        _ => {}
+    }
+    // Validate the trigger now so mistakes are reported where they are written.
+    parse_node(inner, location)?;
+    let text = node.original.trim();
+    let trigger = text[node.keyword_original.len()..].trim_start();
+    Ok(Instruction::Onbuild(trigger.to_string()))
 }
 
 fn parse_copy(node: &Node, location: Location) -> Result<Instruction, Error> {

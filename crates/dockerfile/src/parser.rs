@@ -342,51 +342,106 @@ fn trim_newline(line: &str) -> &str {
 /// Parses a Dockerfile. Never fails: problems are reported in [`Ast::diagnostics`].
 pub fn parse(text: &str) -> Ast {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines = split_lines(text);
-    let mut state = DirectiveState {
-        done: false,
-        escape: '\\',
-        directives: Directives::default(),
+    let mut parser = LineParser {
+        lines: split_lines(text),
+        next: 0,
+        state: DirectiveState {
+            done: false,
+            escape: '\\',
+            directives: Directives::default(),
+        },
+        nodes: Vec::new(),
+        diagnostics: Vec::new(),
+        comments: Vec::new(),
     };
-    let mut nodes = Vec::new();
-    let mut diagnostics = Vec::new();
-    let mut comments: Vec<String> = Vec::new();
-    let mut i = 0;
-    let error = |message: String, start: usize, end: usize| Diagnostic {
+    while parser.next < parser.lines.len() {
+        parser.instruction();
+    }
+    let mut diagnostics = parser.diagnostics;
+    if parser.nodes.is_empty() && !diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        diagnostics.push(error("file with no instructions".into(), 0, 0));
+    }
+    Ast {
+        nodes: parser.nodes,
+        escape: parser.state.escape,
+        directives: parser.state.directives,
+        diagnostics,
+    }
+}
+
+fn error(message: String, start_line: usize, end_line: usize) -> Diagnostic {
+    Diagnostic {
         severity: Severity::Error,
         message,
-        start_line: start,
-        end_line: end,
-    };
-    while i < lines.len() {
-        let raw = trim_newline(lines[i]);
-        let line_no = i + 1;
-        i += 1;
+        start_line,
+        end_line,
+    }
+}
+
+/// The parser's progress through the lines of a file.
+struct LineParser<'t> {
+    lines: Vec<&'t str>,
+    /// Index of the next line to read.
+    next: usize,
+    state: DirectiveState,
+    nodes: Vec<Node>,
+    diagnostics: Vec<Diagnostic>,
+    /// Comment lines since the last instruction.
+    comments: Vec<String>,
+}
+
+impl LineParser<'_> {
+    /// Reads the next instruction (with its continuation lines and heredocs), or a line that
+    /// holds none.
+    fn instruction(&mut self) {
+        let raw = trim_newline(self.lines[self.next]);
+        self.next += 1;
+        let start_line = self.next;
         if raw.len() > MAX_LINE_LENGTH {
-            diagnostics.push(error(
-                format!("dockerfile line greater than max allowed size of {MAX_LINE_LENGTH}"),
-                line_no,
-                line_no,
-            ));
-            continue;
+            let message = format!("dockerfile line greater than max allowed size of {MAX_LINE_LENGTH}");
+            self.diagnostics.push(error(message, start_line, start_line));
+            return;
         }
         let stripped = raw.trim_start();
         if is_comment(stripped) {
-            comments.push(stripped[1..].trim().to_string());
+            self.comments.push(stripped[1..].trim().to_string());
         }
-        if let Some(message) = state.look(stripped, line_no) {
-            diagnostics.push(error(message, line_no, line_no));
+        if let Some(message) = self.state.look(stripped, start_line) {
+            self.diagnostics.push(error(message, start_line, start_line));
         }
         let content = if is_comment(stripped) { "" } else { stripped };
-        let start_line = line_no;
-        let (mut joined, mut ended) = trim_continuation(content, state.escape);
+        let (joined, ended) = trim_continuation(content, self.state.escape);
         if ended && joined.is_empty() {
-            continue;
+            return;
         }
+        let joined = self.continuation(joined, ended, start_line);
+        self.state.done = true;
+        let end_line = self.next;
+        let mut node = match parse_instruction(&joined, self.state.escape) {
+            Ok(node) => node,
+            Err(message) => {
+                self.diagnostics.push(error(message, start_line, end_line));
+                self.comments.clear();
+                return;
+            }
+        };
+        node.start_line = start_line;
+        node.end_line = end_line;
+        if node.can_contain_heredoc() {
+            self.heredocs(&mut node, &joined);
+        }
+        node.prev_comment = std::mem::take(&mut self.comments);
+        self.nodes.push(node);
+    }
+
+    /// Appends the continuation lines of an instruction whose first line is `joined` (which
+    /// `ended` says whether it ends there), skipping comments and blank lines (with a warning
+    /// for blank ones, as BuildKit).
+    fn continuation(&mut self, mut joined: String, mut ended: bool, start_line: usize) -> String {
         let mut empty_continuation = false;
-        while !ended && i < lines.len() {
-            let raw = trim_newline(lines[i]);
-            i += 1;
+        while !ended && self.next < self.lines.len() {
+            let raw = trim_newline(self.lines[self.next]);
+            self.next += 1;
             if is_comment(raw) {
                 continue;
             }
@@ -394,73 +449,50 @@ pub fn parse(text: &str) -> Ast {
                 empty_continuation = true;
                 continue;
             }
-            let (part, end) = trim_continuation(raw, state.escape);
+            let (part, end) = trim_continuation(raw, self.state.escape);
             joined.push_str(&part);
             ended = end;
         }
-        state.done = true;
-        let mut end_line = i;
         if empty_continuation {
-            diagnostics.push(Diagnostic {
+            self.diagnostics.push(Diagnostic {
                 severity: Severity::Warning,
                 message: "empty continuation line found".into(),
                 start_line,
-                end_line,
+                end_line: self.next,
             });
         }
-        let mut node = match parse_instruction(&joined, state.escape) {
-            Ok(node) => node,
-            Err(message) => {
-                diagnostics.push(error(message, start_line, end_line));
-                comments.clear();
-                continue;
-            }
-        };
-        if node.can_contain_heredoc() {
-            let heredocs = heredocs_in_line(&joined, state.escape);
-            for mut heredoc in heredocs {
-                let mut terminated = false;
-                while i < lines.len() {
-                    let body_line = lines[i];
-                    i += 1;
-                    let mut candidate = trim_newline(body_line);
-                    if heredoc.chomp {
-                        candidate = candidate.trim_start_matches('\t');
-                    }
-                    if candidate == heredoc.name {
-                        terminated = true;
-                        break;
-                    }
-                    heredoc.content.push_str(body_line);
+        joined
+    }
+
+    /// Reads the bodies of the heredocs `line` names, extending the node to their last line.
+    fn heredocs(&mut self, node: &mut Node, line: &str) {
+        for mut heredoc in heredocs_in_line(line, self.state.escape) {
+            let mut terminated = false;
+            while self.next < self.lines.len() {
+                let body_line = self.lines[self.next];
+                self.next += 1;
+                let mut candidate = trim_newline(body_line);
+                if heredoc.chomp {
+                    candidate = candidate.trim_start_matches('\t');
                 }
-                end_line = i;
-                if !terminated {
-                    diagnostics.push(error(
-                        format!(
-                            "unterminated heredoc {:?}: no line with its closing delimiter",
-                            heredoc.name
-                        ),
-                        start_line,
-                        end_line,
-                    ));
+                if candidate == heredoc.name {
+                    terminated = true;
                     break;
                 }
-                node.heredocs.push(heredoc);
+                heredoc.content.push_str(body_line);
             }
+            node.end_line = self.next;
+            if !terminated {
+                let message = format!(
+                    "unterminated heredoc {:?}: no line with its closing delimiter",
+                    heredoc.name
+                );
+                self.diagnostics
+                    .push(error(message, node.start_line, node.end_line));
+                break;
+            }
+            node.heredocs.push(heredoc);
         }
-        node.start_line = start_line;
-        node.end_line = end_line;
-        node.prev_comment = std::mem::take(&mut comments);
-        nodes.push(node);
-    }
-    if nodes.is_empty() && !diagnostics.iter().any(|d| d.severity == Severity::Error) {
-        diagnostics.push(error("file with no instructions".into(), 0, 0));
-    }
-    Ast {
-        nodes,
-        escape: state.escape,
-        directives: state.directives,
-        diagnostics,
     }
 }
 
@@ -480,6 +512,17 @@ impl Node {
 
 /// Parses one (joined) instruction line into a node without line information.
 pub fn parse_instruction(line: &str, escape: char) -> Result<Node, String> {
+    parse_nested(line, escape, 0)
+}
+
+/// How deep ONBUILD triggers may nest in the tree: `ONBUILD ONBUILD RUN x` still parses (for
+/// the instruction layer to refuse with its own message), a third ONBUILD is refused here, so
+/// that a line of a hundred thousand ONBUILDs cannot nest a tree that deep (parsing, dumping
+/// and freeing it would each overflow the stack).
+const MAX_ONBUILD_NESTING: usize = 2;
+
+/// [`parse_instruction`] for an instruction nested `depth` ONBUILDs deep.
+fn parse_nested(line: &str, escape: char, depth: usize) -> Result<Node, String> {
     let trimmed = line.trim();
     let (keyword, rest) = match trimmed.find(char::is_whitespace) {
         Some(i) => (&trimmed[..i], trimmed[i..].trim_start()),
@@ -488,7 +531,7 @@ pub fn parse_instruction(line: &str, escape: char) -> Result<Node, String> {
     let (args_text, flags) = extract_flags(rest);
     let args_text = args_text.trim();
     let lower = keyword.to_ascii_lowercase();
-    let (args, json) = parse_arguments(&lower, args_text, escape)?;
+    let (args, json) = arguments(&lower, args_text, escape, depth)?;
     Ok(Node {
         keyword: lower,
         keyword_original: keyword.to_string(),
@@ -555,6 +598,11 @@ fn extract_flags(line: &str) -> (&str, Vec<String>) {
 /// Splits instruction arguments according to the instruction, as BuildKit's dispatch table does.
 /// Returns the arguments and whether they were written in JSON form.
 pub fn parse_arguments(keyword: &str, rest: &str, escape: char) -> Result<(Vec<Arg>, bool), String> {
+    arguments(keyword, rest, escape, 0)
+}
+
+/// [`parse_arguments`] for an instruction nested `depth` ONBUILDs deep.
+fn arguments(keyword: &str, rest: &str, escape: char, depth: usize) -> Result<(Vec<Arg>, bool), String> {
     let values = |v: Vec<String>| v.into_iter().map(Arg::Value).collect::<Vec<_>>();
     match keyword {
         "add" | "copy" | "volume" => match parse_json(rest)? {
@@ -571,7 +619,10 @@ pub fn parse_arguments(keyword: &str, rest: &str, escape: char) -> Result<(Vec<A
             if rest.is_empty() {
                 return Ok((Vec::new(), false));
             }
-            let inner = parse_instruction(rest, escape)?;
+            if depth >= MAX_ONBUILD_NESTING {
+                return Err("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into());
+            }
+            let inner = parse_nested(rest, escape, depth + 1)?;
             Ok((vec![Arg::Instruction(Box::new(inner))], false))
         }
         "maintainer" | "stopsignal" | "user" | "workdir" => {
@@ -887,6 +938,20 @@ mod tests {
     #[test]
     fn go_quote_matches_go() {
         assert_eq!(go_quote("a\"b\\c\u{0}\u{8}♥"), "\"a\\\"b\\\\c\\x00\\b♥\"");
+    }
+
+    #[test]
+    fn onbuild_nests_two_deep_at_most() {
+        let ast = parse("FROM a\nONBUILD ONBUILD RUN x\n");
+        assert_eq!(ast.nodes[1].dump(), "onbuild (onbuild (run \"x\"))");
+        let deep = format!("FROM a\n{}RUN x\n", "ONBUILD \\\n".repeat(100_000));
+        let ast = parse(&deep);
+        let error = ast.first_error().unwrap();
+        assert_eq!(
+            error.message,
+            "chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"
+        );
+        assert_eq!((error.start_line, error.end_line), (2, 100_002));
     }
 
     #[test]

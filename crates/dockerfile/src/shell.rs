@@ -46,6 +46,20 @@
 //! cannot ask for gigabytes; and a pattern longer than the text it is matched
 //! against is rejected before the scan, so a huge expanded pattern costs no
 //! more than the text's length.
+//!
+//! Bounds on one word, so that no input can make an expansion cost more than
+//! a few megabytes and a fraction of a second:
+//! - the text `$` expansions put into a word, counted at every level of
+//!   `${...}` nesting it passes through (so also in words that end up unused,
+//!   like the `w` of `${SET:-w}`), is at most [`MAX_EXPANSION`] bytes; without
+//!   it, `ARG B=$A$A$A$A` lines double or quadruple a value per line and ten
+//!   lines ask for gigabytes;
+//! - pattern replacements produce at most [`MAX_REPLACED`] bytes;
+//! - matching patterns (`#`, `%`, `/`) takes at most [`MAX_MATCH_STEPS`]
+//!   steps (characters scanned times pattern length).
+//!
+//! [`ProcessResult::match_steps`] reports the matching work, so that a caller
+//! expanding many words can bound their total as well.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -57,6 +71,17 @@ pub const MAX_NESTING: usize = 128;
 /// Most bytes that `${NAME/pattern/replacement}` expansions may produce, in
 /// total, while expanding one word (see the module docs for why).
 pub const MAX_REPLACED: usize = 1 << 20;
+
+/// Most bytes that `$` expansions may put into one word, counted at each
+/// level of `${...}` nesting (see the module docs). 4 MiB: far more than any
+/// real word (Linux refuses a single argument or environment string over
+/// 128 KiB), and more than [`MAX_REPLACED`] so a replacement can use all of
+/// its own allowance.
+pub const MAX_EXPANSION: usize = 4 << 20;
+
+/// Most pattern-matching steps (characters scanned times pattern length) the
+/// expansion of one word may take: about 50 ms of work.
+pub const MAX_MATCH_STEPS: usize = 1 << 24;
 
 /// Read-only view of the variables available to an expansion.
 pub trait Env {
@@ -243,6 +268,22 @@ pub enum ShellError {
         /// Offset of the `$` of the replacement that went over the limit.
         offset: usize,
     },
+    /// `$` expansions put more than [`MAX_EXPANSION`] bytes into one word.
+    #[error("variable expansion produces more than {max} bytes in one word")]
+    ExpansionTooLong {
+        /// The limit.
+        max: usize,
+        /// Offset of the `$` whose expansion went over the limit.
+        offset: usize,
+    },
+    /// Pattern matching in one word took more than [`MAX_MATCH_STEPS`] steps.
+    #[error("pattern matching needs more than {max} steps in one word")]
+    MatchTooCostly {
+        /// The limit.
+        max: usize,
+        /// Offset of the `$` of the pattern operation that went over the limit.
+        offset: usize,
+    },
     /// `${...}` nested more than [`MAX_NESTING`] levels deep.
     #[error("syntax error: substitutions nested deeper than {max} levels")]
     TooDeep {
@@ -265,7 +306,9 @@ impl ShellError {
             | ShellError::Required { offset, .. }
             | ShellError::InvalidPattern { offset, .. }
             | ShellError::TooDeep { offset, .. }
-            | ShellError::TooLong { offset, .. } => *offset,
+            | ShellError::TooLong { offset, .. }
+            | ShellError::ExpansionTooLong { offset, .. }
+            | ShellError::MatchTooCostly { offset, .. } => *offset,
         }
     }
 }
@@ -281,6 +324,8 @@ pub struct ProcessResult {
     pub matched: BTreeSet<String>,
     /// Names that were looked up and are unset.
     pub unmatched: BTreeSet<String>,
+    /// Pattern-matching steps the expansion took (at most [`MAX_MATCH_STEPS`]).
+    pub match_steps: usize,
 }
 
 /// Switches for BuildKit's special lexing modes; all off by default.
@@ -354,6 +399,8 @@ impl Lexer {
             env,
             depth: 0,
             replaced: 0,
+            expanded: 0,
+            match_steps: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -365,6 +412,7 @@ impl Lexer {
             words: words.finish(),
             matched: expander.matched,
             unmatched: expander.unmatched,
+            match_steps: expander.match_steps,
         })
     }
 }
@@ -422,6 +470,10 @@ struct Expander<'a> {
     depth: usize,
     /// Bytes produced so far by pattern replacements, against [`MAX_REPLACED`].
     replaced: usize,
+    /// Bytes `$` expansions put into words so far, against [`MAX_EXPANSION`].
+    expanded: usize,
+    /// Pattern-matching steps so far, against [`MAX_MATCH_STEPS`].
+    match_steps: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -456,7 +508,7 @@ impl<'a> Expander<'a> {
                 return Ok(Some((text, fields)));
             }
             if c == '$' {
-                let value = self.dollar()?;
+                let value = self.expansion()?;
                 fields.push_splitting(&value);
                 text.push_str(&value);
                 continue;
@@ -554,7 +606,7 @@ impl<'a> Expander<'a> {
                     return Ok(out);
                 }
                 Some('$') => {
-                    let value = self.dollar()?;
+                    let value = self.expansion()?;
                     out.push_str(&value);
                 }
                 Some(c) => {
@@ -621,6 +673,38 @@ impl<'a> Expander<'a> {
             }
         }
         name
+    }
+
+    /// Expands the `$...` at the cursor and counts what it produced against
+    /// [`MAX_EXPANSION`], before the caller copies it into its word.
+    fn expansion(&mut self) -> Result<String, ShellError> {
+        let offset = self.pos;
+        let value = self.dollar()?;
+        self.expanded += value.len();
+        if self.expanded > MAX_EXPANSION {
+            return Err(ShellError::ExpansionTooLong {
+                max: MAX_EXPANSION,
+                offset,
+            });
+        }
+        Ok(value)
+    }
+
+    /// Counts `steps` pattern-matching steps against [`MAX_MATCH_STEPS`].
+    fn count_steps(&mut self, steps: usize, offset: usize) -> Result<(), ShellError> {
+        self.match_steps = self.match_steps.saturating_add(steps);
+        if self.match_steps > MAX_MATCH_STEPS {
+            return Err(ShellError::MatchTooCostly {
+                max: MAX_MATCH_STEPS,
+                offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// What is left of the matching allowance.
+    fn steps_left(&self) -> usize {
+        MAX_MATCH_STEPS - self.match_steps
     }
 
     /// Expands the `$...` at the cursor.
@@ -720,7 +804,7 @@ impl<'a> Expander<'a> {
                     })
                 }
             },
-            '#' | '%' => trim(value.unwrap_or(""), &word, op, offset),
+            '#' | '%' => self.trim(value.unwrap_or(""), &word, op, offset),
             _ => Err(unsupported(spelled)),
         }
     }
@@ -740,11 +824,12 @@ impl<'a> Expander<'a> {
         }
         let glob = compile_glob(&pattern, offset)?;
         let text: Vec<char> = value.unwrap_or("").chars().collect();
+        self.count_steps(text.len(), offset)?;
         let mut out = String::new();
         let mut copied = 0;
         let mut search = 0;
         while search <= text.len() {
-            let Some((start, _, end)) = find_match(&glob, &text, search, false) else {
+            let Some((start, _, end)) = self.find(&glob, &text, search, false, offset)? else {
                 break;
             };
             out.extend(text.get(copied..start).unwrap_or_default());
@@ -769,34 +854,53 @@ impl<'a> Expander<'a> {
         out.extend(text.get(copied..).unwrap_or_default());
         Ok(out)
     }
-}
 
-/// Removes the shortest (`#`, `%`) or longest (`##`, `%%`) prefix (`#`) or
-/// suffix (`%`) of `value` that matches the pattern in `word`.
-fn trim(value: &str, word: &str, op: char, offset: usize) -> Result<String, ShellError> {
-    // As in BuildKit the doubled operator is recognised after expansion.
-    let (longest, pattern) = match word.strip_prefix(op) {
-        Some(rest) => (true, rest),
-        None => (false, word),
-    };
-    let mut glob = compile_glob(pattern, offset)?;
-    let mut text: Vec<char> = value.chars().collect();
-    if op == '%' {
-        // A suffix match is a prefix match of the reversed pattern on the
-        // reversed text.
-        glob.reverse();
-        text.reverse();
+    /// Removes the shortest (`#`, `%`) or longest (`##`, `%%`) prefix (`#`)
+    /// or suffix (`%`) of `value` that matches the pattern in `word`.
+    fn trim(&mut self, value: &str, word: &str, op: char, offset: usize) -> Result<String, ShellError> {
+        // As in BuildKit the doubled operator is recognised after expansion.
+        let (longest, pattern) = match word.strip_prefix(op) {
+            Some(rest) => (true, rest),
+            None => (false, word),
+        };
+        let mut glob = compile_glob(pattern, offset)?;
+        let mut text: Vec<char> = value.chars().collect();
+        self.count_steps(text.len(), offset)?;
+        if op == '%' {
+            // A suffix match is a prefix match of the reversed pattern on the
+            // reversed text.
+            glob.reverse();
+            text.reverse();
+        }
+        let Some((_, shortest_end, longest_end)) = self.find(&glob, &text, 0, true, offset)? else {
+            return Ok(value.to_owned());
+        };
+        let cut = if longest { longest_end } else { shortest_end };
+        let kept = text.len().saturating_sub(cut);
+        Ok(if op == '%' {
+            text.iter().rev().take(kept).collect()
+        } else {
+            text.iter().skip(cut).collect()
+        })
     }
-    let Some((_, shortest_end, longest_end)) = find_match(&glob, &text, 0, true) else {
-        return Ok(value.to_owned());
-    };
-    let cut = if longest { longest_end } else { shortest_end };
-    let kept = text.len().saturating_sub(cut);
-    Ok(if op == '%' {
-        text.iter().rev().take(kept).collect()
-    } else {
-        text.iter().skip(cut).collect()
-    })
+
+    /// [`find_match`] within what is left of the word's matching allowance.
+    fn find(
+        &mut self,
+        glob: &[Glob],
+        text: &[char],
+        from: usize,
+        anchored: bool,
+        offset: usize,
+    ) -> Result<Option<(usize, usize, usize)>, ShellError> {
+        let mut left = self.steps_left();
+        let found = find_match(glob, text, from, anchored, &mut left);
+        self.match_steps = MAX_MATCH_STEPS - left;
+        found.map_err(|OutOfSteps| ShellError::MatchTooCostly {
+            max: MAX_MATCH_STEPS,
+            offset,
+        })
+    }
 }
 
 /// One element of a compiled pattern.
@@ -858,7 +962,16 @@ fn compile_glob(pattern: &str, offset: usize) -> Result<Vec<Glob>, ShellError> {
 /// greedy regexp picks and the shortest what its lazy form picks. All
 /// candidate starts run at once; each pattern state keeps its earliest start,
 /// since two threads in the same state have the same future.
-fn find_match(glob: &[Glob], text: &[char], from: usize, anchored: bool) -> Option<(usize, usize, usize)> {
+///
+/// Each character scanned costs `glob.len() + 1` steps, taken from
+/// `steps_left`; when they run out the search stops with [`OutOfSteps`].
+fn find_match(
+    glob: &[Glob],
+    text: &[char],
+    from: usize,
+    anchored: bool,
+    steps_left: &mut usize,
+) -> Result<Option<(usize, usize, usize)>, OutOfSteps> {
     fn keep_earliest(slot: &mut Option<usize>, start: usize) {
         if slot.is_none_or(|s| start < s) {
             *slot = Some(start);
@@ -869,14 +982,16 @@ fn find_match(glob: &[Glob], text: &[char], from: usize, anchored: bool) -> Opti
     // work on a huge pattern produced by nested expansion to the text's length.
     let needed = glob.iter().filter(|g| **g != Glob::Many).count();
     if needed > text.len().saturating_sub(from) {
-        return None;
+        return Ok(None);
     }
     // states[i] = earliest start of a thread about to match glob[i].
     let accept = glob.len();
     let mut states: Vec<Option<usize>> = vec![None; accept + 1];
+    let mut next: Vec<Option<usize>> = vec![None; accept + 1];
     let mut best: Option<(usize, usize, usize)> = None;
     let mut pos = from;
     loop {
+        *steps_left = steps_left.checked_sub(accept + 1).ok_or(OutOfSteps)?;
         if best.is_none() && (!anchored || pos == from) {
             keep_earliest(&mut states[0], pos);
         }
@@ -904,7 +1019,7 @@ fn find_match(glob: &[Glob], text: &[char], from: usize, anchored: bool) -> Opti
         if states.iter().all(Option::is_none) && (best.is_some() || anchored) {
             break;
         }
-        let mut next: Vec<Option<usize>> = vec![None; accept + 1];
+        next.fill(None);
         for (i, g) in glob.iter().enumerate() {
             let Some(start) = states[i] else { continue };
             if g.steps_over(c) {
@@ -913,11 +1028,14 @@ fn find_match(glob: &[Glob], text: &[char], from: usize, anchored: bool) -> Opti
                 keep_earliest(&mut next[i], start);
             }
         }
-        states = next;
+        std::mem::swap(&mut states, &mut next);
         pos += 1;
     }
-    best
+    Ok(best)
 }
+
+/// [`find_match`] used up its steps.
+struct OutOfSteps;
 
 #[cfg(test)]
 mod tests {
@@ -1253,7 +1371,10 @@ mod tests {
                             (s..=text.len()).filter(|&e| full(&glob, &text[s..e])).collect();
                         Some((s, *ends.first()?, *ends.last()?))
                     });
-                    let got = find_match(&glob, &text, from, anchored);
+                    let mut steps = usize::MAX;
+                    let Ok(got) = find_match(&glob, &text, from, anchored, &mut steps) else {
+                        panic!("the matcher ran out of unlimited steps");
+                    };
                     assert_eq!(got, expected, "{glob:?} {text:?} from {from} anchored {anchored}");
                 }
             }

@@ -7,33 +7,54 @@ use std::collections::BTreeMap;
 
 use llb::{FileChain, OpOptions, Output, pb};
 
+use super::budget::Budget;
+use super::options::CONTEXT_NAME;
+use super::paths::{clean_path, path_relative_to_workdir};
 use super::plan::Source;
-use super::run::chomp;
-use super::{Converter, StageState, clean_path, parse_chown, path_relative_to_workdir, workdir_of};
-use crate::error::{Error, ErrorKind};
+use super::state::{Converter, StageState, chomp, parse_chown, workdir_of};
+use crate::error::{Error, ErrorKind, Location};
 use crate::instructions::{CopyArgs, Spanned};
+use crate::parser::Heredoc;
 use crate::shell::{Lexer, LexerOptions};
 
 /// A git source as the user wrote it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct GitRef {
+pub struct GitRef {
     /// The URL to clone, without fragment or query.
-    pub(crate) remote: String,
+    pub remote: String,
     /// Branch, tag or commit.
-    pub(crate) reference: Option<String>,
+    pub reference: Option<String>,
     /// Directory inside the repository.
-    pub(crate) subdir: Option<String>,
+    pub subdir: Option<String>,
     /// `keep-git-dir=` from the query form.
-    pub(crate) keep_git_dir: Option<bool>,
+    pub keep_git_dir: Option<bool>,
     /// `checksum=` (or `commit=`) from the query form.
-    pub(crate) checksum: Option<String>,
+    pub checksum: Option<String>,
     /// `submodules=` from the query form.
-    pub(crate) submodules: Option<bool>,
+    pub submodules: Option<bool>,
 }
 
 impl GitRef {
-    /// `git://host/path#ref:subdir`, the LLB identifier.
-    fn identifier(&self) -> String {
+    /// The LLB source of this repository as a build context (`kiln build URL`): its commit
+    /// (and subdirectory), with the options its query form gives.
+    pub fn source(&self, options: OpOptions) -> Output {
+        let mut attrs = BTreeMap::new();
+        attrs.insert(llb::attr::GIT_FULL_URL.to_string(), self.remote.clone());
+        if self.keep_git_dir == Some(true) {
+            attrs.insert(llb::attr::GIT_KEEP_GIT_DIR.to_string(), "true".into());
+        }
+        if let Some(c) = &self.checksum {
+            attrs.insert(llb::attr::GIT_CHECKSUM.to_string(), c.clone());
+        }
+        if self.submodules == Some(false) {
+            attrs.insert(llb::attr::GIT_SKIP_SUBMODULES.to_string(), "true".into());
+        }
+        Output::source(self.identifier(), attrs, options)
+    }
+
+    /// `git://host/path#ref:subdir`, the LLB identifier: it never holds the URL's credentials,
+    /// so it may be shown and logged.
+    pub fn identifier(&self) -> String {
         let mut rest = self.remote.as_str();
         for scheme in ["https://", "http://", "git://", "ssh://"] {
             if let Some(r) = rest.strip_prefix(scheme) {
@@ -66,7 +87,7 @@ impl GitRef {
 
 /// Whether `src` names a git repository, and how (BuildKit's `dfgitutil.ParseGitRef`).
 /// Paths, and shorthands like `github.com/o/r` that look like local paths, are not git.
-pub(crate) fn parse_git_ref(src: &str) -> Result<Option<GitRef>, String> {
+pub fn parse_git_ref(src: &str) -> Result<Option<GitRef>, String> {
     if src.starts_with('/') || src.starts_with("./") || src.starts_with("../") {
         return Ok(None);
     }
@@ -174,6 +195,46 @@ fn has_wildcards(path: &str) -> bool {
     false
 }
 
+/// What one COPY or ADD applies to every source.
+struct CopyContext<'c> {
+    copy: &'c CopyArgs,
+    is_add: bool,
+    location: Location,
+    /// The copy action every source starts from: destination, owner, mode, excludes.
+    base: pb::FileActionCopy,
+    /// The `--checksum`, expanded.
+    checksum: Option<String>,
+    /// The op options of the step (name, lines), shared by the sources it downloads.
+    options: OpOptions,
+    /// The stage or image `--from` names; `None` for the build context.
+    from_state: Option<Output>,
+}
+
+impl CopyContext<'_> {
+    fn keyword(&self) -> &'static str {
+        if self.is_add { "ADD" } else { "COPY" }
+    }
+
+    fn invalid(&self, message: String) -> Error {
+        bad_copy(self.keyword(), message, self.location)
+    }
+
+    /// Counts one more copy action: every action repeats the destination, mode and excludes.
+    fn charge(&self, budget: &Budget, src: &str) -> Result<(), Error> {
+        let excludes = self.base.exclude_patterns.iter().map(String::as_str);
+        let texts = [src, self.base.dest.as_str(), self.base.mode_str.as_str()];
+        budget.texts(texts.into_iter().chain(excludes), self.location)
+    }
+}
+
+fn bad_copy(keyword: &str, message: String, location: Location) -> Error {
+    let kind = ErrorKind::BadArguments {
+        instruction: keyword.into(),
+        message,
+    };
+    Error::at(kind, location)
+}
+
 impl Converter<'_> {
     pub(super) fn dispatch_copy(
         &mut self,
@@ -186,15 +247,7 @@ impl Converter<'_> {
     ) -> Result<(), Error> {
         let location = spanned.location;
         let keyword = if is_add { "ADD" } else { "COPY" };
-        let invalid = |message: String| {
-            Error::at(
-                ErrorKind::BadArguments {
-                    instruction: keyword.into(),
-                    message,
-                },
-                location,
-            )
-        };
+        let invalid = |message: String| bad_copy(keyword, message, location);
         let owner = match &copy.chown {
             Some(chown) => Some(parse_chown(&self.expand(chown, state, location)?)),
             None => None,
@@ -203,19 +256,7 @@ impl Converter<'_> {
             Some(c) => Some(self.expand(c, state, location)?),
             None => None,
         };
-        let (mode, mode_str) = match chmod.as_deref() {
-            None => (-1, String::new()),
-            Some(value) => match u32::from_str_radix(value, 8) {
-                Ok(m) if m <= 0o7777 => (m as i32, String::new()),
-                Ok(_) => return Err(invalid(bad_chmod(value))),
-                Err(_) if value.chars().all(|c| c.is_ascii_digit()) => return Err(invalid(bad_chmod(value))),
-                Err(_) => {
-                    crate::chmod::validate_symbolic_mode(value)
-                        .map_err(|e| invalid(format!("invalid chmod parameter {value:?}: {e}")))?;
-                    (-1, value.to_string())
-                }
-            },
-        };
+        let (mode, mode_str) = chmod_mode(chmod.as_deref()).map_err(invalid)?;
         let checksum = match &copy.checksum {
             Some(c) => Some(self.expand(c, state, location)?),
             None => None,
@@ -240,178 +281,182 @@ impl Converter<'_> {
                 "with more than one source file, the destination must be a directory and end with a /".into(),
             ));
         }
-        let display = self.display_text(&spanned.original, state);
-        let prefix_options = self.op_options(state, &display, Some(location));
-
-        let base_copy = pb::FileActionCopy {
-            dest: dest.clone(),
-            owner: owner.clone(),
-            mode,
-            mode_str: mode_str.clone(),
-            timestamp: -1,
-            create_dest_path: true,
-            exclude_patterns: copy.exclude.clone(),
-            ..Default::default()
-        };
+        let display = self.display_text(&spanned.original, state, location)?;
+        let options = self.op_options(state, &display, location)?;
         let link = copy.link && chmod.is_none();
-        let mut chain = FileChain::new(if link { None } else { state.fs.as_ref() });
-        let mut message = String::from(keyword);
-        if copy.parents {
-            message.push_str(" --parents");
-        }
-        if let Some(c) = &copy.chown {
-            message.push_str(&format!(" --chown={c}"));
-        }
-        if let Some(c) = &copy.chmod {
-            message.push_str(&format!(" --chmod={c}"));
-        }
-        let context_source = copy.from.is_none();
-        let from_state = if context_source {
-            None
-        } else {
-            self.copy_from(stage, index)
+        let context = CopyContext {
+            copy,
+            is_add,
+            location,
+            base: pb::FileActionCopy {
+                dest,
+                owner,
+                mode,
+                mode_str,
+                timestamp: -1,
+                create_dest_path: true,
+                exclude_patterns: copy.exclude.clone(),
+                ..Default::default()
+            },
+            checksum,
+            options,
+            from_state: if copy.from.is_none() {
+                None
+            } else {
+                self.copy_from(stage, index)
+            },
         };
+        let mut chain = FileChain::new(if link { None } else { state.fs.as_ref() });
         for src in &sources {
-            message.push(' ');
-            message.push_str(src);
-            if context_source && let Some(git) = parse_git_ref(src).map_err(invalid)? {
-                if !is_add {
-                    return Err(invalid("source can't be a git ref for COPY".into()));
-                }
-                let state_out = self
-                    .git_source(&git, copy, checksum.as_deref(), &prefix_options)
-                    .map_err(invalid)?;
-                chain = chain.copy(
-                    Some(&state_out),
-                    pb::FileActionCopy {
-                        src: "/".into(),
-                        dir_copy_contents: true,
-                        ..base_copy.clone()
-                    },
-                );
-                continue;
-            }
-            if context_source && is_http(src) {
-                if !is_add {
-                    return Err(invalid("source can't be a URL for COPY".into()));
-                }
-                let file = url_file_name(src);
-                let mut attrs = BTreeMap::new();
-                attrs.insert(llb::attr::HTTP_FILENAME.to_string(), file.clone());
-                if let Some(c) = &checksum {
-                    c.parse::<oci::Digest>()
-                        .map_err(|e| invalid(format!("invalid checksum {c:?}: {e}")))?;
-                    attrs.insert(llb::attr::HTTP_CHECKSUM.to_string(), c.clone());
-                }
-                let options = OpOptions {
-                    ..prefix_options.clone()
-                };
-                let downloaded = Output::source(src.clone(), attrs, options);
-                chain = chain.copy(
-                    Some(&downloaded),
-                    pb::FileActionCopy {
-                        src: format!("/{file}"),
-                        attempt_unpack_docker_compatibility: copy.unpack.unwrap_or(false),
-                        ..base_copy.clone()
-                    },
-                );
-                continue;
-            }
-            let source = if context_source {
-                Some(self.local(super::CONTEXT_NAME))
-            } else {
-                from_state.clone()
-            };
-            let (src_path, include, required) = if copy.parents {
-                let (parent, pattern) = match src.split_once("/./") {
-                    Some((p, pat)) => (p.to_string(), pat.to_string()),
-                    None => ("/".to_string(), src.clone()),
-                };
-                let pattern = clean_path(&format!("/{pattern}"));
-                let required = if !has_wildcards(&parent) && !has_wildcards(&pattern) {
-                    vec![clean_path(&format!("/{parent}/{pattern}"))]
-                } else {
-                    Vec::new()
-                };
-                (
-                    clean_path(&format!("/{parent}")),
-                    vec![pattern.trim_start_matches('/').to_string()],
-                    required,
-                )
-            } else {
-                (clean_path(&format!("/{src}")), Vec::new(), Vec::new())
-            };
-            chain = chain.copy(
-                source.as_ref(),
-                pb::FileActionCopy {
-                    src: src_path,
-                    follow_symlink: true,
-                    dir_copy_contents: true,
-                    allow_wildcard: true,
-                    allow_empty_wildcard: true,
-                    attempt_unpack_docker_compatibility: is_add && copy.unpack.unwrap_or(true),
-                    include_patterns: include,
-                    required_paths: required,
-                    ..base_copy.clone()
-                },
-            );
+            chain = self.copy_source(chain, &context, src)?;
         }
         for doc in &copy.heredocs {
-            message.push_str(&format!(" <<{}", doc.name));
-            let mut data = if doc.chomp {
-                chomp(&doc.content)
-            } else {
-                doc.content.clone()
-            };
-            if doc.expand {
-                let lexer = Lexer::new(self.df.escape).with_options(LexerOptions {
-                    skip_process_quotes: true,
-                    ..LexerOptions::default()
-                });
-                data = lexer
-                    .process_word(&data, &state.env)
-                    .map_err(|e| super::expansion_error(e, location))?;
-            }
-            let file = FileChain::new(None)
-                .mkfile(pb::FileActionMkFile {
-                    path: format!("/{}", doc.name),
-                    mode: 0o644,
-                    data: data.into_bytes(),
-                    owner: None,
-                    timestamp: -1,
-                })
-                .finish(self.internal_options("preparing inline document"));
-            chain = chain.copy(
-                file.as_ref(),
-                pb::FileActionCopy {
-                    src: format!("/{}", doc.name),
-                    ..base_copy.clone()
-                },
-            );
+            chain = self.copy_heredoc(chain, &context, doc, state)?;
         }
-        message.push(' ');
-        message.push_str(&dest_raw);
+        self.finish_copy(chain, &context, link, state)?;
+        let message = copy_message(copy, keyword, &sources, &dest_raw);
+        self.layer_history(state, message, location)
+    }
 
-        if link {
-            // The copy lands in an empty layer of its own, merged on top: it stays valid (and
-            // cached) whatever happens below it.
-            let layer = chain.finish(prefix_options.clone());
-            let merged = match (&state.fs, layer) {
-                (None, layer) => layer,
-                (Some(_), None) => state.fs.clone(),
-                (Some(base), Some(layer)) => {
-                    let options = OpOptions {
-                        description: prefix_options.description.as_ref().map(|d| link_name(d)),
-                        ..prefix_options.clone()
-                    };
-                    Some(Output::merge(vec![base.clone(), layer], options))
-                }
+    /// Adds the copy of one source: a git repository or URL (ADD only), else a path in the
+    /// build context or in what `--from` names.
+    fn copy_source(&mut self, chain: FileChain, cx: &CopyContext<'_>, src: &str) -> Result<FileChain, Error> {
+        cx.charge(&self.budget, src)?;
+        let context_source = cx.copy.from.is_none();
+        if context_source && let Some(git) = parse_git_ref(src).map_err(|m| cx.invalid(m))? {
+            if !cx.is_add {
+                return Err(cx.invalid("source can't be a git ref for COPY".into()));
+            }
+            let repository = self
+                .git_source(&git, cx.copy, cx.checksum.as_deref(), &cx.options)
+                .map_err(|m| cx.invalid(m))?;
+            let action = pb::FileActionCopy {
+                src: "/".into(),
+                dir_copy_contents: true,
+                ..cx.base.clone()
             };
-            state.fs = merged;
-        } else {
-            state.fs = chain.finish(prefix_options);
+            return Ok(chain.copy(Some(&repository), action));
         }
-        self.layer_history(state, message);
+        if context_source && is_http(src) {
+            return self.copy_download(chain, cx, src);
+        }
+        let source = if context_source {
+            Some(self.local(CONTEXT_NAME))
+        } else {
+            cx.from_state.clone()
+        };
+        let (src_path, include, required) = if cx.copy.parents {
+            parents_paths(src)
+        } else {
+            (clean_path(&format!("/{src}")), Vec::new(), Vec::new())
+        };
+        let action = pb::FileActionCopy {
+            src: src_path,
+            follow_symlink: true,
+            dir_copy_contents: true,
+            allow_wildcard: true,
+            allow_empty_wildcard: true,
+            attempt_unpack_docker_compatibility: cx.is_add && cx.copy.unpack.unwrap_or(true),
+            include_patterns: include,
+            required_paths: required,
+            ..cx.base.clone()
+        };
+        Ok(chain.copy(source.as_ref(), action))
+    }
+
+    /// ADD of an HTTP(S) URL: a download, then a copy of the downloaded file.
+    fn copy_download(
+        &mut self,
+        chain: FileChain,
+        cx: &CopyContext<'_>,
+        src: &str,
+    ) -> Result<FileChain, Error> {
+        if !cx.is_add {
+            return Err(cx.invalid("source can't be a URL for COPY".into()));
+        }
+        let file = url_file_name(src);
+        let mut attrs = BTreeMap::new();
+        attrs.insert(llb::attr::HTTP_FILENAME.to_string(), file.clone());
+        if let Some(c) = &cx.checksum {
+            c.parse::<oci::Digest>()
+                .map_err(|e| cx.invalid(format!("invalid checksum {c:?}: {e}")))?;
+            attrs.insert(llb::attr::HTTP_CHECKSUM.to_string(), c.clone());
+        }
+        let downloaded = Output::source(src.to_string(), attrs, cx.options.clone());
+        let action = pb::FileActionCopy {
+            src: format!("/{file}"),
+            attempt_unpack_docker_compatibility: cx.copy.unpack.unwrap_or(false),
+            ..cx.base.clone()
+        };
+        Ok(chain.copy(Some(&downloaded), action))
+    }
+
+    /// A heredoc source: a file made from its body (expanded unless its delimiter was
+    /// quoted), then copied.
+    fn copy_heredoc(
+        &mut self,
+        chain: FileChain,
+        cx: &CopyContext<'_>,
+        doc: &Heredoc,
+        state: &StageState,
+    ) -> Result<FileChain, Error> {
+        cx.charge(&self.budget, &doc.name)?;
+        let mut data = if doc.chomp {
+            chomp(&doc.content)
+        } else {
+            doc.content.clone()
+        };
+        if doc.expand {
+            let lexer = Lexer::new(self.df.escape).with_options(LexerOptions {
+                skip_process_quotes: true,
+                ..LexerOptions::default()
+            });
+            data = self.budget.expand(&lexer, &data, &state.env, cx.location)?;
+        }
+        let file = FileChain::new(None)
+            .mkfile(pb::FileActionMkFile {
+                path: format!("/{}", doc.name),
+                mode: 0o644,
+                data: data.into_bytes(),
+                owner: None,
+                timestamp: -1,
+            })
+            .finish(self.internal_options("preparing inline document"));
+        let action = pb::FileActionCopy {
+            src: format!("/{}", doc.name),
+            ..cx.base.clone()
+        };
+        Ok(chain.copy(file.as_ref(), action))
+    }
+
+    /// The step's result: the copies on top of the stage, or with `--link` in a layer of their
+    /// own merged on top.
+    fn finish_copy(
+        &mut self,
+        chain: FileChain,
+        cx: &CopyContext<'_>,
+        link: bool,
+        state: &mut StageState,
+    ) -> Result<(), Error> {
+        if !link {
+            state.fs = self.ops.made(chain.finish(cx.options.clone()));
+            return Ok(());
+        }
+        // The copy lands in an empty layer of its own, merged on top: it stays valid (and
+        // cached) whatever happens below it.
+        let layer = self.ops.made(chain.finish(cx.options.clone()));
+        state.fs = match (&state.fs, layer) {
+            (None, layer) => layer,
+            (Some(_), None) => state.fs.clone(),
+            (Some(base), Some(layer)) => {
+                let options = OpOptions {
+                    description: cx.options.description.as_ref().map(|d| link_name(d)),
+                    ..cx.options.clone()
+                };
+                self.ops
+                    .made(Some(Output::merge(vec![base.clone(), layer], options)))
+            }
+        };
         Ok(())
     }
 
@@ -433,27 +478,83 @@ impl Converter<'_> {
         checksum: Option<&str>,
         options: &OpOptions,
     ) -> Result<Output, String> {
-        let mut attrs = BTreeMap::new();
-        attrs.insert(llb::attr::GIT_FULL_URL.to_string(), git.remote.clone());
         let keep = match (copy.keep_git_dir, git.keep_git_dir) {
             (true, Some(false)) => return Err("inconsistent keep-git-dir configuration".into()),
             (flag, query) => flag || query.unwrap_or(false),
         };
-        if keep {
-            attrs.insert(llb::attr::GIT_KEEP_GIT_DIR.to_string(), "true".into());
-        }
         let checksum = match (checksum, git.checksum.as_deref()) {
             (Some(a), Some(b)) if a != b => return Err(format!("checksum mismatch {a:?} != {b:?}")),
             (a, b) => a.or(b),
         };
-        if let Some(c) = checksum {
-            attrs.insert(llb::attr::GIT_CHECKSUM.to_string(), c.to_string());
-        }
-        if git.submodules == Some(false) {
-            attrs.insert(llb::attr::GIT_SKIP_SUBMODULES.to_string(), "true".into());
-        }
-        Ok(Output::source(git.identifier(), attrs, options.clone()))
+        let resolved = GitRef {
+            keep_git_dir: Some(keep),
+            checksum: checksum.map(str::to_string),
+            ..git.clone()
+        };
+        Ok(resolved.source(options.clone()))
     }
+}
+
+/// `--chmod`: an octal mode, or a symbolic one (kept as text for the file op). Returns the
+/// numeric mode (-1 for none) and the symbolic text.
+fn chmod_mode(chmod: Option<&str>) -> Result<(i32, String), String> {
+    let Some(value) = chmod else {
+        return Ok((-1, String::new()));
+    };
+    match u32::from_str_radix(value, 8) {
+        Ok(m) if m <= 0o7777 => Ok((m as i32, String::new())),
+        Ok(_) => Err(bad_chmod(value)),
+        Err(_) if value.chars().all(|c| c.is_ascii_digit()) => Err(bad_chmod(value)),
+        Err(_) => {
+            gocompat::chmod::parse(value)
+                .map_err(|e| format!("invalid chmod parameter {value:?}: {}", e.reason))?;
+            Ok((-1, value.to_string()))
+        }
+    }
+}
+
+/// `COPY --parents` of `src`: the directory it is relative to, the pattern to include, and the
+/// path that must exist (when the source has no wildcards).
+fn parents_paths(src: &str) -> (String, Vec<String>, Vec<String>) {
+    let (parent, pattern) = match src.split_once("/./") {
+        Some((p, pat)) => (p.to_string(), pat.to_string()),
+        None => ("/".to_string(), src.to_string()),
+    };
+    let pattern = clean_path(&format!("/{pattern}"));
+    let required = if !has_wildcards(&parent) && !has_wildcards(&pattern) {
+        vec![clean_path(&format!("/{parent}/{pattern}"))]
+    } else {
+        Vec::new()
+    };
+    (
+        clean_path(&format!("/{parent}")),
+        vec![pattern.trim_start_matches('/').to_string()],
+        required,
+    )
+}
+
+/// The history entry of a COPY or ADD: its flags, sources and destination as written.
+fn copy_message(copy: &CopyArgs, keyword: &str, sources: &[String], dest: &str) -> String {
+    let mut message = String::from(keyword);
+    if copy.parents {
+        message.push_str(" --parents");
+    }
+    if let Some(c) = &copy.chown {
+        message.push_str(&format!(" --chown={c}"));
+    }
+    if let Some(c) = &copy.chmod {
+        message.push_str(&format!(" --chmod={c}"));
+    }
+    for src in sources {
+        message.push(' ');
+        message.push_str(src);
+    }
+    for doc in &copy.heredocs {
+        message.push_str(&format!(" <<{}", doc.name));
+    }
+    message.push(' ');
+    message.push_str(dest);
+    message
 }
 
 /// `[stage 2/3] LINK COPY …`: the name of the merge that applies a `--link` layer.

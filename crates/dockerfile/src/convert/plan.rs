@@ -3,13 +3,21 @@
 //!
 //! Only stages reachable from the target are ever resolved or converted, so a broken stage
 //! nobody uses does not break the build (BuildKit's `testEagerNamedContextLookup`).
+//!
+//! Everything here is linear in the Dockerfile: stages are found by name through the
+//! Dockerfile's index, global ARGs live in indexed maps, the ONBUILD triggers of a stage are
+//! parsed once however many stages build on it, and reachability grows incrementally as
+//! triggers of base images reveal more.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use oci::Reference;
 
-use super::run::parse_mount;
-use super::{BuildOptions, NamedContext, Vars, expansion_error, meta_env, platform_args};
+use super::budget::Budget;
+use super::mount::parse_mount;
+use super::options::{BuildOptions, NamedContext};
+use super::vars::{Ordered, Vars};
 use crate::error::{Error, ErrorKind, Location, suggest};
 use crate::instructions::{self, CopyArgs, Dockerfile, Instruction, Spanned};
 use crate::shell::Lexer;
@@ -31,16 +39,21 @@ pub(super) enum Source {
 /// triggers of a stage are numbered after its own instructions (see [`Plan::triggers`]).
 pub(super) type RefKey = (usize, usize, usize);
 
+/// ONBUILD triggers, parsed; shared by every stage that runs them.
+pub(super) type Triggers = Arc<[Spanned]>;
+
 /// The result of the analysis.
 pub(super) struct Plan {
     pub(super) target: usize,
     pub(super) bases: Vec<Source>,
     /// Global ARGs after build-arg overrides, in declaration order (platform ARGs first).
-    pub(super) meta_args: Vec<(String, Option<String>)>,
+    pub(super) meta_args: Ordered<Option<String>>,
+    /// The global ARGs that have a value: what FROM lines and `--platform` expand with.
+    pub(super) meta_env: Vars,
     /// What each `COPY --from` / `RUN --mount from=` names.
     pub(super) refs: BTreeMap<RefKey, Source>,
     /// ONBUILD triggers to run at the start of a stage, already parsed.
-    pub(super) triggers: BTreeMap<usize, Vec<Spanned>>,
+    pub(super) triggers: BTreeMap<usize, Triggers>,
     pub(super) reachable: BTreeSet<usize>,
     pub(super) used_args: BTreeSet<String>,
     /// Stages replaced by the named context of their name (`--build-context NAME=…`): their
@@ -49,26 +62,11 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub(super) fn new(df: &Dockerfile, options: &BuildOptions) -> Result<Plan, Error> {
+    pub(super) fn new(df: &Dockerfile, options: &BuildOptions, budget: &Budget) -> Result<Plan, Error> {
         let lexer = Lexer::new(df.escape);
-        let target = match &options.target {
-            None => df.stages.len() - 1,
-            Some(t) => {
-                let t = t.to_ascii_lowercase();
-                df.stages
-                    .iter()
-                    .position(|s| s.name.as_deref() == Some(t.as_str()))
-                    .ok_or_else(|| {
-                        let names = df.stages.iter().filter_map(|s| s.name.as_deref());
-                        Error::global(ErrorKind::TargetNotFound {
-                            target: t.clone(),
-                            suggestion: suggest(&t, names),
-                        })
-                    })?
-            }
-        };
+        let target = target_stage(df, options)?;
         for name in &options.no_cache_filter {
-            if !df.stages.iter().any(|s| s.name.as_deref() == Some(name.as_str())) {
+            if df.stage_by_name(name).is_none() {
                 let names = df.stages.iter().filter_map(|s| s.name.as_deref());
                 return Err(Error::global(ErrorKind::NoCacheFilterNotFound {
                     name: name.clone(),
@@ -76,50 +74,25 @@ impl Plan {
                 }));
             }
         }
-        let target_name = df.stages[target].name.clone().unwrap_or_else(|| "default".into());
-        let mut used_args = BTreeSet::new();
-        // Global ARGs: build-arg values override defaults; defaults may use earlier globals.
-        let mut meta_args = platform_args(options);
-        meta_args.push(("TARGETSTAGE".into(), Some(target_name)));
-        for (decl, location) in &df.meta_args {
-            used_args.insert(decl.name.clone());
-            let value = match options.build_args.get(&decl.name) {
-                Some(v) => Some(v.clone()),
-                None => match &decl.default {
-                    Some(d) => Some(
-                        lexer
-                            .process_word(d, &meta_env(&meta_args))
-                            .map_err(|e| expansion_error(e, *location))?,
-                    ),
-                    None => meta_args
-                        .iter()
-                        .find(|(k, _)| *k == decl.name)
-                        .and_then(|(_, v)| v.clone()),
-                },
-            };
-            match meta_args.iter_mut().find(|(k, _)| *k == decl.name) {
-                Some(entry) => entry.1 = value,
-                None => meta_args.push((decl.name.clone(), value)),
-            }
-        }
-        let env = meta_env(&meta_args);
         let mut plan = Plan {
             target,
             bases: Vec::with_capacity(df.stages.len()),
-            meta_args,
+            meta_args: Ordered::default(),
+            meta_env: Vars::default(),
             refs: BTreeMap::new(),
             triggers: BTreeMap::new(),
             reachable: BTreeSet::new(),
-            used_args,
+            used_args: BTreeSet::new(),
             replaced: BTreeSet::new(),
         };
+        plan.global_args(df, options, &lexer, budget)?;
         for stage in &df.stages {
             if let Some(named) = stage.name.as_deref().and_then(|n| named_context(options, n)) {
                 plan.bases.push(named);
                 plan.replaced.insert(stage.index);
                 continue;
             }
-            let base = plan.base_of(df, options, stage, &lexer, &env)?;
+            let base = plan.base_of(df, options, stage, &lexer, budget)?;
             plan.bases.push(base);
             for (i, spanned) in stage.instructions.iter().enumerate() {
                 plan.add_refs(df, options, stage.index, i, spanned)?;
@@ -128,17 +101,77 @@ impl Plan {
                 }
             }
         }
-        // A stage built on another stage runs that stage's ONBUILD triggers first.
+        plan.stage_triggers(df, options, budget)?;
+        Ok(plan)
+    }
+
+    /// Global ARGs: build-arg values override defaults; defaults may use earlier globals.
+    fn global_args(
+        &mut self,
+        df: &Dockerfile,
+        options: &BuildOptions,
+        lexer: &Lexer,
+        budget: &Budget,
+    ) -> Result<(), Error> {
+        let target_name = df.stages[self.target]
+            .name
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        for (name, value) in platform_args(options) {
+            self.set_meta_arg(&name, Some(value));
+        }
+        self.set_meta_arg("TARGETSTAGE", Some(target_name));
+        for (decl, location) in &df.meta_args {
+            self.used_args.insert(decl.name.clone());
+            let value = match options.build_args.get(&decl.name) {
+                Some(v) => Some(v.clone()),
+                None => match &decl.default {
+                    Some(d) => Some(budget.expand(lexer, d, &self.meta_env, *location)?),
+                    None => self.meta_args.value(&decl.name).cloned().flatten(),
+                },
+            };
+            self.set_meta_arg(&decl.name, value);
+        }
+        Ok(())
+    }
+
+    fn set_meta_arg(&mut self, name: &str, value: Option<String>) {
+        // A global ARG only loses its value if it never had one, so `meta_env` never needs an
+        // entry removed.
+        if let Some(v) = &value {
+            self.meta_env.set(name, v.clone());
+        }
+        self.meta_args.set(name, value);
+    }
+
+    /// A stage built on another stage runs that stage's ONBUILD triggers first.
+    fn stage_triggers(
+        &mut self,
+        df: &Dockerfile,
+        options: &BuildOptions,
+        budget: &Budget,
+    ) -> Result<(), Error> {
+        let mut parsed: HashMap<usize, Triggers> = HashMap::new();
         for stage in &df.stages {
-            if plan.replaced.contains(&stage.index) {
+            if self.replaced.contains(&stage.index) {
                 continue;
             }
-            if let Source::Stage(b) = plan.bases[stage.index] {
-                let triggers = stage_triggers(&df.stages[b].instructions)?;
-                plan.set_triggers(df, options, stage.index, triggers)?;
-            }
+            let Source::Stage(b) = self.bases[stage.index] else {
+                continue;
+            };
+            let triggers = match parsed.get(&b) {
+                Some(t) => t.clone(),
+                None => {
+                    let t: Triggers = onbuild_triggers(&df.stages[b].instructions)?.into();
+                    parsed.insert(b, t.clone());
+                    t
+                }
+            };
+            // Every stage that inherits the triggers runs them again.
+            budget.texts(triggers.iter().map(|t| t.original.as_str()), stage.location)?;
+            self.set_triggers(df, options, stage.index, triggers)?;
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Records the triggers of `stage` and what they refer to.
@@ -147,7 +180,7 @@ impl Plan {
         df: &Dockerfile,
         options: &BuildOptions,
         stage: usize,
-        triggers: Vec<Spanned>,
+        triggers: Triggers,
     ) -> Result<(), Error> {
         let offset = df.stages[stage].instructions.len();
         for (i, spanned) in triggers.iter().enumerate() {
@@ -165,14 +198,12 @@ impl Plan {
         options: &BuildOptions,
         stage: &instructions::Stage,
         lexer: &Lexer,
-        env: &Vars,
+        budget: &Budget,
     ) -> Result<Source, Error> {
-        let name = lexer
-            .process_word(&stage.base, env)
-            .map_err(|e| expansion_error(e, stage.location))?;
+        let name = budget.expand(lexer, &stage.base, &self.meta_env, stage.location)?;
         if name.is_empty() {
             return Err(Error::at(
-                ErrorKind::BadReference(format!("base name ({}) should not be blank", stage.base)),
+                ErrorKind::BlankBaseName(stage.base.clone()),
                 stage.location,
             ));
         }
@@ -184,64 +215,13 @@ impl Plan {
         }
         // As in BuildKit, a base name is looked up among the stages defined before this one
         // only: in `FROM nginx AS nginx` (or when only a later stage has the name) it is an image.
-        if let Some(i) = stage_by_name(df, &name)
+        if let Some(i) = df.stage_by_name(&name)
             && i < stage.index
         {
             return Ok(Source::Stage(i));
         }
-        let reference = Reference::parse(&name)
-            .map_err(|e| Error::at(ErrorKind::BadReference(e.to_string()), stage.location))?;
-        Ok(Source::Image(reference))
-    }
-
-    /// Resolves what a `--from` value names, as seen from stage `current`.
-    fn resolve_from(
-        df: &Dockerfile,
-        options: &BuildOptions,
-        current: usize,
-        from: &str,
-        what: &str,
-        location: Location,
-    ) -> Result<Source, Error> {
-        if from.contains('$') {
-            return Err(Error::at(
-                ErrorKind::NotSupported(format!(
-                    "variable expansion in {what} (define a new stage with FROM using an ARG from the global scope instead)"
-                )),
-                location,
-            ));
-        }
-        if let Some(named) = named_context(options, from) {
-            return Ok(named);
-        }
-        let later = || {
-            Error::at(
-                ErrorKind::StageOrder {
-                    what: what.into(),
-                    name: from.to_string(),
-                },
-                location,
-            )
-        };
-        // A stage reading from itself is a cycle (BuildKit's message); a later stage is not
-        // built yet.
-        let circular = |s: usize| {
-            let name = df.stages[s].name.clone().unwrap_or_else(|| format!("stage-{s}"));
-            Error::at(ErrorKind::CircularStage(name), location)
-        };
-        let stage = stage_by_name(df, from).or_else(|| from.parse::<usize>().ok());
-        if let Some(s) = stage {
-            return match s.cmp(&current) {
-                std::cmp::Ordering::Less => Ok(Source::Stage(s)),
-                std::cmp::Ordering::Equal => Err(circular(s)),
-                std::cmp::Ordering::Greater => Err(later()),
-            };
-        }
-        if from.eq_ignore_ascii_case("scratch") {
-            return Ok(Source::Scratch);
-        }
-        let reference = Reference::parse(from)
-            .map_err(|e| Error::at(ErrorKind::BadReference(e.to_string()), location))?;
+        let reference =
+            Reference::parse(&name).map_err(|e| Error::at(ErrorKind::BadReference(e), stage.location))?;
         Ok(Source::Image(reference))
     }
 
@@ -255,22 +235,15 @@ impl Plan {
     ) -> Result<(), Error> {
         match &spanned.instruction {
             Instruction::Copy(CopyArgs { from: Some(from), .. }) => {
-                let source = Self::resolve_from(df, options, stage, from, "COPY --from", spanned.location)?;
+                let source = resolve_from(df, options, stage, from, "COPY --from", spanned.location)?;
                 self.refs.insert((stage, index, 0), source);
             }
             Instruction::Run(run) => {
                 for (m, spec) in run.mounts.iter().enumerate() {
-                    let mount = parse_mount(spec, None)
-                        .map_err(|e| Error::at(ErrorKind::BadFlag(e), spanned.location))?;
+                    let mount = parse_mount(spec, None).map_err(|e| e.at(spanned.location))?;
                     if let Some(from) = &mount.from {
-                        let source = Self::resolve_from(
-                            df,
-                            options,
-                            stage,
-                            from,
-                            "RUN --mount from",
-                            spanned.location,
-                        )?;
+                        let what = "RUN --mount from";
+                        let source = resolve_from(df, options, stage, from, what, spanned.location)?;
                         self.refs.insert((stage, index, m), source);
                     }
                 }
@@ -280,26 +253,43 @@ impl Plan {
         Ok(())
     }
 
-    /// Recomputes which stages the target needs. Returns the images they use, each with the
-    /// place that first needs it.
-    pub(super) fn reach(&mut self, df: &Dockerfile) -> Vec<(Reference, Location)> {
-        let mut reachable = BTreeSet::new();
-        let mut todo = vec![self.target];
-        while let Some(s) = todo.pop() {
-            if !reachable.insert(s) {
-                continue;
+    /// Marks `roots`, and everything they need, reachable; `roots` that already were are
+    /// looked at again (their triggers may have added references). Returns the stages that
+    /// were not reachable before, in order.
+    pub(super) fn reach(&mut self, roots: &[usize]) -> Vec<usize> {
+        let mut new = Vec::new();
+        let mut todo = Vec::new();
+        for &root in roots {
+            if self.reachable.insert(root) {
+                new.push(root);
             }
+            todo.push(root);
+        }
+        while let Some(s) = todo.pop() {
+            let mut needs: Vec<usize> = Vec::new();
             if let Source::Stage(b) = &self.bases[s] {
-                todo.push(*b);
+                needs.push(*b);
             }
             for (_, source) in self.refs.range((s, 0, 0)..(s + 1, 0, 0)) {
                 if let Source::Stage(d) = source {
-                    todo.push(*d);
+                    needs.push(*d);
+                }
+            }
+            for d in needs {
+                if self.reachable.insert(d) {
+                    new.push(d);
+                    todo.push(d);
                 }
             }
         }
+        new.sort_unstable();
+        new
+    }
+
+    /// The images `stages` use, in stage order, each with the place that needs it.
+    pub(super) fn images_of(&self, df: &Dockerfile, stages: &[usize]) -> Vec<(Reference, Location)> {
         let mut images = Vec::new();
-        for &s in &reachable {
+        for &s in stages {
             if let Source::Image(r) = &self.bases[s] {
                 images.push((r.clone(), df.stages[s].location));
             }
@@ -309,7 +299,6 @@ impl Plan {
                 }
             }
         }
-        self.reachable = reachable;
         images
     }
 
@@ -326,8 +315,85 @@ impl Plan {
     }
 }
 
+/// The stage `--target` names, or the last one.
+fn target_stage(df: &Dockerfile, options: &BuildOptions) -> Result<usize, Error> {
+    let Some(t) = &options.target else {
+        return Ok(df.stages.len() - 1);
+    };
+    let t = t.to_ascii_lowercase();
+    df.stage_by_name(&t).ok_or_else(|| {
+        let names = df.stages.iter().filter_map(|s| s.name.as_deref());
+        Error::global(ErrorKind::TargetNotFound {
+            suggestion: suggest(&t, names),
+            target: t,
+        })
+    })
+}
+
+/// BuildKit's automatic platform ARGs.
+fn platform_args(options: &BuildOptions) -> [(String, String); 8] {
+    let t = &options.target_platform;
+    let b = &options.build_platform;
+    [
+        ("TARGETPLATFORM".into(), t.to_string()),
+        ("TARGETOS".into(), t.os.clone()),
+        ("TARGETARCH".into(), t.architecture.clone()),
+        ("TARGETVARIANT".into(), t.variant.clone().unwrap_or_default()),
+        ("BUILDPLATFORM".into(), b.to_string()),
+        ("BUILDOS".into(), b.os.clone()),
+        ("BUILDARCH".into(), b.architecture.clone()),
+        ("BUILDVARIANT".into(), b.variant.clone().unwrap_or_default()),
+    ]
+}
+
+/// Resolves what a `--from` value names, as seen from stage `current`.
+fn resolve_from(
+    df: &Dockerfile,
+    options: &BuildOptions,
+    current: usize,
+    from: &str,
+    what: &str,
+    location: Location,
+) -> Result<Source, Error> {
+    if from.contains('$') {
+        return Err(Error::at(
+            ErrorKind::NotSupported(format!(
+                "variable expansion in {what} (define a new stage with FROM using an ARG from the global scope instead)"
+            )),
+            location,
+        ));
+    }
+    if let Some(named) = named_context(options, from) {
+        return Ok(named);
+    }
+    let stage = df.stage_by_name(from).or_else(|| from.parse::<usize>().ok());
+    if let Some(s) = stage {
+        return match s.cmp(&current) {
+            std::cmp::Ordering::Less => Ok(Source::Stage(s)),
+            // A stage reading from itself is a cycle (BuildKit's message).
+            std::cmp::Ordering::Equal => {
+                let name = df.stages[s].name.clone().unwrap_or_else(|| format!("stage-{s}"));
+                Err(Error::at(ErrorKind::CircularStage(name), location))
+            }
+            // A later stage is not built yet.
+            std::cmp::Ordering::Greater => {
+                let kind = ErrorKind::StageOrder {
+                    what: what.into(),
+                    name: from.to_string(),
+                };
+                Err(Error::at(kind, location))
+            }
+        };
+    }
+    if from.eq_ignore_ascii_case("scratch") {
+        return Ok(Source::Scratch);
+    }
+    let reference = Reference::parse(from).map_err(|e| Error::at(ErrorKind::BadReference(e), location))?;
+    Ok(Source::Image(reference))
+}
+
 /// The ONBUILD instructions of a stage, parsed as triggers (located at their ONBUILD line).
-fn stage_triggers(instructions: &[Spanned]) -> Result<Vec<Spanned>, Error> {
+fn onbuild_triggers(instructions: &[Spanned]) -> Result<Vec<Spanned>, Error> {
     instructions
         .iter()
         .filter_map(|s| match &s.instruction {
@@ -355,13 +421,6 @@ pub(super) fn parse_trigger(text: &str, location: Location) -> Result<Spanned, E
         original: text.trim().to_string(),
         keyword: node.keyword,
     })
-}
-
-fn stage_by_name(df: &Dockerfile, name: &str) -> Option<usize> {
-    let lower = name.to_ascii_lowercase();
-    df.stages
-        .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()))
 }
 
 fn named_context(options: &BuildOptions, name: &str) -> Option<Source> {

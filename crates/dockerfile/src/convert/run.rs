@@ -1,333 +1,38 @@
-//! RUN: the command (shell, exec or heredoc form), `--mount` (parsed and validated as BuildKit
-//! does, then lowered to exec mounts), `--network`, `--security`, and proxy variables.
+//! RUN: the command (shell, exec or heredoc form), `--mount` (parsed by `mount`, then lowered
+//! to exec mounts), `--network`, `--security`, and proxy variables.
 
-use llb::{Exec, FileChain, MountKind, MountOptions, OpOptions, Output, pb};
+use std::collections::BTreeMap;
 
+use llb::{Exec, FileChain, MountKind, MountOptions, Output, pb};
+
+use super::mount::{MountSpec, MountType, parse_mount};
+use super::options::CONTEXT_NAME;
+use super::paths::clean_path;
 use super::plan::Source;
-use super::{Converter, StageState, clean_path, run_command_string, workdir_of};
-use crate::error::{Error, ErrorKind, Location, suggest};
+use super::state::{Converter, StageState, chomp, shell_of, workdir_of};
+use super::vars::{Ordered, Vars};
+use crate::error::{Error, ErrorKind, Location};
 use crate::instructions::{CommandLine, RunArgs, Spanned};
 use crate::parser::Heredoc;
-
-/// The kinds of `RUN --mount`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MountType {
-    Bind,
-    Cache,
-    Tmpfs,
-    Secret,
-    Ssh,
-}
-
-impl MountType {
-    fn name(self) -> &'static str {
-        match self {
-            MountType::Bind => "bind",
-            MountType::Cache => "cache",
-            MountType::Tmpfs => "tmpfs",
-            MountType::Secret => "secret",
-            MountType::Ssh => "ssh",
-        }
-    }
-}
-
-/// One `--mount` flag, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct MountSpec {
-    pub(crate) kind: MountType,
-    pub(crate) from: Option<String>,
-    pub(crate) source: Option<String>,
-    pub(crate) target: Option<String>,
-    pub(crate) readonly: bool,
-    pub(crate) id: Option<String>,
-    pub(crate) sharing: pb::CacheSharing,
-    pub(crate) sharing_set: bool,
-    pub(crate) required: bool,
-    pub(crate) mode: Option<u32>,
-    pub(crate) uid: Option<u32>,
-    pub(crate) gid: Option<u32>,
-    pub(crate) size: Option<i64>,
-    pub(crate) env: Option<String>,
-}
-
-/// Splits one CSV record the way Go's `encoding/csv` does: fields separated by commas, a field
-/// may be double-quoted, `""` inside quotes is a quote.
-fn csv_fields(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut chars = line.chars().peekable();
-    let mut at_start = true;
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    field.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                field.push(c);
-            }
-            continue;
-        }
-        match c {
-            '"' if at_start => {
-                quoted = true;
-                at_start = false;
-            }
-            ',' => {
-                fields.push(std::mem::take(&mut field));
-                at_start = true;
-            }
-            _ => {
-                field.push(c);
-                at_start = false;
-            }
-        }
-    }
-    if quoted {
-        return Err("failed to parse csv mounts: extraneous or missing \" in quoted-field".into());
-    }
-    fields.push(field);
-    Ok(fields)
-}
-
-const MOUNT_KEYS: [&str; 18] = [
-    "type",
-    "from",
-    "source",
-    "target",
-    "readonly",
-    "id",
-    "sharing",
-    "required",
-    "mode",
-    "uid",
-    "gid",
-    "src",
-    "dst",
-    "ro",
-    "rw",
-    "readwrite",
-    "size",
-    "env",
-];
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "t" | "true" => Ok(true),
-        "0" | "f" | "false" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {value}")),
-    }
-}
-
-/// Parses one `--mount` value. Values are expanded with `expand` (not `from`, which never is);
-/// with no expander only the structure is checked (used to find `from=` stages early).
-pub(crate) fn parse_mount(spec: &str, expand: Option<&Expander<'_>>) -> Result<MountSpec, String> {
-    let mut m = MountSpec {
-        kind: MountType::Bind,
-        from: None,
-        source: None,
-        target: None,
-        readonly: true,
-        id: None,
-        sharing: pb::CacheSharing::Shared,
-        sharing_set: false,
-        required: false,
-        mode: None,
-        uid: None,
-        gid: None,
-        size: None,
-        env: None,
-    };
-    let mut readonly_set = false;
-    for field in csv_fields(spec)? {
-        let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
-            None => (field.to_ascii_lowercase(), None),
-        };
-        let Some(value) = value else {
-            match key.as_str() {
-                "readonly" | "ro" => {
-                    m.readonly = true;
-                    readonly_set = true;
-                }
-                "readwrite" | "rw" => {
-                    m.readonly = false;
-                    readonly_set = true;
-                }
-                "required" => {
-                    if !matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                        return Err(format!(
-                            "unexpected key 'required' for mount type '{}'",
-                            m.kind.name()
-                        ));
-                    }
-                    m.required = true;
-                }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
-            }
-            continue;
-        };
-        if key == "from" {
-            if value.contains('$') {
-                return Err("'from' doesn't support variable expansion, define alias stage instead".into());
-            }
-            m.from = Some(value);
-            continue;
-        }
-        let value = match expand {
-            Some(expand) => expand(&value)?,
-            None => value,
-        };
-        match key.as_str() {
-            "type" => {
-                m.kind = match value.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => {
-                        let hint = suggest(&value, ["bind", "cache", "tmpfs", "secret", "ssh"])
-                            .map(|s| format!(" (did you mean {s}?)"))
-                            .unwrap_or_default();
-                        return Err(format!("unsupported mount type {value:?}{hint}"));
-                    }
-                };
-            }
-            "source" | "src" => m.source = Some(value),
-            "target" | "dst" | "destination" => m.target = Some(value),
-            "readonly" | "ro" => {
-                m.readonly = parse_bool(&key, &value)?;
-                readonly_set = true;
-            }
-            "readwrite" | "rw" => {
-                m.readonly = !parse_bool(&key, &value)?;
-                readonly_set = true;
-            }
-            "required" => {
-                if !matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                    return Err(format!(
-                        "unexpected key 'required' for mount type '{}'",
-                        m.kind.name()
-                    ));
-                }
-                m.required = parse_bool(&key, &value)?;
-            }
-            "size" => {
-                if m.kind != MountType::Tmpfs {
-                    return Err(format!(
-                        "unexpected key 'size' for mount type '{}'",
-                        m.kind.name()
-                    ));
-                }
-                m.size = Some(
-                    oci::units::ram_in_bytes(&value)
-                        .and_then(|n| i64::try_from(n).ok())
-                        .ok_or_else(|| format!("invalid value for size: {value}"))?,
-                );
-            }
-            "id" => m.id = Some(value),
-            "sharing" => {
-                m.sharing = match value.to_ascii_lowercase().as_str() {
-                    "shared" => pb::CacheSharing::Shared,
-                    "private" => pb::CacheSharing::Private,
-                    "locked" => pb::CacheSharing::Locked,
-                    _ => {
-                        let hint = suggest(&value, ["shared", "private", "locked"])
-                            .map(|s| format!(" (did you mean {s}?)"))
-                            .unwrap_or_default();
-                        return Err(format!("unsupported sharing value {value:?}{hint}"));
-                    }
-                };
-                m.sharing_set = true;
-            }
-            "mode" => {
-                m.mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .ok()
-                        .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| format!("invalid value {value} for mode"))?,
-                );
-            }
-            "uid" => {
-                m.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
-            }
-            "gid" => {
-                m.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
-            }
-            "env" => m.env = Some(value),
-            _ => {
-                let hint = suggest(&key, MOUNT_KEYS)
-                    .map(|s| format!(" (did you mean {s}?)"))
-                    .unwrap_or_default();
-                return Err(format!("unexpected key '{key}' in '{field}'{hint}"));
-            }
-        }
-    }
-    validate(&mut m, readonly_set)?;
-    Ok(m)
-}
-
-fn validate(m: &mut MountSpec, readonly_set: bool) -> Result<(), String> {
-    let file_info_allowed = matches!(m.kind, MountType::Secret | MountType::Ssh | MountType::Cache);
-    if !file_info_allowed {
-        for (set, name) in [
-            (m.mode.is_some(), "mode"),
-            (m.uid.is_some(), "uid"),
-            (m.gid.is_some(), "gid"),
-        ] {
-            if set {
-                return Err(format!("{name} not allowed for {:?} type mounts", m.kind.name()));
-            }
-        }
-    }
-    if !readonly_set {
-        m.readonly = !matches!(m.kind, MountType::Cache | MountType::Tmpfs);
-    }
-    if m.env.is_some() && m.kind != MountType::Secret {
-        return Err(format!("unexpected key 'env' for mount type '{}'", m.kind.name()));
-    }
-    if m.kind == MountType::Secret {
-        if m.from.is_some() {
-            return Err("secret mount should not have a from".into());
-        }
-        if m.sharing_set {
-            return Err("secret mount should not define sharing".into());
-        }
-        if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
-            return Err("invalid secret mount. one of source, target required".into());
-        }
-        if m.source.is_some() && m.id.is_some() {
-            return Err("both source and id can't be set".into());
-        }
-    }
-    if m.kind == MountType::Ssh && m.source.is_some() {
-        return Err("ssh mount does not support source".into());
-    }
-    if m.sharing_set && m.kind != MountType::Cache {
-        return Err(format!("invalid cache sharing set for {} mount", m.kind.name()));
-    }
-    Ok(())
-}
-
-/// Expands a mount option value (the stage's variables).
-pub(crate) type Expander<'a> = dyn Fn(&str) -> Result<String, String> + 'a;
 
 /// What a RUN runs: its argv before the shell is added, a heredoc script to mount at
 /// `/dev/pipes/`, and a summary of the heredoc for the step name.
 type RunCommand = (Vec<String>, Option<Output>, Option<String>);
+
+/// A mount lowered for the exec op: where, from what, how.
+type LoweredMount = (String, Option<Output>, MountOptions);
+
+/// The mounts of one RUN, lowered, and what they add to the step.
+#[derive(Default)]
+struct Lowered {
+    mounts: Vec<LoweredMount>,
+    secret_envs: Vec<pb::SecretEnv>,
+    /// Names of secrets exposed as environment variables, hidden in the step name.
+    masked: Vec<String>,
+    /// The first ssh mount's socket, which the step gets as `SSH_AUTH_SOCK`.
+    ssh_socket: Option<String>,
+    ssh_count: usize,
+}
 
 /// The last path component (BuildKit: `path.Base`).
 fn base_name(path: &str) -> String {
@@ -350,14 +55,6 @@ fn summarize(doc: &str) -> String {
     }
 }
 
-/// Removes leading tabs from every line (`<<-`).
-pub(crate) fn chomp(content: &str) -> String {
-    content
-        .split_inclusive('\n')
-        .map(|l| l.trim_start_matches('\t'))
-        .collect()
-}
-
 impl Converter<'_> {
     pub(super) fn dispatch_run(
         &mut self,
@@ -368,53 +65,99 @@ impl Converter<'_> {
         state: &mut StageState,
     ) -> Result<(), Error> {
         let location = spanned.location;
-        let bad_flag = |message: String| Error::at(ErrorKind::BadFlag(message), location);
-        let network = match run
-            .network
-            .as_deref()
-            .map(|n| self.expand(n, state, location))
-            .transpose()?
-            .as_deref()
-        {
-            // The build's `--network` when the step does not choose, as BuildKit's
-            // force-network-mode.
-            None | Some("default") => self.options.default_network,
-            Some("none") => pb::NetMode::None,
-            Some("host") => pb::NetMode::Host,
-            Some(other) => {
-                return Err(bad_flag(format!(
-                    "unsupported network mode {other:?}: expected default, none or host"
-                )));
-            }
-        };
-        let security = match run
-            .security
-            .as_deref()
-            .map(|s| self.expand(s, state, location))
-            .transpose()?
-            .as_deref()
-        {
-            None | Some("sandbox") => pb::SecurityMode::Sandbox,
-            Some("insecure") => pb::SecurityMode::Insecure,
-            Some(other) => {
-                return Err(bad_flag(format!(
-                    "unsupported security mode {other:?}: expected sandbox or insecure"
-                )));
-            }
-        };
-
+        let network = self.run_network(run, state, location)?;
+        let security = self.run_security(run, state, location)?;
         let (mut args, heredoc_mount, summary) = self.run_command(run, location)?;
-        let mut display = self.display_text(&spanned.original, state);
+        let mut display = self.display_text(&spanned.original, state, location)?;
         if let Some(summary) = summary {
             display = format!("{display} ({summary})");
         }
         if let CommandLine::Shell(_) = run.command {
             args = shell_wrap(state, args);
         }
-        let mut env = state.env.clone();
-        let mut meta = pb::Meta {
-            args: args.clone(),
-            env: Vec::new(),
+        // Mounts: parse with the stage's environment, then lower.
+        let mut mounts = Vec::with_capacity(run.mounts.len());
+        for spec in &run.mounts {
+            let expand = |word: &str| self.expand(word, state, location);
+            mounts.push(parse_mount(spec, Some(&expand)).map_err(|e| e.at(location))?);
+        }
+        let lowered = self.lower_mounts(stage, index, &mounts, state, location)?;
+        let meta = self.run_meta(&args, &lowered, state, location)?;
+        let mut exec = Exec::new(meta, network, security);
+        self.add_mounts(&mut exec, state, heredoc_mount, lowered.mounts);
+        for secret in lowered.secret_envs {
+            exec.secret_env(secret);
+        }
+        let display = mask_secrets(&display, &lowered.masked);
+        let options = self.op_options(state, &display, location)?;
+        state.fs = self.ops.made(exec.finish(options).into_iter().next());
+        let history = format!("RUN {}", run_command_string(&args, &state.build_args, &state.env));
+        self.layer_history(state, history, location)
+    }
+
+    /// `--network`; without it, the build's `--network` (BuildKit's force-network-mode).
+    fn run_network(
+        &self,
+        run: &RunArgs,
+        state: &StageState,
+        location: Location,
+    ) -> Result<pb::NetMode, Error> {
+        let network = match &run.network {
+            Some(n) => Some(self.expand(n, state, location)?),
+            None => None,
+        };
+        Ok(match network.as_deref() {
+            None | Some("default") => self.options.default_network,
+            Some("none") => pb::NetMode::None,
+            Some("host") => pb::NetMode::Host,
+            Some(other) => {
+                let message = format!("unsupported network mode {other:?}: expected default, none or host");
+                return Err(Error::at(ErrorKind::BadFlag(message), location));
+            }
+        })
+    }
+
+    fn run_security(
+        &self,
+        run: &RunArgs,
+        state: &StageState,
+        location: Location,
+    ) -> Result<pb::SecurityMode, Error> {
+        let security = match &run.security {
+            Some(s) => Some(self.expand(s, state, location)?),
+            None => None,
+        };
+        Ok(match security.as_deref() {
+            None | Some("sandbox") => pb::SecurityMode::Sandbox,
+            Some("insecure") => pb::SecurityMode::Insecure,
+            Some(other) => {
+                let message = format!("unsupported security mode {other:?}: expected sandbox or insecure");
+                return Err(Error::at(ErrorKind::BadFlag(message), location));
+            }
+        })
+    }
+
+    /// The process: arguments, environment (the stage's, plus `SSH_AUTH_SOCK` for an ssh
+    /// mount), working directory, user, proxies, hostname, hosts and limits; counted against
+    /// the budget, since every RUN carries the whole environment.
+    fn run_meta(
+        &self,
+        args: &[String],
+        lowered: &Lowered,
+        state: &StageState,
+        location: Location,
+    ) -> Result<pb::Meta, Error> {
+        let env = match &lowered.ssh_socket {
+            Some(socket) => {
+                let mut env = state.env.clone();
+                env.set("SSH_AUTH_SOCK", socket.clone());
+                env.to_strings()
+            }
+            None => state.env.to_strings(),
+        };
+        let meta = pb::Meta {
+            args: args.to_vec(),
+            env,
             cwd: workdir_of(state),
             user: state.image.config.user.clone().unwrap_or_default(),
             proxy_env: self.proxy_env(state),
@@ -428,101 +171,77 @@ impl Converter<'_> {
             extra_hosts: self.options.extra_hosts.clone(),
             ulimit: self.options.ulimits.clone(),
         };
+        let strings = meta.args.iter().chain(&meta.env).chain([&meta.cwd, &meta.user]);
+        self.budget.texts(strings.map(String::as_str), location)?;
+        Ok(meta)
+    }
 
-        // Mounts: parse with the stage's environment, then lower.
-        let mut mounts = Vec::with_capacity(run.mounts.len());
-        for spec in &run.mounts {
-            let expand = |word: &str| -> Result<String, String> {
-                self.lexer
-                    .process_word(word, &state.env)
-                    .map_err(|e| e.to_string())
+    /// The root, the heredoc script, `/dev/shm` and the step's own mounts, in that order.
+    fn add_mounts(
+        &self,
+        exec: &mut Exec,
+        state: &StageState,
+        heredoc: Option<Output>,
+        mounts: Vec<LoweredMount>,
+    ) {
+        let root = MountOptions {
+            output: true,
+            ..Default::default()
+        };
+        exec.mount("/", state.fs.as_ref(), root);
+        if let Some(pipe) = heredoc {
+            let options = MountOptions {
+                readonly: true,
+                ..MountOptions::default()
             };
-            mounts.push(parse_mount(spec, Some(&expand)).map_err(bad_flag)?);
+            exec.mount("/dev/pipes/", Some(&pipe), options);
         }
-        let mut masked_secrets: Vec<String> = Vec::new();
-        let mut ssh_count = 0;
-        let mut secret_envs = Vec::new();
-        let mut lowered: Vec<(String, Option<Output>, MountOptions)> = Vec::new();
+        // `--shm-size`: a /dev/shm of that size, as BuildKit mounts it (a tmpfs replacing the
+        // runtime's), unless the step mounts something there itself.
+        if self.options.shm_size > 0 && !mounts.iter().any(|(t, _, _)| t == "/dev/shm") {
+            let options = MountOptions {
+                kind: MountKind::Tmpfs(pb::TmpfsOpt {
+                    size: self.options.shm_size,
+                }),
+                ..MountOptions::default()
+            };
+            exec.mount("/dev/shm", None, options);
+        }
+        for (target, input, options) in mounts {
+            exec.mount(&target, input.as_ref(), options);
+        }
+    }
+
+    fn lower_mounts(
+        &mut self,
+        stage: usize,
+        index: usize,
+        mounts: &[MountSpec],
+        state: &StageState,
+        location: Location,
+    ) -> Result<Lowered, Error> {
+        let mut lowered = Lowered::default();
         let workdir = workdir_of(state);
         for (m_index, m) in mounts.iter().enumerate() {
-            // A relative (or missing) target is relative to the working directory.
-            let target = match (&m.target, m.kind) {
-                (None, MountType::Secret | MountType::Ssh) => None,
-                (t, _) => {
-                    let t = t.clone().unwrap_or_default();
-                    let joined = if t.starts_with('/') {
-                        t
-                    } else {
-                        format!("{workdir}/{t}")
-                    };
-                    Some(clean_path(&joined))
-                }
-            };
+            let target = mount_target(m, &workdir);
             if target.as_deref() == Some("/") {
-                return Err(bad_flag("invalid mount target \"/\"".into()));
+                let message = "invalid mount target \"/\"".into();
+                return Err(Error::at(ErrorKind::BadFlag(message), location));
             }
             match m.kind {
                 MountType::Bind => {
                     let input = self.mount_source(stage, index, m_index, m)?;
-                    let selector = clean_path(&format!("/{}", m.source.clone().unwrap_or_default()));
                     let options = MountOptions {
-                        selector: if selector == "/" { String::new() } else { selector },
+                        selector: selector(m.source.as_deref()),
                         readonly: m.readonly,
                         output: false,
                         kind: MountKind::Bind,
                     };
-                    lowered.push((target.unwrap_or_default(), input, options));
+                    lowered.mounts.push((target.unwrap_or_default(), input, options));
                 }
                 MountType::Cache => {
-                    let target = target.unwrap_or_default();
-                    let id =
-                        m.id.clone()
-                            .filter(|i| !i.is_empty())
-                            .unwrap_or_else(|| target.clone());
-                    // BuildKit's built-in arg that puts every cache id of a build in a namespace.
-                    let id = match self.options.build_args.get("BUILDKIT_CACHE_MOUNT_NS") {
-                        Some(ns) if !ns.is_empty() => format!("{ns}/{id}"),
-                        _ => id,
-                    };
-                    let (input, selector) = if m.from.is_some() {
-                        let input = self.mount_source(stage, index, m_index, m)?;
-                        (
-                            input,
-                            clean_path(&format!("/{}", m.source.clone().unwrap_or_default())),
-                        )
-                    } else if m.mode.is_some() || m.uid.is_some() || m.gid.is_some() {
-                        // The cache directory is created with the requested owner and mode.
-                        let owner = pb::ChownOpt {
-                            user: Some(pb::UserOpt {
-                                user: Some(pb::user_opt::User::ById(m.uid.unwrap_or(0))),
-                            }),
-                            group: Some(pb::UserOpt {
-                                user: Some(pb::user_opt::User::ById(m.gid.unwrap_or(0))),
-                            }),
-                        };
-                        let dir = FileChain::new(None)
-                            .mkdir(pb::FileActionMkDir {
-                                path: "/cache".into(),
-                                mode: m.mode.unwrap_or(0o755) as i32,
-                                make_parents: true,
-                                owner: Some(owner),
-                                timestamp: -1,
-                            })
-                            .finish(self.internal_options("preparing cache directory"));
-                        (dir, "/cache".to_string())
-                    } else {
-                        (None, "/".to_string())
-                    };
-                    let options = MountOptions {
-                        selector: if selector == "/" { String::new() } else { selector },
-                        readonly: m.readonly,
-                        output: false,
-                        kind: MountKind::Cache(pb::CacheOpt {
-                            id,
-                            sharing: m.sharing as i32,
-                        }),
-                    };
-                    lowered.push((target, input, options));
+                    let mount = self.lower_cache(stage, index, m_index, m, target.unwrap_or_default())?;
+                    lowered.mounts.push(mount);
                 }
                 MountType::Tmpfs => {
                     let options = MountOptions {
@@ -532,113 +251,73 @@ impl Converter<'_> {
                         readonly: m.readonly,
                         ..MountOptions::default()
                     };
-                    lowered.push((target.unwrap_or_default(), None, options));
+                    lowered.mounts.push((target.unwrap_or_default(), None, options));
                 }
-                MountType::Secret => {
-                    let id =
-                        m.id.clone()
-                            .or_else(|| m.source.clone())
-                            .or_else(|| m.target.as_deref().map(base_name))
-                            .or_else(|| m.env.clone())
-                            .unwrap_or_default();
-                    if let Some(name) = &m.env {
-                        secret_envs.push(pb::SecretEnv {
-                            id: id.clone(),
-                            name: name.clone(),
-                            optional: !m.required,
-                        });
-                        masked_secrets.push(name.clone());
-                    }
-                    // With only env=, the secret is not a file.
-                    if m.env.is_none() || m.target.is_some() {
-                        let target = target.unwrap_or_else(|| format!("/run/secrets/{}", base_name(&id)));
-                        let options = MountOptions {
-                            kind: MountKind::Secret(pb::SecretOpt {
-                                id,
-                                uid: m.uid.unwrap_or(0),
-                                gid: m.gid.unwrap_or(0),
-                                mode: m.mode.unwrap_or(0o400),
-                                optional: !m.required,
-                            }),
-                            readonly: true,
-                            ..MountOptions::default()
-                        };
-                        lowered.push((target, None, options));
-                    }
-                }
-                MountType::Ssh => {
-                    let id =
-                        m.id.clone()
-                            .filter(|i| !i.is_empty())
-                            .unwrap_or_else(|| "default".into());
-                    let target = target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{ssh_count}"));
-                    if ssh_count == 0 {
-                        env.set("SSH_AUTH_SOCK", &target);
-                    }
-                    ssh_count += 1;
-                    let options = MountOptions {
-                        kind: MountKind::Ssh(pb::SshOpt {
-                            id,
-                            uid: m.uid.unwrap_or(0),
-                            gid: m.gid.unwrap_or(0),
-                            mode: m.mode.unwrap_or(0o600),
-                            optional: !m.required,
-                        }),
-                        readonly: true,
-                        ..MountOptions::default()
-                    };
-                    lowered.push((target, None, options));
-                }
+                MountType::Secret => lower_secret(m, target, &mut lowered),
+                MountType::Ssh => lower_ssh(m, target, &mut lowered),
             }
         }
-        meta.env = env.to_strings();
-        let mut exec = Exec::new(meta, network, security);
-        exec.mount(
-            "/",
-            state.fs.as_ref(),
-            MountOptions {
-                output: true,
-                ..Default::default()
-            },
-        );
-        if let Some(pipe) = heredoc_mount {
-            exec.mount(
-                "/dev/pipes/",
-                Some(&pipe),
-                MountOptions {
-                    readonly: true,
-                    ..MountOptions::default()
-                },
-            );
-        }
-        // `--shm-size`: a /dev/shm of that size, as BuildKit mounts it (a tmpfs replacing the
-        // runtime's), unless the step mounts something there itself.
-        if self.options.shm_size > 0 && !lowered.iter().any(|(t, _, _)| t == "/dev/shm") {
-            exec.mount(
-                "/dev/shm",
-                None,
-                MountOptions {
-                    kind: MountKind::Tmpfs(pb::TmpfsOpt {
-                        size: self.options.shm_size,
-                    }),
-                    ..MountOptions::default()
-                },
-            );
-        }
-        for (target, input, options) in lowered {
-            exec.mount(&target, input.as_ref(), options);
-        }
-        for secret in secret_envs {
-            exec.secret_env(secret);
-        }
-        for name in &masked_secrets {
-            display = mask_secret(&display, name);
-        }
-        let options = self.op_options(state, &display, Some(location));
-        state.fs = exec.finish(options).into_iter().next();
-        let history = format!("RUN {}", run_command_string(&args, &state.build_args, &state.env));
-        self.layer_history(state, history);
-        Ok(())
+        // Targets join the working directory, which can be long; each mount carries its own.
+        let paths = lowered
+            .mounts
+            .iter()
+            .flat_map(|(t, _, o)| [t.as_str(), o.selector.as_str()]);
+        self.budget.texts(paths, location)?;
+        Ok(lowered)
+    }
+
+    fn lower_cache(
+        &mut self,
+        stage: usize,
+        index: usize,
+        m_index: usize,
+        m: &MountSpec,
+        target: String,
+    ) -> Result<LoweredMount, Error> {
+        let id =
+            m.id.clone()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| target.clone());
+        // BuildKit's built-in arg that puts every cache id of a build in a namespace.
+        let id = match self.options.build_args.get("BUILDKIT_CACHE_MOUNT_NS") {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{id}"),
+            _ => id,
+        };
+        let (input, selector) = if m.from.is_some() {
+            let input = self.mount_source(stage, index, m_index, m)?;
+            (input, selector(m.source.as_deref()))
+        } else if m.mode.is_some() || m.uid.is_some() || m.gid.is_some() {
+            // The cache directory is created with the requested owner and mode.
+            let id = |n: Option<u32>| pb::UserOpt {
+                user: Some(pb::user_opt::User::ById(n.unwrap_or(0))),
+            };
+            let owner = pb::ChownOpt {
+                user: Some(id(m.uid)),
+                group: Some(id(m.gid)),
+            };
+            let dir = FileChain::new(None)
+                .mkdir(pb::FileActionMkDir {
+                    path: "/cache".into(),
+                    mode: m.mode.unwrap_or(0o755) as i32,
+                    make_parents: true,
+                    owner: Some(owner),
+                    timestamp: -1,
+                })
+                .finish(self.internal_options("preparing cache directory"));
+            (dir, "/cache".to_string())
+        } else {
+            (None, String::new())
+        };
+        let options = MountOptions {
+            selector,
+            readonly: m.readonly,
+            output: false,
+            kind: MountKind::Cache(pb::CacheOpt {
+                id,
+                sharing: m.sharing as i32,
+            }),
+        };
+        Ok((target, input, options))
     }
 
     /// The filesystem a bind or cache mount takes from `from=` (default: the build context).
@@ -651,7 +330,7 @@ impl Converter<'_> {
     ) -> Result<Option<Output>, Error> {
         if m.from.is_none() {
             return Ok(if m.kind == MountType::Bind {
-                Some(self.local(super::CONTEXT_NAME))
+                Some(self.local(CONTEXT_NAME))
             } else {
                 None
             });
@@ -695,10 +374,11 @@ impl Converter<'_> {
                             })
                             .finish(self.internal_options("preparing inline document"));
                         let Some(file) = file else {
-                            return Err(Error::at(
-                                ErrorKind::Expansion("empty heredoc file".into()),
-                                location,
-                            ));
+                            let kind = ErrorKind::BadArguments {
+                                instruction: "RUN".into(),
+                                message: "made an empty heredoc file".into(),
+                            };
+                            return Err(Error::at(kind, location));
                         };
                         return Ok((vec![format!("/dev/pipes/{}", first.name)], Some(file), summary));
                     }
@@ -722,7 +402,7 @@ impl Converter<'_> {
         let mut proxy = pb::ProxyEnv::default();
         let mut any = false;
         for (key, value) in &self.options.build_args {
-            if state.build_args.iter().any(|(k, _)| k == key) {
+            if state.build_args.contains(key) {
                 continue;
             }
             let slot = match key.to_ascii_lowercase().as_str() {
@@ -738,102 +418,269 @@ impl Converter<'_> {
         }
         any.then_some(proxy)
     }
+}
 
-    pub(super) fn internal_options(&self, name: &str) -> OpOptions {
-        OpOptions {
-            description: Some(format!("[internal] {name}")),
-            ignore_cache: self.options.no_cache,
-            locations: Vec::new(),
-            platform: Some(self.options.target_platform.clone()),
+/// Where a mount goes: a relative (or missing) target is relative to the working directory;
+/// secrets and ssh sockets without a target get a default one later.
+fn mount_target(m: &MountSpec, workdir: &str) -> Option<String> {
+    match (&m.target, m.kind) {
+        (None, MountType::Secret | MountType::Ssh) => None,
+        (t, _) => {
+            let t = t.clone().unwrap_or_default();
+            let joined = if t.starts_with('/') {
+                t
+            } else {
+                format!("{workdir}/{t}")
+            };
+            Some(clean_path(&joined))
         }
     }
 }
 
+/// The part of the mounted filesystem a bind or cache mount shows: `source=`, cleaned; all of
+/// it (the empty selector) for `/`.
+fn selector(source: Option<&str>) -> String {
+    let selector = clean_path(&format!("/{}", source.unwrap_or_default()));
+    if selector == "/" { String::new() } else { selector }
+}
+
+fn lower_secret(m: &MountSpec, target: Option<String>, lowered: &mut Lowered) {
+    let id =
+        m.id.clone()
+            .or_else(|| m.source.clone())
+            .or_else(|| m.target.as_deref().map(base_name))
+            .or_else(|| m.env.clone())
+            .unwrap_or_default();
+    if let Some(name) = &m.env {
+        lowered.secret_envs.push(pb::SecretEnv {
+            id: id.clone(),
+            name: name.clone(),
+            optional: !m.required,
+        });
+        lowered.masked.push(name.clone());
+    }
+    // With only env=, the secret is not a file.
+    if m.env.is_none() || m.target.is_some() {
+        let target = target.unwrap_or_else(|| format!("/run/secrets/{}", base_name(&id)));
+        let options = MountOptions {
+            kind: MountKind::Secret(pb::SecretOpt {
+                id,
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+                mode: m.mode.unwrap_or(0o400),
+                optional: !m.required,
+            }),
+            readonly: true,
+            ..MountOptions::default()
+        };
+        lowered.mounts.push((target, None, options));
+    }
+}
+
+fn lower_ssh(m: &MountSpec, target: Option<String>, lowered: &mut Lowered) {
+    let id =
+        m.id.clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| "default".into());
+    let target = target.unwrap_or_else(|| format!("/run/buildkit/ssh_agent.{}", lowered.ssh_count));
+    if lowered.ssh_count == 0 {
+        lowered.ssh_socket = Some(target.clone());
+    }
+    lowered.ssh_count += 1;
+    let options = MountOptions {
+        kind: MountKind::Ssh(pb::SshOpt {
+            id,
+            uid: m.uid.unwrap_or(0),
+            gid: m.gid.unwrap_or(0),
+            mode: m.mode.unwrap_or(0o600),
+            optional: !m.required,
+        }),
+        readonly: true,
+        ..MountOptions::default()
+    };
+    lowered.mounts.push((target, None, options));
+}
+
 fn shell_wrap(state: &StageState, args: Vec<String>) -> Vec<String> {
-    let mut shell = super::shell_of(state);
+    let mut shell = shell_of(state);
     shell.push(args.join(" "));
     shell
 }
 
-/// Hides the value of a secret exposed as `$NAME` in a step name (BuildKit shows `****`).
-fn mask_secret(text: &str, name: &str) -> String {
-    text.replace(&format!("${{{name}}}"), "****")
-        .replace(&format!("${name}"), "****")
+/// `RUN |2 a=1 b=2 /bin/sh -c cmd`: the args in scope (their effective values, once each) then
+/// the command, as BuildKit writes RUN history.
+fn run_command_string(args: &[String], build_args: &Ordered<Option<String>>, env: &Vars) -> String {
+    let mut parts = Vec::with_capacity(build_args.len() + 1 + args.len());
+    if build_args.len() > 0 {
+        parts.push(format!("|{}", build_args.len()));
+        for (k, v) in build_args.iter() {
+            let value = env.value(k).or(v.as_ref()).map_or("", String::as_str);
+            parts.push(format!("{k}={value}"));
+        }
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+/// Hides the values of secrets exposed as `$NAME` in a step name: every `${NAME}` and `$NAME`
+/// of a masked name becomes `****` (BuildKit's mask). It gives what replacing each name's
+/// references in turn would (`${NAME}`, then `$NAME`, then the next name's), in one pass over
+/// the text however many secrets there are: at each `$`, the first of those patterns, in that
+/// order, that matches there wins. (Replacing in turn could differ only for names containing
+/// `$` or `*`, which no variable name does.)
+fn mask_secrets(text: &str, names: &[String]) -> String {
+    if names.is_empty() {
+        return text.to_string();
+    }
+    let trie = NameTrie::new(names);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        match trie.first_match(after) {
+            Some(len) => {
+                out.push_str("****");
+                rest = &after[len..];
+            }
+            None => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The masked names, for finding which of them a `$` starts.
+struct NameTrie {
+    /// Children of each node by character; node 0 is the root.
+    children: Vec<BTreeMap<char, usize>>,
+    /// The position in the name list of the name ending at each node (its first occurrence).
+    rank: Vec<Option<usize>>,
+}
+
+impl NameTrie {
+    fn new(names: &[String]) -> NameTrie {
+        let mut trie = NameTrie {
+            children: vec![BTreeMap::new()],
+            rank: vec![None],
+        };
+        for (i, name) in names.iter().enumerate() {
+            let mut node = 0;
+            for c in name.chars() {
+                node = match trie.children[node].get(&c) {
+                    Some(&next) => next,
+                    None => {
+                        trie.children.push(BTreeMap::new());
+                        trie.rank.push(None);
+                        let next = trie.children.len() - 1;
+                        trie.children[node].insert(c, next);
+                        next
+                    }
+                };
+            }
+            trie.rank[node].get_or_insert(i);
+        }
+        trie
+    }
+
+    /// For the text after a `$`: how much of it the winning pattern covers, if any matches.
+    /// Name `i`'s `${NAME}` ranks `2i` and its `$NAME` `2i + 1`.
+    fn first_match(&self, after: &str) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        let mut consider = |rank: usize, len: usize| {
+            if best.is_none_or(|(r, _)| rank < r) {
+                best = Some((rank, len));
+            }
+        };
+        // `$NAME`: every name that `after` starts with.
+        self.walk(after, |i, len| consider(2 * i + 1, len));
+        // `${NAME}`: every name that `after` has between `{` and a `}`.
+        if let Some(inner) = after.strip_prefix('{') {
+            self.walk(inner, |i, len| {
+                if inner[len..].starts_with('}') {
+                    consider(2 * i, len + 2);
+                }
+            });
+        }
+        best.map(|(_, len)| len)
+    }
+
+    /// Calls `found(rank, length)` for every name `text` starts with.
+    fn walk(&self, text: &str, mut found: impl FnMut(usize, usize)) {
+        let mut node = 0;
+        for (offset, c) in text.char_indices() {
+            let Some(&next) = self.children[node].get(&c) else {
+                return;
+            };
+            node = next;
+            if let Some(rank) = self.rank[node] {
+                found(rank, offset + c.len_utf8());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(spec: &str) -> Result<MountSpec, String> {
-        parse_mount(spec, Some(&|w: &str| Ok(w.to_string())))
-    }
-
-    #[test]
-    fn defaults_follow_buildkit() {
-        let m = parse("target=/x").unwrap();
-        assert_eq!((m.kind, m.readonly), (MountType::Bind, true));
-        let m = parse("type=cache,target=/c").unwrap();
-        assert!(!m.readonly);
-        let m = parse("type=cache,target=/c,ro").unwrap();
-        assert!(m.readonly);
-        let m = parse("type=secret,id=tok,required").unwrap();
-        assert!(m.required && m.readonly);
-        let m = parse("type=tmpfs,target=/t,size=64m").unwrap();
-        assert_eq!(m.size, Some(64 * 1024 * 1024));
-        let m = parse(r#"type=bind,"source=a,b",target=/x"#).unwrap();
-        assert_eq!(m.source.as_deref(), Some("a,b"));
-    }
-
-    #[test]
-    fn errors_match_buildkit() {
-        assert_eq!(
-            parse("typ=cache").unwrap_err(),
-            "unexpected key 'typ' in 'typ=cache' (did you mean type?)"
-        );
-        assert_eq!(
-            parse("type=cahce,target=/x").unwrap_err(),
-            "unsupported mount type \"cahce\" (did you mean cache?)"
-        );
-        assert_eq!(
-            parse("type=bind,target=/x,mode=0644").unwrap_err(),
-            "mode not allowed for \"bind\" type mounts"
-        );
-        assert_eq!(
-            parse("type=cache,target=/x,mode=999").unwrap_err(),
-            "invalid value 999 for mode"
-        );
-        assert_eq!(
-            parse("type=secret,from=x,id=a").unwrap_err(),
-            "secret mount should not have a from"
-        );
-        assert_eq!(
-            parse("type=secret").unwrap_err(),
-            "invalid secret mount. one of source, target required"
-        );
-        assert_eq!(
-            parse("type=bind,target=/x,sharing=locked").unwrap_err(),
-            "invalid cache sharing set for bind mount"
-        );
-        assert_eq!(
-            parse("type=bind,target=/x,required").unwrap_err(),
-            "unexpected key 'required' for mount type 'bind'"
-        );
-        assert_eq!(
-            parse("from=$X,target=/x").unwrap_err(),
-            "'from' doesn't support variable expansion, define alias stage instead"
-        );
-        assert!(parse("bogus").unwrap_err().contains("must be a key=value pair"));
-    }
-
     #[test]
     fn heredoc_helpers() {
         assert_eq!(chomp("\t\ta\n\tb\nc\n"), "a\nb\nc\n");
         assert_eq!(summarize("echo one\necho two\n"), "echo one...");
         assert_eq!(summarize("echo one\n"), "echo one");
+    }
+
+    /// The one-pass mask against replacing each name's patterns in turn.
+    #[test]
+    fn masking_matches_replacing_in_turn() {
+        fn in_turn(text: &str, names: &[&str]) -> String {
+            names.iter().fold(text.to_string(), |t, n| {
+                t.replace(&format!("${{{n}}}"), "****")
+                    .replace(&format!("${n}"), "****")
+            })
+        }
+        let texts = [
+            "RUN echo $TOKEN ${TOKEN}",
+            "RUN x $TOKEN2 ${TOKEN2} $TOKENX ${TOKEN}X $T ${T} ${TO} $$TOKEN ${",
+            "$A$AB${A}${AB}${ABC}$ABC$",
+            "RUN é$É ${É} ${A",
+        ];
+        let lists: [&[&str]; 5] = [
+            &["TOKEN"],
+            &["TOKEN", "TOKEN2", "T"],
+            &["T", "TOKEN2", "TOKEN"],
+            &["A", "AB", "A", "É"],
+            &["AB", "ABC", "{A}"],
+        ];
+        for text in texts {
+            for names in lists {
+                let owned: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+                assert_eq!(
+                    mask_secrets(text, &owned),
+                    in_turn(text, names),
+                    "{text:?} {names:?}"
+                );
+            }
+        }
         assert_eq!(
-            mask_secret("RUN echo $TOKEN ${TOKEN}", "TOKEN"),
+            mask_secrets("RUN echo $TOKEN ${TOKEN}", &["TOKEN".into()]),
             "RUN echo **** ****"
         );
+    }
+
+    #[test]
+    fn run_history_lists_args_once() {
+        let mut env = Vars::default();
+        env.set("a", "2".into());
+        let mut args = Ordered::default();
+        args.set("a", Some("1".into()));
+        args.set("b", None);
+        args.set("a", Some("2".into()));
+        let s = run_command_string(&["/bin/sh".into(), "-c".into(), "x".into()], &args, &env);
+        assert_eq!(s, "|2 a=2 b= /bin/sh -c x");
     }
 }

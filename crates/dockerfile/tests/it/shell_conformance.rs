@@ -4,16 +4,11 @@
 //! formats. Missing data files fail the test rather than skipping it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use dockerfile::shell::{CaseInsensitiveEnv, Env, Lexer, LexerOptions};
 
-fn conformance_dir() -> PathBuf {
-    testkit::conformance_dir()
-}
-
 fn read_table(name: &str) -> String {
-    let path = conformance_dir().join("buildkit-shell").join(name);
+    let path = testkit::conformance_dir().join("buildkit-shell").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
             "cannot read conformance table {} ({e}); set KILN_CONFORMANCE_DIR",

@@ -11,7 +11,11 @@ use oci::{ImageConfig, Platform, Reference};
 struct FakeRegistry;
 
 impl ImageResolver for FakeRegistry {
-    async fn resolve(&self, reference: &Reference, platform: &Platform) -> Result<ResolvedImage, String> {
+    async fn resolve(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, dockerfile::ResolveError> {
         let digest = oci::Digest::of(reference.to_string().as_bytes());
         let mut config = ImageConfig {
             architecture: platform.architecture.clone(),
@@ -24,7 +28,7 @@ impl ImageResolver for FakeRegistry {
         ]);
         config.config.working_dir = Some("/".into());
         if reference.repository().contains("never") {
-            return Err(format!("{reference} must never be resolved"));
+            return Err(format!("{reference} must never be resolved").into());
         }
         if reference.tag() == Some("onbuild") {
             config.config.on_build = Some(vec!["COPY . /app/src".into(), "RUN make -C /app/src".into()]);

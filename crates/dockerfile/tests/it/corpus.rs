@@ -7,14 +7,11 @@ use std::path::PathBuf;
 use dockerfile::{BuildOptions, OfflineResolver};
 
 fn corpus() -> Vec<PathBuf> {
-    let dir = testkit::conformance_dir().join("real-dockerfiles");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path().join("Dockerfile"))
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
+    testkit::conformance_cases("real-dockerfiles")
+        .into_iter()
+        .map(|case| case.join("Dockerfile"))
+        .filter(|file| file.is_file())
+        .collect()
 }
 
 #[tokio::test]

@@ -4,18 +4,8 @@
 
 use std::path::PathBuf;
 
-fn conformance_dir() -> PathBuf {
-    testkit::conformance_dir()
-}
-
 fn case_dirs(sub: &str) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(conformance_dir().join("buildkit-parser").join(sub))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
+    testkit::conformance_cases(&format!("buildkit-parser/{sub}"))
 }
 
 #[test]
@@ -66,7 +56,7 @@ fn negative_cases_are_rejected() {
 
 #[test]
 fn line_numbers_count_every_line() {
-    let path = conformance_dir().join("buildkit-parser/testfile-line/Dockerfile");
+    let path = testkit::conformance_dir().join("buildkit-parser/testfile-line/Dockerfile");
     let text = std::fs::read_to_string(path).unwrap();
     let ast = dockerfile::parser::parse(&text);
     assert!(!ast.has_errors(), "{:?}", ast.diagnostics);

@@ -2,11 +2,8 @@
 //! ordinary tests so they never come back.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
-use dockerfile::shell::{Lexer, MAX_REPLACED, ShellError};
+use dockerfile::shell::{Lexer, MAX_EXPANSION, MAX_REPLACED, ShellError};
 use dockerfile::{BuildOptions, OfflineResolver};
 
 /// `depth` pattern replacements nested inside each other's replacement text, each replacing
@@ -26,15 +23,12 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Polls a future that never waits (the offline compiler) to completion.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
-            return out;
-        }
-    }
+fn compile(text: &str) -> Result<dockerfile::Compiled, dockerfile::Error> {
+    testkit::block_on(dockerfile::compile(
+        text,
+        &BuildOptions::default(),
+        &OfflineResolver,
+    ))
 }
 
 /// shell_words: a 71-byte input (seven nested `${a//?/…}` over a 10-character value) took 17 s
@@ -93,16 +87,47 @@ fn nested_pattern_replacement_in_a_dockerfile() {
         "FROM scratch\nENV a=aaaaaaaaaa\nLABEL big={}\n",
         nested_replacement(8)
     );
-    let err = block_on(dockerfile::compile(
-        &text,
-        &BuildOptions::default(),
-        &OfflineResolver,
-    ))
-    .expect_err("an expansion of 10^9 characters must fail");
+    let err = compile(&text).expect_err("an expansion of 10^9 characters must fail");
     let location = err.location.expect("the error names the LABEL line");
     assert_eq!((location.start_line, location.end_line), (3, 3));
     assert!(
         err.to_string().contains("longer than"),
         "unexpected message: {err}"
     );
+}
+
+/// An adversarial probe: ten `ARG Lk=${Lk-1}…` lines, each repeating the one before eight
+/// times (about 600 bytes of Dockerfile), asked for gigabytes and aborted at 7 GB. A word may
+/// now grow by at most `MAX_EXPANSION` bytes, so it fails on the first line over the limit,
+/// having spent a few megabytes. Both scopes: global ARGs (expanded while planning) and ARGs
+/// in a stage (expanded while converting).
+#[test]
+fn exponential_arg_growth_fails_on_its_line() {
+    // L0 is 16 bytes and each level is eight of the one before: L6 is exactly MAX_EXPANSION
+    // (still allowed), L7 is eight times that.
+    let mut args = String::from("ARG L0=0123456789abcdef\n");
+    for k in 1..10 {
+        let previous = format!("${{L{}}}", k - 1);
+        args.push_str(&format!("ARG L{k}={}\n", previous.repeat(8)));
+    }
+    assert!(args.len() < 600, "the probe is {} bytes", args.len());
+    for (text, line_of_l7) in [
+        (format!("{args}FROM scratch\nARG L9\n"), 8),
+        (format!("FROM scratch\n{args}RUN echo $L9\n"), 9),
+    ] {
+        let err = compile(&text).expect_err("an expansion of gigabytes must fail");
+        let location = err.location.expect("the error names the ARG line");
+        assert_eq!((location.start_line, location.end_line), (line_of_l7, line_of_l7));
+        assert!(
+            matches!(
+                &err.kind,
+                dockerfile::ErrorKind::Expansion(ShellError::ExpansionTooLong { max, .. }) if *max == MAX_EXPANSION
+            ),
+            "unexpected error: {err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "variable expansion produces more than 4194304 bytes in one word"
+        );
+    }
 }
