@@ -3,7 +3,7 @@
 //! Each snapshot of the result's chain is one layer. A snapshot whose layer blob is already
 //! recorded (pulled base layers carry their original compressed blob; snapshots exported before
 //! carry the blob computed then) reuses it; otherwise its layer directory is written as a
-//! deterministic tar ([`store::write_layer`]), hashed (the diff ID) and compressed in one pass
+//! deterministic tar ([`fsops::layer::write_layer`]), hashed (the diff ID) and compressed in one pass
 //! into the content store, and the blob is recorded for the next export.
 //!
 //! The config's history is then aligned with the layers as BuildKit's image writer does: every
@@ -30,9 +30,11 @@ pub(crate) const SYNTHETIC_COMMENT: &str = "kiln.exporter.image.v0";
 /// The image [`build_image`] wrote into the content store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageSummary {
-    /// The manifest blob (`application/vnd.oci.image.manifest.v1+json`).
+    /// The manifest blob (`application/vnd.oci.image.manifest.v1+json`, or Docker's
+    /// `application/vnd.docker.distribution.manifest.v2+json`).
     pub manifest: Descriptor,
-    /// The config blob (`application/vnd.oci.image.config.v1+json`).
+    /// The config blob (`application/vnd.oci.image.config.v1+json`, or Docker's
+    /// `application/vnd.docker.container.image.v1+json`).
     pub config: Descriptor,
     /// The layer blobs, base first, as listed in the manifest.
     pub layers: Vec<Descriptor>,
@@ -42,18 +44,26 @@ pub struct ImageSummary {
 /// manifest blobs into the content store and returns their descriptors.
 ///
 /// The config is `source.image` with history aligned to the layers (see the module docs),
-/// missing history times filled in, `rootfs.diff_ids` set and `created` set when absent:
+/// missing history times filled in, `rootfs.diff_ids` set and `created` replaced:
 /// - A non-empty history entry without `created` gets its snapshot's commit time; an
-///   `empty_layer` entry without one gets the time of the nearest earlier entry (or, at the
-///   start, of the first entry that has one). With `options.epoch`, every entry without a time
-///   gets the epoch instead, and so does the image.
-/// - The image's `created` is kept when the frontend set it; otherwise it is the time of the
-///   last history entry, or 1970-01-01T00:00:00Z for an image without history.
+///   `empty_layer` entry without one gets a neighbour's time, as BuildKit dates them (see
+///   `normalize_history`). With `options.epoch` (`SOURCE_DATE_EPOCH`), every entry without a
+///   time gets the epoch instead; entries that came with a time (the base image's) keep it.
+/// - The image's `created` is the time of the last history entry, so it is the time of the
+///   build's last step, never the base image's date the frontend's config started with; for
+///   an image without history it is the epoch, or 1970-01-01T00:00:00Z.
 ///
 /// Times therefore come from the snapshots, never from the clock: a fully cached rebuild
-/// produces the same manifest digest. Layer media types are always the OCI ones; a reused
-/// Docker-typed blob is listed under the equivalent OCI type (the bytes are the same).
+/// produces the same manifest digest. Media types are the OCI ones unless
+/// `options.oci_media_types` is `Some(false)`; a reused blob is listed under the type of the
+/// chosen family for its compression, whatever family it was pulled with (the bytes are the
+/// same).
 pub fn build_image(source: &Source<'_>, options: &OciOptions) -> Result<ImageSummary, Error> {
+    assemble(source, options, options.oci_media_types.unwrap_or(true))
+}
+
+/// [`build_image`] with the media-type family decided: OCI types when `oci`, else Docker's.
+pub(crate) fn assemble(source: &Source<'_>, options: &OciOptions, oci: bool) -> Result<ImageSummary, Error> {
     let store = source.store;
     let chain = match source.result {
         Some(id) => store.chain(id).map_err(|source| Error::Snapshot { id, source })?,
@@ -61,7 +71,7 @@ pub fn build_image(source: &Source<'_>, options: &OciOptions) -> Result<ImageSum
     };
     let mut layers = Vec::with_capacity(chain.len());
     for info in &chain {
-        layers.push(layer(store, info, options.compression)?);
+        layers.push(layer(store, info, options.compression, oci)?);
         store::fault::point("export.layer");
     }
     let metas: Vec<LayerMeta<'_>> = chain
@@ -81,24 +91,25 @@ pub fn build_image(source: &Source<'_>, options: &OciOptions) -> Result<ImageSum
         kind: "layers".into(),
         diff_ids: kept.iter().map(|l| l.diff_id.clone()).collect(),
     };
-    config.created = Some(image_created(
-        config.created.take(),
-        &config.history,
-        options.epoch,
-    ));
+    config.created = Some(image_created(&config.history, options.epoch));
 
     let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Encode {
         what: "config",
         source,
     })?;
+    let (manifest_type, config_type) = if oci {
+        (media_type::OCI_MANIFEST, media_type::OCI_CONFIG)
+    } else {
+        (media_type::DOCKER_MANIFEST, media_type::DOCKER_CONFIG)
+    };
     let config = Descriptor::new(
-        media_type::OCI_CONFIG,
+        config_type,
         write_blob(store, &config_bytes, "config")?,
         len(&config_bytes),
     );
     let manifest = ImageManifest {
         schema_version: 2,
-        media_type: Some(media_type::OCI_MANIFEST.into()),
+        media_type: Some(manifest_type.into()),
         config: config.clone(),
         layers: kept.iter().map(|l| l.descriptor.clone()).collect(),
         annotations: Default::default(),
@@ -109,7 +120,7 @@ pub fn build_image(source: &Source<'_>, options: &OciOptions) -> Result<ImageSum
     })?;
     let manifest_digest = write_blob(store, &manifest_bytes, "manifest")?;
     Ok(ImageSummary {
-        manifest: Descriptor::new(media_type::OCI_MANIFEST, manifest_digest, len(&manifest_bytes)),
+        manifest: Descriptor::new(manifest_type, manifest_digest, len(&manifest_bytes)),
         config,
         layers: manifest.layers,
     })
@@ -129,14 +140,16 @@ fn write_blob(store: &Store, bytes: &[u8], what: &'static str) -> Result<Digest,
 /// One snapshot's layer as it goes into the image.
 struct Layer {
     diff_id: Digest,
-    /// The blob with its OCI media type; for empty layers, the recorded blob as is.
+    /// The blob with the media type it is listed under; for empty layers, the recorded blob as
+    /// is.
     descriptor: Descriptor,
     empty: bool,
 }
 
 /// The layer of snapshot `info`: its recorded blob, converted to `compression` where possible,
-/// or a newly computed (and recorded) blob.
-fn layer(store: &Store, info: &SnapshotInfo, compression: Compression) -> Result<Layer, Error> {
+/// or a newly computed (and recorded) blob; listed under OCI media types when `oci`, else
+/// Docker's.
+fn layer(store: &Store, info: &SnapshotInfo, compression: Compression, oci: bool) -> Result<Layer, Error> {
     let id = info.id;
     let blob = match &info.blob {
         Some(blob) if !store.content().contains(&blob.descriptor.digest) => {
@@ -177,18 +190,15 @@ fn layer(store: &Store, info: &SnapshotInfo, compression: Compression) -> Result
         })?;
     let descriptor = match (have, compression) {
         (BlobCompression::Gzip, Compression::Uncompressed) | (BlobCompression::None, Compression::Gzip) => {
-            convert(store, id, &descriptor, &diff_id, compression)?
-        }
-        (BlobCompression::Gzip, _) => {
-            Descriptor::new(media_type::OCI_LAYER_GZIP, descriptor.digest, descriptor.size)
-        }
-        (BlobCompression::None, _) => {
-            Descriptor::new(media_type::OCI_LAYER_TAR, descriptor.digest, descriptor.size)
+            let converted = convert(store, id, &descriptor, &diff_id, compression)?;
+            Descriptor::new(
+                layer_type(compression.into(), oci),
+                converted.digest,
+                converted.size,
+            )
         }
         // No zstd codec in kiln yet: such blobs (pulled base layers) stay as they are.
-        (BlobCompression::Zstd, _) => {
-            Descriptor::new(media_type::OCI_LAYER_ZSTD, descriptor.digest, descriptor.size)
-        }
+        (have, _) => Descriptor::new(layer_type(have, oci), descriptor.digest, descriptor.size),
     };
     Ok(Layer {
         diff_id,
@@ -197,10 +207,25 @@ fn layer(store: &Store, info: &SnapshotInfo, compression: Compression) -> Result
     })
 }
 
-fn oci_layer_type(compression: Compression) -> &'static str {
-    match compression {
-        Compression::Gzip => media_type::OCI_LAYER_GZIP,
-        Compression::Uncompressed => media_type::OCI_LAYER_TAR,
+impl From<Compression> for BlobCompression {
+    fn from(compression: Compression) -> BlobCompression {
+        match compression {
+            Compression::Gzip => BlobCompression::Gzip,
+            Compression::Uncompressed => BlobCompression::None,
+        }
+    }
+}
+
+/// The media type of a layer blob with `compression`: OCI's when `oci`, else Docker's (for
+/// zstd, the name containerd and BuildKit use, as Docker's specification has none).
+fn layer_type(compression: BlobCompression, oci: bool) -> &'static str {
+    match (compression, oci) {
+        (BlobCompression::Gzip, true) => media_type::OCI_LAYER_GZIP,
+        (BlobCompression::None, true) => media_type::OCI_LAYER_TAR,
+        (BlobCompression::Zstd, true) => media_type::OCI_LAYER_ZSTD,
+        (BlobCompression::Gzip, false) => media_type::DOCKER_LAYER_GZIP,
+        (BlobCompression::None, false) => media_type::DOCKER_LAYER_TAR,
+        (BlobCompression::Zstd, false) => media_type::DOCKER_LAYER_ZSTD,
     }
 }
 
@@ -213,7 +238,7 @@ fn compute_blob(store: &Store, id: SnapshotId, compression: Compression) -> Resu
         source,
     })?;
     let mut tee = Sha256Writer::new(Sink::new(ingest, compression));
-    let stats = store::write_layer(&store.layer_dir(id), &mut tee)
+    let stats = fsops::layer::write_layer(&store.layer_dir(id), &mut tee)
         .map_err(|source| Error::WriteLayer { id, source })?;
     let (diff_id, _, sink) = tee.finish();
     let ingest = sink.finish().map_err(|source| Error::Compress {
@@ -229,7 +254,8 @@ fn compute_blob(store: &Store, id: SnapshotId, compression: Compression) -> Resu
     })?;
     Ok(LayerBlob {
         diff_id,
-        descriptor: Descriptor::new(oci_layer_type(compression), digest, size),
+        // Recorded under the OCI type; each image lists it under the family it uses.
+        descriptor: Descriptor::new(layer_type(compression.into(), true), digest, size),
         empty: stats.is_empty,
     })
 }
@@ -274,7 +300,7 @@ fn convert(
         id,
         source,
     })?;
-    Ok(Descriptor::new(oci_layer_type(to), digest, size))
+    Ok(Descriptor::new(layer_type(to.into(), true), digest, size))
 }
 
 /// Where layer bytes go: compressed or not, into a content store ingest.
@@ -368,35 +394,50 @@ fn normalize_history(history: &[History], layers: &[LayerMeta<'_>], epoch: Optio
         }
     }
 
-    // Metadata-only steps take the time of the step before them (or, at the very start, of the
-    // first step that has one), so their times never depend on when the export ran.
-    let newest = layers.iter().map(|l| l.created).max().unwrap_or(0);
-    let mut last = match epoch {
-        Some(epoch) => rfc3339(epoch),
-        None => history
-            .iter()
-            .find_map(|h| h.created.clone())
-            .unwrap_or_else(|| rfc3339(newest)),
+    if let Some(epoch) = epoch {
+        // The frontend dates its own steps with SOURCE_DATE_EPOCH in BuildKit; kiln's frontend
+        // leaves them empty and they get it here. Base-image entries keep their own times.
+        for h in history.iter_mut().filter(|h| h.created.is_none()) {
+            h.created = Some(rfc3339(epoch));
+        }
+        return history;
+    }
+    // What is left are metadata-only steps; they are dated like BuildKit dates them, never by
+    // the clock. Entries before the first of them stay as they are. The first run of them takes
+    // the time of the first dated entry after it (the first layer of this build), so that an
+    // `ENV` right after `FROM` is not dated like the base image; later ones take the time of the
+    // latest dated entry before them. With nothing dated after the first run, it takes the time
+    // of the last dated entry before it.
+    let Some(first_gap) = history.iter().position(|h| h.created.is_none()) else {
+        return history;
     };
-    for h in &mut history {
+    let newest = layers.iter().map(|l| l.created).max().unwrap_or(0);
+    let mut last = history[first_gap..]
+        .iter()
+        .find_map(|h| h.created.clone())
+        .or_else(|| history[..first_gap].iter().rev().find_map(|h| h.created.clone()))
+        .unwrap_or_else(|| rfc3339(newest));
+    for h in &mut history[first_gap..] {
         match &h.created {
-            Some(created) if epoch.is_none() => last = created.clone(),
-            Some(_) => {}
+            Some(created) => last = created.clone(),
             None => h.created = Some(last.clone()),
         }
     }
     history
 }
 
-/// The image's creation time: the epoch if given, else what the frontend set, else the time of
-/// the last history entry, else the Unix epoch.
-fn image_created(current: Option<String>, history: &[History], epoch: Option<i64>) -> String {
-    if let Some(epoch) = epoch {
-        return rfc3339(epoch);
-    }
-    current
-        .or_else(|| history.last().and_then(|h| h.created.clone()))
-        .unwrap_or_else(|| rfc3339(0))
+/// The image's creation time: the time of the last history entry (which, once the history is
+/// normalized, every entry has), as BuildKit's image exporter records it; for an image without
+/// history, `epoch` or else the Unix epoch.
+///
+/// A `created` coming with the config is not kept: the frontend's config starts as a copy of
+/// the base image's, so it would carry the base image's date. (BuildKit's Dockerfile frontend
+/// drops it for the same reason, and its exporter then takes the last history entry's.)
+fn image_created(history: &[History], epoch: Option<i64>) -> String {
+    history
+        .last()
+        .and_then(|h| h.created.clone())
+        .unwrap_or_else(|| rfc3339(epoch.unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -454,7 +495,7 @@ mod tests {
             summary(&out),
             [
                 row("ADD base", 100, false),
-                row("ENV A=1", 100, true),
+                row("ENV A=1", 200, true),
                 row("RUN make", 200, false),
                 row("RUN true", 300, true)
             ]
@@ -525,25 +566,72 @@ mod tests {
         let old = "2001-01-01T00:00:00Z".to_string();
         let times: Vec<_> = out.iter().map(|h| h.created.clone().unwrap()).collect();
         assert_eq!(times, [old.clone(), old.clone(), old.clone(), rfc3339(200)]);
-        assert_eq!(image_created(None, &out, None), rfc3339(200));
+        assert_eq!(image_created(&out, None), rfc3339(200));
 
         let out = normalize_history(&history, &layers, Some(7));
         let times: Vec<_> = out.iter().map(|h| h.created.clone().unwrap()).collect();
         assert_eq!(times, [rfc3339(7), old, rfc3339(7), rfc3339(7)]);
-        assert_eq!(
-            image_created(Some("2030-01-01T00:00:00Z".into()), &out, Some(7)),
-            rfc3339(7)
-        );
+        assert_eq!(image_created(&out, Some(7)), rfc3339(7));
     }
 
     #[test]
-    fn image_time_prefers_the_frontend_then_history() {
-        assert_eq!(image_created(Some("x".into()), &[], None), "x");
-        assert_eq!(image_created(None, &[], None), "1970-01-01T00:00:00Z");
-        let history = [History {
-            created: Some("t".into()),
-            ..History::default()
-        }];
-        assert_eq!(image_created(None, &history, None), "t");
+    fn metadata_steps_are_dated_by_the_first_new_layer_then_the_latest() {
+        let dated = |created_by: &str, year: u32| History {
+            created: Some(format!("{year}-01-01T00:00:00Z")),
+            ..entry(created_by, false)
+        };
+        let history = [
+            dated("base 1", 2020),
+            dated("base 2", 2021),
+            entry("ENV A=1", true),
+            entry("RUN make", false),
+            entry("CMD x", true),
+            entry("RUN test", false),
+            entry("USER u", true),
+        ];
+        let layers = [
+            meta(10, "b1", false),
+            meta(20, "b2", false),
+            meta(300, "make", false),
+            meta(400, "test", false),
+        ];
+        let out = normalize_history(&history, &layers, None);
+        let times: Vec<String> = out.iter().map(|h| h.created.clone().unwrap()).collect();
+        assert_eq!(
+            times,
+            [
+                "2020-01-01T00:00:00Z".to_string(),
+                "2021-01-01T00:00:00Z".into(),
+                rfc3339(300),
+                rfc3339(300),
+                rfc3339(300),
+                rfc3339(400),
+                rfc3339(400),
+            ]
+        );
+        assert_eq!(image_created(&out, None), rfc3339(400));
+
+        // Only metadata after the base image: those steps, and the image, take its last time.
+        let out = normalize_history(&history[..3], &layers[..2], None);
+        assert_eq!(out[2].created.as_deref(), Some("2021-01-01T00:00:00Z"));
+        assert_eq!(image_created(&out, None), "2021-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn image_time_is_the_last_history_entry() {
+        assert_eq!(image_created(&[], None), "1970-01-01T00:00:00Z");
+        assert_eq!(image_created(&[], Some(7)), rfc3339(7));
+        let history = [
+            History {
+                created: Some("s".into()),
+                ..History::default()
+            },
+            History {
+                created: Some("t".into()),
+                ..History::default()
+            },
+        ];
+        assert_eq!(image_created(&history, None), "t");
+        assert_eq!(image_created(&history, Some(7)), "t");
     }
 }

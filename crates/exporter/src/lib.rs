@@ -7,6 +7,8 @@
 //!   reuses) one layer blob per snapshot of the result's chain, aligns the config's history with
 //!   those layers, and writes the config and manifest blobs into the content store.
 //! - [`write_oci_tar`] writes an OCI image-layout tarball of that image.
+//! - [`write_docker_tar`] writes the same tarball plus the `manifest.json` of `docker load`,
+//!   with Docker media types unless asked for OCI ones ([`OciOptions::oci_media_types`]).
 //! - [`write_local`] copies the result filesystem into a directory.
 //! - [`write_tar`] writes the result filesystem as one tar stream.
 //!
@@ -15,14 +17,14 @@
 //!   record is the layer blob computed for a snapshot ([`store::Store::set_layer_blob`]), so
 //!   that later exports reuse it instead of compressing again.
 //! - Output is byte-for-byte deterministic for the same input: layer tars are deterministic
-//!   ([`store::write_layer`]), gzip headers carry no time or name, times in the config come from
+//!   ([`fsops::layer::write_layer`]), gzip headers carry no time or name, times in the config come from
 //!   the snapshots (or `SOURCE_DATE_EPOCH`), never from the clock, and tarball entries are in a
 //!   fixed order with fixed metadata. A fully cached rebuild yields the same image digest.
 //! - Layers are streamed from disk to disk; no layer is ever held in memory.
 //!
-//! Deliberately not done here: pushing to a registry and docker tarballs (they will reuse
-//! [`build_image`]), zstd compression (callers refuse it), multi-platform indexes, attestations,
-//! and parsing exporter attributes (the daemon turns them into the typed options used here).
+//! Deliberately not done here: pushing to a registry (the engine pushes what [`build_image`]
+//! stored), zstd compression (callers refuse it), multi-platform indexes, attestations, and
+//! parsing exporter attributes (the CLI turns them into the typed options used here).
 
 #![forbid(unsafe_code)]
 
@@ -48,7 +50,8 @@ pub struct Source<'a> {
     pub result: Option<SnapshotId>,
     /// The image config produced by the frontend: history filled in (one entry per step, with
     /// `empty_layer` set for metadata-only steps), `rootfs.diff_ids` empty. Image exporters fill
-    /// in the diff IDs and missing times; directory and tar exporters ignore it.
+    /// in the diff IDs and missing times and set `created` from the history (whatever it was);
+    /// directory and tar exporters ignore it.
     pub image: &'a ImageConfig,
 }
 
@@ -71,9 +74,16 @@ pub struct OciOptions {
     /// compression are converted between gzip and plain tar; zstd blobs (pulled base layers)
     /// are kept as they are.
     pub compression: Compression,
-    /// `SOURCE_DATE_EPOCH` (Unix seconds): when set, used for the image creation time and for
-    /// every history entry that has no time yet, instead of the snapshots' commit times.
+    /// `SOURCE_DATE_EPOCH` (Unix seconds): when set, used for every history entry that has no
+    /// time yet instead of the snapshots' commit times (and so, normally, for the image's
+    /// creation time, the last entry's).
     pub epoch: Option<i64>,
+    /// The exporter attribute `oci-mediatypes`: label the manifest, config and layers with OCI
+    /// media types (`Some(true)`) or Docker's schema 2 ones (`Some(false)`). `None` takes the
+    /// exporter's default, BuildKit's: OCI for [`write_oci_tar`] and [`build_image`] (pushes),
+    /// Docker for [`write_docker_tar`]. Only the labels differ: the config and layer bytes are
+    /// the same either way.
+    pub oci_media_types: Option<bool>,
 }
 
 /// Errors of the exporters.
@@ -104,7 +114,7 @@ pub enum Error {
         id: SnapshotId,
         /// Why.
         #[source]
-        source: store::LayerError,
+        source: fsops::layer::LayerError,
     },
     /// Writing the result filesystem as a tar failed.
     #[error("failed to write the filesystem of snapshot {id} as a tar")]
@@ -113,7 +123,7 @@ pub enum Error {
         id: SnapshotId,
         /// Why.
         #[source]
-        source: store::LayerError,
+        source: fsops::layer::LayerError,
     },
     /// A content store or metadata operation failed.
     #[error("failed to {action} for snapshot {id}")]
@@ -181,6 +191,15 @@ pub enum Error {
         /// Why.
         #[source]
         source: oci::ReferenceError,
+    },
+    /// A blob could not be read from the content store.
+    #[error("failed to read blob {digest} from the content store")]
+    ReadBlob {
+        /// The blob.
+        digest: Digest,
+        /// Why.
+        #[source]
+        source: store::Error,
     },
     /// A blob in the content store does not have the size or digest its name promises.
     #[error("blob {digest} in the content store is corrupt: {reason}")]

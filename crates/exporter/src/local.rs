@@ -18,6 +18,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use fsops::inroot::{clear, read_names};
+use fsops::xattr::{read_xattrs, xattr_allowed};
 use rustix::fs::{
     self as rfs, AtFlags, FileType, Gid, Mode, OFlags, Stat, Timespec, Timestamps, Uid, XattrFlags,
 };
@@ -27,7 +29,7 @@ use crate::{Error, Source};
 
 /// Writes the result filesystem to `out` as one tar stream.
 ///
-/// The tar is the deterministic layer format of [`store::write_layer`] applied to the merged
+/// The tar is the deterministic layer format of [`fsops::layer::write_layer`] applied to the merged
 /// view: entries sorted, parents first, numeric owners, whole-second mtimes, xattrs as PAX
 /// records, hard links kept. Since the merged view has no whiteouts, the tar holds no `.wh.`
 /// markers, just the full filesystem. An empty result gives an empty archive (two zero blocks).
@@ -45,7 +47,7 @@ pub fn write_tar(source: &Source<'_>, mut out: impl io::Write) -> Result<(), Err
         .store
         .view(id)
         .map_err(|source| Error::Mount { id, source })?;
-    store::write_layer(view.path(), &mut out).map_err(|source| Error::WriteTar { id, source })?;
+    fsops::layer::write_layer(view.path(), &mut out).map_err(|source| Error::WriteTar { id, source })?;
     flush(out)
 }
 
@@ -176,11 +178,8 @@ impl Copier<'_> {
         let nofollow = OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match kind {
             FileType::Directory => {
-                let existing = file_type_at(dst_dir, name).map_err(|e| self.write_err("stat", &rel, e))?;
-                if existing != Some(FileType::Directory) {
-                    if existing.is_some() {
-                        remove_all(dst_dir, name).map_err(|e| self.write_err("remove", &rel, e))?;
-                    }
+                let kept = clear(dst_dir, name, true).map_err(|e| self.write_err("remove", &rel, e))?;
+                if !kept {
                     // Private until its real mode is set, after its children are written.
                     rfs::mkdirat(dst_dir, name, Mode::from_raw_mode(0o700))
                         .map_err(|e| self.write_err("create directory", &rel, e))?;
@@ -194,7 +193,7 @@ impl Copier<'_> {
                 return Ok(Some(Frame::new(src, dst, rel, names, Some(st))));
             }
             FileType::RegularFile => {
-                replace(dst_dir, name).map_err(|e| self.write_err("remove", &rel, e))?;
+                clear(dst_dir, name, false).map_err(|e| self.write_err("remove", &rel, e))?;
                 let key = (st.st_dev, st.st_ino);
                 if st.st_nlink > 1
                     && let Some(first) = self.links.get(&key)
@@ -220,7 +219,7 @@ impl Copier<'_> {
                 }
             }
             FileType::Symlink => {
-                replace(dst_dir, name).map_err(|e| self.write_err("remove", &rel, e))?;
+                clear(dst_dir, name, false).map_err(|e| self.write_err("remove", &rel, e))?;
                 let target = rfs::readlinkat(src_dir, name, Vec::new())
                     .map_err(|e| self.read_err("read link", &rel, e))?;
                 rfs::symlinkat(target.as_c_str(), dst_dir, name)
@@ -228,7 +227,7 @@ impl Copier<'_> {
                 self.set_meta_at(dst_dir, name, &st, None, &rel)?;
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-                replace(dst_dir, name).map_err(|e| self.write_err("remove", &rel, e))?;
+                clear(dst_dir, name, false).map_err(|e| self.write_err("remove", &rel, e))?;
                 rfs::mknodat(dst_dir, name, kind, perm, st.st_rdev)
                     .map_err(|e| self.write_err("create node", &rel, e))?;
                 // mknod applies the umask, so the mode is set again.
@@ -291,133 +290,5 @@ fn times(st: &Stat) -> Timestamps {
     Timestamps {
         last_access: spec(st.st_atime, st.st_atime_nsec),
         last_modification: spec(st.st_mtime, st.st_mtime_nsec),
-    }
-}
-
-/// The type of `name` in `dir` without following it, or `None` if it does not exist.
-fn file_type_at(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<Option<FileType>> {
-    match rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
-        Err(e) if e == Errno::NOENT => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Removes whatever `name` in `dir` is, if anything, so a new entry can take its place.
-fn replace(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    match file_type_at(dir, name)? {
-        None => Ok(()),
-        Some(FileType::Directory) => remove_all(dir, name),
-        Some(_) => Ok(rfs::unlinkat(dir, name, AtFlags::empty())?),
-    }
-}
-
-/// Removes `name` in `dir` and, if it is a directory, everything below it, never following
-/// symlinks. Iterative, so deep trees cannot exhaust the stack.
-fn remove_all(dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
-    if file_type_at(dir, name)? != Some(FileType::Directory) {
-        return Ok(rfs::unlinkat(dir, name, AtFlags::empty())?);
-    }
-    let open = |parent: BorrowedFd<'_>, name: &[u8]| {
-        rfs::openat(
-            parent,
-            name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-    };
-    // Directories being emptied, each with its name in the one before it (or in `dir`).
-    let mut stack: Vec<(OwnedFd, Vec<u8>)> = vec![(open(dir, name)?, name.to_vec())];
-    while let Some((fd, _)) = stack.last() {
-        let mut subdir = None;
-        for child in read_names(fd.as_fd())? {
-            if file_type_at(fd.as_fd(), &child)? == Some(FileType::Directory) {
-                subdir = Some(child);
-                break;
-            }
-            rfs::unlinkat(fd, child.as_slice(), AtFlags::empty())?;
-        }
-        match subdir {
-            Some(child) => {
-                let sub = open(fd.as_fd(), &child)?;
-                stack.push((sub, child));
-            }
-            None => {
-                if let Some((_, emptied)) = stack.pop() {
-                    let parent = stack.last().map_or(dir, |(fd, _)| fd.as_fd());
-                    rfs::unlinkat(parent, emptied.as_slice(), AtFlags::REMOVEDIR)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The names in directory `dir`, without `.` and `..`, sorted by bytes.
-fn read_names(dir: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    for entry in rfs::Dir::read_from(dir)? {
-        let name = entry?.file_name().to_bytes().to_vec();
-        if name != b"." && name != b".." {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// All xattrs of the file open as `fd`.
-fn read_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-    let list = match read_sized(|buf| rfs::flistxattr(fd, buf)) {
-        Err(e) if e == Errno::NOTSUP => return Ok(Vec::new()),
-        other => other?,
-    };
-    let mut xattrs = Vec::new();
-    for name in list.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        match read_sized(|buf| rfs::fgetxattr(fd, name, buf)) {
-            Ok(value) => xattrs.push((name.to_vec(), value)),
-            // Removed between listing and reading: it is simply not there.
-            Err(e) if e == Errno::NODATA => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(xattrs)
-}
-
-/// Calls a `*xattr` style function with a growing buffer until the value fits.
-fn read_sized(mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>) -> rustix::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        match call(&mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            // The kernel caps xattr lists and values at 64 KiB, so this ends.
-            Err(e) if e == Errno::RANGE && buf.len() < (1 << 17) => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The xattrs a local export copies: user data, file capabilities and ACLs. Others
-/// (`trusted.*`, `security.selinux`) belong to the machine they were set on.
-fn xattr_allowed(name: &[u8]) -> bool {
-    name.starts_with(b"user.")
-        || name == b"security.capability"
-        || name == b"system.posix_acl_access"
-        || name == b"system.posix_acl_default"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::xattr_allowed;
-
-    #[test]
-    fn copies_only_portable_xattrs() {
-        assert!(xattr_allowed(b"user.mime_type"));
-        assert!(xattr_allowed(b"security.capability"));
-        assert!(!xattr_allowed(b"trusted.overlay.opaque"));
-        assert!(!xattr_allowed(b"security.selinux"));
     }
 }

@@ -1,6 +1,8 @@
 //! The OCI exporter: an OCI image-layout tarball (`oci-layout`, `index.json`, `blobs/sha256/*`),
 //! and the Docker exporter: the same tarball plus the `manifest.json` that `docker load` reads
-//! (as BuildKit's docker exporter and `docker save` since Docker 25 write it).
+//! (as BuildKit's docker exporter and `docker save` since Docker 25 write it). Their only other
+//! difference is the default media types, BuildKit's: OCI for the first, Docker's schema 2 for
+//! the second (`oci-mediatypes=true|false` chooses).
 //!
 //! The tarball is deterministic: entries come in a fixed order (`oci-layout`, `index.json`,
 //! `blobs/`, `blobs/sha256/`, then the blobs sorted by digest, each once), with ustar headers,
@@ -14,7 +16,8 @@ use oci::{Descriptor, Digest, ImageIndex, Reference, media_type};
 use sha2::Digest as _;
 use tar::{EntryType, Header};
 
-use crate::{Error, ImageSummary, OciOptions, Source, build_image};
+use crate::image::assemble;
+use crate::{Error, ImageSummary, OciOptions, Source};
 
 /// Content of the `oci-layout` file.
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -23,7 +26,9 @@ const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 /// Index annotation with the tag, read by OCI tools (`skopeo`, `umoci`: `dir:tag`).
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// Builds the image ([`build_image`]) and writes it to `out` as an OCI image-layout tarball.
+/// Builds the image ([`build_image`](crate::build_image)) and writes it to `out` as an OCI
+/// image-layout tarball, with OCI media types unless `options.oci_media_types` is
+/// `Some(false)` (Docker's then, in the same layout, as BuildKit writes them).
 ///
 /// With `options.name`, the index entry is annotated as BuildKit's OCI exporter does:
 /// `io.containerd.image.name` holds the normalised name (`example.com/app:v1`,
@@ -34,12 +39,17 @@ pub fn write_oci_tar(
     options: &OciOptions,
     out: impl Write,
 ) -> Result<ImageSummary, Error> {
-    write_layout_tar(source, options, None, out)
+    let oci = options.oci_media_types.unwrap_or(true);
+    write_layout_tar(source, options, oci, None, out)
 }
 
 /// Like [`write_oci_tar`], plus a `manifest.json` for `docker load`: the config and layer blob
 /// paths, and `repo_tags` (each normalised and written in Docker's short form, `app:v1`) as the
 /// names to tag the image with. An invalid name is refused before anything is written.
+///
+/// The image has Docker media types (schema 2 manifest, `container.image.v1` config,
+/// `rootfs.diff.tar.gzip` layers) unless `options.oci_media_types` is `Some(true)`, as
+/// BuildKit's docker exporter defaults to.
 pub fn write_docker_tar(
     source: &Source<'_>,
     options: &OciOptions,
@@ -56,13 +66,16 @@ pub fn write_docker_tar(
             Ok(reference.familiar())
         })
         .collect::<Result<Vec<String>, Error>>()?;
-    write_layout_tar(source, options, Some(tags), out)
+    let oci = options.oci_media_types.unwrap_or(false);
+    write_layout_tar(source, options, oci, Some(tags), out)
 }
 
-/// Writes the layout tarball; with `docker_tags`, also `manifest.json` naming those tags.
+/// Writes the layout tarball of the image with OCI media types when `oci` (else Docker's); with
+/// `docker_tags`, also `manifest.json` naming those tags.
 fn write_layout_tar(
     source: &Source<'_>,
     options: &OciOptions,
+    oci: bool,
     docker_tags: Option<Vec<String>>,
     out: impl Write,
 ) -> Result<ImageSummary, Error> {
@@ -73,7 +86,7 @@ fn write_layout_tar(
         })?),
         None => None,
     };
-    let summary = build_image(source, options)?;
+    let summary = assemble(source, options, oci)?;
 
     let mut entry = summary.manifest.clone();
     if let Some(name) = &name {
@@ -192,19 +205,15 @@ fn append_blob<W: Write>(
         digest: digest.clone(),
         reason,
     };
-    let size = source
-        .store
-        .content()
-        .size(digest)
-        .map_err(|e| corrupt(e.to_string()))?;
+    let read = |source| Error::ReadBlob {
+        digest: digest.clone(),
+        source,
+    };
+    let size = source.store.content().size(digest).map_err(read)?;
     if size != descriptor.size {
         return Err(corrupt(format!("size is {size}, expected {}", descriptor.size)));
     }
-    let file = source
-        .store
-        .content()
-        .open_blob(digest)
-        .map_err(|e| corrupt(e.to_string()))?;
+    let file = source.store.content().open_blob(digest).map_err(read)?;
     // The size was checked above, but the file is read once more here: a blob that changed in
     // between must not produce a tar entry of the wrong length.
     let mut reader = Verify {

@@ -8,9 +8,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, chown, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use exporter::{Compression, Error, OciOptions, Source, build_image, write_local, write_oci_tar, write_tar};
-use oci::{ContainerConfig, Digest, History, ImageConfig, ImageIndex, ImageManifest, media_type};
-use rustix::fs::{self as rfs, AtFlags, CWD, FileType, Mode, Timespec, Timestamps, XattrFlags};
+use exporter::{
+    Compression, Error, ImageSummary, OciOptions, Source, build_image, write_docker_tar, write_local,
+    write_oci_tar, write_tar,
+};
+use oci::{
+    ContainerConfig, Digest, History, ImageConfig, ImageIndex, ImageManifest, error_chain, media_type,
+};
+use rustix::fs::{self as rfs, CWD, FileType, Mode, XattrFlags};
 use store::{SnapshotId, Store};
 
 /// Modification time given to every entry of the base layer.
@@ -39,18 +44,15 @@ impl Fixture {
     fn path(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
     }
-}
 
-fn set_mtime(path: &Path, secs: i64) {
-    let t = Timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rfs::utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    /// Writes the image of the third snapshot as an OCI tarball `image.tar`; its path and what
+    /// was written.
+    fn oci_tar(&self, options: &OciOptions) -> (PathBuf, ImageSummary) {
+        let archive = self.path("image.tar");
+        let file = File::create(&archive).unwrap();
+        let summary = write_oci_tar(&self.source(Some(self.third)), options, file).unwrap();
+        (archive, summary)
+    }
 }
 
 fn write_file(path: &Path, content: &str, mode: u32) {
@@ -85,14 +87,15 @@ fn build_base(root: &Path) {
         "run/fifo",
         "tmp/gone",
     ] {
-        set_mtime(&p(path), BASE_MTIME);
+        testkit::set_mtime(&p(path), BASE_MTIME);
     }
     for dir in ["bin", "etc", "home/user", "home", "run", "tmp"] {
-        set_mtime(&p(dir), BASE_MTIME);
+        testkit::set_mtime(&p(dir), BASE_MTIME);
     }
 }
 
 fn fixture() -> Fixture {
+    testkit::require_privileged();
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("state"), || {}).unwrap();
     let active = store.prepare(None, "base layer").unwrap();
@@ -379,13 +382,7 @@ fn oci_tarball_is_deterministic_and_readable_by_skopeo_and_umoci() {
         name: Some("example.com/app:v1".into()),
         ..OciOptions::default()
     };
-    let archive = f.path("image.tar");
-    let summary = write_oci_tar(
-        &f.source(Some(f.third)),
-        &options,
-        File::create(&archive).unwrap(),
-    )
-    .unwrap();
+    let (archive, summary) = f.oci_tar(&options);
     let bytes = fs::read(&archive).unwrap();
     let mut again = Vec::new();
     write_oci_tar(&f.source(Some(f.third)), &options, &mut again).unwrap();
@@ -459,6 +456,142 @@ fn oci_tarball_is_deterministic_and_readable_by_skopeo_and_umoci() {
         .arg(format!("{}:v1", layout.display()))
         .arg(&bundle));
     assert_eq!(describe(&bundle.join("rootfs")), expected_tree());
+}
+
+/// The regular files of a tarball, by path.
+fn tar_files(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for entry in tar::Archive::new(bytes).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.header().entry_type() == tar::EntryType::Regular {
+            let path = entry.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            files.insert(path, data);
+        }
+    }
+    files
+}
+
+/// The manifest an image-layout tarball's index points at, and the index entry's media type.
+fn layout_manifest(files: &BTreeMap<String, Vec<u8>>) -> (String, ImageManifest) {
+    let index: ImageIndex = serde_json::from_slice(&files["index.json"]).unwrap();
+    let entry = &index.manifests[0];
+    let blob = &files[&format!("blobs/sha256/{}", entry.digest.hex())];
+    (entry.media_type.clone(), serde_json::from_slice(blob).unwrap())
+}
+
+fn skopeo_inspect(transport: &str, archive: &Path, config: bool) -> serde_json::Value {
+    let mut command = Command::new("skopeo");
+    command.arg("inspect");
+    if config {
+        command.arg("--config");
+    }
+    let out = run(command.arg(format!("{transport}:{}", archive.display())));
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn docker_tarball_has_docker_media_types_and_skopeo_reads_it() {
+    let f = fixture();
+    let source = f.source(Some(f.third));
+    let tags = ["example.com/app:v1".to_string()];
+    let archive = f.path("docker.tar");
+    let summary = write_docker_tar(
+        &source,
+        &OciOptions::default(),
+        &tags,
+        File::create(&archive).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary.manifest.media_type, media_type::DOCKER_MANIFEST);
+    assert_eq!(summary.config.media_type, media_type::DOCKER_CONFIG);
+    let files = tar_files(&fs::read(&archive).unwrap());
+    let (entry_type, manifest) = layout_manifest(&files);
+    assert_eq!(entry_type, media_type::DOCKER_MANIFEST);
+    assert_eq!(manifest.media_type.as_deref(), Some(media_type::DOCKER_MANIFEST));
+    assert_eq!(manifest.config.media_type, media_type::DOCKER_CONFIG);
+    assert_eq!(manifest.layers.len(), 2);
+    assert!(
+        manifest
+            .layers
+            .iter()
+            .all(|l| l.media_type == media_type::DOCKER_LAYER_GZIP),
+        "{manifest:?}"
+    );
+    let docker: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(
+        docker[0]["Config"],
+        format!("blobs/sha256/{}", summary.config.digest.hex())
+    );
+    assert_eq!(docker[0]["RepoTags"], serde_json::json!(["example.com/app:v1"]));
+
+    // skopeo reads it as `docker load` would (manifest.json) and as an OCI layout.
+    let config: ImageConfig =
+        serde_json::from_slice(&files[&format!("blobs/sha256/{}", summary.config.digest.hex())]).unwrap();
+    let inspected = skopeo_inspect("docker-archive", &archive, true);
+    assert_eq!(
+        inspected["rootfs"]["diff_ids"],
+        serde_json::json!(config.rootfs.diff_ids)
+    );
+    // The docker-archive transport hands out the layers uncompressed, named by diff ID.
+    let inspected = skopeo_inspect("docker-archive", &archive, false);
+    assert_eq!(inspected["Layers"], serde_json::json!(config.rootfs.diff_ids));
+    assert_eq!(inspected["Env"], serde_json::json!(["PATH=/bin"]));
+    let inspected = skopeo_inspect("oci-archive", &archive, false);
+    assert_eq!(inspected["Digest"], summary.manifest.digest.to_string());
+
+    // The same image under OCI types: the same config, another manifest.
+    let oci = OciOptions {
+        oci_media_types: Some(true),
+        ..OciOptions::default()
+    };
+    let mut bytes = Vec::new();
+    let as_oci = write_docker_tar(&source, &oci, &tags, &mut bytes).unwrap();
+    assert_eq!(as_oci.config.digest, summary.config.digest);
+    assert_ne!(as_oci.manifest.digest, summary.manifest.digest);
+    let (entry_type, manifest) = layout_manifest(&tar_files(&bytes));
+    assert_eq!(entry_type, media_type::OCI_MANIFEST);
+    assert_eq!(manifest.config.media_type, media_type::OCI_CONFIG);
+    assert!(
+        manifest
+            .layers
+            .iter()
+            .all(|l| l.media_type == media_type::OCI_LAYER_GZIP)
+    );
+    let mut again = Vec::new();
+    write_oci_tar(&source, &OciOptions::default(), &mut again).unwrap();
+    assert_eq!(layout_manifest(&tar_files(&again)).1, manifest);
+}
+
+#[test]
+fn oci_tarball_takes_docker_media_types_when_asked() {
+    let f = fixture();
+    let options = OciOptions {
+        oci_media_types: Some(false),
+        compression: Compression::Uncompressed,
+        ..OciOptions::default()
+    };
+    let (archive, summary) = f.oci_tar(&options);
+    let files = tar_files(&fs::read(&archive).unwrap());
+    assert!(!files.contains_key("manifest.json"));
+    let (entry_type, manifest) = layout_manifest(&files);
+    assert_eq!(entry_type, media_type::DOCKER_MANIFEST);
+    assert_eq!(manifest.config.media_type, media_type::DOCKER_CONFIG);
+    assert!(
+        manifest
+            .layers
+            .iter()
+            .all(|l| l.media_type == media_type::DOCKER_LAYER_TAR),
+        "{manifest:?}"
+    );
+    let inspected = skopeo_inspect("oci-archive", &archive, false);
+    assert_eq!(inspected["Digest"], summary.manifest.digest.to_string());
+    // The blobs recorded for the snapshots keep their OCI types.
+    for snapshot in f.store.chain(f.third).unwrap() {
+        let blob = snapshot.blob.unwrap();
+        assert_eq!(blob.descriptor.media_type, media_type::OCI_LAYER_TAR);
+    }
 }
 
 #[test]
@@ -560,4 +693,143 @@ fn empty_result_exports_empty_outputs() {
     let mut tar = Vec::new();
     write_tar(&source, &mut tar).unwrap();
     assert_eq!(tar, vec![0u8; 1024]);
+}
+
+#[test]
+fn image_created_is_the_last_step_not_the_base_image() {
+    let f = fixture();
+    // The frontend's config starts as a copy of the base image's, date included.
+    let base_date = "2001-02-03T04:05:06Z";
+    let mut image = f.image.clone();
+    image.created = Some(base_date.into());
+    image.history[0].created = Some(base_date.into());
+    let source = Source {
+        store: &f.store,
+        result: Some(f.third),
+        image: &image,
+    };
+    let content = f.store.content();
+    let summary = build_image(&source, &OciOptions::default()).unwrap();
+    let config: ImageConfig = serde_json::from_slice(&content.read(&summary.config.digest).unwrap()).unwrap();
+    let last_step = f.store.snapshot(f.third).unwrap().created;
+    assert_eq!(config.created.as_deref(), Some(rfc3339(last_step).as_str()));
+    assert_eq!(config.history[2].created, config.created);
+    assert_eq!(config.history[0].created.as_deref(), Some(base_date));
+    // Times come from the snapshots, so exporting again gives the same bytes.
+    assert_eq!(build_image(&source, &OciOptions::default()).unwrap(), summary);
+
+    // With SOURCE_DATE_EPOCH the build's steps, and so the image, take the epoch; the base
+    // image's entry keeps its date.
+    let options = OciOptions {
+        epoch: Some(1_700_000_000),
+        ..OciOptions::default()
+    };
+    let pinned = build_image(&source, &options).unwrap();
+    let config: ImageConfig = serde_json::from_slice(&content.read(&pinned.config.digest).unwrap()).unwrap();
+    assert_eq!(config.created.as_deref(), Some("2023-11-14T22:13:20Z"));
+    let times: Vec<_> = config.history.iter().map(|h| h.created.as_deref()).collect();
+    assert_eq!(
+        times,
+        [
+            Some(base_date),
+            Some("2023-11-14T22:13:20Z"),
+            Some("2023-11-14T22:13:20Z")
+        ]
+    );
+}
+
+/// A tmpfs of `size` mounted at `path` (created if missing), unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &Path, size: &str) -> Tmpfs {
+        fs::create_dir_all(path).unwrap();
+        let options = std::ffi::CString::new(format!("size={size}")).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            path,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            options.as_c_str(),
+        )
+        .unwrap();
+        Tmpfs(path.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+/// `len` bytes that gzip cannot shrink.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn assert_disk_full(error: &Error) {
+    let text = error_chain(error);
+    assert_eq!(
+        text.matches("No space left on device").count(),
+        1,
+        "the OS error, once: {text}"
+    );
+}
+
+#[test]
+fn a_full_disk_is_named_in_every_export_error() {
+    let f = fixture();
+    let active = f.store.prepare(None, "noise").unwrap();
+    fs::write(active.layer_dir().join("noise"), noise(3 << 20)).unwrap();
+    let big = active.commit().unwrap().id;
+
+    // The state directory's ingest area is full: computing the layer blob fails.
+    {
+        let _full = Tmpfs::mount(&f.store.root().join("ingest"), "1m");
+        let err = build_image(&f.source(Some(big)), &OciOptions::default()).unwrap_err();
+        assert!(
+            matches!(err, Error::WriteLayer { .. } | Error::Compress { .. }),
+            "{err:?}"
+        );
+        assert!(
+            error_chain(&err).contains(&format!("snapshot {big}")),
+            "{}",
+            error_chain(&err)
+        );
+        assert_disk_full(&err);
+    }
+    assert!(f.store.snapshot(big).unwrap().blob.is_none(), "nothing recorded");
+
+    // The destination is full: the tarball, the tar stream and the directory.
+    let dest = f.path("dest");
+    let _full = Tmpfs::mount(&dest, "1m");
+    let err = write_oci_tar(
+        &f.source(Some(big)),
+        &OciOptions::default(),
+        File::create(dest.join("image.tar")).unwrap(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Output { .. }), "{err:?}");
+    assert_disk_full(&err);
+    fs::remove_file(dest.join("image.tar")).unwrap();
+    let err = write_tar(&f.source(Some(big)), File::create(dest.join("fs.tar")).unwrap()).unwrap_err();
+    assert_disk_full(&err);
+    fs::remove_file(dest.join("fs.tar")).unwrap();
+    let err = write_local(&f.source(Some(big)), &dest.join("dir")).unwrap_err();
+    assert!(matches!(err, Error::Local { .. }), "{err:?}");
+    assert!(
+        error_chain(&err).contains("dest/dir/noise"),
+        "{}",
+        error_chain(&err)
+    );
+    assert_disk_full(&err);
 }
