@@ -10,13 +10,19 @@
 //!   memory; the busybox one has a shell and the usual applets from Debian's busybox-static.
 //! - [`push_image`] and [`Fixture`]: put images into a registry (async, or blocking for plain
 //!   `#[test]` functions).
-//! - [`privileged`]: the gate for tests that need root, runc and overlayfs; it prints a visible
-//!   `SKIPPED (...)` line, or panics when `REQUIRE_PRIVILEGED=1` says the machine must have them.
+//! - [`probe`] and [`require_privileged`]: the one check of whether this machine can run the
+//!   privileged tier (root, runc, overlayfs, busybox), and the gate privileged tests call: it
+//!   fails the test with the probe's reason, never skips it. Skipping the tier is the runner's
+//!   choice: it leaves out the `privileged` test binaries (CONTRIBUTING.md, "Tests").
 //! - [`CountingRuntime`]: a runc wrapper that logs every invocation, to count container runs
 //!   (cache hits run nothing).
 //! - [`TempRoot`]: a temporary state directory that unmounts whatever is left below it before
 //!   it is removed.
-//! - [`conformance_dir`]: the one place that locates BuildKit's conformance data.
+//! - [`conformance_dir`]: the one place that locates BuildKit's conformance data, and
+//!   [`conformance_cases`], the case directories of one of its sets.
+//! - [`set_mtime`]: file times for tests of what keeps or ignores them.
+//! - [`block_on`]: runs a future that never waits (the offline Dockerfile compiler) without a
+//!   runtime.
 //!
 //! Invariants: every fixture cleans up on drop (processes killed and reaped, mounts detached,
 //! temporary directories removed), also when the test fails. Fixture images are deterministic:
@@ -28,14 +34,18 @@
 
 #![forbid(unsafe_code)]
 
+mod git;
 mod image;
+mod privileges;
 mod runtime;
 mod server;
 mod temp_root;
 
 use std::path::{Path, PathBuf};
 
+pub use git::git;
 pub use image::{FIXTURE_EPOCH, FixtureImage, LayerBuilder, base_config, busybox_image, busybox_layer};
+pub use privileges::{Unprivileged, probe, require_privileged};
 pub use runtime::CountingRuntime;
 pub use server::{Fixture, Registry, push_image};
 pub use temp_root::TempRoot;
@@ -62,6 +72,49 @@ pub fn conformance_dir() -> PathBuf {
     dir
 }
 
+/// The case directories of the conformance data set `set` (a path below [`conformance_dir`]:
+/// `buildkit-parser/testfiles`, `real-dockerfiles`, …), sorted. Panics when it cannot be read.
+pub fn conformance_cases(set: &str) -> Vec<PathBuf> {
+    let dir = conformance_dir().join(set);
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+    let mut cases: Vec<PathBuf> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// Sets the modification and access times of `path` to `secs` (Unix seconds) without following
+/// a symlink, for tests of what copies, digests and layers do with times. Panics on failure.
+pub fn set_mtime(path: &Path, secs: i64) {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, utimensat};
+    let time = Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    utimensat(CWD, path, &times, AtFlags::SYMLINK_NOFOLLOW)
+        .unwrap_or_else(|e| panic!("set the times of {}: {e}", path.display()));
+}
+
+/// Runs a future that never waits for anything (the Dockerfile compiler with a resolver that
+/// answers at once) to completion on the calling thread, without an async runtime: for plain
+/// `#[test]`s and benchmarks. Such a future is done the first time it is polled, or soon after.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Waker};
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
 /// The real runc: `/usr/sbin/runc` when present, else the first `runc` on `PATH`.
 pub fn runc() -> Option<PathBuf> {
     let preferred = PathBuf::from("/usr/sbin/runc");
@@ -74,43 +127,11 @@ pub fn runc() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Whether this machine can run privileged tests: running as root, runc present, overlayfs
-/// available and `/bin/busybox` present.
-///
-/// When it cannot and `REQUIRE_PRIVILEGED=1` is set (CI sets it after probing the machine, so a
-/// broken check fails loudly), this panics naming what is missing. Otherwise it prints
-/// `SKIPPED (<what is missing>)` to stderr and returns false; the caller then returns early.
-pub fn privileged() -> bool {
-    let missing = missing_privileges();
-    if missing.is_empty() {
-        return true;
-    }
-    let what = missing.join(", ");
-    if std::env::var("REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1") {
-        panic!("privileged test cannot run but REQUIRE_PRIVILEGED=1: {what}");
-    }
-    eprintln!("SKIPPED ({what})");
-    false
-}
-
-/// The capabilities privileged tests need that this machine lacks, described for humans.
-fn missing_privileges() -> Vec<&'static str> {
-    let mut missing = Vec::new();
-    if !rustix::process::geteuid().is_root() {
-        missing.push("not root");
-    }
-    if runc().is_none() {
-        missing.push("no runc");
-    }
-    let overlay = std::fs::read_to_string("/proc/filesystems").is_ok_and(|list| {
-        list.lines()
-            .any(|line| line.split_whitespace().last() == Some("overlay"))
-    });
-    if !overlay {
-        missing.push("no overlayfs");
-    }
-    if !Path::new(BUSYBOX).is_file() {
-        missing.push("no /bin/busybox");
-    }
-    missing
+/// A loopback port nothing listens on (bound, then released), for connections that must be
+/// refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("binding a loopback port")
+        .port()
 }

@@ -81,36 +81,10 @@ fn unmount_below(root: &Path) {
 
 /// The mount points in a `/proc/self/mountinfo` text that are `root` or below it.
 fn mounts_below(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|field| PathBuf::from(unescape(field)))
+    store::mount_points(mountinfo)
+        .into_iter()
         .filter(|mount| mount.starts_with(root))
         .collect()
-}
-
-/// Decodes the octal escapes (`\040` for a space, …) the kernel uses in mountinfo fields.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (bytes[i], octal) {
-            (b'\\', Some(digits)) => {
-                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                out.push(u8::try_from(value).unwrap_or(b'?'));
-                i += 4;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -129,10 +103,5 @@ mod tests {
             mounts_below(table, Path::new("/tmp/r")),
             vec![PathBuf::from("/tmp/r/a"), PathBuf::from("/tmp/r/a/b c")]
         );
-    }
-
-    #[test]
-    fn unescape_leaves_plain_backslashes() {
-        assert_eq!(unescape(r"a\134b\x"), r"a\b\x");
     }
 }

@@ -1,4 +1,5 @@
-//! Integration tests for the fixtures: images, the registry, the runc wrapper, temp roots.
+//! Integration tests for the fixtures that need no privileges: images, the registry, the runc
+//! wrapper, the conformance data. The ones that mount are in `tests/privileged`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -6,7 +7,7 @@ use std::process::Command;
 
 use flate2::read::GzDecoder;
 use oci::{Platform, Reference};
-use testkit::{CountingRuntime, Fixture, Registry, TempRoot, busybox_image, push_image};
+use testkit::{CountingRuntime, Fixture, Registry, busybox_image, push_image};
 
 /// The status line of `GET /v2/` on `host`, or `None` when nothing answers.
 fn v2_status(host: &str) -> Option<String> {
@@ -137,43 +138,6 @@ fn counting_runtime_counts_only_run() {
         runtime.invocations(),
         vec!["--version".to_string(), "--root /nonexistent run x".to_string()]
     );
-}
-
-#[test]
-fn this_machine_runs_privileged_tests() {
-    assert!(testkit::privileged());
-}
-
-#[test]
-fn temp_root_unmounts_nested_mounts_before_removal() {
-    if !testkit::privileged() {
-        return;
-    }
-    let root = TempRoot::new().unwrap();
-    let path = root.path().to_path_buf();
-    let outer = path.join("a");
-    std::fs::create_dir(&outer).unwrap();
-    let mount = |target: &std::path::Path| {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "tmpfs"])
-            .arg(target)
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    mount(&outer);
-    std::fs::create_dir(outer.join("b")).unwrap();
-    mount(&outer.join("b"));
-    std::fs::write(outer.join("b/file"), "x").unwrap();
-
-    drop(root);
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(
-        !mountinfo.contains(path.to_str().unwrap()),
-        "mounts left below {}",
-        path.display()
-    );
-    assert!(!path.exists(), "{} not removed", path.display());
 }
 
 #[test]
