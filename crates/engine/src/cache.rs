@@ -19,7 +19,7 @@ impl CacheStore<Ref> for StoreCache {
             let key = key.clone();
             let record = tokio::task::spawn_blocking(move || store.cache_get(&key))
                 .await
-                .map_err(|e| Arc::new(std::io::Error::other(e.to_string())) as OpError)?
+                .map_err(|e| Arc::new(e) as OpError)?
                 .map_err(|e| Arc::new(e) as OpError)?;
             Ok(record.map(|r| {
                 r.outputs
@@ -51,7 +51,7 @@ impl CacheStore<Ref> for StoreCache {
             };
             tokio::task::spawn_blocking(move || store.cache_put(&key, &record))
                 .await
-                .map_err(|e| Arc::new(std::io::Error::other(e.to_string())) as OpError)?
+                .map_err(|e| Arc::new(e) as OpError)?
                 .map_err(|e| Arc::new(e) as OpError)
         })
     }

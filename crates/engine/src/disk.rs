@@ -14,7 +14,7 @@ use std::path::Path;
 
 pub use store::gc::{default_gc_limit, parse_duration, parse_size};
 pub use store::{
-    DiskUsage, Filter, OtherContent, ParseError, PruneOptions, PruneReport, RecordKind, SnapshotId,
+    DiskUsage, Filter, OtherContent, ParseError, PruneOptions, PruneReport, RecordId, RecordKind, SnapshotId,
     TextMatch, UsageRecord,
 };
 
@@ -51,7 +51,7 @@ impl Engine {
         let limit = self.gc_limit;
         match tokio::task::spawn_blocking(move || store.collect_garbage(limit)).await {
             Ok(Ok(report)) => GcOutcome::Collected(report),
-            Ok(Err(e)) => GcOutcome::Failed(error_chain(&e)),
+            Ok(Err(e)) => GcOutcome::Failed(oci::error_chain(&e)),
             Err(e) => GcOutcome::Failed(format!("garbage collection task failed: {e}")),
         }
     }
@@ -93,15 +93,4 @@ impl StateDir {
     pub fn prune(&self, options: &PruneOptions) -> Result<PruneReport, store::Error> {
         self.store.prune(options)
     }
-}
-
-/// An error and its causes, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }

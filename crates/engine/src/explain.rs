@@ -4,7 +4,7 @@
 //! Every build records, per step, what its cache key was made of: the op's facts (command,
 //! environment, mounts, file actions, base image digest, …; see [`llb::facts`]) and, per
 //! input, the input's key or the digest of the files the step reads from it, with a listing
-//! of those files for the build context ([`store::fileop::Listing`]). The records are kept in
+//! of those files for the build context ([`fsops::fileop::Listing`]). The records are kept in
 //! the store, one set per scope. When a step misses, its record is compared with the previous
 //! build's record of the same step (matched by vertex digest, else by name, else by position
 //! `[stage n/m]`), and the differences become [`Reason`]s: a file edit, a build argument, a
@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use fsops::fileop::Listing;
 use oci::Digest;
 use serde::{Deserialize, Serialize};
 use solver::{KeyDep, KeyPart};
-use store::fileop::Listing;
 
 /// How many file names a [`Reason::Files`] names; the rest are counted.
 const NAMED_FILES: usize = 10;
@@ -582,23 +582,28 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_changed_build_arg_a_file_and_a_base_image_are_named() {
-        let listings = Arc::new(Listings::default());
+    fn key(s: &str) -> Digest {
+        Digest::of(s.as_bytes())
+    }
+
+    fn from() -> Digest {
+        Digest::of(b"[1/3] FROM busybox")
+    }
+
+    /// The first build: FROM, a RUN using build arg V=1, a COPY of the context; its records.
+    fn first_build(listings: &Arc<Listings>) -> String {
         let args = BTreeMap::from([("V".to_string(), "1".to_string())]);
         let first = Explainer::new("s".into(), args, None, listings.clone());
         let image = facts(&[
             ("image", "busybox:latest"),
             ("image digest", "sha256:aaaaaaaaaaaaaaaa"),
         ]);
-        let from = Digest::of(b"[1/3] FROM busybox");
         let ctx = Digest::of(b"ctx-v1");
         listings.put(ctx.clone(), vec![("/a".into(), 1), ("/b".into(), 2)]);
         let run_facts = facts(&[("command", "[\"echo\"]"), ("env V", "1")]);
-        let key = |s: &str| Digest::of(s.as_bytes());
         assert_eq!(
             first.keyed(
-                &from,
+                &from(),
                 "[1/3] FROM busybox",
                 Some(&key("k1")),
                 false,
@@ -626,8 +631,13 @@ mod tests {
             &[],
             &[dep("[internal] load build context", KeyPart::Content(ctx))],
         );
-        let saved = first.finish(true).expect("a first build has records to save");
+        first.finish(true).expect("a first build has records to save")
+    }
 
+    #[test]
+    fn a_changed_build_arg_a_file_and_a_base_image_are_named() {
+        let listings = Arc::new(Listings::default());
+        let saved = first_build(&listings);
         // Second build: new base image, V=2, file /b edited and /c added.
         let args = BTreeMap::from([("V".to_string(), "2".to_string())]);
         let second = Explainer::new("s".into(), args, Some(&saved), listings.clone());
@@ -636,7 +646,7 @@ mod tests {
             ("image digest", "sha256:bbbbbbbbbbbbbbbb"),
         ]);
         let from_reasons = second.keyed(
-            &from,
+            &from(),
             "[1/3] FROM busybox",
             Some(&key("k1b")),
             false,
@@ -693,21 +703,25 @@ mod tests {
             copy.iter().map(ToString::to_string).collect::<Vec<_>>(),
             vec!["files changed in [internal] load build context: modified b; added c".to_string()]
         );
-        // A cached step is not explained; an unchanged key whose result is gone is "pruned".
-        let third = Explainer::new(
-            "s".into(),
-            BTreeMap::new(),
-            second.finish(true).as_deref(),
-            listings,
-        );
+        third_build(second.finish(true).as_deref(), listings, &image2, &run_facts2);
+    }
+
+    /// A cached step is not explained; an unchanged key whose result is gone is "pruned".
+    fn third_build(
+        previous: Option<&str>,
+        listings: Arc<Listings>,
+        image: &[(String, String)],
+        run_facts: &[(String, String)],
+    ) {
+        let third = Explainer::new("s".into(), BTreeMap::new(), previous, listings);
         assert_eq!(
             third.keyed(
-                &from,
+                &from(),
                 "[1/3] FROM busybox",
                 Some(&key("k1b")),
                 true,
                 false,
-                &image2,
+                image,
                 &[]
             ),
             None
@@ -719,7 +733,7 @@ mod tests {
                 Some(&key("k2b")),
                 false,
                 false,
-                &run_facts2,
+                run_facts,
                 &[dep("[1/3] FROM busybox", KeyPart::Key(key("k1b")))],
             ),
             Some(vec![Reason::Pruned])

@@ -18,26 +18,32 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod context;
 mod disk;
 mod error;
 pub mod explain;
+mod export;
 mod frontend;
+mod job;
 mod ops;
 pub mod progress;
-mod pull;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use disk::{
-    DiskUsage, Filter, GcOutcome, OtherContent, ParseError, PruneOptions, PruneReport, RecordKind,
+    DiskUsage, Filter, GcOutcome, OtherContent, ParseError, PruneOptions, PruneReport, RecordId, RecordKind,
     SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
 };
-pub use error::{BuildError, SourceSnippet};
+pub use error::{BuildError, DockerfileError, SourceSnippet, StepError};
 pub use executor::{NetworkMode, ULIMIT_NAMES};
+pub use export::ExportError;
+/// Build contexts sent as archives (`kiln build - < context.tar`) are unpacked by the client with
+/// the store's confined extraction (see [`fsops::fileop::unpack_archive`]).
+pub use fsops::fileop::{is_archive, unpack_archive};
 pub use progress::{Event, Progress};
-pub use pull::human_size;
+pub use sources::human_size;
 /// Build logs, readable without opening the state directory (see [`store::logs`]).
 pub use store::logs;
 
@@ -79,6 +85,8 @@ pub enum OutputSpec {
         dest: Destination,
         /// Image name to record in the index.
         name: Option<String>,
+        /// `oci-mediatypes=`: OCI media types (the default for `type=oci`) or Docker's.
+        oci_media_types: Option<bool>,
     },
     /// The result filesystem as a tar stream.
     Tar {
@@ -91,6 +99,8 @@ pub enum OutputSpec {
         dest: Destination,
         /// The names to tag the image with when it is loaded.
         names: Vec<String>,
+        /// `oci-mediatypes=`: Docker's media types (the default for `type=docker`) or OCI ones.
+        oci_media_types: Option<bool>,
     },
     /// The image pushed to a registry (`type=image,push=true`, `type=registry`, `--push`).
     Registry {
@@ -104,8 +114,15 @@ pub enum OutputSpec {
 pub struct BuildRequest {
     /// The build context directory.
     pub context: PathBuf,
+    /// A git repository as the build context (`kiln build https://host/repo.git#ref:subdir`):
+    /// when set, `context` is ignored; the repository is checked out first and its checkout is
+    /// the context, and a relative `dockerfile` is inside the checkout.
+    pub git_context: Option<dockerfile::convert::GitRef>,
     /// The Dockerfile; default `<context>/Dockerfile`.
     pub dockerfile: Option<PathBuf>,
+    /// The Dockerfile's text, when the client has it rather than a file (`-f -`, read from
+    /// standard input); `dockerfile` then only names it. No `<Dockerfile>.dockerignore` applies.
+    pub dockerfile_text: Option<String>,
     /// `--target`.
     pub target: Option<String>,
     /// `--build-arg`s.
@@ -135,6 +152,9 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     /// `--no-cache-filter`: names of the stages whose steps never use the cache.
     pub no_cache_filter: BTreeSet<String>,
+    /// Where this build's registry credentials come from; `None`: the docker configuration of
+    /// the process (`~/.docker/config.json`, `DOCKER_CONFIG`), read only when a registry asks.
+    pub credentials: Option<Credentials>,
 }
 
 /// Where a secret's value comes from (`--secret id=ID,src=FILE` or `…,env=VAR`).
@@ -262,7 +282,7 @@ pub enum SetupError {
     Registry(#[from] registry::Error),
 }
 
-/// Object-safe form of [`executor::Executor`], so tests can swap in a fake.
+/// Object-safe form of [`executor::Executor`], so an engine can hold any executor behind one type.
 pub trait DynExecutor: Send + Sync {
     /// See [`executor::Executor::run`].
     fn run<'a>(
@@ -284,16 +304,38 @@ impl<E: executor::Executor> DynExecutor for E {
     }
 }
 
+/// A build's source of registry credentials (never printed).
+#[derive(Clone)]
+pub struct Credentials(pub Arc<dyn registry::CredentialStore>);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(..)")
+    }
+}
+
+impl BuildRequest {
+    /// The registry client of this build: the engine's, with this build's credentials.
+    pub(crate) fn registry(&self, engine: &registry::Client) -> registry::Client {
+        let credentials = match &self.credentials {
+            Some(Credentials(store)) => store.clone(),
+            None => Arc::new(registry::DockerConfigCredentials::from_env()),
+        };
+        engine.with_credentials(credentials)
+    }
+}
+
 /// Everything ops need, shared by all builds of an engine.
 pub(crate) struct Inner {
     pub(crate) store: Arc<Store>,
+    /// The anonymous registry client; builds use handles of it with their credentials.
     pub(crate) registry: registry::Client,
     pub(crate) executor: Arc<dyn DynExecutor>,
     pub(crate) platform: Platform,
     /// The network of RUN steps that do not ask for one ([`EngineConfig::default_network`]).
     pub(crate) default_network: executor::NetworkMode,
     /// HTTP sources' client and what earlier downloads returned (for revalidation).
-    pub(crate) http: ops::http::HttpState,
+    pub(crate) http: sources::http::HttpState,
     /// Listings of hashed build-context files, for cache-miss explanations.
     pub(crate) listings: Arc<explain::Listings>,
 }
@@ -301,7 +343,7 @@ pub(crate) struct Inner {
 /// The build engine. One per process (or daemon); builds may run concurrently.
 pub struct Engine {
     inner: Arc<Inner>,
-    solver: Arc<Solver<Ref>>,
+    solver: Arc<Solver<Ref, ops::Session>>,
     /// Held shared by every running build, exclusively by garbage collection: GC never runs
     /// while a build uses snapshots the store cannot see as used (see [`Engine::collect_garbage`]).
     builds: tokio::sync::RwLock<()>,
@@ -328,16 +370,17 @@ impl Engine {
         Self::with_executor(store, Arc::new(executor), config)
     }
 
-    /// An engine over an open store with the given executor (tests use a fake one).
+    /// An engine over an open store with the given executor.
     pub fn with_executor(
         store: Store,
         executor: Arc<dyn DynExecutor>,
         config: &EngineConfig,
     ) -> Result<Engine, SetupError> {
+        // Anonymous: each build gets a handle with its own credentials (`BuildRequest::credentials`).
         let registry = registry::Client::new(registry::ClientConfig {
             insecure: config.insecure_registries.clone(),
-            credentials: Arc::new(registry::DockerConfigCredentials::load()?),
             user_agent: format!("kiln/{}", env!("CARGO_PKG_VERSION")),
+            ..registry::ClientConfig::default()
         })?;
         let store = Arc::new(store);
         let cache = Arc::new(cache::StoreCache { store: store.clone() });
@@ -351,7 +394,7 @@ impl Engine {
             executor,
             platform: Platform::linux_amd64(),
             default_network: config.default_network,
-            http: ops::http::HttpState::default(),
+            http: sources::http::HttpState::default(),
             listings: Arc::default(),
         });
         let gc_limit = config
@@ -422,19 +465,21 @@ impl Engine {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64),
             ),
-            context: request.context.display().to_string(),
-            dockerfile: request
-                .dockerfile
-                .as_ref()
-                .unwrap_or(&request.context.join("Dockerfile"))
-                .display()
-                .to_string(),
+            context: match &request.git_context {
+                Some(git) => git.identifier(),
+                None => request.context.display().to_string(),
+            },
+            dockerfile: match (&request.dockerfile, &request.git_context) {
+                (Some(file), _) => file.display().to_string(),
+                (None, Some(_)) => "Dockerfile".into(),
+                (None, None) => request.context.join("Dockerfile").display().to_string(),
+            },
             target: request.target.clone(),
         }));
-        let result = frontend::build(&self.inner, &self.solver, request, progress.clone()).await;
+        let result = job::build(&self.inner, &self.solver, request, progress.clone()).await;
         progress.log_line(&progress::json::encode_result(&progress::json::ResultLine {
             time: progress.elapsed().as_secs_f64(),
-            error: result.as_ref().err().map(|e| e.to_string()),
+            error: result.as_ref().err().map(|e| oci::error_chain(e)),
         }));
         drop(running);
         warnings.extend(progress.warnings());
@@ -457,7 +502,14 @@ impl Engine {
         offline: bool,
         progress: Arc<dyn Progress>,
     ) -> Result<llb::Definition, BuildError> {
-        frontend::compile_only(&self.inner, request, offline, progress)
+        let registry = request.registry(&self.inner.registry);
+        if offline && request.git_context.is_some() {
+            return Err(offline_git_context());
+        }
+        let _running = self.builds.read().await;
+        let (request, _checkout) =
+            context::resolve(&self.inner, &self.solver, request, &registry, progress.clone()).await?;
+        frontend::compile_only(&self.inner, &registry, &request, offline, progress)
             .await
             .map(|(c, _)| c.definition)
     }
@@ -465,12 +517,34 @@ impl Engine {
 
 /// Compiles a Dockerfile with no engine at all: nothing is resolved (`kiln debug llb --offline`).
 pub async fn compile_offline(request: &BuildRequest) -> Result<llb::Definition, BuildError> {
+    if request.git_context.is_some() {
+        return Err(offline_git_context());
+    }
     frontend::compile_offline(request).await.map(|c| c.definition)
+}
+
+/// A git context cannot be read without fetching it.
+fn offline_git_context() -> BuildError {
+    BuildError::Request(
+        "a git build context must be fetched before its Dockerfile can be read: run without --offline".into(),
+    )
+}
+
+/// A new build session id, unique in this process (and across processes sharing a state
+/// directory: it names the process).
+pub(crate) fn new_session_id() -> String {
+    static SESSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// Prepares the process for running builds: enters a private mount namespace so every mount
 /// kiln makes disappears with the process, even if it is killed. Call first thing in `main`,
-/// before any thread exists. Returns why it could not, if it could not (builds still work).
-pub fn prepare_process() -> Result<(), String> {
-    executor::enter_private_mount_namespace().map_err(|e| e.to_string())
+/// before any thread exists. Fails with the step and the OS error (without `CAP_SYS_ADMIN`,
+/// `EPERM`); building without the namespace would leave mounts behind a killed kiln.
+pub fn prepare_process() -> Result<(), executor::Error> {
+    executor::enter_private_mount_namespace()
 }

@@ -3,7 +3,7 @@
 //! The solver's events are forwarded (its `Keyed` events become [`Event::CacheMiss`]
 //! explanations, see [`crate::explain`]); the engine's internal steps (loading the Dockerfile,
 //! resolving metadata, exporting) are reported the same way (`Step`). [`json`] is the
-//! one-object-per-line encoding of events used by `--progress=rawjson` and build logs.
+//! one-object-per-line encoding of events used by `--progress=json` and build logs.
 
 pub mod json;
 
@@ -24,6 +24,8 @@ pub enum Event {
         vertex: Digest,
         /// Its name.
         name: String,
+        /// The vertices of its inputs, in order.
+        inputs: Vec<Digest>,
     },
     /// A step's cache key matched no result: why (computed before it runs).
     CacheMiss {
@@ -40,6 +42,8 @@ pub enum Event {
         vertex: Digest,
         /// Its name.
         name: String,
+        /// The vertices of its inputs, in order (none for the engine's internal steps).
+        inputs: Vec<Digest>,
     },
     /// Output of a running step.
     Log {
@@ -80,8 +84,8 @@ pub trait Progress: Send + Sync {
 pub(crate) fn from_solver(event: solver::Event) -> Option<Event> {
     Some(match event {
         solver::Event::Keyed { .. } => return None,
-        solver::Event::Cached { vertex, name } => Event::Cached { vertex, name },
-        solver::Event::Started { vertex, name } => Event::Started { vertex, name },
+        solver::Event::Cached { vertex, name, inputs } => Event::Cached { vertex, name, inputs },
+        solver::Event::Started { vertex, name, inputs } => Event::Started { vertex, name, inputs },
         solver::Event::Log { vertex, stream, data } => Event::Log { vertex, stream, data },
         solver::Event::Status { vertex, message } => Event::Status { vertex, message },
         solver::Event::Completed {
@@ -127,6 +131,7 @@ impl Step {
         progress.event(Event::Started {
             vertex: vertex.clone(),
             name: name.clone(),
+            inputs: Vec::new(),
         });
         Step {
             progress: progress.clone(),
@@ -143,12 +148,13 @@ impl Step {
         });
     }
 
-    pub(crate) fn finish<T, E: std::fmt::Display>(self, result: Result<T, E>) -> Result<T, E> {
+    /// Reports the step finished; a failure's line is the error's whole chain.
+    pub(crate) fn finish<T, E: std::error::Error + 'static>(self, result: Result<T, E>) -> Result<T, E> {
         self.progress.event(Event::Completed {
             vertex: self.vertex.clone(),
             name: self.name.clone(),
             duration: self.started.elapsed(),
-            error: result.as_ref().err().map(|e| e.to_string()),
+            error: result.as_ref().err().map(|e| oci::error_chain(e)),
         });
         result
     }

@@ -29,14 +29,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use fsops::fileop::{self, CopyOptions};
 use llb::pb;
-use store::fileop::{self, CopyOptions};
 use store::{Acquired, CacheMount, CacheMountSpec, NewCacheMount, Sharing, Store};
 use tokio::sync::Notify;
 
 use super::OpFailure;
-use super::mounts::resolve_in_root;
 use crate::Ref;
+use fsops::resolve::resolve_path;
 
 /// Woken whenever a cache-mount instance is released or a new one is committed or abandoned.
 static RELEASED: Notify = Notify::const_new();
@@ -134,7 +134,7 @@ where
     let mount_subpath = base.is_none() && selector != "/";
     let kind = |path: &Path| -> Result<executor::MountKind, OpFailure> {
         let source = if mount_subpath {
-            resolve_in_root(path, &selector).map_err(|e| {
+            resolve_path(path, &selector).map_err(|e| {
                 OpFailure::Invalid(format!(
                     "failed to mount cache {id:?} at {}: {selector}: {e}",
                     mount.dest
@@ -187,7 +187,7 @@ where
                         }
                         // Files of a local source become 0:0, as when copied.
                         Some(Ref::Local(dir)) => {
-                            seed(dir, &selector, excludes, Some(super::CONTEXT_OWNER), target).await?
+                            seed(dir, &selector, excludes, Some(super::file::CONTEXT_OWNER), target).await?
                         }
                         None | Some(Ref::Empty) => {}
                     }
@@ -263,7 +263,7 @@ async fn seed(
             }
         ))
     };
-    let source = resolve_in_root(root, selector).map_err(failed)?;
+    let source = resolve_path(root, selector).map_err(failed)?;
     if !std::fs::symlink_metadata(&source).map_err(failed)?.is_dir() {
         return Err(OpFailure::Invalid(format!(
             "failed to seed cache mount from {selector}: not a directory"

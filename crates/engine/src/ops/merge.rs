@@ -3,7 +3,7 @@
 //!
 //! The result is one new snapshot on top of the first non-empty input. Every layer of each later
 //! input's chain (base first) is replayed onto a writable mount of it: the layer directory is
-//! streamed as a layer tar ([`store::write_layer`]) straight into [`store::apply_layer`], so
+//! streamed as a layer tar ([`fsops::layer::write_layer`]) straight into [`store::apply_layer`], so
 //! whiteouts and opaque directories of later inputs delete what earlier ones had, exactly as
 //! stacking the layers in an image would. Layers a later input shares with what is already
 //! stacked (a common base) are not replayed again.
@@ -26,6 +26,7 @@ use oci::Digest;
 use solver::{BoxFuture, CacheMap, Context, Dep, Op, OpError};
 use store::{SnapshotId, Store};
 
+use super::Session;
 use super::{OpFailure, join_error, op_error};
 use crate::{Inner, Ref};
 
@@ -37,19 +38,19 @@ pub(super) struct MergeOp {
     pub(super) n_inputs: usize,
 }
 
-impl Op<Ref> for MergeOp {
-    fn cache_map<'a>(&'a self, _ctx: &'a Context) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
+impl Op<Ref, Session> for MergeOp {
+    fn cache_map<'a>(&'a self, _ctx: &'a Context<Session>) -> BoxFuture<'a, Result<CacheMap<Ref>, OpError>> {
         Box::pin(async move {
-            Ok(CacheMap {
-                digest: self.base.clone(),
-                deps: (0..self.n_inputs).map(|_| Dep::default()).collect(),
-                cacheable: true,
-                facts: Vec::new(),
-            })
+            let deps = (0..self.n_inputs).map(|_| Dep::default()).collect();
+            Ok(CacheMap::new(self.base.clone(), deps))
         })
     }
 
-    fn exec<'a>(&'a self, ctx: &'a Context, inputs: Vec<Ref>) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
+    fn exec<'a>(
+        &'a self,
+        ctx: &'a Context<Session>,
+        inputs: Vec<Ref>,
+    ) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
         Box::pin(async move {
             let mut snapshots = Vec::new();
             for index in &self.op.inputs {
@@ -115,7 +116,7 @@ fn replay(layer: &Path, target: &Path) -> Result<(), OpFailure> {
     std::thread::scope(|scope| {
         let producer = scope.spawn(move || -> Result<(), OpFailure> {
             let mut out = BufWriter::new(writer);
-            store::write_layer(layer, &mut out).map_err(store::Error::from)?;
+            fsops::layer::write_layer(layer, &mut out).map_err(store::Error::from)?;
             out.flush().map_err(|e| {
                 OpFailure::Invalid(format!("failed to stream layer {}: {e}", layer.display()))
             })?;

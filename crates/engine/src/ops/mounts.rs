@@ -3,7 +3,7 @@
 //!
 //! A bind mount's source is an input (a snapshot, mounted read-only; the build context's
 //! directory; or an empty directory) narrowed by a selector. The selector is resolved inside that
-//! tree as a process chrooted there would resolve it ([`resolve_in_root`]): symlinks are
+//! tree as a process chrooted there would resolve it ([`fsops::resolve::resolve_path`]): symlinks are
 //! followed, but absolute targets restart at the tree's root and `..` stops there, so an image
 //! can never point a mount at the host.
 //!
@@ -20,20 +20,18 @@
 //! Not done here: mounts whose changes become outputs of the op; they are refused with a "not
 //! supported yet" error.
 
-use std::ffi::OsString;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use fsops::fileop::{self, CopyOptions};
 use llb::pb;
-use store::fileop::{self, CopyOptions};
 use store::{Active, Mounted, Store};
 
-use super::{EmptyDir, OpFailure, Session};
-use crate::Ref;
+use fsops::resolve::resolve_path;
 
-/// Symlinks followed while resolving one selector before giving up, as Linux's `ELOOP` limit.
-const MAX_SYMLINKS: usize = 40;
+use super::{OpFailure, Session, blocking};
+use crate::Ref;
 
 /// The mounts of one exec, ready to hand to the executor, and the guards keeping their sources.
 pub(super) struct Prepared<'a> {
@@ -52,7 +50,7 @@ enum Guard<'a> {
     /// A committed snapshot mounted read-only.
     View { _view: Mounted },
     /// An empty directory.
-    Empty { _dir: EmptyDir },
+    Empty { _dir: store::EmptyDir },
     /// A scratch snapshot: fields drop in order, so the mount goes before its directories.
     Scratch { _mount: Mounted, _active: Active<'a> },
     /// A cache-mount instance: released, and steps waiting for it woken, on drop.
@@ -124,7 +122,10 @@ pub(super) async fn prepare<'a>(
                 .take()
                 .ok_or_else(|| OpFailure::Invalid(format!("cache mount {} was not prepared", mount.dest)))?,
             Ok(pb::MountType::Secret) => {
-                let (kind, tmpfs) = super::secrets::mount(store, session, mount)?;
+                let Some((kind, tmpfs)) = super::blocking(|| super::secrets::mount(store, session, mount))?
+                else {
+                    continue;
+                };
                 prepared._guards.push(Guard::Secret { _tmpfs: tmpfs });
                 kind
             }
@@ -172,13 +173,10 @@ async fn bind<'a>(
                 OpFailure::Invalid(format!("mount {} names missing input {i}", mount.dest))
             })?),
         };
-    let not_found = |e: io::Error| {
-        OpFailure::Invalid(format!(
-            "failed to mount {:?} at {}: {}",
-            display_selector(&mount.selector),
-            mount.dest,
-            describe(&e)
-        ))
+    let not_found = |source: io::Error| OpFailure::MountSource {
+        selector: display_selector(&mount.selector).to_string(),
+        dest: mount.dest.clone(),
+        source,
     };
     let excludes = usize::try_from(mount.input)
         .ok()
@@ -187,35 +185,36 @@ async fn bind<'a>(
     // The tree to mount from, and the path inside it to mount.
     let (root, selector) = match (input, mount.readonly) {
         (None | Some(Ref::Empty), true) => {
-            let empty = EmptyDir::new(store)?;
-            let path = empty.path.clone();
+            let empty = blocking(|| store.empty_dir())?;
+            let path = empty.path().to_path_buf();
             guards.push(Guard::Empty { _dir: empty });
             (path, mount.selector.clone())
         }
         (Some(Ref::Snapshot(id)), true) => {
-            let view = store.view(*id)?;
+            let view = blocking(|| store.view(*id))?;
             let path = view.path().to_path_buf();
             guards.push(Guard::View { _view: view });
             (path, mount.selector.clone())
         }
         (Some(Ref::Local(dir)), true) if excludes.is_empty() => ((**dir).clone(), mount.selector.clone()),
-        (None | Some(Ref::Empty), false) => {
-            (scratch(store, None, &mount.dest, guards)?, mount.selector.clone())
-        }
+        (None | Some(Ref::Empty), false) => (
+            blocking(|| scratch(store, None, &mount.dest, guards))?,
+            mount.selector.clone(),
+        ),
         (Some(Ref::Snapshot(id)), false) => (
-            scratch(store, Some(*id), &mount.dest, guards)?,
+            blocking(|| scratch(store, Some(*id), &mount.dest, guards))?,
             mount.selector.clone(),
         ),
         (Some(Ref::Local(dir)), _) => {
             // The context is never written, and excluded files are not part of it: the selected
             // part is copied into a scratch snapshot, at the path it resolved to (which has no
             // symlinks left, so it is found again there).
-            let selected = resolve_in_root(dir, &mount.selector).map_err(not_found)?;
+            let selected = blocking(|| resolve_path(dir, &mount.selector)).map_err(not_found)?;
             let rel = selected
                 .strip_prefix(dir.as_path())
                 .map(|p| format!("/{}", p.display()))
                 .unwrap_or_else(|_| "/".into());
-            let root = scratch(store, None, &mount.dest, guards)?;
+            let root = blocking(|| scratch(store, None, &mount.dest, guards))?;
             let options = CopyOptions {
                 src: rel.clone(),
                 dest: rel.clone(),
@@ -227,11 +226,11 @@ async fn bind<'a>(
             let (from, to) = ((**dir).clone(), root.clone());
             tokio::task::spawn_blocking(move || fileop::copy(&from, &to, &options))
                 .await
-                .map_err(|e| OpFailure::Invalid(format!("internal task failed: {e}")))??;
+                .map_err(OpFailure::Join)??;
             (root, rel)
         }
     };
-    let source = resolve_in_root(&root, &selector).map_err(not_found)?;
+    let source = blocking(|| resolve_path(&root, &selector)).map_err(not_found)?;
     Ok(executor::MountKind::Bind {
         source,
         readonly: mount.readonly,
@@ -257,112 +256,4 @@ fn scratch<'a>(
 
 fn display_selector(selector: &str) -> &str {
     if selector.is_empty() { "/" } else { selector }
-}
-
-fn describe(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::NotFound => "no such file or directory".into(),
-        _ => e.to_string(),
-    }
-}
-
-/// One step still to resolve.
-enum Step {
-    Parent,
-    Name(OsString),
-}
-
-/// Pushes the components of `path` onto `pending` so that they pop in order.
-fn push_components(pending: &mut Vec<Step>, path: &Path) {
-    let steps: Vec<Step> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(Step::Name(n.to_os_string())),
-            Component::ParentDir => Some(Step::Parent),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect();
-    pending.extend(steps.into_iter().rev());
-}
-
-/// Resolves `path` inside the directory tree `root` as a process whose root directory is `root`
-/// would: every symlink is followed, absolute targets restart at `root` and `..` stops there.
-/// Returns a host path below `root` without symlinks after `root`, which must exist.
-///
-/// The trees this serves are immutable while it runs (committed snapshots, fresh scratch
-/// snapshots, the build context), so checking each component and then using the joined path
-/// is not racy in practice; nothing here writes.
-pub(super) fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
-    let mut pending = Vec::new();
-    push_components(&mut pending, Path::new(path));
-    let mut resolved: Vec<OsString> = Vec::new();
-    let mut symlinks = 0;
-    while let Some(step) = pending.pop() {
-        let name = match step {
-            Step::Parent => {
-                resolved.pop();
-                continue;
-            }
-            Step::Name(name) => name,
-        };
-        let mut candidate = root.to_path_buf();
-        candidate.extend(&resolved);
-        candidate.push(&name);
-        let meta = std::fs::symlink_metadata(&candidate)?;
-        if meta.file_type().is_symlink() {
-            symlinks += 1;
-            if symlinks > MAX_SYMLINKS {
-                return Err(io::Error::other("too many levels of symbolic links"));
-            }
-            let target = std::fs::read_link(&candidate)?;
-            if target.has_root() {
-                resolved.clear();
-            }
-            push_components(&mut pending, &target);
-        } else {
-            if !pending.is_empty() && !meta.is_dir() {
-                return Err(io::Error::other("not a directory"));
-            }
-            resolved.push(name);
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(&resolved);
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn selectors_resolve_inside_the_root() {
-        let outside = tempfile::tempdir().unwrap();
-        std::fs::create_dir(outside.path().join("secret")).unwrap();
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        std::fs::create_dir_all(r.join("a/b")).unwrap();
-        std::fs::write(r.join("a/b/file"), "x").unwrap();
-        symlink("/a", r.join("abs")).unwrap();
-        symlink("../../../../a/b", r.join("a/up")).unwrap();
-        symlink(outside.path(), r.join("escape")).unwrap();
-        symlink("loop", r.join("loop")).unwrap();
-
-        assert_eq!(resolve_in_root(r, "").unwrap(), r);
-        assert_eq!(resolve_in_root(r, "/").unwrap(), r);
-        assert_eq!(resolve_in_root(r, "/a/b/").unwrap(), r.join("a/b"));
-        assert_eq!(resolve_in_root(r, "/../../a").unwrap(), r.join("a"));
-        assert_eq!(resolve_in_root(r, "/abs/b/file").unwrap(), r.join("a/b/file"));
-        assert_eq!(resolve_in_root(r, "/a/up").unwrap(), r.join("a/b"));
-        // An absolute symlink to a host directory lands at the same path inside the root.
-        let escaped = resolve_in_root(r, "/escape/secret");
-        assert_eq!(escaped.unwrap_err().kind(), io::ErrorKind::NotFound);
-        assert_eq!(
-            resolve_in_root(r, "/missing").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        assert!(resolve_in_root(r, "/loop").is_err());
-        assert!(resolve_in_root(r, "/a/b/file/x").is_err());
-    }
 }

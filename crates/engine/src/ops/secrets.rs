@@ -9,8 +9,8 @@
 //! logs or progress (the frontend masks `$NAME` of env secrets in step names as `****`).
 //!
 //! As in BuildKit: a secret the build was not given is an error `secret ID: not found` when the
-//! mount is `required`, and otherwise an empty file (or, for `env=`, no variable). Values are at
-//! most [`MAX_SECRET_SIZE`] bytes.
+//! mount is `required`, and otherwise mounts nothing (or, for `env=`, sets no variable). Values
+//! are at most [`super::session::MAX_SECRET_SIZE`] bytes.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -19,67 +19,17 @@ use llb::pb;
 use store::{Mounted, Store};
 
 use super::{OpFailure, Session};
-use crate::SecretSource;
-
-/// Largest secret value accepted, as BuildKit's limit.
-pub(super) const MAX_SECRET_SIZE: u64 = 500 * 1024;
-
-/// The value of secret `id`, or `None` when the build was given no secret of that id (or its
-/// environment variable is unset).
-pub(super) fn value(session: &Session, id: &str) -> Result<Option<Vec<u8>>, OpFailure> {
-    let Some(source) = session.secrets.get(id) else {
-        return Ok(None);
-    };
-    match source {
-        SecretSource::Env(name) => {
-            let Some(value) = std::env::var_os(name) else {
-                return Ok(None);
-            };
-            let value = std::os::unix::ffi::OsStringExt::into_vec(value);
-            check_size(id, value.len() as u64)?;
-            Ok(Some(value))
-        }
-        SecretSource::File(path) => {
-            let file = std::fs::File::open(path).map_err(|e| {
-                OpFailure::Invalid(format!("secret {id}: failed to read {}: {e}", path.display()))
-            })?;
-            let size = file
-                .metadata()
-                .map_err(|e| {
-                    OpFailure::Invalid(format!("secret {id}: failed to read {}: {e}", path.display()))
-                })?
-                .len();
-            check_size(id, size)?;
-            let mut value = Vec::with_capacity(size as usize);
-            std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_SECRET_SIZE + 1), &mut value)
-                .map_err(|e| {
-                    OpFailure::Invalid(format!("secret {id}: failed to read {}: {e}", path.display()))
-                })?;
-            check_size(id, value.len() as u64)?;
-            Ok(Some(value))
-        }
-    }
-}
-
-fn check_size(id: &str, size: u64) -> Result<(), OpFailure> {
-    if size > MAX_SECRET_SIZE {
-        return Err(OpFailure::Invalid(format!(
-            "secret {id}: too big: {size} bytes, the limit is {MAX_SECRET_SIZE}"
-        )));
-    }
-    Ok(())
-}
 
 fn not_found(id: &str) -> OpFailure {
-    OpFailure::Invalid(format!("secret {id}: not found"))
+    OpFailure::SecretNotFound(id.to_string())
 }
 
 /// The environment variables `NAME=value` of an exec's `env=` secrets, in order. Missing optional
-/// secrets give no variable.
+/// secrets give no variable. Blocking: reads secret files.
 pub(super) fn env(session: &Session, secrets: &[pb::SecretEnv]) -> Result<Vec<(String, String)>, OpFailure> {
     let mut vars = Vec::new();
     for secret in secrets {
-        match value(session, &secret.id)? {
+        match session.secret(&secret.id)? {
             Some(value) => {
                 let value = String::from_utf8(value).map_err(|_| {
                     OpFailure::Invalid(format!(
@@ -103,23 +53,27 @@ pub(super) fn env(session: &Session, secrets: &[pb::SecretEnv]) -> Result<Vec<(S
 }
 
 /// Prepares a secret file mount: the value in a fresh tmpfs, with the mount's mode and owner.
-/// Returns the executor's mount and the tmpfs, which must outlive the run.
+/// Returns the executor's mount and the tmpfs, which must outlive the run; `None` for an
+/// optional secret the build was not given, which mounts nothing (as BuildKit skips it).
+/// Blocking: reads the secret and mounts a tmpfs.
 pub(super) fn mount(
     store: &Store,
     session: &Session,
     mount: &pb::Mount,
-) -> Result<(executor::MountKind, Mounted), OpFailure> {
+) -> Result<Option<(executor::MountKind, Mounted)>, OpFailure> {
     let options = mount.secret_opt.clone().unwrap_or_default();
-    let value = match value(session, &options.id)? {
+    let value = match session.secret(&options.id)? {
         Some(value) => value,
-        None if options.optional => Vec::new(),
+        None if options.optional => return Ok(None),
         None => return Err(not_found(&options.id)),
     };
     // Room for the file and the filesystem's own bookkeeping.
     let tmpfs = store.mount_tmpfs(value.len() as u64 + 64 * 1024)?;
     let path = tmpfs.path().join("secret");
-    let failed =
-        |e: std::io::Error| OpFailure::Invalid(format!("secret {}: failed to stage it: {e}", options.id));
+    let failed = |source| OpFailure::SecretStage {
+        id: options.id.clone(),
+        source,
+    };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -137,13 +91,13 @@ pub(super) fn mount(
     file.set_permissions(std::fs::Permissions::from_mode(mode))
         .map_err(failed)?;
     drop(file);
-    Ok((
+    Ok(Some((
         executor::MountKind::Bind {
             source: path,
             readonly: true,
         },
         tmpfs,
-    ))
+    )))
 }
 
 fn invalid_option(id: &str, what: &str, value: u32) -> OpFailure {

@@ -1,4 +1,4 @@
-//! The JSON-lines form of a build's progress: `--progress=rawjson` prints it, build logs
+//! The JSON-lines form of a build's progress: `--progress=json` prints it, build logs
 //! (`kiln logs`) store it. One object per line; the schema is documented in
 //! `docs/progress-json.md` and pinned by the tests below.
 //!
@@ -56,12 +56,32 @@ pub enum Line {
 #[error("invalid progress line: {0}")]
 pub struct DecodeError(String);
 
+fn digests(list: &[Digest]) -> Vec<String> {
+    list.iter().map(Digest::to_string).collect()
+}
+
+/// The `inputs` of a line: absent (logs written before kiln reported them) is none.
+fn inputs(value: &Value) -> Result<Vec<Digest>, DecodeError> {
+    let Some(list) = value.get("inputs") else {
+        return Ok(Vec::new());
+    };
+    list.as_array()
+        .ok_or_else(|| DecodeError("\"inputs\" is not a list".into()))?
+        .iter()
+        .map(|d| {
+            d.as_str()
+                .and_then(|d| d.parse().ok())
+                .ok_or_else(|| DecodeError(format!("invalid input digest {d}")))
+        })
+        .collect()
+}
+
 /// Encodes an event that happened `time` after the build started.
 pub fn encode_event(time: Duration, event: &Event) -> String {
     let time = round_ms(time.as_secs_f64());
     let value = match event {
-        Event::Cached { vertex, name } => {
-            json!({"type": "cached", "time": time, "vertex": vertex.to_string(), "name": name})
+        Event::Cached { vertex, name, inputs } => {
+            json!({"type": "cached", "time": time, "vertex": vertex.to_string(), "name": name, "inputs": digests(inputs)})
         }
         Event::CacheMiss {
             vertex,
@@ -71,8 +91,8 @@ pub fn encode_event(time: Duration, event: &Event) -> String {
             let reasons: Vec<Value> = reasons.iter().map(reason_value).collect();
             json!({"type": "cache-miss", "time": time, "vertex": vertex.to_string(), "name": name, "reasons": reasons})
         }
-        Event::Started { vertex, name } => {
-            json!({"type": "started", "time": time, "vertex": vertex.to_string(), "name": name})
+        Event::Started { vertex, name, inputs } => {
+            json!({"type": "started", "time": time, "vertex": vertex.to_string(), "name": name, "inputs": digests(inputs)})
         }
         Event::Log { vertex, stream, data } => {
             let mut value =
@@ -166,6 +186,7 @@ pub fn decode(line: &str) -> Result<Line, DecodeError> {
         "cached" => Event::Cached {
             vertex: vertex()?,
             name: text("name")?,
+            inputs: inputs(&value)?,
         },
         "cache-miss" => {
             let reasons = value
@@ -184,6 +205,7 @@ pub fn decode(line: &str) -> Result<Line, DecodeError> {
         "started" => Event::Started {
             vertex: vertex()?,
             name: text("name")?,
+            inputs: inputs(&value)?,
         },
         "log" => {
             let data = match (optional("text"), optional("base64")) {
@@ -235,7 +257,7 @@ fn round_ms(seconds: f64) -> f64 {
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding (RFC 4648); also the basic authentication git sources send.
-pub(crate) fn base64_encode(data: &[u8]) -> String {
+pub fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
@@ -283,6 +305,7 @@ mod tests {
             Event::Started {
                 vertex: vertex(),
                 name: "[1/2] RUN make".into(),
+                inputs: vec![Digest::of(b"input")],
             },
             Event::Log {
                 vertex: vertex(),
@@ -301,6 +324,7 @@ mod tests {
             Event::Cached {
                 vertex: vertex(),
                 name: "n".into(),
+                inputs: Vec::new(),
             },
             Event::CacheMiss {
                 vertex: vertex(),

@@ -6,9 +6,7 @@ use crate::support::{TestEngine, files, rm};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_linked_layer_is_the_same_on_every_base() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let t = TestEngine::new();
     let base1 = files(None, &[("/app/old.txt", "old"), ("/etc/one", "1")]);
     let base2 = files(None, &[("/etc/two", "2"), ("/usr/share/x", "x")]);
@@ -49,9 +47,7 @@ async fn a_linked_layer_is_the_same_on_every_base() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletions_in_later_inputs_delete() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let t = TestEngine::new();
     let a = files(None, &[("/a", "from a"), ("/keep", "kept")]);
     // b's chain: a's layer, then a layer deleting /a and adding /b.

@@ -54,11 +54,11 @@ impl TestEngine {
         self.solve(output).await.unwrap().expect("a snapshot")
     }
 
-    /// Solves `output`, which must fail; returns the message.
+    /// Solves `output`, which must fail; returns the message with all its causes.
     pub async fn error(&self, output: &Output) -> String {
         match self.solve(output).await {
             Ok(r) => panic!("expected an error, got {r:?}"),
-            Err(e) => e.to_string(),
+            Err(e) => oci::error_chain(&e),
         }
     }
 
@@ -85,7 +85,7 @@ impl TestEngine {
     /// The diff ID of the layer of snapshot `id` (its own changes, as a layer tar).
     pub fn diff_id(&self, id: SnapshotId) -> oci::Digest {
         let mut hasher = oci::Sha256Writer::new(std::io::sink());
-        store::write_layer(&self.engine.store().layer_dir(id), &mut hasher).unwrap();
+        fsops::layer::write_layer(&self.engine.store().layer_dir(id), &mut hasher).unwrap();
         hasher.finish().0
     }
 }

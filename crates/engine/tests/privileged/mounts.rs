@@ -17,9 +17,7 @@ fn readonly() -> MountOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bind_mounts_see_their_input_and_keep_nothing() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let t = TestEngine::new();
     let base = source(&format!("docker-image://{}", fixture.busybox), &[]);
@@ -79,6 +77,10 @@ async fn bind_mounts_see_their_input_and_keep_nothing() {
         }))
         .await;
     assert!(error.contains("failed to mount \"/nothing\" at /sel"), "{error}");
+    assert!(
+        error.contains("No such file or directory (os error 2)"),
+        "{error}"
+    );
 
     // Scratch (no input), writable: an empty directory whose contents vanish.
     let id = t
@@ -110,9 +112,7 @@ async fn bind_mounts_see_their_input_and_keep_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_build_context_mounts_without_being_written() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let t = TestEngine::new();
     let context = tempfile::tempdir().unwrap();
@@ -192,9 +192,7 @@ async fn the_build_context_mounts_without_being_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_secrets_and_agents_the_build_lacks_are_errors() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let t = TestEngine::new();
     let base = files(None, &[("/f", "f")]);
     let kinds = [

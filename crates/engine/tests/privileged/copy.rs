@@ -30,9 +30,7 @@ fn copied(from: &Output, action: pb::FileActionCopy) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_options_reach_the_file_op() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let t = TestEngine::new();
     let context = tempfile::tempdir().unwrap();
     let c = context.path();

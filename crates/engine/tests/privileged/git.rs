@@ -2,26 +2,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
+use testkit::git;
 
 use crate::support::{TestEngine, source};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=kiln", "-c", "user.email=kiln@example.com"])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
 
 fn write(dir: &Path, path: &str, text: &str, mode: u32) {
     let path = dir.join(path);
@@ -71,9 +54,7 @@ impl Repo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refs_tags_commits_and_subdirs_check_out() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let repo = Repo::new();
     let t = TestEngine::new();
 
@@ -130,9 +111,7 @@ async fn refs_tags_commits_and_subdirs_check_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moved_branch_changes_the_key_and_an_unchanged_one_hits() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let repo = Repo::new();
     let t = TestEngine::new();
     let op = repo.source("#main", &[]);

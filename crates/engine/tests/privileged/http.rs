@@ -143,9 +143,7 @@ const LAST_MODIFIED: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_revalidate_with_etags_and_rerun_on_change() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let server = Server::start().await;
     let t = TestEngine::new();
     server.serve("/dir/hello.txt", "hello", Some("\"v1\""), Some(LAST_MODIFIED));
@@ -212,9 +210,7 @@ async fn downloads_revalidate_with_etags_and_rerun_on_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checksums_key_without_network_and_are_verified() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let server = Server::start().await;
     let t = TestEngine::new();
     server.serve("/pinned.bin", "pinned content", None, Some(LAST_MODIFIED));

@@ -1,0 +1,318 @@
+//! Outputs of a build: the result written as an OCI or Docker tarball, a directory, a tar
+//! stream, or pushed to a registry.
+//!
+//! Files are written next to their destination and renamed into place, so a failed build never
+//! leaves a truncated output; a device or pipe (`/dev/null`, `-`) is written in place. Every
+//! failure keeps its cause down to the OS error (a full disk says "No space left on device").
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oci::ImageConfig;
+
+use crate::progress::Step;
+use crate::{BuildError, Destination, ExportedImage, Inner, OutputSpec, Progress};
+
+/// Why an output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Building or writing the image or files failed.
+    #[error(transparent)]
+    Exporter(#[from] exporter::Error),
+    /// A destination file could not be made or written.
+    #[error("failed to {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Standard output could not be written.
+    #[error("failed to write to standard output")]
+    Stdout(#[source] std::io::Error),
+    /// An image name to push to is not a valid reference.
+    #[error("invalid image name {name:?}")]
+    Name {
+        /// The name as given.
+        name: String,
+        /// Why it is invalid.
+        #[source]
+        source: oci::ReferenceError,
+    },
+    /// A push without any name.
+    #[error("pushing an image needs a name: add name=NAME to the output, or -t NAME")]
+    NoName,
+    /// Pushing to a registry failed.
+    #[error("failed to push {name}")]
+    Push {
+        /// The image name, as people write it.
+        name: String,
+        /// Why.
+        #[source]
+        source: registry::Error,
+    },
+    /// Reading what was built failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The export's task failed.
+    #[error("internal task failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + use<> {
+    let path = path.to_path_buf();
+    move |source| ExportError::Io { action, path, source }
+}
+
+/// Writes one output; returns the image it wrote, if it is one.
+pub(crate) async fn export(
+    inner: &Arc<Inner>,
+    registry: &registry::Client,
+    output: &OutputSpec,
+    snapshot: Option<store::SnapshotId>,
+    image: &ImageConfig,
+    progress: &Arc<dyn Progress>,
+) -> Result<Option<ExportedImage>, BuildError> {
+    if let OutputSpec::Registry { names } = output {
+        return push(inner, registry, names, snapshot, image, progress)
+            .await
+            .map(Some)
+            .map_err(|e| BuildError::Export(Box::new(e)));
+    }
+    let step = Step::start(progress, step_name(output));
+    let (store, image, output) = (inner.store.clone(), image.clone(), output.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let source = exporter::Source {
+            store: &store,
+            result: snapshot,
+            image: &image,
+        };
+        write(&source, &output)
+    })
+    .await
+    .map_err(ExportError::Join)
+    .and_then(|r| r);
+    if let Ok((_, notes)) = &result {
+        for note in notes {
+            step.status(note.clone());
+        }
+    }
+    step.finish(result)
+        .map(|(image, _)| image)
+        .map_err(|e| BuildError::Export(Box::new(e)))
+}
+
+/// The progress name of writing `output`, as BuildKit's exporters name it.
+fn step_name(output: &OutputSpec) -> &'static str {
+    match output {
+        OutputSpec::Oci { .. } => "exporting to oci image format",
+        OutputSpec::Docker { .. } => "exporting to docker image format",
+        OutputSpec::Local { .. } => "exporting to client directory",
+        OutputSpec::Tar { .. } => "exporting to client tarball",
+        OutputSpec::Registry { .. } => "exporting to image",
+    }
+}
+
+/// Writes a file output (blocking); returns the image it wrote and the progress notes.
+fn write(
+    source: &exporter::Source<'_>,
+    output: &OutputSpec,
+) -> Result<(Option<ExportedImage>, Vec<String>), ExportError> {
+    let mut notes = Vec::new();
+    let image = match output {
+        OutputSpec::Oci {
+            dest,
+            name,
+            oci_media_types,
+        } => {
+            let options = exporter::OciOptions {
+                name: name.clone(),
+                oci_media_types: *oci_media_types,
+                ..exporter::OciOptions::default()
+            };
+            let summary = with_destination(dest, |w| Ok(exporter::write_oci_tar(source, &options, w)?))?;
+            notes.push(format!("exporting manifest {} done", summary.manifest.digest));
+            notes.push(format!("exporting config {} done", summary.config.digest));
+            notes.push("sending tarball done".into());
+            Some(ExportedImage {
+                manifest: summary.manifest,
+                config: summary.config.digest,
+                names: name.iter().cloned().collect(),
+            })
+        }
+        OutputSpec::Docker {
+            dest,
+            names,
+            oci_media_types,
+        } => {
+            let options = exporter::OciOptions {
+                name: names.first().cloned(),
+                oci_media_types: *oci_media_types,
+                ..exporter::OciOptions::default()
+            };
+            let summary = with_destination(dest, |w| {
+                Ok(exporter::write_docker_tar(source, &options, names, w)?)
+            })?;
+            notes.push(format!("exporting manifest {} done", summary.manifest.digest));
+            notes.push(format!("exporting config {} done", summary.config.digest));
+            notes.extend(names.iter().map(|name| format!("naming to {name} done")));
+            notes.push("sending tarball done".into());
+            Some(ExportedImage {
+                manifest: summary.manifest,
+                config: summary.config.digest,
+                names: names.clone(),
+            })
+        }
+        OutputSpec::Local { dest } => {
+            exporter::write_local(source, dest)?;
+            notes.push("copying files done".into());
+            None
+        }
+        OutputSpec::Tar { dest } => {
+            with_destination(dest, |w| Ok(exporter::write_tar(source, w)?))?;
+            notes.push("sending tarball done".into());
+            None
+        }
+        // Pushed by `push`, never written.
+        OutputSpec::Registry { .. } => None,
+    };
+    Ok((image, notes))
+}
+
+/// Builds the image (its blobs in the content store, as for an OCI tarball) and pushes it to
+/// every name: layers and config first (blobs the repository has already are skipped), then the
+/// manifest under the name's tag.
+async fn push(
+    inner: &Arc<Inner>,
+    registry: &registry::Client,
+    names: &[String],
+    snapshot: Option<store::SnapshotId>,
+    image: &ImageConfig,
+    progress: &Arc<dyn Progress>,
+) -> Result<ExportedImage, ExportError> {
+    let step = Step::start(progress, "exporting to image");
+    let result = async {
+        let references = names
+            .iter()
+            .map(|name| {
+                oci::Reference::parse(name).map_err(|source| ExportError::Name {
+                    name: name.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if references.is_empty() {
+            return Err(ExportError::NoName);
+        }
+        let (store, config) = (inner.store.clone(), image.clone());
+        let summary = tokio::task::spawn_blocking(move || {
+            let source = exporter::Source {
+                store: &store,
+                result: snapshot,
+                image: &config,
+            };
+            exporter::build_image(&source, &exporter::OciOptions::default())
+        })
+        .await
+        .map_err(ExportError::Join)??;
+        step.status("exporting layers done");
+        step.status(format!("exporting manifest {} done", summary.manifest.digest));
+        step.status(format!("exporting config {} done", summary.config.digest));
+        let content = inner.store.content();
+        let manifest_path = content.path(&summary.manifest.digest);
+        let manifest = bytes::Bytes::from(std::fs::read(&manifest_path).map_err(io("read", &manifest_path))?);
+        for reference in &references {
+            let shown = reference.familiar();
+            step.status(format!("naming to {shown} done"));
+            let failed = |source| ExportError::Push {
+                name: shown.clone(),
+                source,
+            };
+            for blob in summary.layers.iter().chain([&summary.config]) {
+                let body = registry::BlobBody::File(content.path(&blob.digest));
+                registry.push_blob(reference, blob, body).await.map_err(failed)?;
+            }
+            step.status(format!("pushing layers for {shown} done"));
+            let digest = registry
+                .push_manifest(reference, &summary.manifest.media_type, manifest.clone())
+                .await
+                .map_err(failed)?;
+            step.status(format!("pushing manifest for {shown}@{digest} done"));
+        }
+        Ok(ExportedImage {
+            manifest: summary.manifest,
+            config: summary.config.digest,
+            names: names.to_vec(),
+        })
+    }
+    .await;
+    step.finish(result)
+}
+
+/// Runs `write` on the destination: standard output, a device or pipe in place, or a regular
+/// file through a temporary file renamed into place once complete and synced.
+fn with_destination<T>(
+    dest: &Destination,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
+    match dest {
+        Destination::Stdout => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            let value = write(&mut lock)?;
+            lock.flush().map_err(ExportError::Stdout)?;
+            Ok(value)
+        }
+        // A device or pipe (e.g. /dev/null) is written in place; it must never be replaced.
+        Destination::File(path) if path.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io("open", path))?;
+            let mut buffered = std::io::BufWriter::new(file);
+            let value = write(&mut buffered)?;
+            buffered.flush().map_err(io("write", path))?;
+            Ok(value)
+        }
+        Destination::File(path) => write_file(path, write),
+    }
+}
+
+/// Writes a regular file next to its destination and renames it into place, so a failed build
+/// never leaves a truncated output behind.
+fn write_file<T>(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, ExportError>,
+) -> Result<T, ExportError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.kiln-tmp"));
+    let file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
+    let mut buffered = std::io::BufWriter::new(file);
+    let result = write(&mut buffered).and_then(|value| {
+        let file = buffered.into_inner().map_err(|e| ExportError::Io {
+            action: "write",
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io("write", &tmp))?;
+        Ok(value)
+    });
+    match result {
+        Ok(value) => {
+            store::fault::point("export.before-rename");
+            std::fs::rename(&tmp, path).map_err(io("write", path))?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}

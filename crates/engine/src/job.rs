@@ -1,0 +1,149 @@
+//! One build, end to end: compile the Dockerfile, make the build's session and vertices, solve
+//! the graph as a job of the engine's solver, keep the cache bookkeeping, write the outputs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dockerfile::convert::CONTEXT_NAME;
+use solver::Solver;
+
+use crate::explain::Explainer;
+use crate::progress::BuildProgress;
+use crate::{BuildError, BuildRequest, BuildResult, Inner, Progress, Ref, export, frontend, ops};
+
+/// Runs a whole build.
+pub(crate) async fn build(
+    inner: &Arc<Inner>,
+    solver: &Arc<Solver<Ref, ops::Session>>,
+    request: &BuildRequest,
+    build_progress: Arc<BuildProgress>,
+) -> Result<BuildResult, BuildError> {
+    let progress: Arc<dyn Progress> = build_progress.clone();
+    let registry = request.registry(&inner.registry);
+    let scope_context = request.git_context.as_ref().map(|git| git.identifier());
+    let (request, _checkout) =
+        crate::context::resolve(inner, solver, request, &registry, progress.clone()).await?;
+    let request = request.as_ref();
+    let (compiled, locals) =
+        frontend::compile_only(inner, &registry, request, false, progress.clone()).await?;
+    let mut dirs = BTreeMap::new();
+    for (name, dir) in locals {
+        let dir = std::fs::canonicalize(&dir).map_err(|source| BuildError::Read {
+            what: "build context",
+            path: dir.clone(),
+            source,
+        })?;
+        dirs.insert(name, dir);
+    }
+    let session = Arc::new(ops::Session::of_build(request, &registry, dirs.clone()));
+    let (graph, vertices) = ops::prepare(inner, &compiled.definition, &session).await?;
+    let result = match &graph.root {
+        None => Ref::Empty,
+        Some((digest, index)) => {
+            let root = vertices
+                .get(digest)
+                .ok_or_else(|| BuildError::Request("the build definition has no result op".into()))?;
+            let explainer = explainer(inner, request, &dirs, scope_context).await;
+            build_progress.set_explainer(explainer);
+            let solved = solver
+                .job(build_progress.clone(), session)
+                .solve(root, *index as usize)
+                .await;
+            keep_bookkeeping(inner, &build_progress, solved.is_ok()).await;
+            solved.map_err(|e| ops::step_error(&graph, e))?
+        }
+    };
+    let snapshot = match result {
+        Ref::Empty => None,
+        Ref::Snapshot(id) => Some(id),
+        Ref::Local(_) => {
+            return Err(BuildError::Request(
+                "a build result cannot be the build context itself".into(),
+            ));
+        }
+    };
+    let mut outcome = BuildResult {
+        unused_build_args: compiled.unused_build_args.clone(),
+        ..BuildResult::default()
+    };
+    for output in &request.outputs {
+        if let Some(image) =
+            export::export(inner, &registry, output, snapshot, &compiled.image, &progress).await?
+        {
+            outcome.manifest = Some(image.manifest.digest.clone());
+            outcome.image = Some(image);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Keeps the file digests learnt while hashing the context, and what each step's key was made
+/// of, for the next build, even when this one failed; losing them only costs re-hashing (or an
+/// explanation), so a failure is a warning.
+async fn keep_bookkeeping(inner: &Arc<Inner>, progress: &BuildProgress, succeeded: bool) {
+    let store = inner.store.clone();
+    let records = progress
+        .explainer()
+        .and_then(|e| e.finish(succeeded).map(|r| (e.scope().to_string(), r)));
+    let saved = tokio::task::spawn_blocking(move || {
+        store.save_hash_cache()?;
+        if let Some((scope, records)) = records {
+            store.save_step_records(&scope, &records)?;
+        }
+        Ok::<_, store::Error>(())
+    })
+    .await;
+    match saved {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => progress.warn(format!("cache bookkeeping not saved: {}", oci::error_chain(&e))),
+        Err(e) => progress.warn(format!("cache bookkeeping not saved: {}", oci::error_chain(&e))),
+    }
+}
+
+/// The explainer of a build: its scope is the context (the directory, or the git context as
+/// given: its checkout's path is not stable), the Dockerfile and the target, and it compares
+/// with the records the last build of that scope left.
+async fn explainer(
+    inner: &Arc<Inner>,
+    request: &BuildRequest,
+    dirs: &BTreeMap<String, PathBuf>,
+    git_context: Option<String>,
+) -> Explainer {
+    let dockerfile = frontend::dockerfile_path(request);
+    let (context, dockerfile) = match git_context {
+        Some(git) => {
+            let inside = dockerfile.strip_prefix(&request.context).unwrap_or(&dockerfile);
+            (git, inside.to_path_buf())
+        }
+        None => {
+            let context = dirs.get(CONTEXT_NAME).unwrap_or(&request.context);
+            let dockerfile = std::fs::canonicalize(&dockerfile).unwrap_or(dockerfile);
+            (context.display().to_string(), dockerfile)
+        }
+    };
+    let scope = oci::Digest::of(
+        format!(
+            "{}\n{}\n{}",
+            context,
+            dockerfile.display(),
+            request.target.as_deref().unwrap_or("")
+        )
+        .as_bytes(),
+    )
+    .to_string();
+    let store = inner.store.clone();
+    let key = scope.clone();
+    // Without the previous records the build still runs; only explanations are lost.
+    let previous = tokio::task::spawn_blocking(move || store.step_records(&key))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .flatten();
+    Explainer::new(
+        scope,
+        request.build_args.clone(),
+        previous.as_deref(),
+        inner.listings.clone(),
+    )
+}
