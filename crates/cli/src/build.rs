@@ -1,99 +1,181 @@
-//! The commands: turning flags into engine requests and running them.
+//! `kiln build`: flags checked and turned into an engine request before anything runs
+//! ([`Plan::new`]), then the build with its progress display and what buildx leaves after one
+//! (image ID, metadata, warnings).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use engine::{BuildRequest, Destination, Engine, EngineConfig, OutputSpec};
+use engine::{BuildRequest, Destination, OutputSpec};
 
-use crate::args::{BuildArgs, BuildNetwork, Cli, Command, CompileArgs, DebugCommand, ProgressMode};
-use crate::progress::Display;
+use crate::args::Cli;
+use crate::build_args::{BuildArgs, BuildNetwork, CompileArgs, ProgressMode};
+use crate::context::{self, Source};
+use crate::outputs::parse_output;
+use crate::progress::{Display, Style};
 use crate::render::CliError;
+use crate::setup::open_engine;
 
-/// Runs the parsed command line.
-pub(crate) async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    match &cli.command {
-        Command::Build(args) => build(&cli, args).await,
-        Command::Du(args) => crate::disk::du(&cli, args),
-        Command::Prune(args) => crate::disk::prune(&cli, args),
-        Command::Logs(args) => crate::logs::run(&cli, args),
-        Command::Debug {
-            command: DebugCommand::Parse { file },
-        } => debug_parse(file),
-        Command::Debug {
-            command: DebugCommand::Check,
-        } => crate::check::run(&cli),
-        Command::Debug {
-            command: DebugCommand::Llb(args),
-        } => {
-            let request = request(&args.compile)?;
-            let definition = if args.offline {
-                engine::compile_offline(&request)
-                    .await
-                    .map_err(|e| CliError::build(e, None))?
-            } else {
-                let engine = open_engine(&cli)?;
-                let display = Display::new(ProgressMode::Plain, false, false);
-                let result = engine.compile(&request, false, display.clone()).await;
-                display.finish();
-                result.map_err(|e| CliError::build(e, None))?
-            };
-            let graph = llb::Graph::load(&definition.pb).map_err(|e| CliError::Usage(e.to_string()))?;
-            print!("{}", llb::dump(&graph));
-            Ok(ExitCode::SUCCESS)
+/// A `kiln build` whose flags are valid: what to build and how to show and report it.
+pub(crate) struct Plan {
+    request: BuildRequest,
+    /// Where the context comes from (read when the build runs).
+    source: Source,
+    /// `-f`, as given.
+    file: Option<String>,
+    style: Style,
+    /// Print the image ID on standard output at the end (`-q`, `--progress=quiet`).
+    print_id: bool,
+    explain: bool,
+    debug: bool,
+    iidfile: Option<PathBuf>,
+    metadata_file: Option<PathBuf>,
+    /// Whether an output writes to standard output (the image ID is then not printed).
+    stdout_taken: bool,
+    /// Warnings to give before the build.
+    warnings: Vec<String>,
+}
+
+impl Plan {
+    /// Checks every flag and builds the request; nothing is read or written yet except that
+    /// `--secret` and `--ssh` files must exist.
+    pub(crate) fn new(args: &BuildArgs) -> Result<Plan, CliError> {
+        let mut warnings: Vec<String> = args
+            .compat
+            .check()
+            .map_err(CliError::Usage)?
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let (style, print_id) = progress_style(args.progress, args.quiet)?;
+        for tag in &args.tags {
+            oci::Reference::parse(tag)
+                .map_err(|e| CliError::Usage(format!("invalid tag {tag:?} (-t): {e}")))?;
         }
+        let mut request = compile_request(&args.compile)?;
+        run_options(&mut request, args)?;
+        request.outputs = outputs(args)?;
+        if args.outputs.is_empty() && !args.push {
+            warnings.push(
+                "No output specified: the build result will only remain in the build cache. Use --output to export it."
+                    .into(),
+            );
+        }
+        let stdout_taken = request.outputs.iter().any(writes_to_stdout);
+        let file = args.compile.file.clone();
+        let source = context::classify(&args.compile.context, file.as_deref()).map_err(CliError::Usage)?;
+        Ok(Plan {
+            request,
+            source,
+            file,
+            style,
+            print_id,
+            explain: args.explain_cache,
+            debug: crate::setup::debug_notes(args.debug),
+            iidfile: args.iidfile.clone(),
+            metadata_file: args.metadata_file.clone(),
+            stdout_taken,
+            warnings,
+        })
+    }
+
+    /// Runs the build.
+    pub(crate) async fn run(mut self, cli: &Cli) -> Result<ExitCode, CliError> {
+        if let Some(path) = &self.iidfile {
+            crate::results::remove_old(path)?;
+        }
+        // Kept until the build ends: a context from standard input lives in its directory.
+        let _inputs = load_inputs(&mut self.request, &self.source, self.file.as_deref()).await?;
+        let engine = open_engine(cli).await?;
+        let display = Display::new(self.style, self.explain);
+        for warning in &self.warnings {
+            display.warn(warning);
+        }
+        let result = engine.build(&self.request, display.clone()).await;
+        display.finish();
+        let outcome = result.map_err(|e| CliError::Build(Box::new(e), Some(display.clone())))?;
+        for warning in &outcome.warnings {
+            display.warn(warning);
+        }
+        crate::disk::report_gc(&outcome.gc, self.debug, |w| display.warn(w));
+        if !outcome.unused_build_args.is_empty() {
+            display.warn(&format!(
+                "one or more build-args [{}] were not consumed",
+                outcome.unused_build_args.join(" ")
+            ));
+        }
+        crate::results::write(
+            self.iidfile.as_deref(),
+            self.metadata_file.as_deref(),
+            outcome.image.as_ref(),
+        )?;
+        if self.print_id && !self.stdout_taken {
+            println!("{}", crate::results::image_id(outcome.image.as_ref()));
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
-fn debug_parse(file: &PathBuf) -> Result<ExitCode, CliError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| CliError::Usage(format!("failed to read {}: {e}", file.display())))?;
-    let ast = dockerfile::parser::parse(&text);
-    if let Some(d) = ast.first_error() {
+/// The display style for `--progress` and `-q`, and whether to print the image ID, as buildx
+/// decides them.
+fn progress_style(mode: ProgressMode, quiet: bool) -> Result<(Style, bool), CliError> {
+    if quiet && !matches!(mode, ProgressMode::Auto | ProgressMode::Quiet) {
+        let name = clap::ValueEnum::to_possible_value(&mode).map(|v| v.get_name().to_string());
         return Err(CliError::Usage(format!(
-            "{}:{}: {}",
-            file.display(),
-            d.start_line,
-            d.message
+            "progress={} and quiet cannot be used together",
+            name.unwrap_or_default()
         )));
     }
-    print!("{}", ast.dump());
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn open_engine(cli: &Cli) -> Result<Engine, CliError> {
-    let mut config = EngineConfig::new(&cli.root);
-    config.runtime = cli.runtime.clone();
-    config.gc_keep_storage = cli.gc_keep_storage;
-    config.max_parallelism = cli.max_parallelism.map(|n| n as usize);
-    config.default_network = match cli.oci_worker_net {
-        crate::args::WorkerNet::None => engine::NetworkMode::None,
-        crate::args::WorkerNet::Host => engine::NetworkMode::Host,
-    };
-    let root = cli.root.clone();
-    Engine::open(&config, || {
-        eprintln!("waiting for another kiln process to release {}", root.display());
-    })
-    .map_err(|e| {
-        CliError::Setup(anyhow::Error::new(e).context(format!("state directory {}", cli.root.display())))
+    Ok(match mode {
+        _ if quiet => (Style::Quiet, true),
+        ProgressMode::Quiet => (Style::Quiet, true),
+        ProgressMode::None => (Style::Quiet, false),
+        ProgressMode::Auto => (Style::auto(), false),
+        ProgressMode::Tty => (Style::Tty, false),
+        ProgressMode::Plain => (Style::Plain, false),
+        ProgressMode::Rawjson => (Style::RawJson, false),
+        ProgressMode::Json => (Style::Json, false),
     })
 }
 
-/// Builds the engine request for the compile flags.
-fn request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
-    if let Some(platform) = &args.platform {
-        let host = "linux/amd64";
-        if platform.split(',').any(|p| p.trim() != host) {
-            return Err(CliError::Usage(format!(
-                "--platform={platform} is not supported yet: kiln builds for {host} only"
-            )));
-        }
-    }
+/// Reads the context and Dockerfile `source` and `file` name into `request` (on the blocking
+/// pool: standard input may be read and an archive unpacked). The returned inputs must live
+/// as long as the build.
+pub(crate) async fn load_inputs(
+    request: &mut BuildRequest,
+    source: &Source,
+    file: Option<&str>,
+) -> Result<context::Inputs, CliError> {
+    let (source, file) = (source.clone(), file.map(str::to_string));
+    let inputs = tokio::task::spawn_blocking(move || context::load(&source, file.as_deref()))
+        .await
+        .map_err(|e| CliError::failed("reading the build context stopped", e))??;
+    request.context = inputs.context.clone();
+    request.dockerfile = inputs.dockerfile.clone();
+    request.dockerfile_text = inputs.dockerfile_text.clone();
+    request.git_context = inputs.git.clone();
+    Ok(inputs)
+}
+
+/// The engine request for the flags `build` and `debug llb` share, without the context and
+/// Dockerfile (see [`load_inputs`]).
+pub(crate) fn compile_request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
+    check_platforms(&args.platform)?;
     let mut build_args = BTreeMap::new();
     for arg in &args.build_args {
         match arg.split_once('=') {
+            Some(("", _)) => {
+                return Err(CliError::Usage(format!(
+                    "invalid --build-arg {arg:?}: the name before = is empty"
+                )));
+            }
             Some((k, v)) => {
                 build_args.insert(k.to_string(), v.to_string());
+            }
+            None if arg.is_empty() => {
+                return Err(CliError::Usage(
+                    "invalid --build-arg \"\": expected KEY[=VALUE]".into(),
+                ));
             }
             // `--build-arg NAME` takes the value from the environment, as docker does.
             None => {
@@ -114,128 +196,80 @@ fn request(args: &CompileArgs) -> Result<BuildRequest, CliError> {
         named_contexts.insert(name.to_string(), value.to_string());
     }
     Ok(BuildRequest {
-        context: args.context.clone(),
-        dockerfile: args.file.clone(),
         target: args.target.clone(),
         build_args,
-        no_cache: false,
-        outputs: Vec::new(),
         named_contexts,
         ..BuildRequest::default()
     })
 }
 
-/// Parses one `--output` value the way buildx does.
-pub(crate) fn parse_output(spec: &str, tags: &[String]) -> Result<Option<OutputSpec>, String> {
-    if spec == "-" {
-        return Ok(Some(OutputSpec::Tar {
-            dest: Destination::Stdout,
-        }));
-    }
-    if !spec.contains('=') {
-        return Ok(Some(OutputSpec::Local {
-            dest: PathBuf::from(spec),
-        }));
-    }
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    for part in spec.split(',') {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("invalid output option {part:?}: expected key=value"))?;
-        fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-    }
-    let kind = fields.remove("type").unwrap_or_else(|| "local".into());
-    let dest = fields.remove("dest");
-    let to_dest = |dest: Option<String>, what: &str| -> Result<Destination, String> {
-        match dest.as_deref() {
-            None => Err(format!(
-                "dest is required for {what} output (use dest=- for standard output)"
-            )),
-            Some("-") => Ok(Destination::Stdout),
-            Some(path) => Ok(Destination::File(PathBuf::from(path))),
-        }
+/// `--platform` (or `$DOCKER_DEFAULT_PLATFORM`): kiln builds for linux/amd64 only.
+fn check_platforms(given: &[String]) -> Result<(), CliError> {
+    let from_env = std::env::var("DOCKER_DEFAULT_PLATFORM")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let values: Vec<String> = if given.is_empty() {
+        from_env
+            .into_iter()
+            .flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    } else {
+        given.to_vec()
     };
-    let output = match kind.as_str() {
-        "local" => {
-            let dest = dest.ok_or("dest is required for local output")?;
-            OutputSpec::Local {
-                dest: PathBuf::from(dest),
-            }
+    let mut platforms = Vec::new();
+    for value in values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        let platform = normalize_platform(value).ok_or_else(|| {
+            CliError::Usage(format!(
+                "invalid --platform {value:?}: expected OS/ARCH[/VARIANT]"
+            ))
+        })?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
         }
-        "tar" => OutputSpec::Tar {
-            dest: to_dest(dest, "tar")?,
-        },
-        "oci" => {
-            let name = fields.remove("name").or_else(|| tags.first().cloned());
-            if let Some(tar) = fields.remove("tar")
-                && tar != "true"
-            {
-                return Err(
-                    "oci output with tar=false (an image layout directory) is not supported yet".into(),
-                );
-            }
-            OutputSpec::Oci {
-                dest: to_dest(dest, "oci")?,
-                name,
-            }
-        }
-        "cacheonly" => return Ok(None),
-        "image" | "registry" => {
-            let push = match fields.remove("push").as_deref() {
-                None => kind == "registry",
-                Some("true") => true,
-                Some("false") => false,
-                Some(other) => return Err(format!("invalid push={other}: expected true or false")),
-            };
-            if !push {
-                return Err(
-                    "output type \"image\" without push=true is not supported yet: kiln has no local image store \
-                     (add push=true, or use type=oci)"
-                        .into(),
-                );
-            }
-            let names = match fields.remove("name") {
-                Some(name) => vec![name],
-                None => tags.to_vec(),
-            };
-            if names.is_empty() {
-                return Err(format!(
-                    "{kind} output needs an image name: add name=NAME, or -t NAME"
-                ));
-            }
-            OutputSpec::Registry { names }
-        }
-        "docker" => {
-            if dest.is_none() {
-                return Err(
-                    "output type \"docker\" without dest (loading into a Docker daemon) is not supported yet: \
-                     add dest=FILE (or dest=- to pipe into `docker load`)"
-                        .into(),
-                );
-            }
-            let names = match fields.remove("name") {
-                Some(name) => vec![name],
-                None => tags.to_vec(),
-            };
-            OutputSpec::Docker {
-                dest: to_dest(dest, "docker")?,
-                names,
-            }
-        }
-        other => {
-            return Err(format!(
-                "unknown output type {other:?} (supported: local, tar, oci, docker, image, registry)"
-            ));
-        }
-    };
-    if let Some(key) = fields.keys().next() {
-        return Err(format!("unknown option {key:?} for {kind} output"));
     }
-    Ok(Some(output))
+    let kiln = oci::Platform::linux_amd64();
+    match platforms.as_slice() {
+        [] => Ok(()),
+        [one] if one.matches(&kiln) && one.variant.is_none() => Ok(()),
+        [one] => Err(CliError::Usage(format!(
+            "--platform={one} is not supported yet: kiln builds for {kiln} only"
+        ))),
+        many => Err(CliError::Usage(format!(
+            "multi-platform builds (--platform={}) are not supported yet: kiln builds for {kiln} only",
+            many.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        ))),
+    }
 }
 
-async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
-    let mut request = request(&args.compile)?;
+/// A platform as containerd's `platforms.Parse` reads it: `local` is the host, a lone
+/// architecture or OS is completed with the host's, and common aliases are normalized.
+fn normalize_platform(value: &str) -> Option<oci::Platform> {
+    let host = oci::Platform::host();
+    if value == "local" {
+        return Some(host);
+    }
+    let mut platform = if value.contains('/') {
+        oci::Platform::parse(value)?
+    } else if value.eq_ignore_ascii_case("linux") {
+        host
+    } else {
+        oci::Platform::parse(&format!("linux/{value}"))?
+    };
+    platform.architecture = match platform.architecture.as_str() {
+        "x86_64" | "x86-64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        "i386" | "i686" => "386".into(),
+        other => other.to_string(),
+    };
+    if platform.architecture == "amd64" && platform.variant.as_deref() == Some("v1") {
+        platform.variant = None;
+    }
+    Some(platform)
+}
+
+/// The flags that shape RUN steps and the session: secrets, ssh, entitlements, network, hosts,
+/// limits, labels, cache.
+fn run_options(request: &mut BuildRequest, args: &BuildArgs) -> Result<(), CliError> {
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.iter().cloned().collect();
     request.secrets = crate::session::secrets(&args.secrets).map_err(CliError::Usage)?;
@@ -259,130 +293,45 @@ async fn build(cli: &Cli, args: &BuildArgs) -> Result<ExitCode, CliError> {
             llb::pb::NetMode::Host
         }
     };
-    for spec in &args.outputs {
-        if let Some(output) = parse_output(spec, &args.tags).map_err(CliError::Usage)? {
-            request.outputs.push(output);
-        }
-    }
-    // `--push` is buildx's shorthand for a registry output (unless one was given already).
-    if args.push
-        && !request
-            .outputs
-            .iter()
-            .any(|o| matches!(o, OutputSpec::Registry { .. }))
-    {
-        let output = parse_output("type=registry", &args.tags).map_err(CliError::Usage)?;
-        request.outputs.extend(output);
-    }
-    let stdout_outputs = request
-        .outputs
-        .iter()
-        .filter(|o| {
-            matches!(
-                o,
-                OutputSpec::Tar {
-                    dest: Destination::Stdout
-                } | OutputSpec::Oci {
-                    dest: Destination::Stdout,
-                    ..
-                } | OutputSpec::Docker {
-                    dest: Destination::Stdout,
-                    ..
-                }
-            )
-        })
-        .count();
-    if stdout_outputs > 1 {
-        return Err(CliError::Usage(
-            "only one output can be written to standard output".into(),
-        ));
-    }
-    // As buildx does: a failed build must not leave the previous build's image id behind.
-    if let Some(path) = &args.iidfile {
-        match std::fs::remove_file(path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(CliError::Usage(format!(
-                    "failed to remove the old --iidfile {}: {e}",
-                    path.display()
-                )));
-            }
-        }
-    }
-    let engine = open_engine(cli)?;
-    let display = Display::new(args.progress, args.quiet, args.explain_cache);
-    if args.outputs.is_empty() && !args.push {
-        display.warn("No output specified: the build result will only remain in the build cache. Use --output to export it.");
-    }
-    let result = engine.build(&request, display.clone()).await;
-    display.finish();
-    match result {
-        Ok(outcome) => {
-            for warning in &outcome.warnings {
-                eprintln!("WARNING: {warning}");
-            }
-            crate::disk::report_gc(&outcome.gc);
-            if !outcome.unused_build_args.is_empty() {
-                eprintln!(
-                    "WARNING: one or more build-args [{}] were not consumed",
-                    outcome.unused_build_args.join(" ")
-                );
-            }
-            write_result_files(args, outcome.image.as_ref())?;
-            // `--quiet` prints the image id, unless an output already took standard output.
-            if args.quiet
-                && stdout_outputs == 0
-                && let Some(image) = &outcome.image
-            {
-                println!("{}", image.manifest.digest);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => Err(CliError::build(e, Some(display))),
-    }
-}
-
-/// Writes `--iidfile` (the manifest digest) and `--metadata-file` (buildx's keys for the image)
-/// after a successful build.
-fn write_result_files(args: &BuildArgs, image: Option<&engine::ExportedImage>) -> Result<(), CliError> {
-    let write = |path: &PathBuf, what: &str, bytes: Vec<u8>| {
-        std::fs::write(path, bytes)
-            .map_err(|e| CliError::Usage(format!("failed to write the {what} {}: {e}", path.display())))
-    };
-    if let Some(path) = &args.iidfile {
-        let digest = image.map(|i| i.manifest.digest.to_string()).unwrap_or_default();
-        write(path, "--iidfile", digest.into_bytes())?;
-    }
-    if let Some(path) = &args.metadata_file {
-        let text = serde_json::to_vec_pretty(&metadata(image))
-            .map_err(|e| CliError::Usage(format!("failed to encode the --metadata-file: {e}")))?;
-        write(path, "--metadata-file", text)?;
-    }
     Ok(())
 }
 
-/// The `--metadata-file` document: buildx's `containerimage.*` and `image.name` keys.
-fn metadata(image: Option<&engine::ExportedImage>) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    if let Some(image) = image {
-        map.insert(
-            "containerimage.config.digest".into(),
-            image.config.to_string().into(),
-        );
-        map.insert(
-            "containerimage.descriptor".into(),
-            serde_json::to_value(&image.manifest).unwrap_or_default(),
-        );
-        map.insert(
-            "containerimage.digest".into(),
-            image.manifest.digest.to_string().into(),
-        );
-        if !image.names.is_empty() {
-            map.insert("image.name".into(), image.names.join(",").into());
-        }
+/// The `--output`s, with `--push` as buildx's shorthand for a registry output (unless one was
+/// given already).
+fn outputs(args: &BuildArgs) -> Result<Vec<OutputSpec>, CliError> {
+    let mut outputs = Vec::new();
+    for spec in &args.outputs {
+        let output =
+            parse_output(spec, &args.tags).map_err(|e| CliError::Usage(format!("--output {spec}: {e}")))?;
+        outputs.extend(output);
     }
-    serde_json::Value::Object(map)
+    if args.push && !outputs.iter().any(|o| matches!(o, OutputSpec::Registry { .. })) {
+        let output =
+            parse_output("type=registry", &args.tags).map_err(|e| CliError::Usage(format!("--push: {e}")))?;
+        outputs.extend(output);
+    }
+    if outputs.iter().filter(|o| writes_to_stdout(o)).count() > 1 {
+        return Err(CliError::Usage(
+            "multiple outputs configured to write to stdout".into(),
+        ));
+    }
+    Ok(outputs)
+}
+
+/// Whether an output writes to standard output.
+fn writes_to_stdout(output: &OutputSpec) -> bool {
+    matches!(
+        output,
+        OutputSpec::Tar {
+            dest: Destination::Stdout
+        } | OutputSpec::Oci {
+            dest: Destination::Stdout,
+            ..
+        } | OutputSpec::Docker {
+            dest: Destination::Stdout,
+            ..
+        }
+    )
 }
 
 #[cfg(test)]
@@ -390,80 +339,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outputs_parse_like_buildx() {
-        assert_eq!(
-            parse_output("out", &[]).unwrap(),
-            Some(OutputSpec::Local { dest: "out".into() })
-        );
-        assert_eq!(
-            parse_output("-", &[]).unwrap(),
-            Some(OutputSpec::Tar {
-                dest: Destination::Stdout
-            })
-        );
-        assert_eq!(
-            parse_output("type=oci,dest=a.tar,name=x:1", &[]).unwrap(),
-            Some(OutputSpec::Oci {
-                dest: Destination::File("a.tar".into()),
-                name: Some("x:1".into())
-            })
-        );
-        assert_eq!(
-            parse_output("type=oci,dest=a.tar", &["t:2".into()]).unwrap(),
-            Some(OutputSpec::Oci {
-                dest: Destination::File("a.tar".into()),
-                name: Some("t:2".into())
-            })
-        );
-        assert_eq!(parse_output("type=cacheonly", &[]).unwrap(), None);
-        assert!(
-            parse_output("type=oci", &[])
-                .unwrap_err()
-                .contains("dest is required")
-        );
-        assert!(
-            parse_output("type=docker", &[])
-                .unwrap_err()
-                .contains("not supported yet")
-        );
-        assert_eq!(
-            parse_output("type=docker,dest=x.tar", &["a:1".into(), "b:2".into()]).unwrap(),
-            Some(OutputSpec::Docker {
-                dest: Destination::File("x.tar".into()),
-                names: vec!["a:1".into(), "b:2".into()]
-            })
-        );
-        assert!(
-            parse_output("type=image,name=r/a:1", &[])
-                .unwrap_err()
-                .contains("not supported yet")
-        );
-        assert_eq!(
-            parse_output("type=image,name=r/a:1,push=true", &["t:2".into()]).unwrap(),
-            Some(OutputSpec::Registry {
-                names: vec!["r/a:1".into()]
-            })
-        );
-        assert_eq!(
-            parse_output("type=registry", &["t:2".into(), "t:3".into()]).unwrap(),
-            Some(OutputSpec::Registry {
-                names: vec!["t:2".into(), "t:3".into()]
-            })
-        );
-        assert!(
-            parse_output("type=registry", &[])
-                .unwrap_err()
-                .contains("needs an image name")
-        );
-        assert!(
-            parse_output("type=local,dest=x,bogus=1", &[])
-                .unwrap_err()
-                .contains("unknown option")
-        );
-        assert!(
-            parse_output("type=weird", &[])
-                .unwrap_err()
-                .contains("unknown output type")
-        );
+    fn platforms_are_normalized() {
+        assert!(check_platforms(&["linux/amd64".into()]).is_ok());
+        assert!(check_platforms(&["linux/x86_64".into(), "amd64".into()]).is_ok());
+        let err = |p: &[&str]| match check_platforms(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+            Err(CliError::Usage(m)) => m,
+            _ => panic!("{p:?} accepted"),
+        };
+        assert!(err(&["linux/arm64"]).contains("--platform=linux/arm64 is not supported yet"));
+        assert!(err(&["linux/amd64", "linux/arm64"]).contains("multi-platform builds"));
+        assert!(err(&["a/b/c/d"]).contains("invalid --platform"));
+    }
+
+    #[test]
+    fn quiet_goes_with_auto_and_quiet_progress_only() {
+        assert!(matches!(
+            progress_style(ProgressMode::Auto, true),
+            Ok((Style::Quiet, true))
+        ));
+        assert!(matches!(
+            progress_style(ProgressMode::Quiet, false),
+            Ok((Style::Quiet, true))
+        ));
+        assert!(matches!(
+            progress_style(ProgressMode::None, false),
+            Ok((Style::Quiet, false))
+        ));
+        assert!(matches!(
+            progress_style(ProgressMode::Rawjson, false),
+            Ok((Style::RawJson, false))
+        ));
+        match progress_style(ProgressMode::Plain, true) {
+            Err(CliError::Usage(m)) => assert_eq!(m, "progress=plain and quiet cannot be used together"),
+            _ => panic!("plain and quiet accepted"),
+        }
     }
 }

@@ -7,15 +7,16 @@
 use std::process::ExitCode;
 
 use crate::args::Cli;
-use crate::build::open_engine;
 use crate::render::CliError;
+use crate::setup::open_engine;
 
 /// Runs the check, prints a summary to stdout and fails (exit code 1) on any problem.
-pub(crate) fn run(cli: &Cli) -> Result<ExitCode, CliError> {
-    let engine = open_engine(cli)?;
-    let report = engine.store().check().map_err(|e| {
-        CliError::Setup(anyhow::Error::new(e).context(format!("failed to check {}", cli.root.display())))
-    })?;
+pub(crate) async fn run(cli: &Cli) -> Result<ExitCode, CliError> {
+    let engine = open_engine(cli).await?;
+    let report = engine
+        .store()
+        .check()
+        .map_err(|e| CliError::failed(format!("failed to check {}", cli.root.display()), e))?;
     println!(
         "state directory {} (checked after start-up recovery)",
         engine.root().display()

@@ -4,11 +4,13 @@
 //! Both open the state directory without the build machinery (`engine::StateDir`), taking its
 //! lock, so they wait for a running build of another process and never run during one.
 //!
-//! `kiln du` (table, the default): one row per snapshot or cache mount, largest first:
+//! `kiln du` (table, the default): one row per snapshot, cache mount or stored build log,
+//! largest first:
 //! ```text
-//! ID   RECLAIMABLE  SIZE     LAST ACCESSED
-//! 12   true         12.29MB  2 minutes ago
-//! 3    true         4.1MB*   3 days ago
+//! ID             RECLAIMABLE  SIZE     LAST ACCESSED
+//! 12             true         12.29MB  2 minutes ago
+//! 3              true         4.1MB*   3 days ago
+//! mhv2k1x3a7f2q  false        1.2MB    2 minutes ago
 //! Other content:  4 blobs, 10.5kB
 //! Shared:         4.1MB
 //! Private:        12.29MB
@@ -18,134 +20,59 @@
 //! Sizes are decimal (`kB` = 1000 bytes, four significant digits, as BuildKit prints them); a
 //! `*` after a size marks a shared record (a parent of other snapshots, or reached from more
 //! than one cache record); other content is blobs that are no snapshot's layer blob (image
-//! manifests and configs, downloads). With filters, the rows and totals cover the matching
+//! manifests and configs, downloads). A build log is named by its build id (as `kiln logs`
+//! shows it); the newest one is not reclaimable (see `kiln prune`). With filters, the rows and
+//! totals cover the matching
 //! records only. `--verbose` prints every field of every record instead of a row: ID, Parent,
 //! Type, Description, Created at, Last used, Usage count, Size, Shared, In use, Reclaimable,
 //! Blob.
 //!
 //! `kiln du --format json` prints one JSON object:
-//! - `records`: array of objects with `id` (number), `parent` (number or null), `type`
-//!   (`"regular"`: a build result; `"layer"`: a pulled image layer; `"exec.cachemount"`: a
-//!   `RUN --mount=type=cache` directory, whose parent is the snapshot it was seeded from),
-//!   `description`, `size` (bytes: layer directory plus the layer blob counted for it, or the
-//!   cache mount's directory), `created` and `last_used`
+//! - `records`: array of objects with `id` (number; for a build log, its build id as a
+//!   string), `parent` (number or null), `type` (`"regular"`: a build result; `"layer"`: a
+//!   pulled image layer; `"exec.cachemount"`: a `RUN --mount=type=cache` directory, whose
+//!   parent is the snapshot it was seeded from; `"build.log"`: a stored build log),
+//!   `description`, `size` (bytes: layer directory plus the layer blob counted for it, the
+//!   cache mount's directory, or the log file), `created` and `last_used`
 //!   (Unix seconds; `last_used` is `created` when never reused), `usage_count`, `in_use`,
 //!   `shared`, `reclaimable` (booleans) and `blob` (digest of the counted layer blob, or null);
 //! - `other_content`: `{ "blobs": count, "size": bytes }`;
 //! - `total`, `reclaimable`, `shared`, `private`: bytes.
 //!
-//! `kiln prune` prints the removed records as `kiln du` does (rows, or `--verbose` blocks), then
+//! `kiln prune` removes build results and unused cache mounts; with `--all` also pulled layers
+//! and build logs, all but the newest (which `kiln logs` shows; one still being written is kept
+//! too); `--keep-storage` (and the automatic GC) counts logs and removes the least recently
+//! written like any record, `--all` or not. It prints the removed records as `kiln du` does
+//! (rows, or `--verbose` blocks), then
 //! the removed other content and `Total: <bytes freed>`; with `--format json`, one object with
 //! `removed` (records as above, before removal), `other_content`, `blobs_removed` and
 //! `reclaimed` (bytes).
 
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::{Args, ValueEnum};
-use engine::{DiskUsage, Filter, GcOutcome, OtherContent, PruneOptions, PruneReport, StateDir, UsageRecord};
+use engine::{DiskUsage, GcOutcome, OtherContent, PruneOptions, PruneReport, UsageRecord};
 use serde_json::json;
 
-use crate::args::Cli;
+use crate::args::{Cli, DuArgs, Format, PruneArgs};
 use crate::render::CliError;
-
-/// Flags of `kiln du`.
-#[derive(Debug, Args)]
-pub(crate) struct DuArgs {
-    /// Show only matching records: type=regular|layer|exec.cachemount, id=N, description=TEXT,
-    /// description~=SUBSTRING, until=DURATION (not used within); repeatable, all must match.
-    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
-    pub(crate) filters: Vec<Filter>,
-    /// Print every field of every record.
-    #[arg(short, long)]
-    pub(crate) verbose: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub(crate) format: Format,
-}
-
-/// Flags of `kiln prune`.
-#[derive(Debug, Args)]
-pub(crate) struct PruneArgs {
-    /// Include pulled base-image layers (by default only build results and unused cache mounts
-    /// go).
-    #[arg(short, long)]
-    pub(crate) all: bool,
-    /// Remove least recently used records only until the cache is at most SIZE (2GB, 512MiB,
-    /// 1.5g, plain bytes; units are binary, as docker's).
-    #[arg(long, value_name = "SIZE", value_parser = size)]
-    pub(crate) keep_storage: Option<u64>,
-    /// Keep records used within DURATION (24h, 90m, 1h30m).
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub(crate) keep_duration: Option<Duration>,
-    /// Remove only matching records: type=regular|layer|exec.cachemount, id=N, description=TEXT,
-    /// description~=SUBSTRING, until=DURATION; repeatable, all must match.
-    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = filter)]
-    pub(crate) filters: Vec<Filter>,
-    /// Print every field of every removed record.
-    #[arg(short, long)]
-    pub(crate) verbose: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub(crate) format: Format,
-}
-
-/// How `du` and `prune` print.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
-    /// Human-readable rows (or blocks with `--verbose`) and totals.
-    Table,
-    /// One JSON object (fields: see `kiln du --help`).
-    Json,
-}
-
-/// The JSON output, for `--help`.
-pub(crate) const JSON_HELP: &str = "\
-JSON output (--format json): du prints {records, other_content, total, reclaimable, shared, private}; \
-prune prints {removed, other_content, blobs_removed, reclaimed}. A record is {id, parent, type \
-(regular: a build result, layer: a pulled image layer, exec.cachemount: a RUN --mount=type=cache \
-directory), description, size (bytes), created, last_used (Unix seconds), usage_count, in_use, shared, \
-reclaimable, blob}; other_content is {blobs, size}: blobs that are no snapshot's layer (image manifests \
-and configs, downloads). All sizes are in bytes.";
-
-/// Parses a size flag (`--keep-storage`, `--gc-keep-storage`).
-pub(crate) fn size(text: &str) -> Result<u64, String> {
-    engine::parse_size(text).map_err(|e| e.to_string())
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    engine::parse_duration(text).map_err(|e| e.to_string())
-}
-
-fn filter(text: &str) -> Result<Filter, String> {
-    text.parse().map_err(|e: engine::ParseError| e.to_string())
-}
-
-fn open(cli: &Cli) -> Result<StateDir, CliError> {
-    let root = cli.root.clone();
-    StateDir::open(&cli.root, || {
-        eprintln!("waiting for another kiln process to release {}", root.display());
-    })
-    .map_err(|e| {
-        CliError::Setup(anyhow::Error::new(e).context(format!("state directory {}", cli.root.display())))
-    })
-}
+use crate::setup::open_state_dir;
 
 fn failed(cli: &Cli, what: &str, e: impl std::error::Error + Send + Sync + 'static) -> CliError {
-    CliError::Setup(anyhow::Error::new(e).context(format!("failed to {what} {}", cli.root.display())))
+    CliError::failed(format!("failed to {what} {}", cli.root.display()), e)
 }
 
 /// `kiln du`.
-pub(crate) fn du(cli: &Cli, args: &DuArgs) -> Result<ExitCode, CliError> {
-    let dir = open(cli)?;
+pub(crate) async fn du(cli: &Cli, args: &DuArgs) -> Result<ExitCode, CliError> {
+    let dir = open_state_dir(cli).await?;
     let usage = dir
-        .disk_usage(&args.filters)
+        .disk_usage(&args.records.filters)
         .map_err(|e| failed(cli, "measure", e))?;
     let now = now();
-    let text = match args.format {
+    let text = match args.records.format {
         Format::Json => format!("{:#}\n", usage_json(&usage)),
         Format::Table => {
-            let mut out = if args.verbose {
+            let mut out = if args.records.verbose {
                 usage.records.iter().map(|r| verbose(r, now)).collect()
             } else {
                 table(&usage.records, now)
@@ -159,20 +86,20 @@ pub(crate) fn du(cli: &Cli, args: &DuArgs) -> Result<ExitCode, CliError> {
 }
 
 /// `kiln prune`.
-pub(crate) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode, CliError> {
-    let dir = open(cli)?;
+pub(crate) async fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode, CliError> {
+    let dir = open_state_dir(cli).await?;
     let options = PruneOptions {
         all: args.all,
         keep_duration: args.keep_duration,
         keep_storage: args.keep_storage,
-        filters: args.filters.clone(),
+        filters: args.records.filters.clone(),
     };
     let report = dir.prune(&options).map_err(|e| failed(cli, "prune", e))?;
     let now = now();
-    let text = match args.format {
+    let text = match args.records.format {
         Format::Json => format!("{:#}\n", prune_json(&report)),
         Format::Table => {
-            let mut out = if args.verbose {
+            let mut out = if args.records.verbose {
                 report.removed.iter().map(|r| verbose(r, now)).collect()
             } else if report.removed.is_empty() {
                 String::new()
@@ -190,14 +117,12 @@ pub(crate) fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Says what the automatic garbage collection after a build did, when it matters: always when
-/// it failed, and with `KILN_DEBUG` when it removed something.
-pub(crate) fn report_gc(outcome: &GcOutcome) {
+/// Says what the automatic garbage collection after a build did, when it matters: a warning
+/// (through `warn`) when it failed, a note with `debug` on when it removed something.
+pub(crate) fn report_gc(outcome: &GcOutcome, debug: bool, warn: impl Fn(&str)) {
     match outcome {
-        GcOutcome::Failed(message) => {
-            eprintln!("WARNING: garbage collection after the build failed: {message}");
-        }
-        GcOutcome::Collected(report) if report.reclaimed > 0 && std::env::var_os("KILN_DEBUG").is_some() => {
+        GcOutcome::Failed(message) => warn(&format!("garbage collection after the build failed: {message}")),
+        GcOutcome::Collected(report) if report.reclaimed > 0 && debug => {
             eprintln!(
                 "kiln: garbage collection removed {} records and {} blobs, freed {}",
                 report.removed.len(),
@@ -299,7 +224,10 @@ fn other(content: &OtherContent) -> String {
 
 fn record_json(r: &UsageRecord) -> serde_json::Value {
     json!({
-        "id": r.id.0,
+        "id": match r.id.snapshot() {
+            Some(id) => json!(id.0),
+            None => json!(r.id.to_string()),
+        },
         "parent": r.parent.map(|p| p.0),
         "type": r.kind.as_str(),
         "description": r.description,
@@ -418,7 +346,7 @@ mod tests {
 
     fn record(id: u64, size: u64, shared: bool) -> UsageRecord {
         UsageRecord {
-            id: engine::SnapshotId(id),
+            id: engine::SnapshotId(id).into(),
             parent: None,
             kind: engine::RecordKind::Regular,
             description: "exec make".into(),

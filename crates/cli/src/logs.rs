@@ -1,5 +1,6 @@
 //! `kiln logs`: a finished (or running, or killed) build's full log, replayed as `plain`
-//! progress or printed as the stored JSON lines; `--list` shows which builds have logs.
+//! progress or printed as the stored JSON lines (`json`, the form of `kiln build
+//! --progress=json`); `--list` shows which builds have logs.
 //!
 //! Reads the log files directly, without locking the state directory, so it works while
 //! another kiln builds.
@@ -8,6 +9,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use engine::logs::{self, LogInfo};
 use engine::progress::json::{self, Line};
 
@@ -15,21 +17,21 @@ use crate::args::{Cli, LogsArgs, LogsFormat};
 use crate::progress::Display;
 use crate::render::CliError;
 
+/// Runs `kiln logs`.
 pub(crate) fn run(cli: &Cli, args: &LogsArgs) -> Result<ExitCode, CliError> {
     if args.list {
         return list(cli);
     }
-    let log = logs::find(&cli.root, args.build.as_deref()).map_err(|e| CliError::Usage(e.to_string()))?;
-    let file = std::fs::File::open(&log.path)
-        .map_err(|e| CliError::Usage(format!("failed to read {}: {e}", log.path.display())))?;
+    let log = logs::find(&cli.root, args.build.as_deref()).map_err(|e| CliError::Failed(e.into()))?;
+    let file =
+        std::fs::File::open(&log.path).with_context(|| format!("failed to read {}", log.path.display()))?;
     let reader = std::io::BufReader::new(file);
     match args.progress {
-        LogsFormat::Rawjson => {
+        LogsFormat::Json => {
             let mut out = std::io::stdout().lock();
             for line in reader.lines() {
-                let line =
-                    line.map_err(|e| CliError::Usage(format!("failed to read {}: {e}", log.path.display())))?;
-                writeln!(out, "{line}").map_err(|e| CliError::Usage(format!("failed to write: {e}")))?;
+                let line = line.with_context(|| format!("failed to read {}", log.path.display()))?;
+                writeln!(out, "{line}").context("failed to write to standard output")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -43,8 +45,7 @@ fn replay(log: &LogInfo, reader: impl BufRead) -> Result<ExitCode, CliError> {
     let mut finished = false;
     let mut failed = false;
     for (number, line) in reader.lines().enumerate() {
-        let line =
-            line.map_err(|e| CliError::Usage(format!("failed to read {}: {e}", log.path.display())))?;
+        let line = line.with_context(|| format!("failed to read {}", log.path.display()))?;
         if line.is_empty() {
             continue;
         }
@@ -87,7 +88,12 @@ fn replay(log: &LogInfo, reader: impl BufRead) -> Result<ExitCode, CliError> {
 }
 
 fn list(cli: &Cli) -> Result<ExitCode, CliError> {
-    let all = logs::list(&cli.root).map_err(|e| CliError::Usage(e.to_string()))?;
+    let all = logs::list(&cli.root).map_err(|e| {
+        CliError::failed(
+            format!("failed to list the build logs in {}", cli.root.display()),
+            e,
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,

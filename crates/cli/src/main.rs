@@ -1,48 +1,77 @@
 //! `kiln`: a container image builder shaped like `docker buildx build`.
+//!
+//! Modules, each importing only those listed before it: `parse` (flag values), `compat`
+//! (buildx flags kiln refuses or ignores), `build_args` and `args` (the flags), `outputs`
+//! (`--output`), `privileges`, `rawjson` and `progress` (displays), `render` (errors),
+//! `context`, `session`, `results`, `setup`, the commands (`disk`, `logs`, `check`, `build`,
+//! `debug`) and `commands`, which dispatches them.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod args;
 mod build;
+mod build_args;
 mod check;
+mod commands;
+mod compat;
+mod context;
+mod debug;
 mod disk;
 mod logs;
+mod outputs;
+mod parse;
+mod privileges;
 mod progress;
+mod rawjson;
 mod render;
+mod results;
 mod session;
+mod setup;
+
+use commands::Prepared;
+use render::CliError;
+
+/// How long an interrupted command may take to stop its containers and release what it holds
+/// before kiln exits anyway (a second signal stops the wait at once).
+const UNWIND_LIMIT: Duration = Duration::from_secs(15);
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    // Before any thread exists: mounts kiln makes must die with the process, even on SIGKILL.
-    let namespace = if cli.needs_engine() {
-        Some(engine::prepare_process())
-    } else {
-        None
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
+    let prepared = match Prepared::new(cli) {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("ERROR: failed to start the async runtime: {e}");
+            render::error(&e);
             return ExitCode::FAILURE;
         }
     };
-    if let Some(Err(reason)) = namespace
-        && std::env::var_os("KILN_DEBUG").is_some()
-    {
-        eprintln!("kiln: running without a private mount namespace: {reason}");
-    }
-    // Ctrl-C or SIGTERM drops the running command: running containers are killed and
-    // deleted, half-made snapshots removed and mounts undone by their guards.
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            result = build::run(cli) => Some(result),
-            () = interrupted() => None,
+    if let Some(command) = prepared.engine_command() {
+        if let Err(message) = privileges::require_root(command) {
+            render::error(&CliError::Usage(message));
+            return ExitCode::FAILURE;
         }
-    });
-    // Work already handed to the blocking pool (a file copy, say) finishes or is abandoned.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+        // Before any thread exists: mounts kiln makes must die with the process, even on SIGKILL.
+        if let Err(e) = engine::prepare_process() {
+            render::error(&CliError::Failed(anyhow::Error::new(e)));
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            render::error(&CliError::failed("failed to start the async runtime", e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run_interruptibly(prepared));
+    // Work already handed to the blocking pool (a file copy, say) finishes or is abandoned;
+    // after an interruption, what is left is abandoned sooner (the state directory is
+    // consistent at any moment).
+    let grace = if outcome.is_some() { 10 } else { 2 };
+    runtime.shutdown_timeout(Duration::from_secs(grace));
     match outcome {
         Some(Ok(code)) => code,
         Some(Err(e)) => {
@@ -56,18 +85,66 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves when the user interrupts (Ctrl-C) or the process is asked to terminate.
-async fn interrupted() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+/// Runs the command as a task of its own while this one waits for Ctrl-C or SIGTERM, so a
+/// signal is seen at any moment, even while the command is busy with synchronous work; the
+/// command is then cancelled at its next await: dropping it kills and deletes its containers,
+/// removes half-made snapshots and undoes mounts. `None` when interrupted.
+async fn run_interruptibly(prepared: Prepared) -> Option<Result<ExitCode, CliError>> {
+    // Listening starts before the command does, so no signal takes its default action.
+    let mut signals = Signals::listen();
+    let mut task = tokio::spawn(prepared.run());
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        joined = &mut task => {
+            Some(joined.unwrap_or_else(|e| Err(CliError::failed("the command stopped unexpectedly", e))))
+        }
+        () = signals.next() => {
+            task.abort();
+            tokio::select! {
+                _ = &mut task => {}
+                () = signals.next() => {}
+                () = tokio::time::sleep(UNWIND_LIMIT) => {
+                    eprintln!("kiln: the build did not stop within {}s; exiting anyway", UNWIND_LIMIT.as_secs());
+                }
+            }
+            None
+        }
+    }
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM.
+struct Signals {
+    interrupt: Option<Signal>,
+    terminate: Option<Signal>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        let listen = |kind| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("WARNING: cannot handle signals ({e}): interrupting kills kiln outright");
+                None
+            }
+        };
+        Signals {
+            interrupt: listen(SignalKind::interrupt()),
+            terminate: listen(SignalKind::terminate()),
+        }
+    }
+
+    /// Resolves at the next signal.
+    async fn next(&mut self) {
+        async fn recv(signal: &mut Option<Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            () = recv(&mut self.interrupt) => {}
+            () = recv(&mut self.terminate) => {}
+        }
     }
 }

@@ -5,7 +5,9 @@
 //!   build through it.
 //! - `tty`: a live view, redrawn ten times a second, of every step with its duration and the
 //!   last lines of output of the steps that are running.
-//! - `rawjson`: every event as one JSON object per line (`engine::progress::json`).
+//! - `json`: every event as one JSON object per line (`engine::progress::json`), kiln's own
+//!   form, with cache-miss explanations.
+//! - `rawjson`: buildx's form, BuildKit's `SolveStatus` objects ([`crate::rawjson`]).
 //!
 //! With `--explain-cache`, the human styles show why each step that ran missed the cache.
 //! All styles keep the last lines of every step's output, so a failure can be shown with its
@@ -15,11 +17,11 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use engine::{Event, Progress};
 
-use crate::args::ProgressMode;
+use crate::rawjson;
 
 /// How many lines of each step's output are kept for error reports.
 const KEPT_LINES: usize = 10;
@@ -36,12 +38,28 @@ const CLIPPED: &str = "[output clipped, log limit 2MiB reached]";
 
 /// How events are shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Style {
+pub(crate) enum Style {
+    /// A live view, redrawn.
     Tty,
+    /// One line per event.
     Plain,
+    /// kiln's JSON lines.
     Json,
+    /// buildx's `SolveStatus` JSON lines.
+    RawJson,
     /// Nothing while the build runs (`--quiet`); a failure is still shown with its logs.
     Quiet,
+}
+
+impl Style {
+    /// `tty` when standard error is a terminal, else `plain` (buildx's `auto`).
+    pub(crate) fn auto() -> Style {
+        if std::io::stderr().is_terminal() {
+            Style::Tty
+        } else {
+            Style::Plain
+        }
+    }
 }
 
 struct Step {
@@ -98,8 +116,26 @@ struct State {
     numbers: HashMap<String, usize>,
     steps: Vec<Step>,
     start: Instant,
+    /// The wall-clock time at `start`, for `rawjson` timestamps.
+    wall_start: SystemTime,
     drawn_lines: usize,
     done: bool,
+    /// The `rawjson` encoder's memory of each vertex.
+    rawjson: rawjson::Encoder,
+}
+
+impl State {
+    fn new(done: bool) -> State {
+        State {
+            numbers: HashMap::new(),
+            steps: Vec::new(),
+            start: Instant::now(),
+            wall_start: SystemTime::now(),
+            drawn_lines: 0,
+            done,
+            rawjson: rawjson::Encoder::default(),
+        }
+    }
 }
 
 /// The progress display of one command.
@@ -112,28 +148,12 @@ pub(crate) struct Display {
 }
 
 impl Display {
-    /// A display in `mode`. With `quiet`, `auto` means plain even on a terminal (for commands
-    /// whose progress is incidental). With `explain`, the human styles show why steps missed
-    /// the cache.
-    pub(crate) fn new(mode: ProgressMode, quiet: bool, explain: bool) -> Arc<Display> {
-        let style = match mode {
-            _ if quiet => Style::Quiet,
-            ProgressMode::Tty => Style::Tty,
-            ProgressMode::Plain => Style::Plain,
-            ProgressMode::Rawjson => Style::Json,
-            ProgressMode::Auto if std::io::stderr().is_terminal() && !quiet => Style::Tty,
-            ProgressMode::Auto => Style::Plain,
-        };
+    /// A display in `style`. With `explain`, the human styles show why steps missed the cache.
+    pub(crate) fn new(style: Style, explain: bool) -> Arc<Display> {
         let display = Arc::new(Display {
             style,
             explain,
-            state: Mutex::new(State {
-                numbers: HashMap::new(),
-                steps: Vec::new(),
-                start: Instant::now(),
-                drawn_lines: 0,
-                done: false,
-            }),
+            state: Mutex::new(State::new(false)),
             wake: Condvar::new(),
             painter: Mutex::new(None),
         });
@@ -150,13 +170,7 @@ impl Display {
         Display {
             style: Style::Plain,
             explain: true,
-            state: Mutex::new(State {
-                numbers: HashMap::new(),
-                steps: Vec::new(),
-                start: Instant::now(),
-                drawn_lines: 0,
-                done: true,
-            }),
+            state: Mutex::new(State::new(true)),
             wake: Condvar::new(),
             painter: Mutex::new(None),
         }
@@ -166,11 +180,17 @@ impl Display {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Prints a warning above the progress.
+    /// Prints a warning above the progress (in `rawjson`, as a `SolveStatus` warning).
     pub(crate) fn warn(&self, message: &str) {
         let mut state = self.lock();
-        self.clear(&mut state);
-        eprintln!("WARNING: {message}");
+        // After the build, the last view stays on screen.
+        if !state.done {
+            self.clear(&mut state);
+        }
+        match self.style {
+            Style::RawJson => eprintln!("{}", rawjson::warning(message)),
+            _ => eprintln!("WARNING: {message}"),
+        }
     }
 
     /// Stops the live view (drawing it one last time).
@@ -338,17 +358,17 @@ impl Display {
     /// Shows `event`, which happened `at` after the build started.
     pub(crate) fn event_at(&self, event: Event, at: Duration) {
         let mut state = self.lock();
-        // Output is printed below, as far as it is shown.
-        if self.style == Style::Json && !matches!(event, Event::Log { .. }) {
-            eprintln!("{}", engine::progress::json::encode_event(at, &event));
+        // Output is printed by `on_log_event`, as far as it is shown.
+        if !matches!(event, Event::Log { .. }) {
+            self.print_json(&mut state, &event, at);
         }
         let plain = self.style == Style::Plain;
         match event {
-            Event::Started { vertex, name } => {
+            Event::Started { vertex, name, .. } => {
                 let n = self.number(&mut state, &vertex.to_string(), Some(&name));
                 state.steps[n - 1].started = Some(at);
             }
-            Event::Cached { vertex, name } => {
+            Event::Cached { vertex, name, .. } => {
                 let n = self.number(&mut state, &vertex.to_string(), Some(&name));
                 state.steps[n - 1].cached = true;
                 if plain {
@@ -363,53 +383,16 @@ impl Display {
                 name,
                 reasons,
             } => {
-                let explain = self.explain;
                 let n = self.number(&mut state, &vertex.to_string(), Some(&name));
                 let texts: Vec<String> = reasons.iter().map(ToString::to_string).collect();
-                if plain && explain {
+                if plain {
                     for text in &texts {
                         eprintln!("#{n} cache miss: {text}");
                     }
                 }
                 state.steps[n - 1].reasons = texts;
             }
-            Event::Log {
-                vertex,
-                stream,
-                mut data,
-            } => {
-                let n = self.number(&mut state, &vertex.to_string(), None);
-                let step = &mut state.steps[n - 1];
-                let (shown, clipped_now) = step.budget(data.len());
-                data.truncate(shown);
-                if self.style == Style::Json {
-                    let mut events = Vec::new();
-                    if !data.is_empty() {
-                        events.push(Event::Log {
-                            vertex: vertex.clone(),
-                            stream,
-                            data: data.clone(),
-                        });
-                    }
-                    if clipped_now {
-                        events.push(Event::Status {
-                            vertex,
-                            message: CLIPPED.to_string(),
-                        });
-                    }
-                    for event in &events {
-                        eprintln!("{}", engine::progress::json::encode_event(at, event));
-                    }
-                }
-                self.on_log(step, stream, &data, at);
-                if clipped_now {
-                    self.flush_partial(step, at);
-                    if plain {
-                        eprintln!("#{n} {CLIPPED}");
-                    }
-                    step.keep(CLIPPED.to_string());
-                }
-            }
+            Event::Log { vertex, stream, data } => self.on_log_event(&mut state, vertex, stream, data, at),
             Event::Status { vertex, message } => {
                 let n = self.number(&mut state, &vertex.to_string(), None);
                 if plain {
@@ -435,6 +418,70 @@ impl Display {
                 }
                 step.error = error;
             }
+        }
+    }
+
+    /// Prints `event` in the JSON styles.
+    fn print_json(&self, state: &mut State, event: &Event, at: Duration) {
+        match self.style {
+            Style::Json => eprintln!("{}", engine::progress::json::encode_event(at, event)),
+            Style::RawJson => {
+                let when = state.wall_start + at;
+                if let Some(line) = state.rawjson.event(event, when) {
+                    eprintln!("{line}");
+                }
+            }
+            Style::Tty | Style::Plain | Style::Quiet => {}
+        }
+    }
+
+    /// Output of a step, shown up to [`SHOWN_LIMIT`] bytes, then the [`CLIPPED`] note.
+    fn on_log_event(
+        &self,
+        state: &mut State,
+        vertex: oci::Digest,
+        stream: u8,
+        mut data: Vec<u8>,
+        at: Duration,
+    ) {
+        let n = self.number(state, &vertex.to_string(), None);
+        let (shown, clipped_now) = state.steps[n - 1].budget(data.len());
+        data.truncate(shown);
+        if matches!(self.style, Style::Json | Style::RawJson) {
+            let mut events = Vec::new();
+            if !data.is_empty() {
+                events.push(Event::Log {
+                    vertex: vertex.clone(),
+                    stream,
+                    data: data.clone(),
+                });
+            }
+            if clipped_now {
+                events.push(match self.style {
+                    // BuildKit writes the note into the step's output.
+                    Style::RawJson => Event::Log {
+                        vertex,
+                        stream,
+                        data: format!("{CLIPPED}\n").into_bytes(),
+                    },
+                    _ => Event::Status {
+                        vertex,
+                        message: CLIPPED.to_string(),
+                    },
+                });
+            }
+            for event in &events {
+                self.print_json(state, event, at);
+            }
+        }
+        let step = &mut state.steps[n - 1];
+        self.on_log(step, stream, &data, at);
+        if clipped_now {
+            self.flush_partial(step, at);
+            if self.style == Style::Plain {
+                eprintln!("#{n} {CLIPPED}");
+            }
+            step.keep(CLIPPED.to_string());
         }
     }
 }

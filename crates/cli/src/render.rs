@@ -1,5 +1,7 @@
-//! Error reports for people: BuildKit's layout (the failing step's last output lines, the
-//! Dockerfile lines with `>>>` markers, then `ERROR: …`), with a `hint:` where one helps.
+//! Errors of the commands and their reports for people: BuildKit's layout for failed builds
+//! (the failing step's last output lines, the Dockerfile lines with `>>>` markers, then
+//! `ERROR: …`), the whole chain of causes once (joined by `: `, down to the OS error), and a
+//! `hint:` where one helps.
 
 use std::sync::Arc;
 
@@ -9,69 +11,91 @@ use crate::progress::Display;
 
 /// Everything a command can fail with.
 pub(crate) enum CliError {
-    /// Bad flags or arguments.
+    /// Bad flags, arguments or input, found before anything ran; the message says it all.
     Usage(String),
-    /// The engine could not be set up.
-    Setup(anyhow::Error),
-    /// The build failed.
-    Build(BuildError, Option<Arc<Display>>),
+    /// Something failed; its chain of causes says why.
+    Failed(anyhow::Error),
+    /// The build failed (with the display that showed it, for the failing step's output).
+    Build(Box<BuildError>, Option<Arc<Display>>),
 }
 
 impl CliError {
-    pub(crate) fn build(error: BuildError, display: Option<Arc<Display>>) -> CliError {
-        CliError::Build(error, display)
+    /// `error` with `context` in front, as a [`CliError::Failed`].
+    pub(crate) fn failed(
+        context: impl std::fmt::Display + Send + Sync + 'static,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> CliError {
+        CliError::Failed(anyhow::Error::new(error).context(context))
     }
 }
+
+impl std::fmt::Debug for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Usage(message) => write!(f, "Usage({message:?})"),
+            CliError::Failed(e) => write!(f, "Failed({e:?})"),
+            CliError::Build(e, _) => write!(f, "Build({e:?})"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> CliError {
+        CliError::Failed(error)
+    }
+}
+
+pub(crate) use oci::error_chain as chain;
 
 /// Prints `error` to stderr.
 pub(crate) fn error(error: &CliError) {
     match error {
         CliError::Usage(message) => eprintln!("ERROR: {message}"),
-        CliError::Setup(e) => {
-            eprintln!("ERROR: {e:#}");
-            if let Some(hint) = setup_hint(e) {
+        CliError::Failed(e) => {
+            let text = chain(e.as_ref());
+            eprintln!("ERROR: {text}");
+            if let Some(hint) = hint(&text) {
                 eprintln!("\nhint: {hint}");
             }
         }
-        CliError::Build(e, display) => {
-            let mut out = String::new();
-            match e {
-                BuildError::Step {
-                    vertex,
-                    name,
-                    message,
-                    snippets,
-                } => {
-                    if let Some((step, lines)) = display.as_ref().and_then(|d| d.tail(&vertex.to_string())) {
-                        out.push_str("------\n");
-                        out.push_str(&format!(" > {}:\n", if step.is_empty() { name } else { &step }));
-                        for line in lines {
-                            out.push_str(&line);
-                            out.push('\n');
-                        }
-                        out.push_str("------\n");
-                    }
-                    for snippet in snippets {
-                        out.push_str(&snippet_text(snippet));
-                    }
-                    out.push_str(&format!("ERROR: failed to solve: {message}\n"));
-                }
-                BuildError::Dockerfile { error, snippet } => {
-                    if let Some(s) = snippet {
-                        out.push_str(&snippet_text(s));
-                    }
-                    out.push_str(&format!("ERROR: failed to solve: {error}\n"));
-                }
-                BuildError::Request(message) => out.push_str(&format!("ERROR: {message}\n")),
-                BuildError::Export(message) => out.push_str(&format!("ERROR: failed to export: {message}\n")),
-            }
-            eprint!("{out}");
-        }
+        CliError::Build(e, display) => eprint!("{}", build_report(e, display.as_deref())),
     }
 }
 
-fn setup_hint(e: &anyhow::Error) -> Option<&'static str> {
-    let text = format!("{e:#}");
+/// A failed build's report.
+fn build_report(e: &BuildError, display: Option<&Display>) -> String {
+    let mut out = String::new();
+    match e {
+        BuildError::Step(failed) => {
+            let name = failed.name();
+            if let Some((step, lines)) = display.and_then(|d| d.tail(&failed.vertex().to_string())) {
+                out.push_str("------\n");
+                out.push_str(&format!(" > {}:\n", if step.is_empty() { name } else { &step }));
+                for line in lines {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+                out.push_str("------\n");
+            }
+            for snippet in &failed.snippets {
+                out.push_str(&snippet_text(snippet));
+            }
+            out.push_str(&format!("ERROR: failed to solve: {}\n", chain(e)));
+        }
+        BuildError::Dockerfile(failed) => {
+            if let Some(s) = &failed.snippet {
+                out.push_str(&snippet_text(s));
+            }
+            out.push_str(&format!("ERROR: failed to solve: {}\n", chain(e)));
+        }
+        // The message (and its causes) says it all: "failed to export: …", "failed to read …".
+        _ => out.push_str(&format!("ERROR: {}\n", chain(e))),
+    }
+    out
+}
+
+/// What to do about a failure whose text shows a common cause.
+fn hint(text: &str) -> Option<&'static str> {
     if text.contains("Permission denied") || text.contains("permission denied") {
         return Some("kiln runs builds as root: try `sudo kiln …`, or pass --root to a writable directory");
     }
@@ -117,6 +141,19 @@ mod tests {
         assert_eq!(
             snippet_text(&s),
             "Dockerfile:3\n--------------------\n   1 |     FROM a\n   2 |     RUN b\n   3 | >>> RUN c \\\n   4 | >>>   d\n   5 |     CMD e\n--------------------\n"
+        );
+    }
+
+    #[test]
+    fn the_chain_is_printed_once_down_to_the_os_error() {
+        let os = std::io::Error::from_raw_os_error(2);
+        let e = anyhow::Error::new(os)
+            .context("failed to read /x/Dockerfile")
+            .context("loading the build");
+        let text = chain(e.as_ref());
+        assert_eq!(
+            text,
+            "loading the build: failed to read /x/Dockerfile: No such file or directory (os error 2)"
         );
     }
 }

@@ -3,7 +3,7 @@
 //! in temporary directories, readers for the exported directory and OCI image, a tiny static
 //! HTTP server for `ADD <url>` and git-over-dumb-HTTP, and a git helper.
 //!
-//! Every test binary includes this module and uses only part of it.
+//! The privileged test binary includes this module; each of its test files uses part of it.
 #![allow(dead_code)]
 
 use std::cell::Cell;
@@ -59,6 +59,33 @@ impl Kiln {
     }
 }
 
+impl Kiln {
+    /// Runs `kiln ARGS` with `input` on its standard input; fails the test if kiln panicked.
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", self.root.path())
+            .env("KILN_RUNTIME", self.runtime.path())
+            .envs(self.env.borrow().iter().cloned())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        // Written from a thread: kiln may fail before reading it all.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "kiln {args:?} panicked:\n{stderr}");
+        output
+    }
+}
+
 /// A registry with the busybox fixture, a kiln state directory and a place for outputs.
 pub struct Harness {
     pub fixture: Fixture,
@@ -68,18 +95,16 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Starts the fixture, or returns `None` (after `testkit::privileged` printed why) when the
-    /// machine cannot run real builds.
-    pub fn start() -> Option<Harness> {
-        if !testkit::privileged() {
-            return None;
-        }
-        Some(Harness {
+    /// Starts the fixture; fails the test (`testkit::require_privileged`) when the machine
+    /// cannot run real builds.
+    pub fn start() -> Harness {
+        testkit::require_privileged();
+        Harness {
             fixture: Fixture::start().unwrap(),
             kiln: Kiln::new(),
             out: tempfile::tempdir().unwrap(),
             builds: Cell::new(0),
-        })
+        }
     }
 
     /// The busybox fixture image reference.
@@ -513,35 +538,17 @@ fn handle(mut stream: TcpStream, root: &Path, auth: Option<&str>) -> std::io::Re
     stream.flush()
 }
 
-/// Runs `git ARGS` in `dir` with a fixed identity and dates and no user or system config.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=kiln tests",
-            "-c",
-            "user.email=tests@kiln.invalid",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_DATE", "2024-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2024-01-01T00:00:00Z")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+/// Clones `<repos>/work` bare into `<repos>/served/repo.git`, ready to be served over git's dumb
+/// HTTP protocol; returns `<repos>/served`.
+pub fn bare_for_dumb_http(repos: &Path) -> PathBuf {
+    let served = repos.join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    git(repos, &["clone", "-q", "--bare", "work", "served/repo.git"]);
+    git(&served.join("repo.git"), &["update-server-info"]);
+    served
 }
+
+pub use testkit::git;
 
 /// The hex sha256 of `data`, computed with `sha256sum` (no hashing crate in this test binary).
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -558,6 +565,47 @@ pub fn sha256_hex(data: &[u8]) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// `kiln ARGS` on the state directory `root` with the runtime `runtime`, started in `dir`, with
+/// core dumps off (a fault point aborts the process, and an abort must not leave a core file)
+/// and without a `KILN_FAULT` the test itself may have been given.
+pub fn kiln_without_core_dumps(root: &Path, runtime: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .args([
+            "-c",
+            "ulimit -c 0 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_kiln"),
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("KILN_ROOT", root)
+        .env("KILN_RUNTIME", runtime)
+        .env_remove("KILN_FAULT");
+    command
+}
+
+/// Output bytes as text (invalid UTF-8 replaced).
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Deletes every container left in a state directory's runc root when dropped, so that a
+/// failing test never leaves one running.
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Some(runc) = testkit::runc() else { return };
+        for id in runc_list(&self.0) {
+            let _ = Command::new(&runc)
+                .arg("--root")
+                .arg(self.0.join("executor/runc"))
+                .args(["delete", "--force", &id])
+                .output();
+        }
+    }
 }
 
 /// The containers in the executor's runc root.

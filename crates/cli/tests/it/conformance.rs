@@ -2,7 +2,7 @@
 //! byte and rejects its negative cases; `kiln debug llb --offline` compiles every Dockerfile of
 //! the real-world corpus.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 fn kiln(args: &[&str], dir: Option<&Path>) -> std::process::Output {
@@ -20,19 +20,9 @@ fn kiln(args: &[&str], dir: Option<&Path>) -> std::process::Output {
     output
 }
 
-fn subdirs(dir: PathBuf) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
 #[test]
 fn debug_parse_matches_buildkit_dumps() {
-    let cases = subdirs(testkit::conformance_dir().join("buildkit-parser/testfiles"));
+    let cases = testkit::conformance_cases("buildkit-parser/testfiles");
     assert_eq!(cases.len(), 33);
     let mut failures = Vec::new();
     for case in &cases {
@@ -62,7 +52,7 @@ fn debug_parse_matches_buildkit_dumps() {
 
 #[test]
 fn debug_parse_rejects_buildkit_negative_cases() {
-    let cases = subdirs(testkit::conformance_dir().join("buildkit-parser/testfiles-negative"));
+    let cases = testkit::conformance_cases("buildkit-parser/testfiles-negative");
     assert_eq!(cases.len(), 4);
     for case in &cases {
         let file = case.join("Dockerfile");
@@ -78,7 +68,7 @@ fn debug_parse_rejects_buildkit_negative_cases() {
 
 #[test]
 fn debug_llb_offline_compiles_the_real_world_corpus() {
-    let cases = subdirs(testkit::conformance_dir().join("real-dockerfiles"));
+    let cases = testkit::conformance_cases("real-dockerfiles");
     assert_eq!(cases.len(), 99);
     let mut failures = Vec::new();
     for case in &cases {

@@ -2,13 +2,11 @@
 //! local directories and as images, and what `.dockerignore` and `<Dockerfile>.dockerignore`
 //! leave out of the context.
 
-mod common;
-
-use common::{Harness, env_of};
+use crate::common::{Harness, env_of};
 
 #[test]
 fn named_contexts_replace_images_and_provide_directories() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     // An image that exists only under a registry name the Dockerfile never mentions.
     let mut config = testkit::base_config(&["busybox", "tagged"]);
     config
@@ -94,7 +92,7 @@ COPY --from=deps /etc/tagged /from-overridden-stage
 
 #[test]
 fn dockerignore_and_dockerfile_specific_ignore_files() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.write(".dockerignore", "# a comment\n*.log\nsecret/\n!keep.log\ntemp*\n")
         .write("a.log", "a\n")

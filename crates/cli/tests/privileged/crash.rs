@@ -17,11 +17,9 @@
 //! case edits the context so that most steps run again. The cases are split over a few tests
 //! so that they run in parallel.
 
-mod common;
-
-use common::{process_with_arg, runc_list};
+use crate::common::{Reaper, kiln_without_core_dumps, process_with_arg, runc_list, text, write};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -81,8 +79,8 @@ struct Harness {
     /// Content of `src/a.txt`, changed per warm case so that the steps after it run again.
     generation: u32,
     /// `sleep`'s argument in the case that kills kiln while a container runs: long enough that
-    /// the container outlives kiln, and unique to this harness, so that its process can be
-    /// found by its command line (other tests may run at the same time).
+    /// only the container's dying with kiln ends it, and unique to this harness, so that its
+    /// process can be found by its command line (other tests may run at the same time).
     nap: String,
 }
 
@@ -123,19 +121,7 @@ impl Harness {
 
     /// `kiln <args>` on `root`, with core dumps off (an abort must not leave a core file).
     fn kiln(&self, root: &Path, args: &[&str]) -> Command {
-        let mut command = Command::new("sh");
-        command
-            .args([
-                "-c",
-                "ulimit -c 0 && exec \"$0\" \"$@\"",
-                env!("CARGO_BIN_EXE_kiln"),
-            ])
-            .args(args)
-            .current_dir(self.scratch.path())
-            .env("KILN_ROOT", root)
-            .env("KILN_RUNTIME", self.runtime.path())
-            .env_remove("KILN_FAULT");
-        command
+        kiln_without_core_dumps(root, self.runtime.path(), self.scratch.path(), args)
     }
 
     /// The build every case runs, writing into `out` (`image.tar` and `rootfs/`).
@@ -283,23 +269,6 @@ impl Harness {
     }
 }
 
-/// Deletes every container left in a state directory's runc root when dropped, so that a
-/// failing case never leaves a container running.
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Some(runc) = testkit::runc() else { return };
-        for id in runc_list(&self.0) {
-            let _ = Command::new(&runc)
-                .arg("--root")
-                .arg(self.0.join("executor/runc"))
-                .args(["delete", "--force", &id])
-                .output();
-        }
-    }
-}
-
 /// Kills `child` with SIGKILL after `delay`; says whether it was still running.
 fn kill_after(mut child: Child, delay: Duration) -> (bool, String) {
     let deadline = Instant::now() + delay;
@@ -317,8 +286,12 @@ fn kill_after(mut child: Child, delay: Duration) -> (bool, String) {
     }
 }
 
-/// Waits until a container runs, kills kiln with SIGKILL and checks that the container
-/// outlived it (so recovery has something to do).
+/// How long a container may outlive the kiln that ran it (its watchdog kills it within
+/// milliseconds).
+const CONTAINER_DEATH: Duration = Duration::from_secs(5);
+
+/// Waits until a container runs, kills kiln with SIGKILL and checks that the container died
+/// with it, and that runc then removed it as after any run.
 fn kill_while_container_runs(mut child: Child, root: &Path, nap: &str) -> Result<String, String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -340,11 +313,29 @@ fn kill_while_container_runs(mut child: Child, root: &Path, nap: &str) -> Result
     if status.signal() != Some(9) {
         return Err(format!("kiln ended with {status} instead of being killed"));
     }
-    let containers = runc_list(root);
-    if containers.is_empty() || process_with_arg(nap).is_none() {
-        return Err("the container did not outlive kiln".into());
+    let killed = Instant::now();
+    while let Some(pid) = process_with_arg(nap) {
+        if killed.elapsed() > CONTAINER_DEATH {
+            return Err(format!(
+                "the container's process {pid} outlived kiln by {CONTAINER_DEATH:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(format!("SIGKILL while container {} ran", containers.join(",")))
+    let died = killed.elapsed();
+    // runc exits once it has removed the container; give it the same time.
+    while !runc_list(root).is_empty() {
+        if killed.elapsed() > CONTAINER_DEATH {
+            return Err(format!(
+                "runc did not remove the killed build's container: {:?}",
+                runc_list(root)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(format!(
+        "SIGKILL while a container ran; it died {died:?} later, and runc removed it"
+    ))
 }
 
 /// `skopeo inspect` of an OCI tarball: its layer digests.
@@ -368,16 +359,6 @@ fn inspect(tar: &Path) -> Result<Vec<String>, String> {
         .flatten()
         .filter_map(|l| l.as_str().map(str::to_string))
         .collect())
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Runs `cases`, each on a fresh state directory or all in turn on one warm directory (edited
@@ -445,9 +426,7 @@ fn run_cases(harness: &mut Harness, fresh: &[Kill], warm: &[Kill]) -> usize {
 
 #[test]
 fn killed_at_pull_and_snapshot_points_the_store_stays_consistent() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let mut harness = Harness::new();
     let fresh = [
         // Blobs: the manifest (1st), the config (2nd) and the layer (3rd) of the pull.
@@ -474,9 +453,7 @@ fn killed_at_pull_and_snapshot_points_the_store_stays_consistent() {
 
 #[test]
 fn killed_at_run_cache_and_export_points_the_store_stays_consistent() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let mut harness = Harness::new();
     let fresh = [
         Kill::Fault("exec.before-run"),
@@ -503,9 +480,7 @@ fn killed_at_run_cache_and_export_points_the_store_stays_consistent() {
 
 #[test]
 fn killed_with_sigkill_at_any_moment_the_store_stays_consistent() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let mut harness = Harness::new();
     // Kill times as fractions of a complete build, so they spread over it on any machine.
     let fresh: Vec<Kill> = (0..17).map(|i| Kill::After(0.02 + 0.06 * f64::from(i))).collect();
@@ -521,9 +496,7 @@ fn killed_with_sigkill_at_any_moment_the_store_stays_consistent() {
 
 #[test]
 fn check_fails_on_a_corrupted_store_and_says_what_to_do() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let harness = Harness::new();
     let root = TempRoot::new().unwrap();
     let out = tempfile::tempdir().unwrap();

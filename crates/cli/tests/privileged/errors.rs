@@ -1,16 +1,15 @@
 //! Failing builds through the `kiln` binary: every error exits non-zero with a clear message,
-//! shows the Dockerfile line it is about, and never panics. Errors found while compiling need
-//! no privileges; the ones found while running a step use real builds.
-
-mod common;
+//! shows the Dockerfile line it is about, and never panics. `kiln build` refuses to start
+//! without root, so even the errors found while compiling are privileged tests here.
 
 use std::process::Command;
 
-use common::{Harness, Kiln, assert_points_at};
+use crate::common::{Harness, Kiln, assert_points_at};
 
 /// Builds a context holding only `dockerfile` (and `a.txt`) and expects failure; returns
 /// standard error.
 fn build_fails(dockerfile: &str) -> String {
+    testkit::require_privileged();
     let kiln = Kiln::new();
     let context = tempfile::tempdir().unwrap();
     std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
@@ -137,6 +136,7 @@ fn custom_syntax_frontend_is_refused_clearly() {
 
 #[test]
 fn builtin_args_choosing_a_frontend_or_unsupported_exports_fail_clearly() {
+    testkit::require_privileged();
     let run = |args: &[&str]| {
         let kiln = Kiln::new();
         let context = tempfile::tempdir().unwrap();
@@ -170,7 +170,7 @@ fn builtin_args_choosing_a_frontend_or_unsupported_exports_fail_clearly() {
 
 #[test]
 fn missing_copy_source_names_the_path_and_line() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.write("present.txt", "here\n");
     ctx.dockerfile("FROM @BASE@\nCOPY present.txt /present.txt\nCOPY missing.txt /x\n");
@@ -181,8 +181,27 @@ fn missing_copy_source_names_the_path_and_line() {
 }
 
 #[test]
+fn a_failed_step_shows_its_whole_chain_of_causes_once() {
+    let h = Harness::start();
+    let ctx = h.context();
+    ctx.write("a.txt", "a\n");
+    // `/app` is a file, so the directory COPY needs cannot be made.
+    ctx.dockerfile("FROM @BASE@\nRUN touch /app\nCOPY a.txt /app/a.txt\n");
+    let err = h.build_err(&ctx, &[]);
+    assert_points_at(&err, 3, "COPY a.txt /app/a.txt");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("ERROR: failed to solve:"))
+        .unwrap_or_else(|| panic!("no error line:\n{err}"));
+    assert!(line.contains("/app"), "{line}");
+    assert!(line.contains("(os error "), "the OS error is kept: {line}");
+    let os_errors = line.matches("(os error").count();
+    assert_eq!(os_errors, 1, "each cause once: {line}");
+}
+
+#[test]
 fn failing_run_in_a_later_stage_reports_its_line() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.dockerfile("FROM @BASE@ AS first\nRUN echo ok > /ok\n\nFROM first\nRUN echo failing >&2 && exit 7\n");
     let err = h.build_err(&ctx, &[]);
@@ -193,7 +212,7 @@ fn failing_run_in_a_later_stage_reports_its_line() {
 
 #[test]
 fn host_network_and_insecure_mode_are_refused() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     for (instruction, word) in [
         ("RUN --network=host true", "host"),
         ("RUN --security=insecure true", "insecure"),
@@ -205,4 +224,144 @@ fn host_network_and_insecure_mode_are_refused() {
         assert!(err.contains(word), "{err}");
     }
     assert_eq!(h.kiln.runtime.runs(), 0, "no container ran");
+}
+
+/// A registry that asks for Basic credentials on every request, on a loopback port.
+fn basic_auth_registry() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0; 4096];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn registry_failures_reach_the_user_with_their_cause() {
+    testkit::require_privileged();
+    // Nothing listens on this port: the OS's reason ends the message.
+    let closed = testkit::closed_port();
+    let err = build_fails(&format!("FROM 127.0.0.1:{closed}/x\n"));
+    assert_points_at(&err, 1, &format!("FROM 127.0.0.1:{closed}/x"));
+    let last = err.trim_end().lines().last().unwrap();
+    assert!(last.ends_with("Connection refused (os error 111)"), "{err}");
+
+    // A broken docker configuration is read (and named) only when a registry asks for
+    // credentials.
+    let docker_config = tempfile::tempdir().unwrap();
+    let config = docker_config.path().join("config.json");
+    std::fs::write(&config, "{\"auths\": ?}").unwrap();
+    let kiln = Kiln::new();
+    kiln.env
+        .borrow_mut()
+        .push(("DOCKER_CONFIG".into(), docker_config.path().display().to_string()));
+    let context = tempfile::tempdir().unwrap();
+    let guarded = basic_auth_registry();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM 127.0.0.1:{guarded}/x\n"),
+    )
+    .unwrap();
+    let output = kiln.run(&["build", "--progress=plain", context.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "failed to get credentials for 127.0.0.1:{guarded}: failed to parse {}: expected value at line 1 column 11",
+            config.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY Dockerfile /\n",
+    )
+    .unwrap();
+    let output = kiln.run(&["build", "--progress=plain", context.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "a build without registries never reads it:\n{err}"
+    );
+}
+
+/// A tmpfs of 1 MiB mounted at `path` (created if missing), unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", path.display());
+        SmallDisk(path.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_at_export_is_named() {
+    testkit::require_privileged();
+    let kiln = Kiln::new();
+    let context = tempfile::tempdir().unwrap();
+    std::fs::write(context.path().join("Dockerfile"), "FROM scratch\nCOPY big /big\n").unwrap();
+    // Incompressible, so neither the layer blob nor the tarball fits in 1 MiB.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(context.path().join("big"), noise).unwrap();
+    let build = |output: &str| {
+        let out = kiln.run(&[
+            "build",
+            "--progress=plain",
+            "--output",
+            output,
+            context.path().to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "build succeeded:\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        // The step's line and the final report each name the OS error, once.
+        let report = err
+            .lines()
+            .find(|l| l.starts_with("ERROR: failed to export"))
+            .unwrap_or_else(|| panic!("no export error:\n{err}"));
+        assert_eq!(report.matches("No space left on device").count(), 1, "{err}");
+        report.to_string()
+    };
+
+    // The state directory's ingest area is full while the layer blob is written.
+    let dest = tempfile::tempdir().unwrap();
+    let output = format!("type=oci,dest={}/image.tar", dest.path().display());
+    let ingest = SmallDisk::mount(&kiln.root.path().join("ingest"));
+    let err = build(&output);
+    assert!(err.contains("failed to write the layer of snapshot"), "{err}");
+    drop(ingest);
+
+    // The destination is full (the layer blob is stored by now).
+    let _full = SmallDisk::mount(dest.path());
+    let err = build(&output);
+    assert!(err.contains("to the output"), "{err}");
 }

@@ -94,6 +94,11 @@ fn u64_of(value: &Value) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("not a number: {value}"))
 }
 
+/// The records of one type.
+fn of_type<'a>(usage: &'a Value, kind: &str) -> Vec<&'a Value> {
+    records(usage).iter().filter(|r| r["type"] == kind).collect()
+}
+
 /// Entries of a directory of the state directory (0 when it does not exist).
 fn entries(root: &Path, dir: &str) -> usize {
     std::fs::read_dir(root.join(dir)).map_or(0, |d| d.count())
@@ -101,9 +106,7 @@ fn entries(root: &Path, dir: &str) -> usize {
 
 #[test]
 fn du_shows_the_cache_and_prune_removes_it() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let kiln = Kiln::new(&fixture);
     // With the default limit (a tenth of the disk), automatic GC leaves a small cache alone.
@@ -113,8 +116,8 @@ fn du_shows_the_cache_and_prune_removes_it() {
 
     let usage = kiln.json(&["du", "--format", "json"]);
     let list = records(&usage);
-    // The base image's layer, `/big`, and one `/flavour` per build.
-    assert!(list.len() >= 4, "{usage:#}");
+    // The base image's layer, `/big`, one `/flavour` per build and one log per build.
+    assert!(list.len() >= 6, "{usage:#}");
     assert!(list.iter().all(|r| u64_of(&r["size"]) > 0), "{usage:#}");
     let layers = list.iter().filter(|r| r["type"] == "layer").count();
     assert!(layers >= 1, "{usage:#}");
@@ -135,7 +138,20 @@ fn du_shows_the_cache_and_prune_removes_it() {
         u64_of(&usage["other_content"]["blobs"]) >= 2,
         "manifest and config: {usage:#}"
     );
-    assert_eq!(u64_of(&usage["reclaimable"]), total);
+    // The logs are records named by build id; the newest, which `kiln logs` shows, stays.
+    let logs = of_type(&usage, "build.log");
+    assert_eq!(logs.len(), 2, "{usage:#}");
+    let newest = logs
+        .iter()
+        .find(|r| r["in_use"] == true)
+        .expect("the newest log is in use");
+    assert_eq!(newest["reclaimable"], false);
+    let newest_id = newest["id"].as_str().unwrap().to_string();
+    let newest_size = u64_of(&newest["size"]);
+    let file = kiln.root.path().join("logs").join(format!("{newest_id}.jsonl"));
+    assert_eq!(std::fs::metadata(&file).unwrap().len(), newest_size);
+    kiln.run(&[], &["logs", &newest_id]);
+    assert_eq!(u64_of(&usage["reclaimable"]), total - newest_size);
 
     let table = kiln.text(&["du"]);
     assert!(table.starts_with("ID "), "{table}");
@@ -151,8 +167,17 @@ fn du_shows_the_cache_and_prune_removes_it() {
     assert!(table.contains("\nTotal:"), "{table}");
     let verbose = kiln.text(&["du", "--verbose"]);
     assert_eq!(verbose.matches("Description:").count(), list.len(), "{verbose}");
+    let field = |key: &str, value: &str| format!("{key:<15} {value}\n");
+    assert_eq!(
+        verbose.matches(&field("Type:", "build.log")).count(),
+        2,
+        "{verbose}"
+    );
+    assert!(verbose.contains(&field("ID:", &newest_id)), "{verbose}");
     let filtered = kiln.json(&["du", "--format", "json", "--filter", "type=layer"]);
     assert_eq!(records(&filtered).len(), layers);
+    let filtered = kiln.json(&["du", "--format", "json", "--filter", &format!("id={newest_id}")]);
+    assert_eq!(records(&filtered).len(), 1);
 
     // Everything was used just now.
     let report = kiln.json(&["prune", "--keep-duration", "1h", "--format", "json"]);
@@ -160,21 +185,29 @@ fn du_shows_the_cache_and_prune_removes_it() {
     assert_eq!(u64_of(&report["reclaimed"]), 0);
     assert_eq!(records(&kiln.json(&["du", "--format", "json"])).len(), list.len());
 
-    // The default prune removes build results and keeps the base image.
+    // The default prune removes build results and keeps the base image and the build logs.
     let text = kiln.text(&["prune"]);
     assert!(text.contains("\nTotal:"), "{text}");
     let usage = kiln.json(&["du", "--format", "json"]);
-    assert!(!records(&usage).is_empty());
-    assert!(records(&usage).iter().all(|r| r["type"] == "layer"), "{usage:#}");
+    assert!(!of_type(&usage, "layer").is_empty());
+    assert_eq!(of_type(&usage, "build.log").len(), 2, "{usage:#}");
+    assert_eq!(
+        of_type(&usage, "layer").len() + 2,
+        records(&usage).len(),
+        "{usage:#}"
+    );
 
+    // `--all` takes everything else, logs but the newest included.
     let before = u64_of(&usage["total"]);
     let report = kiln.json(&["prune", "--all", "--format", "json"]);
-    assert_eq!(u64_of(&report["reclaimed"]), before, "{report:#}");
+    assert_eq!(u64_of(&report["reclaimed"]), before - newest_size, "{report:#}");
     let usage = kiln.json(&["du", "--format", "json"]);
-    assert_eq!(records(&usage).len(), 0, "{usage:#}");
-    assert_eq!(u64_of(&usage["total"]), 0, "{usage:#}");
+    assert_eq!(records(&usage).len(), 1, "{usage:#}");
+    assert_eq!(records(&usage)[0]["id"], newest_id.as_str());
+    assert_eq!(u64_of(&usage["total"]), newest_size, "{usage:#}");
     assert_eq!(entries(kiln.root.path(), "snapshots"), 0);
     assert_eq!(entries(kiln.root.path(), "blobs/sha256"), 0);
+    assert_eq!(entries(kiln.root.path(), "logs"), 1);
 
     // Nothing is cached any more: every step runs again, and the build works.
     kiln.build(&[], "plain");
@@ -184,22 +217,29 @@ fn du_shows_the_cache_and_prune_removes_it() {
 
 #[test]
 fn automatic_gc_keeps_the_state_directory_under_its_limit() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let kiln = Kiln::new(&fixture);
     let tiny = [("KILN_GC_KEEP_STORAGE", "1")];
     kiln.build(&tiny, "plain");
     assert_eq!(kiln.runtime.runs(), RUNS);
-    // One byte is less than anything: the whole cache went after the build.
+    // One byte is less than anything: the whole cache went after the build, all but the log
+    // of the build itself (still being written then, and the newest).
     assert_eq!(entries(kiln.root.path(), "snapshots"), 0);
     assert_eq!(entries(kiln.root.path(), "blobs/sha256"), 0);
-    assert_eq!(records(&kiln.json(&["du", "--format", "json"])).len(), 0);
+    let usage = kiln.json(&["du", "--format", "json"]);
+    assert_eq!(records(&usage).len(), 1, "{usage:#}");
+    assert_eq!(of_type(&usage, "build.log").len(), 1, "{usage:#}");
+    let first_log = records(&usage)[0]["id"].clone();
 
-    // The next build pulls and runs everything again, and still works.
+    // The next build pulls and runs everything again, and still works; its GC counts the
+    // first build's log too, and removes it.
     kiln.build(&tiny, "plain");
     assert_eq!(kiln.runtime.runs(), 2 * RUNS);
+    let usage = kiln.json(&["du", "--format", "json"]);
+    assert_eq!(records(&usage).len(), 1, "{usage:#}");
+    assert_ne!(records(&usage)[0]["id"], first_log);
+    assert_eq!(entries(kiln.root.path(), "logs"), 1);
 
     // `--gc-keep-storage 0` turns collection off; the flag wins over the environment.
     kiln.run(
@@ -220,9 +260,7 @@ fn automatic_gc_keeps_the_state_directory_under_its_limit() {
 
 #[test]
 fn a_prune_killed_midway_leaves_a_consistent_store() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let kiln = Kiln::new(&fixture);
     kiln.build(&[], "plain");
@@ -245,11 +283,8 @@ fn a_prune_killed_midway_leaves_a_consistent_store() {
             "{point}: {}",
             String::from_utf8_lossy(&check.stdout)
         );
-        assert_eq!(
-            records(&kiln.json(&["du", "--format", "json"])).len(),
-            0,
-            "{point}"
-        );
+        let usage = kiln.json(&["du", "--format", "json", "--filter", "type!=build.log"]);
+        assert_eq!(records(&usage).len(), 0, "{point}: {usage:#}");
         assert_eq!(entries(kiln.root.path(), "snapshots"), 0, "{point}");
         // The blobs left behind are garbage that the next prune removes.
         kiln.run(&[], &["prune", "--all"]);

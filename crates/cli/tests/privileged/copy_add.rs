@@ -3,14 +3,13 @@
 //! downloads with checksums, and git repositories served over plain (dumb) HTTP. Real builds on
 //! the busybox fixture image; results are read from the exported directory and OCI image.
 
-mod common;
-
-use common::{Harness, HttpServer, LAST_MODIFIED_EPOCH, assert_points_at, git, sha256_hex};
-use std::path::{Path, PathBuf};
+use crate::common::{
+    Harness, HttpServer, LAST_MODIFIED_EPOCH, assert_points_at, bare_for_dumb_http, git, sha256_hex,
+};
 
 #[test]
 fn copy_from_the_context_sources_and_destinations() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.write("a.txt", "a\n")
         .chown("a.txt", 1234, 1234)
@@ -83,7 +82,7 @@ COPY $SRC ${DEST}/
 
 #[test]
 fn copy_from_stages_and_images_with_chown_and_chmod() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.write("a.txt", "a\n");
     ctx.dockerfile(
@@ -145,7 +144,7 @@ COPY --chown=${OWNER}:nogroup a.txt /owned-by-arg
 
 #[test]
 fn copy_link_parents_exclude_and_heredocs() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.write("a.txt", "a\n")
         .write("dir/one", "one\n")
@@ -227,7 +226,7 @@ COPY a.txt /copied-as-app
 
 #[test]
 fn add_extracts_local_archives() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let ctx = h.context();
     ctx.write("src/f1", "one\n")
         .write("src/d/f2", "two\n")
@@ -269,7 +268,7 @@ ADD --chmod=0600 notes.txt /notes-0600
 
 #[test]
 fn add_downloads_urls_and_verifies_checksums() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let served = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(served.path().join("files/src")).unwrap();
     std::fs::write(served.path().join("files/data.txt"), "downloaded\n").unwrap();
@@ -320,7 +319,7 @@ ADD {archive} /not-unpacked/
 
 #[test]
 fn add_authenticates_with_buildkit_auth_secrets() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     // A file behind a bearer token.
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("private.txt"), "private\n").unwrap();
@@ -397,7 +396,7 @@ fn add_authenticates_with_buildkit_auth_secrets() {
     assert_eq!(built.read("/again/README"), "private repo\n");
     // No secret value reached the state directory or the build's output.
     for value in ["s3cr3t-token", "git-t0ken", "eC1hY2Nlc3MtdG9rZW46Z2l0LXQwa2Vu"] {
-        let found = common::files_containing(h.kiln.root.path(), value.as_bytes());
+        let found = crate::common::files_containing(h.kiln.root.path(), value.as_bytes());
         assert!(found.is_empty(), "{value} found in {found:?}");
         assert!(!built.log.contains(value), "{value} in the build output");
     }
@@ -405,7 +404,7 @@ fn add_authenticates_with_buildkit_auth_secrets() {
 
 #[test]
 fn add_git_repository_over_http() {
-    let Some(h) = Harness::start() else { return };
+    let h = Harness::start();
     let repos = tempfile::tempdir().unwrap();
     let work = repos.path().join("work");
     std::fs::create_dir_all(work.join("sub")).unwrap();
@@ -462,14 +461,4 @@ ADD --checksum={main_commit} {repo}#main /pinned/
     let err = h.build_err(&ctx, &[]);
     assert_points_at(&err, 2, "ADD --checksum=");
     assert!(err.contains(&main_commit), "{err}");
-}
-
-/// Clones `<repos>/work` bare into `<repos>/served/repo.git`, ready to be served over git's dumb
-/// HTTP protocol; returns `<repos>/served`.
-fn bare_for_dumb_http(repos: &Path) -> PathBuf {
-    let served = repos.join("served");
-    std::fs::create_dir_all(&served).unwrap();
-    git(repos, &["clone", "-q", "--bare", "work", "served/repo.git"]);
-    git(&served.join("repo.git"), &["update-server-info"]);
-    served
 }

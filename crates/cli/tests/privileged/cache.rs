@@ -1,10 +1,8 @@
 //! Cache behaviour through the `kiln` binary: what reruns after which change.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::write;
+use crate::common::write;
 use testkit::{CountingRuntime, Fixture, TempRoot};
 
 fn kiln(root: &TempRoot, runtime: &CountingRuntime, args: &[&str]) -> Output {
@@ -30,21 +28,21 @@ struct Setup {
 }
 
 impl Setup {
-    /// `None` (after `testkit::privileged` said why) where real builds cannot run.
-    fn start() -> Option<Setup> {
-        if !testkit::privileged() {
-            return None;
-        }
-        Some(Setup {
+    /// Starts the fixtures; fails the test (`testkit::require_privileged`) where real builds
+    /// cannot run.
+    fn start() -> Setup {
+        testkit::require_privileged();
+        Setup {
             fixture: Fixture::start().unwrap(),
             root: TempRoot::new().unwrap(),
             runtime: CountingRuntime::new().unwrap(),
             context: tempfile::tempdir().unwrap(),
-        })
+        }
     }
 }
 
 /// Which RUN steps ran (not cached), by the text after `RUN `.
+/// The RUN steps that ran (not cached), sorted: independent steps run in any order.
 fn ran(output: &Output) -> Vec<String> {
     let log = String::from_utf8_lossy(&output.stderr);
     let mut names = Vec::new();
@@ -58,6 +56,7 @@ fn ran(output: &Output) -> Vec<String> {
             names.push(text[i + 6..].to_string());
         }
     }
+    names.sort();
     names
 }
 
@@ -73,15 +72,12 @@ RUN echo "flavour $FLAVOUR" > /flavour.out
 
 #[test]
 fn only_steps_that_depend_on_a_change_rerun() {
-    let Some(Setup {
+    let Setup {
         fixture,
         root,
         runtime,
         context,
-    }) = Setup::start()
-    else {
-        return;
-    };
+    } = Setup::start();
     write(context.path(), "Dockerfile", DOCKERFILE);
     write(context.path(), "app/main.txt", "main v1");
     write(context.path(), "config/settings", "settings v1");
@@ -135,17 +131,58 @@ fn only_steps_that_depend_on_a_change_rerun() {
     assert_eq!(runtime.runs(), 11);
 }
 
+/// The image of the `final` stage of `target_builds_only_the_stages_it_needs`: its config and
+/// history, as skopeo reads them.
+fn check_final_image(oci: &std::path::Path) {
+    let inspect = Command::new("skopeo")
+        .arg("inspect")
+        .arg("--config")
+        .arg(format!("oci-archive:{}", oci.display()))
+        .output()
+        .unwrap();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(config["config"]["User"], "1000:1000");
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/bin/app"]));
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["--help"]));
+    assert_eq!(
+        config["config"]["Labels"],
+        serde_json::json!({"a": "1", "b": "two words"})
+    );
+    assert_eq!(
+        config["config"]["Env"],
+        serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+    );
+    let history = config["history"].as_array().unwrap();
+    let created_by: Vec<&str> = history
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        created_by,
+        vec![
+            "COPY /test /deps / # buildkit",
+            "USER 1000:1000",
+            r#"ENTRYPOINT ["/bin/app"]"#,
+            r#"CMD ["--help"]"#,
+            "LABEL a=1 b=two words",
+        ]
+    );
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+}
+
 #[test]
 fn target_builds_only_the_stages_it_needs() {
-    let Some(Setup {
+    let Setup {
         fixture,
         root,
         runtime,
         context,
-    }) = Setup::start()
-    else {
-        return;
-    };
+    } = Setup::start();
     write(
         context.path(),
         "Dockerfile",
@@ -208,45 +245,7 @@ LABEL a=1 b="two words"
         ],
     );
     assert_eq!(runtime.runs(), 2, "the stages final needs were cached");
-    let inspect = Command::new("skopeo")
-        .arg("inspect")
-        .arg("--config")
-        .arg(format!("oci-archive:{}", oci.display()))
-        .output()
-        .unwrap();
-    assert!(
-        inspect.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inspect.stderr)
-    );
-    let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    assert_eq!(config["config"]["User"], "1000:1000");
-    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(["/bin/app"]));
-    assert_eq!(config["config"]["Cmd"], serde_json::json!(["--help"]));
-    assert_eq!(
-        config["config"]["Labels"],
-        serde_json::json!({"a": "1", "b": "two words"})
-    );
-    assert_eq!(
-        config["config"]["Env"],
-        serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
-    );
-    let history = config["history"].as_array().unwrap();
-    let created_by: Vec<&str> = history
-        .iter()
-        .map(|h| h["created_by"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        created_by,
-        vec![
-            "COPY /test /deps / # buildkit",
-            "USER 1000:1000",
-            r#"ENTRYPOINT ["/bin/app"]"#,
-            r#"CMD ["--help"]"#,
-            "LABEL a=1 b=two words",
-        ]
-    );
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+    check_final_image(&oci);
 
     // A target that does not exist is named, with the closest stage suggested.
     let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
@@ -272,15 +271,12 @@ LABEL a=1 b="two words"
 
 #[test]
 fn no_cache_filter_reruns_the_named_stages_only() {
-    let Some(Setup {
+    let Setup {
         fixture,
         root,
         runtime,
         context,
-    }) = Setup::start()
-    else {
-        return;
-    };
+    } = Setup::start();
     write(
         context.path(),
         "Dockerfile",

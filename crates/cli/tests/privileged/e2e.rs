@@ -1,12 +1,10 @@
 //! End-to-end builds through the `kiln` binary with real containers (runc over overlayfs), a
 //! real registry on loopback and locally built base images.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Kiln, write};
+use crate::common::{Kiln, write};
 use testkit::Fixture;
 
 fn stderr(output: &Output) -> String {
@@ -56,9 +54,7 @@ CMD ["/bin/sh", "/app/run.sh"]
 
 #[test]
 fn multi_stage_build_produces_a_runnable_oci_image_and_rebuilds_from_cache() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let kiln = Kiln::new();
     let context = tempfile::tempdir().unwrap();
@@ -217,6 +213,7 @@ fn run_image(oci: &Path, work: &Path) -> String {
 
 #[test]
 fn unknown_instruction_fails_with_the_dockerfile_line() {
+    testkit::require_privileged();
     let kiln = Kiln::new();
     let context = tempfile::tempdir().unwrap();
     write(context.path(), "Dockerfile", "FROM scratch\nFOO bar\n");
@@ -233,9 +230,7 @@ fn unknown_instruction_fails_with_the_dockerfile_line() {
 
 #[test]
 fn failing_run_reports_line_command_and_exit_code() {
-    if !testkit::privileged() {
-        return;
-    }
+    testkit::require_privileged();
     let fixture = Fixture::start().unwrap();
     let kiln = Kiln::new();
     let context = tempfile::tempdir().unwrap();

@@ -1,0 +1,24 @@
+//! Real builds through the `kiln` binary: runc over overlayfs, a registry on loopback serving
+//! the busybox fixture image. Every test starts with `testkit::require_privileged` (most
+//! through `Harness::start`), so a machine that cannot run them fails them with the reason.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod buildx_cli;
+mod cache;
+mod cache_mounts;
+mod contexts;
+mod copy_add;
+mod crash;
+mod disk;
+mod e2e;
+mod errors;
+mod explain;
+mod git_context;
+mod instructions;
+mod push;
+mod run;
+mod scheduling;
+mod secrets;
+mod security;
