@@ -104,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
     fs::write(parent.path().join("sentinel"), SENTINEL).expect("write sentinel");
     let before = snapshot(parent.path());
 
-    let _ = store::apply_layer(data, &root);
+    let _ = fsops::layer::apply_layer(data, &root);
 
     let after = snapshot(parent.path());
     assert_eq!(before, after, "apply_layer changed something outside its root");
