@@ -46,7 +46,7 @@ pub use copy::copy;
 pub use digest::{Listing, content_digest, content_digest_cached, content_listing_cached};
 pub use error::FileOpError;
 pub use gocompat::chmod::ModeSet;
-pub use hashcache::{Entry as HashEntry, FileKey, HashCache};
+pub use hashcache::{Entry as HashEntry, FileKey, HashCache, Loader as HashLoader, Lookup as HashLookup};
 pub use options::{CopyOptions, CopyStats};
 pub use patterns::{MatchInfo, PatternMatcher};
 

@@ -144,6 +144,20 @@ fn open_optional<K: Key + 'static, V: Value + 'static>(
     }
 }
 
+/// Reads saved file entries (see [`Db::hash_reader`]).
+pub(crate) struct HashReader {
+    table: ReadOnlyTable<(u64, u64), &'static str>,
+}
+
+impl HashReader {
+    /// The saved entry of one file. A record that cannot be read or decoded is `None`: it
+    /// only costs hashing the file again.
+    pub(crate) fn get(&self, key: fsops::fileop::FileKey) -> Option<fsops::fileop::HashEntry> {
+        let found = self.table.get((key.dev, key.ino)).ok().flatten()?;
+        serde_json::from_str(found.value()).ok()
+    }
+}
+
 /// The database's file in the state directory.
 const DB_FILE: &str = "metadata.redb";
 
@@ -319,20 +333,11 @@ impl Db {
 
 impl Db {
     /// Every remembered file digest.
-    pub(crate) fn hash_entries(
-        &self,
-    ) -> Result<std::collections::HashMap<fsops::fileop::FileKey, fsops::fileop::HashEntry>, Error> {
+    /// A reader of the saved file entries, on the database as it is now (`None` while no entry
+    /// has been saved). It holds a read transaction: keep it for one walk, not longer.
+    pub(crate) fn hash_reader(&self) -> Result<Option<HashReader>, Error> {
         let tx = self.db.begin_read().map_err(db_error)?;
-        let Some(table) = open_optional(&tx, HASHES)? else {
-            return Ok(std::collections::HashMap::new());
-        };
-        let entries = collect(&table, |k, v| {
-            let (dev, ino) = k.value();
-            // A record this version cannot read is simply forgotten.
-            let value = serde_json::from_str(v.value()).ok();
-            Ok(value.map(|value| (fsops::fileop::FileKey { dev, ino }, value)))
-        })?;
-        Ok(entries.into_iter().flatten().collect())
+        Ok(open_optional(&tx, HASHES)?.map(|table| HashReader { table }))
     }
 
     /// Records `entries` (replacing older ones of the same files). When the table has grown

@@ -172,7 +172,7 @@ pub fn apply_layer(tar: impl std::io::Read, root: &Path) -> Result<ApplyStats, L
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
-    db: db::Db,
+    db: std::sync::Arc<db::Db>,
     content: ContentStore,
     hashes: std::sync::OnceLock<HashCache>,
     /// The key of [`Store::keyed_digest`].
@@ -225,7 +225,7 @@ impl Store {
         let key = keyed::Key::load(&root)?;
         let store = Store {
             root,
-            db,
+            db: std::sync::Arc::new(db),
             content,
             hashes: std::sync::OnceLock::new(),
             key,
@@ -281,11 +281,19 @@ impl Store {
         Ok(digest)
     }
 
-    /// Remembered file digests of build contexts (loaded from the database on first use).
+    /// Remembered file digests of build contexts. Each file's entry is read from the database
+    /// when the file is first hashed in this process (one read transaction per walk over a
+    /// context), so a build reads the entries of its own context only, however many files
+    /// earlier builds have seen.
     pub fn hash_cache(&self) -> &HashCache {
         self.hashes.get_or_init(|| {
+            let db = std::sync::Arc::clone(&self.db);
             // An unreadable table only costs re-hashing.
-            HashCache::with_entries(self.db.hash_entries().unwrap_or_default())
+            HashCache::with_loader(Box::new(move || {
+                let reader = db.hash_reader().ok().flatten()?;
+                let lookup: fsops::fileop::HashLookup = Box::new(move |key| reader.get(key));
+                Some(lookup)
+            }))
         })
     }
 

@@ -11,7 +11,7 @@ use rustix::io::Errno;
 
 use super::error::{FileOpError, failed};
 use super::filter::{self, Filters, State, Verdict};
-use super::hashcache::HashCache;
+use super::hashcache::{HashCache, Reader};
 use super::options::CopyOptions;
 use super::source::{check_required, copy_sources, open_source};
 use super::support::{join_shown, open_root, shown, split_last};
@@ -91,7 +91,7 @@ fn digest_into(
     let mut hasher = Hasher {
         out: Sha256Writer::new(io::sink()),
         owner: options.source_owner,
-        cache,
+        cache: cache.map(HashCache::reader),
         listing,
     };
     hasher.put(FORMAT);
@@ -169,7 +169,7 @@ struct Dir {
 struct Hasher<'a> {
     out: Sha256Writer<io::Sink>,
     owner: Option<Ownership>,
-    cache: Option<&'a HashCache>,
+    cache: Option<Reader<'a>>,
     listing: Option<&'a mut Listing>,
 }
 
@@ -219,7 +219,7 @@ impl Hasher<'_> {
             FileType::RegularFile if take => {
                 // The content is hashed on its own; the tree digest takes that digest, so a
                 // remembered one stands in for reading the file.
-                let remembered = self.cache.and_then(|c| c.get(st));
+                let remembered = self.cache.as_mut().and_then(|c| c.get(st));
                 let (digest, size, file_xattrs) = match remembered {
                     Some(entry) => (entry.content, st.st_size as u64, entry.xattrs),
                     None => {
@@ -230,7 +230,7 @@ impl Hasher<'_> {
                             io::copy(&mut File::from(fd), &mut writer).map_err(failed("read", path))?;
                         let (digest, _, _) = writer.finish();
                         let raw = digest_bytes(&digest);
-                        if let Some(cache) = self.cache
+                        if let Some(cache) = &self.cache
                             && size == st.st_size as u64
                         {
                             cache.put(st, raw, file_xattrs.clone());
