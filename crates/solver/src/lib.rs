@@ -25,8 +25,9 @@
 //! inputs): loaded by any number of concurrent jobs, a vertex has one state, so its cache map
 //! and key are computed once. Execution is shared by cache key (BuildKit merges edges the same
 //! way): two vertices whose keys are equal run once, even when their digests differ. Each such
-//! piece of work runs as a task of its own that counts its waiters (module `shared`): a job that is
-//! cancelled only leaves the count, and the work stops when its last waiter has gone. So
+//! piece of work counts its waiters (module `shared`); work not ready at its first poll goes on as
+//! a task of its own. A job that is cancelled only leaves the count, and the work stops when its
+//! last waiter has gone. So
 //! cancelling one build never stops or restarts work another build waits on.
 //!
 //! Parallelism: independent vertices run concurrently, bounded by [`Limits`]. Ops say which

@@ -1,8 +1,9 @@
 //! Work shared by many waiters, counted: [`Shared`].
 //!
 //! A `Shared<T>` is one piece of work (computing a cache map, a cache key, running an op) that
-//! any number of waiters may ask for. The first waiter starts it as a task of its own; later ones
-//! wait for the same task; everyone gets a clone of its value. The task belongs to no waiter: a
+//! any number of waiters may ask for. The first waiter polls it once itself, and work that is not
+//! ready at once goes on as a task of its own; later waiters wait for it; everyone gets a clone of
+//! its value. The task belongs to no waiter: a
 //! waiter that goes away (its future dropped, say because its build was cancelled) only leaves
 //! the count, and the task is aborted only when the last waiter has left. The next waiter after
 //! that starts it again.
@@ -47,12 +48,21 @@ struct Running<T> {
     generation: u64,
     waiters: usize,
     done: watch::Receiver<Option<T>>,
-    abort: tokio::task::AbortHandle,
+    /// `None` while the starting waiter polls the work itself.
+    abort: Option<tokio::task::AbortHandle>,
 }
 
 /// Distinguishes the tasks one slot has had, so a waiter of an aborted task never touches the
 /// count of its successor.
 static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// How deeply first polls of shared work are nested on this thread (see `Shared::first_poll`).
+    static INLINE_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Beyond this depth new work starts as a task at once.
+const MAX_INLINE_DEPTH: usize = 16;
 
 impl<T: Clone + Send + Sync + 'static> Shared<T> {
     pub(crate) fn new() -> Shared<T> {
@@ -71,34 +81,78 @@ impl<T: Clone + Send + Sync + 'static> Shared<T> {
     where
         F: FnOnce() -> BoxFuture<'static, T>,
     {
-        let (mut done, generation) = {
+        let (done, generation, sender) = {
             let mut slot = self.lock();
-            match &mut *slot {
+            let claimed = match &mut *slot {
                 Slot::Done(value) => return Ok(value.clone()),
                 Slot::Running(running) => {
                     running.waiters += 1;
-                    (running.done.clone(), running.generation)
+                    (running.done.clone(), running.generation, None)
                 }
                 Slot::Idle => {
                     let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
                     let (sender, done) = watch::channel(None);
-                    let task = tokio::spawn(self.clone().work(generation, start(), sender));
-                    *slot = Slot::Running(Running {
-                        generation,
-                        waiters: 1,
-                        done: done.clone(),
-                        abort: task.abort_handle(),
-                    });
-                    (done, generation)
+                    (done, generation, Some(sender))
                 }
+            };
+            if let (done, generation, Some(_)) = &claimed {
+                *slot = Slot::Running(Running {
+                    generation: *generation,
+                    waiters: 1,
+                    done: done.clone(),
+                    abort: None,
+                });
             }
+            claimed
         };
         let _waiter = Waiter {
             shared: self,
             generation,
         };
+        if let Some(sender) = sender
+            && let Some(outcome) = self.clone().first_poll(generation, start(), sender)
+        {
+            return outcome;
+        }
+        Self::value(done).await
+    }
+
+    async fn value(mut done: watch::Receiver<Option<T>>) -> Result<T, Panicked> {
         let value = done.wait_for(Option::is_some).await.ok().and_then(|v| v.clone());
         value.ok_or(Panicked)
+    }
+
+    /// Polls new work once in the starting waiter: work that is ready at once (a key already
+    /// known, a cache hit) is done without a task of its own, which would cost a wake-up on
+    /// another thread. Otherwise the work moves to its task (`None`). Nested inline polls are
+    /// bounded, so a long chain of work cannot grow the stack.
+    fn first_poll(
+        self: Arc<Self>,
+        generation: u64,
+        mut future: BoxFuture<'static, T>,
+        sender: watch::Sender<Option<T>>,
+    ) -> Option<Result<T, Panicked>> {
+        let depth = INLINE_DEPTH.get();
+        if depth < MAX_INLINE_DEPTH {
+            INLINE_DEPTH.set(depth + 1);
+            let first = AssertUnwindSafe(future.as_mut()).catch_unwind().now_or_never();
+            INLINE_DEPTH.set(depth);
+            if let Some(outcome) = first {
+                let value = outcome.as_ref().ok().cloned();
+                self.finish(generation, outcome.map_err(|_| Panicked), sender);
+                return Some(value.ok_or(Panicked));
+            }
+        }
+        let task = tokio::spawn(self.clone().work(generation, future, sender));
+        let mut slot = self.lock();
+        match &mut *slot {
+            Slot::Running(running) if running.generation == generation => {
+                running.abort = Some(task.abort_handle());
+            }
+            // Every waiter left meanwhile: nobody wants the work any more.
+            _ => task.abort(),
+        }
+        None
     }
 
     /// The task: runs the work, stores its value, wakes the waiters.
@@ -109,6 +163,11 @@ impl<T: Clone + Send + Sync + 'static> Shared<T> {
         sender: watch::Sender<Option<T>>,
     ) {
         let outcome = AssertUnwindSafe(future).catch_unwind().await;
+        self.finish(generation, outcome.map_err(|_| Panicked), sender);
+    }
+
+    /// Stores the work's value (or forgets a panicked run) and wakes the waiters.
+    fn finish(&self, generation: u64, outcome: Result<T, Panicked>, sender: watch::Sender<Option<T>>) {
         let mut slot = self.lock();
         let ours = matches!(&*slot, Slot::Running(r) if r.generation == generation);
         match outcome {
@@ -151,7 +210,7 @@ impl<T: Clone + Send + Sync + 'static> Drop for Waiter<'_, T> {
                 return;
             }
             match std::mem::replace(&mut *slot, Slot::Idle) {
-                Slot::Running(running) => Some(running.abort),
+                Slot::Running(running) => running.abort,
                 _ => None,
             }
         };
