@@ -42,6 +42,7 @@ mod wildcard;
 
 pub use crate::user::{Ownership, UserRef};
 pub use actions::{mkdir, mkfile, resolve_ownership, rm, symlink};
+pub use archive::zstd_frames;
 pub use copy::copy;
 pub use digest::{Listing, content_digest, content_digest_cached, content_listing_cached};
 pub use error::FileOpError;

@@ -127,8 +127,8 @@ pub enum PullError {
         #[source]
         source: LayerError,
     },
-    /// The layer's compression cannot be read yet.
-    #[error("layer {digest} of {reference} is compressed with {media_type}, which is not supported yet")]
+    /// The layer's media type is none kiln reads (gzip, zstd or plain tar).
+    #[error("layer {digest} of {reference} has media type {media_type}, which is not supported yet")]
     Unsupported {
         /// The image.
         reference: String,
@@ -367,16 +367,12 @@ impl<'a> Pull<'a> {
         chain_id: Digest,
         progress: &dyn Progress,
     ) -> Result<SnapshotId, PullError> {
-        let gzip = match media_type::layer_compression(&layer.media_type) {
-            Some(media_type::Compression::Gzip) => true,
-            Some(media_type::Compression::None) => false,
-            _ => {
-                return Err(PullError::Unsupported {
-                    reference: self.reference.to_string(),
-                    digest: layer.digest.clone(),
-                    media_type: layer.media_type.clone(),
-                });
-            }
+        let Some(compression) = media_type::layer_compression(&layer.media_type) else {
+            return Err(PullError::Unsupported {
+                reference: self.reference.to_string(),
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+            });
         };
         let digest = layer.digest.clone();
         if !self
@@ -393,7 +389,7 @@ impl<'a> Pull<'a> {
             layer: layer.clone(),
             diff_id: diff_id.clone(),
             chain_id,
-            gzip,
+            compression,
         };
         let (applied, result) = tokio::task::spawn_blocking(move || {
             let result = applied.apply(&store, parent);
@@ -420,7 +416,8 @@ struct Applied {
     layer: Descriptor,
     diff_id: Digest,
     chain_id: Digest,
-    gzip: bool,
+    /// How the blob is compressed (told by its media type).
+    compression: media_type::Compression,
 }
 
 impl Applied {
@@ -457,10 +454,11 @@ impl Applied {
     fn apply(&self, store: &Store, parent: Option<SnapshotId>) -> Result<SnapshotId, Failure> {
         let layer = &self.layer;
         let file = store.content().open_blob(&layer.digest).map_err(Failure::Store)?;
-        let raw: Box<dyn Read> = if self.gzip {
-            Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)))
-        } else {
-            Box::new(io::BufReader::new(file))
+        let input = io::BufReader::new(file);
+        let raw: Box<dyn Read> = match self.compression {
+            media_type::Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+            media_type::Compression::Zstd => Box::new(fsops::fileop::zstd_frames(input)),
+            media_type::Compression::None => Box::new(input),
         };
         let mut hashing = HashingReader {
             inner: raw,

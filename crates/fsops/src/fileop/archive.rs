@@ -53,10 +53,7 @@ pub(super) fn open(file: &mut File) -> io::Result<Box<dyn Read + '_>> {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
         Compression::Xz => Box::new(lzma_rust2::XzReader::new(input, true)),
-        Compression::Zstd => Box::new(ZstdFrames {
-            input: Some(input),
-            frame: None,
-        }),
+        Compression::Zstd => Box::new(zstd_frames(input)),
     })
 }
 
@@ -72,6 +69,14 @@ pub(super) fn is_tar(file: &mut File) -> bool {
 }
 
 type ZstdDecoder<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
+
+/// Decompresses a zstd stream of one or more concatenated frames (a zstd layer blob, say).
+pub fn zstd_frames<R: BufRead>(input: R) -> impl Read {
+    ZstdFrames {
+        input: Some(input),
+        frame: None,
+    }
+}
 
 /// A zstd stream of one or more concatenated frames.
 struct ZstdFrames<R: BufRead> {

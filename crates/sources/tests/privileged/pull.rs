@@ -1,5 +1,5 @@
 //! Image pulls against a loopback `docker-registry`: layers applied once each and reused by
-//! chain ID, and diff IDs checked.
+//! chain ID, diff IDs checked, and gzip, zstd and uncompressed layers all read.
 
 use bytes::Bytes;
 use oci::{Descriptor, Digest, ImageConfig, ImageManifest, media_type};
@@ -99,6 +99,81 @@ async fn layers_are_applied_once_and_reused_by_chain_id() {
         .unwrap();
     assert_eq!(digest, two.manifest_digest);
     assert_eq!(manifest.layers.len(), 2);
+}
+
+/// `image` with its layers stored as `blobs` (media type and bytes each, base first).
+fn with_blobs(image: &FixtureImage, blobs: Vec<(&str, Vec<u8>)>) -> FixtureImage {
+    let layers: Vec<(Descriptor, Bytes)> = blobs
+        .into_iter()
+        .map(|(media_type, blob)| {
+            let descriptor = Descriptor::new(media_type, Digest::of(&blob), blob.len() as u64);
+            (descriptor, Bytes::from(blob))
+        })
+        .collect();
+    let mut manifest: ImageManifest = serde_json::from_slice(&image.manifest).unwrap();
+    manifest.layers = layers.iter().map(|(d, _)| d.clone()).collect();
+    let manifest = Bytes::from(serde_json::to_vec(&manifest).unwrap());
+    FixtureImage {
+        layers,
+        config_descriptor: image.config_descriptor.clone(),
+        config: image.config.clone(),
+        manifest_digest: Digest::of(&manifest),
+        manifest,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_and_uncompressed_layers_are_pulled() {
+    testkit::require_privileged();
+    let registry = testkit::Registry::start().unwrap();
+    let (first, second) = (layer(&[("first.txt", "zstd")]), layer(&[("second.txt", "plain")]));
+    let gzipped = FixtureImage::new(
+        base_config(&["first", "second"]),
+        &[first.clone(), second.clone()],
+    )
+    .unwrap();
+    // The first layer as two concatenated zstd frames (as a parallel compressor writes them).
+    let tar = first.tar().unwrap();
+    let (head, tail) = tar.split_at(tar.len() / 2);
+    let level = ruzstd::encoding::CompressionLevel::Fastest;
+    let mut zstd = ruzstd::encoding::compress_to_vec(head, level);
+    zstd.extend(ruzstd::encoding::compress_to_vec(tail, level));
+    let image = with_blobs(
+        &gzipped,
+        vec![
+            (media_type::OCI_LAYER_ZSTD, zstd),
+            (media_type::OCI_LAYER_TAR, second.tar().unwrap()),
+        ],
+    );
+    let reference = testkit::push_image(&registry.host(), "mixed:latest", &image)
+        .await
+        .unwrap();
+    let env = Env::new();
+    let (top, lines) = pull_image(&env, &reference).await.unwrap();
+    let top = top.expect("a snapshot");
+    assert_eq!(count(&lines, "extracting "), 2, "{lines:?}");
+    assert_eq!(read(&env, top, "first.txt").as_deref(), Some("zstd"));
+    assert_eq!(read(&env, top, "second.txt").as_deref(), Some("plain"));
+
+    // A zstd blob that is not what its diff ID says is refused like a gzip one.
+    let corrupt = with_blobs(
+        &gzipped,
+        vec![
+            (
+                media_type::OCI_LAYER_ZSTD,
+                ruzstd::encoding::compress_to_vec(&tar[..512], level),
+            ),
+            (media_type::OCI_LAYER_TAR, second.tar().unwrap()),
+        ],
+    );
+    let reference = testkit::push_image(&registry.host(), "corrupt:latest", &corrupt)
+        .await
+        .unwrap();
+    let error = pull_image(&Env::new(), &reference).await.unwrap_err();
+    assert!(
+        matches!(error, PullError::DiffId { .. } | PullError::Corrupt { .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
