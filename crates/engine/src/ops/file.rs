@@ -102,11 +102,10 @@ impl Op<Ref, Session> for FileOp {
 
     fn exec<'a>(
         &'a self,
-        ctx: &'a Context<Session>,
+        _ctx: &'a Context<Session>,
         inputs: Vec<Ref>,
     ) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
         Box::pin(async move {
-            let _ = ctx;
             let store = self.inner.store.clone();
             let op = self.op.clone();
             let excludes = self.excludes.clone();
