@@ -3,7 +3,8 @@
 //! This crate defines the data model of the OCI image and distribution specs as kiln uses it:
 //! [`Digest`] (the one content address type), [`Descriptor`], [`Platform`], media types, image
 //! [`ImageManifest`]s, [`ImageIndex`]es, image configurations ([`ImageConfig`]) and image
-//! references ([`Reference`], with Docker's name normalisation).
+//! references ([`Reference`], with Docker's name normalisation), and BuildKit's remote cache
+//! format ([`cache`]).
 //!
 //! Also [`error_chain`], the one way kiln renders an error and its causes.
 //!
@@ -18,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod digest;
 mod image;
 mod platform;
