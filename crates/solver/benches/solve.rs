@@ -41,8 +41,12 @@ impl Op<u32, ()> for Unit {
 #[derive(Default)]
 struct Memory(Mutex<HashMap<Digest, Vec<u32>>>);
 
-impl CacheStore<u32> for Memory {
-    fn load<'a>(&'a self, key: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<u32>>, OpError>> {
+impl CacheStore<u32, ()> for Memory {
+    fn load<'a>(
+        &'a self,
+        key: &'a Digest,
+        _ctx: &'a Context<()>,
+    ) -> BoxFuture<'a, Result<Option<Vec<u32>>, OpError>> {
         Box::pin(async move { Ok(self.0.lock().unwrap().get(key).cloned()) })
     }
     fn save<'a>(&'a self, key: &'a Digest, outputs: &'a [u32]) -> BoxFuture<'a, Result<(), OpError>> {
@@ -103,7 +107,7 @@ fn bench(bencher: divan::Bencher, root: V) {
         .build()
         .unwrap();
     let cache = Arc::new(Memory::default());
-    let solver: Arc<Solver<u32, ()>> = Arc::new(Solver::new(cache as Arc<dyn CacheStore<u32>>));
+    let solver: Arc<Solver<u32, ()>> = Arc::new(Solver::new(cache as Arc<dyn CacheStore<u32, ()>>));
     // Fill the cache once: every later solve is keys and lookups only.
     runtime
         .block_on(solver.job(Arc::new(Quiet), Arc::new(())).solve(&root, 0))

@@ -208,10 +208,16 @@ pub trait Op<R, S>: Send + Sync {
     fn exec<'a>(&'a self, ctx: &'a Context<S>, inputs: Vec<R>) -> BoxFuture<'a, Result<Vec<R>, OpError>>;
 }
 
-/// Persistent results, keyed by cache key.
-pub trait CacheStore<R>: Send + Sync {
-    /// The outputs stored under `key`, if any (and still valid).
-    fn load<'a>(&'a self, key: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<R>>, OpError>>;
+/// Persistent results, keyed by cache key, for jobs whose sessions are `S`.
+pub trait CacheStore<R, S>: Send + Sync {
+    /// The outputs stored under `key`, if any (and still valid). `ctx` holds the sessions of
+    /// the jobs waiting for the vertex, whose own cache sources (a build's `--cache-from`) the
+    /// store may consult too.
+    fn load<'a>(
+        &'a self,
+        key: &'a Digest,
+        ctx: &'a Context<S>,
+    ) -> BoxFuture<'a, Result<Option<Vec<R>>, OpError>>;
     /// Stores outputs under `key`.
     fn save<'a>(&'a self, key: &'a Digest, outputs: &'a [R]) -> BoxFuture<'a, Result<(), OpError>>;
 }

@@ -101,7 +101,7 @@ impl<T> LiveMap<T> {
 
 /// The engine-wide solver: shares vertex states and executions between concurrent jobs.
 pub struct Solver<R, S> {
-    cache: Arc<dyn CacheStore<R>>,
+    cache: Arc<dyn CacheStore<R, S>>,
     states: Mutex<LiveMap<State<R, S>>>,
     executions: Mutex<LiveMap<Execution<R, S>>>,
     /// Permits for every executing op, when bounded.
@@ -147,12 +147,12 @@ where
     S: Send + Sync + 'static,
 {
     /// A solver storing results in `cache`, with the default [`Limits`] of this machine.
-    pub fn new(cache: Arc<dyn CacheStore<R>>) -> Solver<R, S> {
+    pub fn new(cache: Arc<dyn CacheStore<R, S>>) -> Solver<R, S> {
         Self::with_limits(cache, Limits::for_this_machine())
     }
 
     /// A solver storing results in `cache`, running ops within `limits`.
-    pub fn with_limits(cache: Arc<dyn CacheStore<R>>, limits: Limits) -> Solver<R, S> {
+    pub fn with_limits(cache: Arc<dyn CacheStore<R, S>>, limits: Limits) -> Solver<R, S> {
         Solver {
             cache,
             states: Mutex::new(LiveMap::new()),
@@ -382,7 +382,8 @@ where
         let cached = if vertex.ignore_cache {
             None
         } else {
-            self.cache.load(&key).await.map_err(|e| fail(state, e))?
+            let ctx = Context::new(vertex.digest.clone(), Self::targets(state));
+            self.cache.load(&key, &ctx).await.map_err(|e| fail(state, e))?
         };
         state
             .watchers
@@ -461,8 +462,9 @@ where
         let own = |e: OpError| (fail(owner, e), true);
         // A vertex with this key may have finished and been stored between the lookup of this
         // one and now: never run the same work twice.
+        let ctx = Context::new(vertex.digest.clone(), targets.clone());
         if let Some(key) = key.as_ref().filter(|_| !vertex.ignore_cache)
-            && let Some(outputs) = self.cache.load(key).await.map_err(own)?
+            && let Some(outputs) = self.cache.load(key, &ctx).await.map_err(own)?
         {
             targets.send(|target| Event::Cached {
                 vertex: target.vertex.clone(),
@@ -477,7 +479,6 @@ where
         }))
         .await
         .map_err(|e| (e, false))?;
-        let ctx = Context::new(vertex.digest.clone(), targets.clone());
         let permits = self.permits(vertex.op.resource()).await;
         targets.start();
         let started = Instant::now();

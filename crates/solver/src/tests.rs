@@ -161,8 +161,12 @@ struct MemoryCache {
     records: Mutex<HashMap<Digest, Vec<String>>>,
 }
 
-impl CacheStore<String> for MemoryCache {
-    fn load<'a>(&'a self, key: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<String>>, OpError>> {
+impl<S> CacheStore<String, S> for MemoryCache {
+    fn load<'a>(
+        &'a self,
+        key: &'a Digest,
+        _ctx: &'a Context<S>,
+    ) -> BoxFuture<'a, Result<Option<Vec<String>>, OpError>> {
         Box::pin(async move { Ok(self.records.lock().unwrap().get(key).cloned()) })
     }
     fn save<'a>(&'a self, key: &'a Digest, outputs: &'a [String]) -> BoxFuture<'a, Result<(), OpError>> {
@@ -258,12 +262,12 @@ impl Graph {
 }
 
 fn solver(cache: &Arc<MemoryCache>) -> Arc<Solver<String, ()>> {
-    Arc::new(Solver::new(cache.clone() as Arc<dyn CacheStore<String>>))
+    Arc::new(Solver::new(cache.clone() as Arc<dyn CacheStore<String, ()>>))
 }
 
 /// A solver with an empty cache of its own and these limits.
 fn limited_solver(max_parallelism: Option<usize>, compute: usize) -> Arc<Solver<String, ()>> {
-    let cache = Arc::new(MemoryCache::default()) as Arc<dyn CacheStore<String>>;
+    let cache = Arc::new(MemoryCache::default()) as Arc<dyn CacheStore<String, ()>>;
     let limits = Limits {
         max_parallelism,
         compute,
@@ -772,7 +776,8 @@ async fn ops_see_the_sessions_of_the_jobs_waiting_and_only_those() {
         salt: None,
     });
     let cache = Arc::new(MemoryCache::default());
-    let solver: Arc<Solver<String, String>> = Arc::new(Solver::new(cache as Arc<dyn CacheStore<String>>));
+    let solver: Arc<Solver<String, String>> =
+        Arc::new(Solver::new(cache as Arc<dyn CacheStore<String, String>>));
     let first = {
         let (solver, vertex) = (solver.clone(), vertex.clone());
         tokio::spawn(async move {
