@@ -202,21 +202,161 @@ pub async fn pull(
             diff_ids: diff_ids.len(),
         });
     }
+    let layers: Vec<(Descriptor, Digest)> = manifest
+        .layers
+        .iter()
+        .cloned()
+        .zip(diff_ids.iter().cloned())
+        .collect();
+    let blobs = RegistryBlobs {
+        registry: registry.clone(),
+        reference: image.reference.clone(),
+    };
+    apply_chain(store, &image.reference.to_string(), &layers, &blobs, progress).await
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where the layer blobs of a chain come from: a registry, or a remote cache.
+pub trait BlobSource: Send + Sync {
+    /// Copies the blob `descriptor` names into `store`'s content store, verifying its digest.
+    fn fetch<'a>(
+        &'a self,
+        store: &'a Arc<Store>,
+        descriptor: &'a Descriptor,
+    ) -> BoxFuture<'a, Result<(), PullError>>;
+}
+
+/// Layer blobs of a repository in a registry.
+pub struct RegistryBlobs {
+    /// The registry handle (with the build's credentials).
+    pub registry: registry::Client,
+    /// The repository.
+    pub reference: Reference,
+}
+
+impl BlobSource for RegistryBlobs {
+    fn fetch<'a>(
+        &'a self,
+        store: &'a Arc<Store>,
+        descriptor: &'a Descriptor,
+    ) -> BoxFuture<'a, Result<(), PullError>> {
+        Box::pin(async move {
+            Pull::new(store, &self.registry, &self.reference)
+                .fetch_into_store(descriptor)
+                .await
+        })
+    }
+}
+
+/// Makes sure every layer of a chain (blob and diff ID, base first) is applied as a snapshot;
+/// returns the top one (`None` for no layers). A layer found in the store's layer index by its
+/// chain ID is reused; only the others are fetched from `blobs` (unless their blob is stored),
+/// applied and checked against their diff IDs. `name` names the image or cache in errors.
+pub async fn apply_chain(
+    store: &Arc<Store>,
+    name: &str,
+    layers: &[(Descriptor, Digest)],
+    blobs: &dyn BlobSource,
+    progress: &dyn Progress,
+) -> Result<Option<SnapshotId>, PullError> {
+    let chain_of = Chain {
+        store,
+        name: name.to_string(),
+        blobs,
+    };
     let mut parent: Option<SnapshotId> = None;
     let mut chain: Option<Digest> = None;
-    for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
+    for (layer, diff_id) in layers {
         let chain_id = match &chain {
             None => diff_id.clone(),
             Some(c) => Digest::of(format!("{c} {diff_id}").as_bytes()),
         };
         chain = Some(chain_id.clone());
         let known = chain_id.clone();
-        parent = match pull.on_store(move |store| store.layer_snapshot(&known)).await? {
+        parent = match chain_of
+            .on_store(move |store| store.layer_snapshot(&known))
+            .await?
+        {
             Some(id) => Some(id),
-            None => Some(pull.layer(parent, layer, diff_id, chain_id, progress).await?),
+            None => Some(chain_of.layer(parent, layer, diff_id, chain_id, progress).await?),
         };
     }
     Ok(parent)
+}
+
+/// A chain of layers being applied.
+struct Chain<'a> {
+    store: &'a Arc<Store>,
+    name: String,
+    blobs: &'a dyn BlobSource,
+}
+
+impl Chain<'_> {
+    /// Runs `work` on the store on the blocking pool.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, store::Error> + Send + 'static,
+    ) -> Result<T, PullError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|source| PullError::Task {
+                reference: self.name.clone(),
+                source,
+            })?
+            .map_err(|source| PullError::Store {
+                reference: self.name.clone(),
+                source,
+            })
+    }
+
+    /// Fetches (unless stored) and applies one layer on top of `parent`; records it under
+    /// `chain_id`.
+    async fn layer(
+        &self,
+        parent: Option<SnapshotId>,
+        layer: &Descriptor,
+        diff_id: &Digest,
+        chain_id: Digest,
+        progress: &dyn Progress,
+    ) -> Result<SnapshotId, PullError> {
+        let Some(compression) = media_type::layer_compression(&layer.media_type) else {
+            return Err(PullError::Unsupported {
+                reference: self.name.clone(),
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+            });
+        };
+        let digest = layer.digest.clone();
+        if !self
+            .on_store(move |store| Ok(store.content().contains(&digest)))
+            .await?
+        {
+            progress.status(format!("pulling {} {}", layer.digest, human_size(layer.size)));
+            self.blobs.fetch(self.store, layer).await?;
+        }
+        progress.status(format!("extracting {}", layer.digest));
+        let store = self.store.clone();
+        let applied = Applied {
+            reference: self.name.clone(),
+            layer: layer.clone(),
+            diff_id: diff_id.clone(),
+            chain_id,
+            compression,
+        };
+        let (applied, result) = tokio::task::spawn_blocking(move || {
+            let result = applied.apply(&store, parent);
+            (applied, result)
+        })
+        .await
+        .map_err(|e| PullError::Task {
+            reference: self.name.clone(),
+            source: e,
+        })?;
+        result.map_err(|e| applied.error(e))
+    }
 }
 
 /// One image being pulled: where from, where to.
@@ -355,49 +495,6 @@ impl<'a> Pull<'a> {
     async fn config(&self, manifest: &ImageManifest) -> Result<ImageConfig, PullError> {
         let bytes = self.blob(&manifest.config).await?;
         serde_json::from_slice(&bytes).map_err(self.decode_error("image config"))
-    }
-
-    /// Fetches (unless stored) and applies one layer on top of `parent`; records it under
-    /// `chain_id`.
-    async fn layer(
-        &self,
-        parent: Option<SnapshotId>,
-        layer: &Descriptor,
-        diff_id: &Digest,
-        chain_id: Digest,
-        progress: &dyn Progress,
-    ) -> Result<SnapshotId, PullError> {
-        let Some(compression) = media_type::layer_compression(&layer.media_type) else {
-            return Err(PullError::Unsupported {
-                reference: self.reference.to_string(),
-                digest: layer.digest.clone(),
-                media_type: layer.media_type.clone(),
-            });
-        };
-        let digest = layer.digest.clone();
-        if !self
-            .on_store(move |store| Ok(store.content().contains(&digest)))
-            .await?
-        {
-            progress.status(format!("pulling {} {}", layer.digest, human_size(layer.size)));
-            self.fetch_into_store(layer).await?;
-        }
-        progress.status(format!("extracting {}", layer.digest));
-        let store = self.store.clone();
-        let applied = Applied {
-            reference: self.reference.to_string(),
-            layer: layer.clone(),
-            diff_id: diff_id.clone(),
-            chain_id,
-            compression,
-        };
-        let (applied, result) = tokio::task::spawn_blocking(move || {
-            let result = applied.apply(&store, parent);
-            (applied, result)
-        })
-        .await
-        .map_err(|e| self.task_error(e))?;
-        result.map_err(|e| applied.error(e))
     }
 }
 
