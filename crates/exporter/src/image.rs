@@ -207,6 +207,42 @@ fn layer(store: &Store, info: &SnapshotInfo, compression: Compression, oci: bool
     })
 }
 
+/// One non-empty layer of a snapshot's chain, as a remote cache lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBlob {
+    /// The blob in the content store, under its OCI media type.
+    pub descriptor: Descriptor,
+    /// The digest of the uncompressed layer.
+    pub diff_id: Digest,
+    /// When the snapshot was committed (Unix seconds).
+    pub created: i64,
+}
+
+/// The layer blobs of the chain of snapshots ending at `top`, base first, empty layers left out:
+/// each snapshot's recorded blob (converted to `compression` where possible), or a new blob,
+/// computed once and recorded as for images.
+pub fn layer_chain(
+    store: &Store,
+    top: SnapshotId,
+    compression: Compression,
+) -> Result<Vec<ChainBlob>, Error> {
+    let chain = store
+        .chain(top)
+        .map_err(|source| Error::Snapshot { id: top, source })?;
+    let mut out = Vec::with_capacity(chain.len());
+    for info in &chain {
+        let layer = layer(store, info, compression, true)?;
+        if !layer.empty {
+            out.push(ChainBlob {
+                descriptor: layer.descriptor,
+                diff_id: layer.diff_id,
+                created: info.created,
+            });
+        }
+    }
+    Ok(out)
+}
+
 impl From<Compression> for BlobCompression {
     fn from(compression: Compression) -> BlobCompression {
         match compression {

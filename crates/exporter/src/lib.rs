@@ -6,6 +6,7 @@
 //! - [`build_image`] is the shared part of every image-producing exporter: it computes (or
 //!   reuses) one layer blob per snapshot of the result's chain, aligns the config's history with
 //!   those layers, and writes the config and manifest blobs into the content store.
+//! - [`layer_chain`] gives the same layer blobs for a remote cache export.
 //! - [`write_oci_tar`] writes an OCI image-layout tarball of that image.
 //! - [`write_docker_tar`] writes the same tarball plus the `manifest.json` of `docker load`,
 //!   with Docker media types unless asked for OCI ones ([`OciOptions::oci_media_types`]).
@@ -37,7 +38,7 @@ use std::path::PathBuf;
 use oci::{Digest, ImageConfig};
 use store::{SnapshotId, Store};
 
-pub use image::{ImageSummary, build_image};
+pub use image::{ChainBlob, ImageSummary, build_image, layer_chain};
 pub use local::{write_local, write_tar};
 pub use oci_tar::{write_docker_tar, write_oci_tar};
 
