@@ -1,32 +1,43 @@
-//! The solver's persistent cache, backed by the store's cache index.
+//! The solver's persistent cache, backed by the store's cache index, with the remote caches a
+//! build imported behind it (see [`crate::remote`]).
 
 use std::sync::Arc;
 
 use oci::Digest;
-use solver::{BoxFuture, CacheStore, OpError};
-use store::{CacheRecord, Store};
+use solver::{BoxFuture, CacheStore, Context, OpError};
+use store::Store;
 
 use crate::Ref;
+use crate::ops::session::Session;
+use crate::remote::RemoteRef;
+use crate::remote::lazy::record;
 
 pub(crate) struct StoreCache {
     pub(crate) store: Arc<Store>,
 }
 
-impl CacheStore<Ref> for StoreCache {
-    fn load<'a>(&'a self, key: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<Ref>>, OpError>> {
+impl CacheStore<Ref, Session> for StoreCache {
+    fn load<'a>(
+        &'a self,
+        key: &'a Digest,
+        ctx: &'a Context<Session>,
+    ) -> BoxFuture<'a, Result<Option<Vec<Ref>>, OpError>> {
         Box::pin(async move {
             let store = self.store.clone();
-            let key = key.clone();
-            let record = tokio::task::spawn_blocking(move || store.cache_get(&key))
+            let local_key = key.clone();
+            let record = tokio::task::spawn_blocking(move || store.cache_get(&local_key))
                 .await
                 .map_err(|e| Arc::new(e) as OpError)?
                 .map_err(|e| Arc::new(e) as OpError)?;
-            Ok(record.map(|r| {
-                r.outputs
-                    .into_iter()
-                    .map(|o| o.map_or(Ref::Empty, Ref::Snapshot))
-                    .collect()
-            }))
+            match record {
+                Some(r) => Ok(Some(
+                    r.outputs
+                        .into_iter()
+                        .map(|o| o.map_or(Ref::Empty, Ref::Snapshot))
+                        .collect(),
+                )),
+                None => Ok(lookup(key, ctx)),
+            }
         })
     }
 
@@ -37,29 +48,28 @@ impl CacheStore<Ref> for StoreCache {
                 match output {
                     Ref::Empty => snapshots.push(None),
                     Ref::Snapshot(id) => snapshots.push(Some(*id)),
-                    // A client directory is never a cacheable result.
-                    Ref::Local(_) => return Ok(()),
+                    // A client directory is never a cacheable result, and a remote one is
+                    // recorded when it is downloaded.
+                    Ref::Local(_) | Ref::Remote(_) => return Ok(()),
                 }
             }
-            let store = self.store.clone();
-            let key = key.clone();
-            let record = CacheRecord {
-                outputs: snapshots,
-                created: unix_now(),
-                last_used: None,
-                usage_count: 0,
-            };
-            tokio::task::spawn_blocking(move || store.cache_put(&key, &record))
-                .await
-                .map_err(|e| Arc::new(e) as OpError)?
-                .map_err(|e| Arc::new(e) as OpError)
+            record(&self.store, key, snapshots).await
         })
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// The result of `key` in the caches imported by the builds waiting in `ctx`, if any.
+pub(crate) fn lookup(key: &Digest, ctx: &Context<Session>) -> Option<Vec<Ref>> {
+    for session in ctx.sessions() {
+        for source in &session.remote_cache {
+            if source.chains.contains_key(key) {
+                return Some(vec![Ref::Remote(Arc::new(RemoteRef {
+                    key: key.clone(),
+                    source: source.clone(),
+                    snapshot: tokio::sync::OnceCell::new(),
+                }))]);
+            }
+        }
+    }
+    None
 }

@@ -59,10 +59,23 @@ pub(crate) async fn resolve<'r>(
         .solve(root, *index as usize)
         .await
         .map_err(|e| ops::step_error(&graph, e))?;
+    let quiet = |_: String| {};
+    let solved = crate::remote::lazy::materialize(inner, solved, &quiet)
+        .await
+        .map_err(|error| {
+            ops::step_error(
+                &graph,
+                solver::SolveError {
+                    vertex: digest.clone(),
+                    name: root.name.clone(),
+                    error,
+                },
+            )
+        })?;
     let store = inner.store.clone();
     let checkout = ops::blocking(move || match solved {
         Ref::Snapshot(id) => store.view(id).map(Checkout::View),
-        Ref::Empty | Ref::Local(_) => store.empty_dir().map(Checkout::Empty),
+        Ref::Empty | Ref::Local(_) | Ref::Remote(_) => store.empty_dir().map(Checkout::Empty),
     })
     .map_err(BuildError::Checkout)?;
     let mut resolved = request.clone();

@@ -65,6 +65,12 @@ pub enum BuildError {
     /// Writing an output failed.
     #[error("failed to export")]
     Export(#[source] Box<crate::export::ExportError>),
+    /// A `--cache-to` export failed (without `ignore-error=true`).
+    #[error("failed to export the build cache")]
+    CacheExport(#[source] Box<crate::CacheError>),
+    /// The build's result was found in a remote cache and could not be downloaded.
+    #[error("failed to download the build result from the cache")]
+    CacheDownload(#[source] solver::OpError),
     /// The checked-out git build context could not be made ready to read.
     #[error("failed to mount the git build context")]
     Checkout(#[source] store::Error),

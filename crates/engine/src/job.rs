@@ -36,7 +36,11 @@ pub(crate) async fn build(
         })?;
         dirs.insert(name, dir);
     }
-    let session = Arc::new(ops::Session::of_build(request, &registry, dirs.clone()));
+    let warn = |message: String| build_progress.warn(message);
+    let imported = crate::remote::import::import_all(&registry, &request.cache_from, &progress, &warn).await;
+    let mut session = ops::Session::of_build(request, &registry, dirs.clone());
+    session.remote_cache = imported.clone();
+    let session = Arc::new(session);
     let (graph, vertices) = ops::prepare(inner, &compiled.definition, &session).await?;
     let result = match &graph.root {
         None => Ref::Empty,
@@ -54,9 +58,21 @@ pub(crate) async fn build(
             solved.map_err(|e| ops::step_error(&graph, e))?
         }
     };
-    let snapshot = match result {
-        Ref::Empty => None,
-        Ref::Snapshot(id) => Some(id),
+    let needs_files = !request.outputs.is_empty();
+    let result = match result {
+        // Downloaded only when an output needs the files.
+        Ref::Remote(_) if needs_files => {
+            let step = crate::progress::Step::start(&progress, "downloading the result from the cache");
+            let status = |line: String| step.status(line);
+            let materialized = crate::remote::lazy::materialize(inner, result, &status).await;
+            step.finish(materialized.map_err(Unwrapped))
+                .map_err(|e| BuildError::CacheDownload(e.0))?
+        }
+        other => other,
+    };
+    let snapshot = match &result {
+        Ref::Empty | Ref::Remote(_) => None,
+        Ref::Snapshot(id) => Some(*id),
         Ref::Local(_) => {
             return Err(BuildError::Request(
                 "a build result cannot be the build context itself".into(),
@@ -75,7 +91,49 @@ pub(crate) async fn build(
             outcome.image = Some(image);
         }
     }
+    let steps = build_progress.keyed_steps();
+    for export in &request.cache_to {
+        let step = crate::progress::Step::start(&progress, cache_step_name(&export.backend));
+        let written =
+            crate::remote::export::export(inner, &registry, export, &steps, &result, &imported, &step).await;
+        if let Ok(digest) = &written {
+            step.status(format!("writing cache manifest {digest} done"));
+        }
+        match step.finish(written) {
+            Ok(_) => {}
+            Err(e) if export.ignore_error => build_progress.warn(format!(
+                "exporting cache to {} failed (ignored, ignore-error=true): {}",
+                export.backend,
+                oci::error_chain(&e)
+            )),
+            Err(e) => return Err(BuildError::CacheExport(Box::new(e))),
+        }
+    }
     Ok(outcome)
+}
+
+/// The progress name of a cache export, as BuildKit's.
+fn cache_step_name(backend: &crate::CacheBackend) -> &'static str {
+    match backend {
+        crate::CacheBackend::Registry { .. } => "exporting cache to registry",
+        crate::CacheBackend::Local { .. } => "exporting cache to client directory",
+    }
+}
+
+/// An op error as a plain error (for [`crate::progress::Step::finish`]).
+#[derive(Debug)]
+struct Unwrapped(solver::OpError);
+
+impl std::fmt::Display for Unwrapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Unwrapped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Keeps the file digests learnt while hashing the context, and what each step's key was made

@@ -27,6 +27,7 @@ mod frontend;
 mod job;
 mod ops;
 pub mod progress;
+mod remote;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -39,10 +40,13 @@ pub use disk::{
 pub use error::{BuildError, DockerfileError, SourceSnippet, StepError};
 pub use executor::{NetworkMode, ULIMIT_NAMES};
 pub use export::ExportError;
+pub use exporter::Compression;
 /// Build contexts sent as archives (`kiln build - < context.tar`) are unpacked by the client with
 /// the store's confined extraction (see [`fsops::fileop::unpack_archive`]).
 pub use fsops::fileop::{is_archive, unpack_archive};
 pub use progress::{Event, Progress};
+pub use remote::backend::CacheError;
+pub use remote::{CacheBackend, CacheExport, CacheMode, RemoteRef};
 pub use sources::human_size;
 /// Build logs, readable without opening the state directory (see [`store::logs`]).
 pub use store::logs;
@@ -60,6 +64,8 @@ pub enum Ref {
     Snapshot(store::SnapshotId),
     /// A directory of the client (the build context), read in place.
     Local(Arc<PathBuf>),
+    /// A result found in a `--cache-from` cache, downloaded only when its files are needed.
+    Remote(Arc<RemoteRef>),
 }
 
 /// Where an output goes.
@@ -150,6 +156,11 @@ pub struct BuildRequest {
     pub shm_size: i64,
     /// `--label`s of the result image.
     pub labels: BTreeMap<String, String>,
+    /// `--cache-from`: caches whose results the build may use (a miss in the local cache is
+    /// looked up there).
+    pub cache_from: Vec<CacheBackend>,
+    /// `--cache-to`: where the build's cache is exported after its outputs.
+    pub cache_to: Vec<CacheExport>,
     /// `--no-cache-filter`: names of the stages whose steps never use the cache.
     pub no_cache_filter: BTreeSet<String>,
     /// Where this build's registry credentials come from; `None`: the docker configuration of

@@ -68,6 +68,8 @@ pub(crate) enum OpFailure {
     NotSupported(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("internal error: a result of the remote cache was used before it was downloaded")]
+    NotDownloaded,
     #[error("no build waits for this step any more")]
     NoSession,
     #[error("no local directory named {0:?} in this build")]
@@ -167,6 +169,7 @@ pub(crate) fn vertices(
         }
         let (op, salt) = op(inner, vertex, &excludes, session)?;
         let op: Arc<dyn Op<Ref, Session>> = Arc::new(Described {
+            inner: inner.clone(),
             op,
             facts: llb::facts(&vertex.op),
         });
@@ -246,6 +249,7 @@ fn op(
 /// An op with the facts of its LLB definition added to its cache map (for cache-miss
 /// explanations). Facts the op gives itself (a resolved image digest, say) win.
 struct Described {
+    inner: Arc<Inner>,
     op: Arc<dyn Op<Ref, Session>>,
     facts: Vec<(String, String)>,
 }
@@ -276,7 +280,11 @@ impl Op<Ref, Session> for Described {
         ctx: &'a Context<Session>,
         inputs: Vec<Ref>,
     ) -> BoxFuture<'a, Result<Vec<Ref>, OpError>> {
-        self.op.exec(ctx, inputs)
+        Box::pin(async move {
+            // Results found in a remote cache are downloaded now that a step reads them.
+            let inputs = crate::remote::lazy::materialize_all(&self.inner, inputs, ctx).await?;
+            self.op.exec(ctx, inputs).await
+        })
     }
 }
 
@@ -391,10 +399,23 @@ pub(crate) async fn solve_definition(
         .solve(root, *index as usize)
         .await
         .map_err(|error| step_error(&graph, error))?;
+    let quiet = |_: String| {};
+    let result = crate::remote::lazy::materialize(inner, result, &quiet)
+        .await
+        .map_err(|error| {
+            step_error(
+                &graph,
+                solver::SolveError {
+                    vertex: digest.clone(),
+                    name: root.name.clone(),
+                    error,
+                },
+            )
+        })?;
     match result {
         Ref::Empty => Ok(None),
         Ref::Snapshot(id) => Ok(Some(id)),
-        Ref::Local(_) => Err(BuildError::Request(
+        Ref::Remote(_) | Ref::Local(_) => Err(BuildError::Request(
             "a build result cannot be a local directory".into(),
         )),
     }

@@ -172,6 +172,8 @@ pub(crate) struct BuildProgress {
     explainer: std::sync::OnceLock<crate::explain::Explainer>,
     log: std::sync::Mutex<Option<Log>>,
     warnings: std::sync::Mutex<Vec<String>>,
+    /// Every step whose key was computed, for `--cache-to`.
+    keyed: std::sync::Mutex<Vec<crate::remote::KeyedStep>>,
 }
 
 struct Log {
@@ -191,7 +193,13 @@ impl BuildProgress {
                 clipped: false,
             })),
             warnings: std::sync::Mutex::new(Vec::new()),
+            keyed: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The steps whose cache keys were computed so far, in the order they were.
+    pub(crate) fn keyed_steps(&self) -> Vec<crate::remote::KeyedStep> {
+        self.keyed.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Starts explaining cache misses (once the build's scope is known).
@@ -288,6 +296,22 @@ impl solver::Progress for BuildProgress {
                 facts,
                 deps,
             } => {
+                if let Some(key) = &key {
+                    let inputs = deps
+                        .iter()
+                        .map(|d| match &d.part {
+                            Some(solver::KeyPart::Key(k)) => (Some(k.clone()), d.selector.clone()),
+                            _ => (None, d.selector.clone()),
+                        })
+                        .collect();
+                    self.keyed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(crate::remote::KeyedStep {
+                            key: key.clone(),
+                            inputs,
+                        });
+                }
                 let Some(explainer) = self.explainer.get() else {
                     return;
                 };

@@ -190,6 +190,7 @@ where
                             seed(dir, &selector, excludes, Some(super::file::CONTEXT_OWNER), target).await?
                         }
                         None | Some(Ref::Empty) => {}
+                        Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
                     }
                 }
                 break reserved.commit()?;
@@ -222,6 +223,7 @@ pub(super) fn cache_name(mount: &pb::Mount, inputs: &[Ref]) -> Result<(String, O
         None | Some(Ref::Empty) => None,
         Some(Ref::Snapshot(s)) => Some(format!("snapshot {s} {selector}")),
         Some(Ref::Local(dir)) => Some(format!("local {} {selector}", dir.display())),
+        Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
     };
     Ok((id, base))
 }

@@ -189,6 +189,7 @@ impl ExecOp {
                     "a local directory as the root of a RUN".into(),
                 ));
             }
+            Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
         };
         Ok((parent, root.readonly))
     }

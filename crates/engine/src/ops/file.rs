@@ -126,6 +126,9 @@ pub(super) async fn content_key(
     r: Ref,
     selections: Arc<Vec<fileop::CopyOptions>>,
 ) -> Result<Digest, OpError> {
+    // A remote result is downloaded: its content is what the key is made of.
+    let quiet = |_: String| {};
+    let r = crate::remote::lazy::materialize(&inner, r, &quiet).await?;
     if let Ref::Empty = r {
         return Ok(Digest::of(b"empty"));
     }
@@ -151,6 +154,7 @@ pub(super) async fn content_key(
                     store.snapshot_content_digest(*id, &options).map_err(op_error)?
                 }
                 Ref::Empty => Digest::of(b"empty"),
+                Ref::Remote(_) => return Err(op_error(OpFailure::NotDownloaded)),
             };
             text.push_str(&format!("{}\n{d}\n", options.src));
         }
@@ -185,6 +189,7 @@ fn run_file_op(
                 "file actions on a local directory".into(),
             ));
         }
+        Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
     };
     for (i, action) in op.actions.iter().enumerate().skip(1) {
         if action.input != n_inputs + i as i64 - 1 {
@@ -220,6 +225,7 @@ fn run_file_op(
                             empty_dir = store.empty_dir()?;
                             (empty_dir.path().to_path_buf(), None)
                         }
+                        Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
                     };
                     let excludes = index
                         .and_then(|i| excludes.get(i))

@@ -68,6 +68,7 @@ impl Op<Ref, Session> for MergeOp {
                             "merging the build context".into(),
                         )));
                     }
+                    Ref::Remote(_) => return Err(op_error(OpFailure::NotDownloaded)),
                 }
             }
             match snapshots.as_slice() {

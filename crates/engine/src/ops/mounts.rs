@@ -184,6 +184,7 @@ async fn bind<'a>(
         .map_or(&[][..], |e| e.as_slice());
     // The tree to mount from, and the path inside it to mount.
     let (root, selector) = match (input, mount.readonly) {
+        (Some(Ref::Remote(_)), _) => return Err(OpFailure::NotDownloaded),
         (None | Some(Ref::Empty), true) => {
             let empty = blocking(|| store.empty_dir())?;
             let path = empty.path().to_path_buf();

@@ -51,6 +51,8 @@ pub(crate) struct Session {
     /// The registry client with this build's credentials (a handle sharing the engine's
     /// connections; its tokens are never used for other credentials).
     pub(crate) registry: registry::Client,
+    /// The `--cache-from` caches this build imported.
+    pub(crate) remote_cache: Vec<Arc<crate::remote::Imported>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -78,6 +80,7 @@ impl Session {
             entitlements: request.entitlements.clone(),
             agents: ssh::Agents::default(),
             registry: registry.clone(),
+            remote_cache: Vec::new(),
         }
     }
 
@@ -96,6 +99,7 @@ impl Session {
             entitlements: BTreeSet::new(),
             agents: ssh::Agents::default(),
             registry,
+            remote_cache: Vec::new(),
         }
     }
 

@@ -1,0 +1,533 @@
+//! Where cache objects live: a registry repository, or an OCI image layout directory.
+//!
+//! A cache object is read as its manifest (or BuildKit's older index form), then its cache
+//! config; layer blobs are fetched later, one by one, through the [`BlobSource`] of the
+//! backend. Writing puts the blobs first and the manifest last, so a reader never finds a
+//! manifest whose blobs are missing. A layout directory is updated under an exclusive lock on
+//! `DIR/index.json.lock`, and its `index.json` is replaced atomically (written aside, synced,
+//! renamed), so two builds exporting to one directory each leave a complete index.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use oci::cache::{CACHE_CONFIG_V0, CacheConfig, CacheConfigError, MAX_CONFIG_SIZE};
+use oci::{Descriptor, Digest, ImageIndex, ImageManifest, Reference, media_type};
+use sources::pull::{BlobSource, BoxFuture, PullError, RegistryBlobs};
+use store::Store;
+
+use super::{CacheBackend, Imported};
+
+/// The largest manifest or `index.json` read from a cache.
+const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+
+/// The annotation naming a manifest's tag in an OCI layout's `index.json`.
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// Errors of reading or writing a cache object.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The reference does not parse.
+    #[error("invalid cache reference {reference:?}")]
+    Reference {
+        /// As given.
+        reference: String,
+        /// Why.
+        #[source]
+        source: oci::ReferenceError,
+    },
+    /// The registry failed (causes down to the OS error).
+    #[error("registry request for cache {name} failed")]
+    Registry {
+        /// The cache.
+        name: String,
+        /// Why.
+        #[source]
+        source: registry::Error,
+    },
+    /// A file of a layout directory could not be read or written.
+    #[error("failed to {action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The cache object is not what it should be.
+    #[error("cache {name}: {what}")]
+    Invalid {
+        /// The cache.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The cache config does not read.
+    #[error("cache {name}: bad cache config")]
+    Config {
+        /// The cache.
+        name: String,
+        /// Why.
+        #[source]
+        source: CacheConfigError,
+    },
+    /// The manifest or index does not read.
+    #[error("cache {name}: bad {document}")]
+    Document {
+        /// The cache.
+        name: String,
+        /// `manifest` or `index.json`.
+        document: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A blob of an imported cache could not be fetched into the local content store.
+    #[error("failed to fetch blob {digest} of cache {name}")]
+    Fetch {
+        /// The cache.
+        name: String,
+        /// The blob.
+        digest: Digest,
+        /// Why (boxed: pull errors are large, and this one is rare).
+        #[source]
+        source: Box<PullError>,
+    },
+    /// The layers of a result could not be made.
+    #[error("failed to make the cache layers")]
+    Layers(#[source] exporter::Error),
+    /// The local store failed.
+    #[error("failed to read the local store")]
+    Store(#[source] store::Error),
+    /// A blocking task failed.
+    #[error("internal task failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+/// What an import found.
+pub(crate) struct ImportOutcome {
+    pub(crate) imported: Imported,
+    /// Results that could not be followed.
+    pub(crate) dropped: usize,
+}
+
+/// Reads the cache object of `backend`: its manifest and config, not its layers.
+pub(crate) async fn import(
+    registry: &registry::Client,
+    backend: &CacheBackend,
+) -> Result<ImportOutcome, CacheError> {
+    let name = backend.to_string();
+    let (blobs, layers, config): (Arc<dyn BlobSource>, _, _) = match backend {
+        CacheBackend::Registry { reference } => {
+            let reference = parse_reference(reference)?;
+            let registry_error = |source| CacheError::Registry {
+                name: name.clone(),
+                source,
+            };
+            let fetched = registry
+                .fetch_manifest(&reference)
+                .await
+                .map_err(registry_error)?;
+            let (config, layers) = object(&name, &fetched.bytes)?;
+            let bytes = fetch_small(registry, &reference, &config, &name).await?;
+            let blobs = RegistryBlobs {
+                registry: registry.clone(),
+                reference,
+            };
+            (Arc::new(blobs), layers, bytes)
+        }
+        CacheBackend::Local { dir, tag } => {
+            let blobs = LayoutBlobs { dir: dir.clone() };
+            let (dir, tag, read_name) = (dir.clone(), tag.clone(), name.clone());
+            let (layers, bytes) = tokio::task::spawn_blocking(move || read_layout(&dir, &tag, &read_name))
+                .await
+                .map_err(CacheError::Join)??;
+            (Arc::new(blobs), layers, bytes)
+        }
+    };
+    let config = CacheConfig::parse(&config).map_err(|source| CacheError::Config {
+        name: name.clone(),
+        source,
+    })?;
+    let listed: BTreeMap<Digest, Descriptor> = layers.into_iter().map(|d| (d.digest.clone(), d)).collect();
+    let results = config.results(&listed);
+    Ok(ImportOutcome {
+        imported: Imported {
+            name,
+            blobs,
+            chains: results.chains,
+        },
+        dropped: results.dropped,
+    })
+}
+
+fn parse_reference(reference: &str) -> Result<Reference, CacheError> {
+    Reference::parse(reference).map_err(|source| CacheError::Reference {
+        reference: reference.to_string(),
+        source,
+    })
+}
+
+/// The config descriptor and layer descriptors of a cache object: an image manifest whose
+/// config is a cache config, or an index listing the layers and the config.
+fn object(name: &str, bytes: &[u8]) -> Result<(Descriptor, Vec<Descriptor>), CacheError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| CacheError::Document {
+        name: name.to_string(),
+        document: "manifest",
+        source,
+    })?;
+    let document_error = |source| CacheError::Document {
+        name: name.to_string(),
+        document: "manifest",
+        source,
+    };
+    let invalid = |what: String| CacheError::Invalid {
+        name: name.to_string(),
+        what,
+    };
+    if value.get("manifests").is_some() {
+        let index: ImageIndex = serde_json::from_value(value).map_err(document_error)?;
+        let (configs, layers): (Vec<Descriptor>, Vec<Descriptor>) = index
+            .manifests
+            .into_iter()
+            .partition(|d| d.media_type == CACHE_CONFIG_V0);
+        let config = configs
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid("the index lists no cache config: it is no cache".into()))?;
+        return Ok((config, layers));
+    }
+    let manifest: ImageManifest = serde_json::from_value(value).map_err(document_error)?;
+    if manifest.config.media_type != CACHE_CONFIG_V0 {
+        return Err(invalid(format!(
+            "its config is a {}, not a cache config ({CACHE_CONFIG_V0}): it is no cache",
+            manifest.config.media_type
+        )));
+    }
+    Ok((manifest.config, manifest.layers))
+}
+
+/// Fetches a small blob (a cache config) from a registry, refusing one over the config limit.
+async fn fetch_small(
+    registry: &registry::Client,
+    reference: &Reference,
+    descriptor: &Descriptor,
+    name: &str,
+) -> Result<Vec<u8>, CacheError> {
+    if descriptor.size > MAX_CONFIG_SIZE {
+        return Err(CacheError::Config {
+            name: name.to_string(),
+            source: CacheConfigError::TooBig {
+                size: descriptor.size,
+            },
+        });
+    }
+    let registry_error = |source| CacheError::Registry {
+        name: name.to_string(),
+        source,
+    };
+    let mut reader = registry
+        .fetch_blob(reference, descriptor)
+        .await
+        .map_err(registry_error)?;
+    let mut bytes = Vec::with_capacity(descriptor.size as usize);
+    while let Some(chunk) = reader.chunk().await.map_err(registry_error)? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The path of a blob in a layout directory.
+pub(crate) fn layout_blob(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs").join(digest.algorithm()).join(digest.hex())
+}
+
+/// Reads a whole file of at most `limit` bytes.
+fn read_limited(path: &Path, limit: u64, action: &'static str) -> Result<Vec<u8>, CacheError> {
+    let io_error = |source| CacheError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(io_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {limit} bytes kiln reads"),
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Reads a blob of a layout directory, checking its digest.
+fn read_layout_blob(dir: &Path, digest: &Digest, limit: u64, name: &str) -> Result<Vec<u8>, CacheError> {
+    let bytes = read_limited(&layout_blob(dir, digest), limit, "read cache blob")?;
+    let actual = Digest::of(&bytes);
+    if actual != *digest {
+        return Err(CacheError::Invalid {
+            name: name.to_string(),
+            what: format!("blob {digest} has digest {actual}"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// The layer descriptors and cache config of the object tagged `tag` in a layout directory.
+fn read_layout(dir: &Path, tag: &str, name: &str) -> Result<(Vec<Descriptor>, Vec<u8>), CacheError> {
+    let index_bytes = read_limited(&dir.join("index.json"), MAX_MANIFEST_SIZE, "read")?;
+    let index: ImageIndex = serde_json::from_slice(&index_bytes).map_err(|source| CacheError::Document {
+        name: name.to_string(),
+        document: "index.json",
+        source,
+    })?;
+    let entry = index
+        .manifests
+        .iter()
+        .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
+        .ok_or_else(|| CacheError::Invalid {
+            name: name.to_string(),
+            what: format!("index.json has no manifest tagged {tag:?}"),
+        })?;
+    let manifest = read_layout_blob(dir, &entry.digest, MAX_MANIFEST_SIZE, name)?;
+    let (config, layers) = object(name, &manifest)?;
+    if config.size > MAX_CONFIG_SIZE {
+        return Err(CacheError::Config {
+            name: name.to_string(),
+            source: CacheConfigError::TooBig { size: config.size },
+        });
+    }
+    let bytes = read_layout_blob(dir, &config.digest, MAX_CONFIG_SIZE, name)?;
+    Ok((layers, bytes))
+}
+
+/// Layer blobs of a layout directory.
+struct LayoutBlobs {
+    dir: PathBuf,
+}
+
+impl BlobSource for LayoutBlobs {
+    fn fetch<'a>(
+        &'a self,
+        store: &'a Arc<Store>,
+        descriptor: &'a Descriptor,
+    ) -> BoxFuture<'a, Result<(), PullError>> {
+        Box::pin(async move {
+            let (store, path, descriptor) = (
+                store.clone(),
+                layout_blob(&self.dir, &descriptor.digest),
+                descriptor.clone(),
+            );
+            let reference = self.dir.display().to_string();
+            let task_reference = reference.clone();
+            tokio::task::spawn_blocking(move || copy_into_store(&store, &path, &descriptor))
+                .await
+                .map_err(|source| PullError::Task {
+                    reference: task_reference,
+                    source,
+                })?
+                .map_err(|source| PullError::Store { reference, source })
+        })
+    }
+}
+
+/// Copies a blob file into the content store, verifying its size and digest.
+fn copy_into_store(store: &Store, path: &Path, descriptor: &Descriptor) -> Result<(), store::Error> {
+    let io_error = |source| store::Error::Io {
+        action: "read cache blob",
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let mut ingest = store.content().ingest()?;
+    let copied = io::copy(&mut file.take(descriptor.size + 1), &mut ingest).map_err(io_error)?;
+    if copied != descriptor.size {
+        return Err(io_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{copied} bytes where the cache says {}", descriptor.size),
+        )));
+    }
+    ingest.commit(Some(&descriptor.digest)).map(drop)
+}
+
+/// A cache object ready to write: its blobs are in the local content store.
+pub(crate) struct CacheObject {
+    /// The layer blobs.
+    pub(crate) layers: Vec<Descriptor>,
+    /// The cache config blob.
+    pub(crate) config: Vec<u8>,
+    /// The manifest (or index) and its media type.
+    pub(crate) manifest: Vec<u8>,
+    pub(crate) manifest_type: &'static str,
+}
+
+impl CacheObject {
+    fn config_descriptor(&self) -> Descriptor {
+        Descriptor::new(
+            CACHE_CONFIG_V0,
+            Digest::of(&self.config),
+            self.config.len() as u64,
+        )
+    }
+}
+
+/// Writes a cache object to `backend`: blobs first, the manifest (and the tag) last.
+pub(crate) async fn write(
+    store: &Arc<Store>,
+    registry: &registry::Client,
+    backend: &CacheBackend,
+    object: CacheObject,
+) -> Result<Digest, CacheError> {
+    match backend {
+        CacheBackend::Registry { reference } => {
+            let reference = parse_reference(reference)?;
+            let name = backend.to_string();
+            let registry_error = |source| CacheError::Registry {
+                name: name.clone(),
+                source,
+            };
+            for layer in &object.layers {
+                // A layer not in the local store was found in the repository already.
+                if !store.content().contains(&layer.digest) {
+                    continue;
+                }
+                let body = registry::BlobBody::File(store.content().path(&layer.digest));
+                registry
+                    .push_blob(&reference, layer, body)
+                    .await
+                    .map_err(registry_error)?;
+            }
+            let config = bytes::Bytes::from(object.config.clone());
+            registry
+                .push_blob(
+                    &reference,
+                    &object.config_descriptor(),
+                    registry::BlobBody::Bytes(config),
+                )
+                .await
+                .map_err(registry_error)?;
+            registry
+                .push_manifest(&reference, object.manifest_type, object.manifest.into())
+                .await
+                .map_err(registry_error)
+        }
+        CacheBackend::Local { dir, tag } => {
+            let (store, dir, tag) = (store.clone(), dir.clone(), tag.clone());
+            tokio::task::spawn_blocking(move || write_layout(&store, &dir, &tag, &object))
+                .await
+                .map_err(CacheError::Join)?
+        }
+    }
+}
+
+/// Writes a cache object into a layout directory and tags it, under the directory's lock.
+fn write_layout(store: &Store, dir: &Path, tag: &str, object: &CacheObject) -> Result<Digest, CacheError> {
+    let io_error = |action, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CacheError::Io { action, path, source }
+    };
+    let blobs = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(io_error("create", &blobs))?;
+    for layer in &object.layers {
+        let from = store.content().path(&layer.digest);
+        put_blob(dir, &layer.digest, |out| {
+            let mut file = std::fs::File::open(&from)?;
+            io::copy(&mut file, out).map(drop)
+        })?;
+    }
+    let config = object.config_descriptor();
+    put_blob(dir, &config.digest, |out| out.write_all(&object.config))?;
+    let manifest = Digest::of(&object.manifest);
+    put_blob(dir, &manifest, |out| out.write_all(&object.manifest))?;
+    let layout = dir.join("oci-layout");
+    if !layout.exists() {
+        replace_file(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    }
+    let lock_path = dir.join("index.json.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(io_error("create", &lock_path))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io_error("lock", &lock_path)(e.into()))?;
+    let index_path = dir.join("index.json");
+    let mut index = match std::fs::read(&index_path) {
+        Ok(bytes) => serde_json::from_slice::<ImageIndex>(&bytes).map_err(|source| CacheError::Document {
+            name: dir.display().to_string(),
+            document: "index.json",
+            source,
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => ImageIndex {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.into()),
+            manifests: Vec::new(),
+            annotations: BTreeMap::new(),
+        },
+        Err(e) => return Err(io_error("read", &index_path)(e)),
+    };
+    index
+        .manifests
+        .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
+    let mut entry = Descriptor::new(
+        object.manifest_type,
+        manifest.clone(),
+        object.manifest.len() as u64,
+    );
+    entry.annotations.insert(REF_NAME.into(), tag.to_string());
+    index.manifests.push(entry);
+    let bytes = serde_json::to_vec(&index).map_err(|source| CacheError::Document {
+        name: dir.display().to_string(),
+        document: "index.json",
+        source,
+    })?;
+    replace_file(&index_path, &bytes)?;
+    drop(lock);
+    Ok(manifest)
+}
+
+/// Writes a blob into a layout directory unless it is there: aside, synced, renamed.
+fn put_blob(
+    dir: &Path,
+    digest: &Digest,
+    write: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> Result<(), CacheError> {
+    let path = layout_blob(dir, digest);
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = path.with_file_name(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        write(&mut file)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        CacheError::Io {
+            action: "write cache blob",
+            path,
+            source,
+        }
+    })
+}
+
+/// Replaces a file atomically: written aside, synced, renamed over it.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    written.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        CacheError::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
