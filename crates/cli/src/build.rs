@@ -272,6 +272,18 @@ fn normalize_platform(value: &str) -> Option<oci::Platform> {
 fn run_options(request: &mut BuildRequest, args: &BuildArgs) -> Result<(), CliError> {
     request.no_cache = args.no_cache;
     request.no_cache_filter = args.no_cache_filter.iter().cloned().collect();
+    request.cache_from = args
+        .cache_from
+        .iter()
+        .map(|spec| crate::cache_specs::parse_cache_from(spec))
+        .collect::<Result<_, _>>()
+        .map_err(CliError::Usage)?;
+    request.cache_to = args
+        .cache_to
+        .iter()
+        .map(|spec| crate::cache_specs::parse_cache_to(spec))
+        .collect::<Result<_, _>>()
+        .map_err(CliError::Usage)?;
     request.secrets = crate::session::secrets(&args.secrets).map_err(CliError::Usage)?;
     request.ssh = crate::session::ssh(&args.ssh).map_err(CliError::Usage)?;
     request.entitlements = args.allow.iter().copied().collect();

@@ -80,6 +80,15 @@ pub(crate) struct BuildArgs {
     /// comma-separated.
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub(crate) no_cache_filter: Vec<String>,
+    /// Use a cache exported earlier: `REF` (a registry cache), `type=registry,ref=REF` or
+    /// `type=local,src=DIR[,tag=TAG]`. Repeatable. See docs/cli.md for every option.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub(crate) cache_from: Vec<String>,
+    /// Export the build cache: `type=registry,ref=REF` or `type=local,dest=DIR[,tag=TAG]`, with
+    /// `mode=min|max`, `ignore-error=`, `image-manifest=`, `oci-mediatypes=`, `compression=`.
+    /// Repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub(crate) cache_to: Vec<String>,
     /// Expose a secret to RUN --mount=type=secret: `id=ID,src=FILE`, `id=ID,env=VAR`, or `id=ID`
     /// (the variable ID if set, else the file ID); `type=file|env` as in buildx.
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]

@@ -25,12 +25,6 @@ pub(crate) struct CompatFlags {
     /// Override the configured builder instance (not supported yet: kiln builds in-process).
     #[arg(long, value_name = "NAME")]
     builder: Option<String>,
-    /// External cache sources (not supported yet).
-    #[arg(long = "cache-from", value_name = "SPEC")]
-    cache_from: Vec<String>,
-    /// Cache export destinations (not supported yet).
-    #[arg(long = "cache-to", value_name = "SPEC")]
-    cache_to: Vec<String>,
     /// Set method for evaluating build: `build` (the default; `check`, `outline` and `targets`
     /// are not supported yet).
     #[arg(long, value_name = "METHOD")]
@@ -86,8 +80,6 @@ pub(crate) struct CompatFlags {
 
 /// Why a feature is missing, for the refusals below.
 const NO_RESOURCES: &str = "RUN steps get no resource limits beyond --ulimit and --shm-size";
-const NO_CACHE_IO: &str =
-    "kiln keeps its cache in its state directory and cannot import or export it elsewhere";
 const NO_ATTESTATIONS: &str = "kiln attaches no attestations (SBOM, provenance) to images";
 
 impl CompatFlags {
@@ -114,12 +106,6 @@ impl CompatFlags {
         }
         if self.builder.is_some() {
             return refuse("--builder", "kiln builds in-process, with no builder instances");
-        }
-        if !self.cache_from.is_empty() {
-            return refuse("--cache-from", NO_CACHE_IO);
-        }
-        if !self.cache_to.is_empty() {
-            return refuse("--cache-to", NO_CACHE_IO);
         }
         for (flag, method) in [("--call", &self.call), ("--print", &self.print)] {
             if let Some(method) = method
@@ -204,11 +190,11 @@ mod tests {
     #[test]
     fn refusals_name_the_flag() {
         let flags = CompatFlags {
-            cache_from: vec!["user/app:cache".into()],
+            cgroup_parent: Some("kiln".into()),
             ..CompatFlags::default()
         };
         let err = flags.check().unwrap_err();
-        assert!(err.starts_with("--cache-from is not supported yet"), "{err}");
+        assert!(err.starts_with("--cgroup-parent is not supported yet"), "{err}");
         let flags = CompatFlags {
             cpu_quota: Some("5000".into()),
             ..CompatFlags::default()

@@ -2,7 +2,7 @@
 //!
 //! Modules, each importing only those listed before it: `parse` (flag values), `compat`
 //! (buildx flags kiln refuses or ignores), `build_args` and `args` (the flags), `outputs`
-//! (`--output`), `privileges`, `rawjson` and `progress` (displays), `render` (errors),
+//! (`--output`), `cache_specs` (`--cache-from`, `--cache-to`), `privileges`, `rawjson` and `progress` (displays), `render` (errors),
 //! `context`, `session`, `results`, `setup`, the commands (`disk`, `logs`, `check`, `build`,
 //! `debug`) and `commands`, which dispatches them.
 
@@ -15,6 +15,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 mod args;
 mod build;
 mod build_args;
+mod cache_specs;
 mod check;
 mod commands;
 mod compat;

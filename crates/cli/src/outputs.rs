@@ -166,7 +166,7 @@ const KNOWN: &[Known] = &[
 
 /// Splits a value into fields as buildx does (CSV: `,` separates, a field may be quoted with
 /// `"`, `""` inside quotes being one quote).
-fn csv_fields(spec: &str) -> Result<Vec<String>, String> {
+pub(crate) fn csv_fields(spec: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut chars = spec.chars().peekable();
     loop {
@@ -207,7 +207,7 @@ fn csv_fields(spec: &str) -> Result<Vec<String>, String> {
 }
 
 /// BuildKit's boolean options: empty means true.
-fn bool_option(key: &str, value: &str) -> Result<bool, String> {
+pub(crate) fn bool_option(key: &str, value: &str) -> Result<bool, String> {
     if value.is_empty() {
         return Ok(true);
     }

@@ -42,12 +42,12 @@ fn refused(args: &[&str], message: &str) {
 fn flags_of_missing_features_are_refused_before_anything_runs() {
     for (args, message) in [
         (
-            &["--cache-from", "user/app:cache"][..],
-            "--cache-from is not supported yet",
+            &["--cache-from", "type=s3,bucket=b,region=r"][..],
+            "--cache-from type=s3 is not supported yet",
         ),
         (
-            &["--cache-to", "type=local,dest=c"],
-            "--cache-to is not supported yet",
+            &["--cache-to", "type=local,dest=c,compression=zstd"],
+            "--cache-to option compression=zstd is not supported yet",
         ),
         (&["--sbom=true"], "--sbom=true is not supported yet"),
         (

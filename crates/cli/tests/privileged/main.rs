@@ -18,6 +18,7 @@ mod explain;
 mod git_context;
 mod instructions;
 mod push;
+mod remote_cache;
 mod run;
 mod scheduling;
 mod secrets;

@@ -1,0 +1,227 @@
+//! `--cache-from` and `--cache-to` values, parsed as buildx parses them (CSV fields, a value
+//! without `=` being a registry reference), with every option of BuildKit's cache backends
+//! known: what kiln implements works, the rest is refused as not supported yet. docs/cli.md
+//! lists them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use engine::{CacheBackend, CacheExport, CacheMode};
+
+use crate::outputs::{bool_option, csv_fields};
+
+/// The backends BuildKit has and kiln does not (yet).
+const LATER: &[&str] = &["inline", "s3", "gha", "azblob"];
+
+/// Splits a cache spec into its type and options; a bare value is `type=registry,ref=VALUE`.
+fn fields(flag: &str, spec: &str) -> Result<(String, BTreeMap<String, String>), String> {
+    let mut options = BTreeMap::new();
+    if !spec.contains('=') {
+        options.insert("ref".to_string(), spec.to_string());
+        return Ok(("registry".into(), options));
+    }
+    for field in csv_fields(spec)? {
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| format!("{flag}: invalid value {field:?} (expected KEY=VALUE)"))?;
+        options.insert(key.trim().to_ascii_lowercase(), value.to_string());
+    }
+    let kind = options
+        .remove("type")
+        .ok_or_else(|| format!("{flag} {spec}: type is required (type=registry or type=local)"))?;
+    if LATER.contains(&kind.as_str()) {
+        return Err(format!(
+            "{flag} type={kind} is not supported yet (supported: registry, local)"
+        ));
+    }
+    if !matches!(kind.as_str(), "registry" | "local") {
+        return Err(format!(
+            "{flag}: unknown cache type {kind:?} (supported: registry, local)"
+        ));
+    }
+    Ok((kind, options))
+}
+
+/// The backend of a spec, taking its location options out of `options`.
+fn backend(
+    flag: &str,
+    kind: &str,
+    options: &mut BTreeMap<String, String>,
+    dir_key: &str,
+) -> Result<CacheBackend, String> {
+    if kind == "registry" {
+        let reference = options
+            .remove("ref")
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| format!("{flag} type=registry: ref= is required"))?;
+        oci::Reference::parse(&reference)
+            .map_err(|e| format!("{flag}: invalid cache reference {reference:?}: {e}"))?;
+        return Ok(CacheBackend::Registry { reference });
+    }
+    let dir = options
+        .remove(dir_key)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| format!("{flag} type=local: {dir_key}= is required"))?;
+    let tag = options.remove("tag").unwrap_or_else(|| "latest".into());
+    if tag.is_empty() || tag.contains(['/', ':', '@']) {
+        return Err(format!("{flag}: invalid tag {tag:?}"));
+    }
+    Ok(CacheBackend::Local {
+        dir: PathBuf::from(dir),
+        tag,
+    })
+}
+
+/// Refuses options left over: known ones kiln lacks are "not supported yet", others unknown.
+fn check_rest(flag: &str, kind: &str, rest: &BTreeMap<String, String>, known: &[&str]) -> Result<(), String> {
+    match rest.iter().next() {
+        None => Ok(()),
+        Some((key, value)) if known.contains(&key.as_str()) => Err(format!(
+            "{flag} option {key}={value} (type={kind}) is not supported yet"
+        )),
+        Some((key, _)) => Err(format!("{flag}: unknown option {key:?} for type={kind}")),
+    }
+}
+
+/// Parses one `--cache-from` value.
+pub(crate) fn parse_cache_from(spec: &str) -> Result<CacheBackend, String> {
+    let flag = "--cache-from";
+    let (kind, mut options) = fields(flag, spec)?;
+    let backend = backend(flag, &kind, &mut options, "src")?;
+    check_rest(flag, &kind, &options, &["digest"])?;
+    Ok(backend)
+}
+
+/// Parses one `--cache-to` value.
+pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
+    let flag = "--cache-to";
+    let (kind, mut options) = fields(flag, spec)?;
+    let mut export = CacheExport::new(backend(flag, &kind, &mut options, "dest")?);
+    if let Some(mode) = options.remove("mode") {
+        export.mode = match mode.as_str() {
+            "min" => CacheMode::Min,
+            "max" => CacheMode::Max,
+            other => return Err(format!("{flag}: invalid mode {other:?} (min or max)")),
+        };
+    }
+    for (key, target) in [
+        ("ignore-error", &mut export.ignore_error),
+        ("image-manifest", &mut export.image_manifest),
+        ("oci-mediatypes", &mut export.oci_media_types),
+    ] {
+        if let Some(value) = options.remove(key) {
+            *target = bool_option(key, &value)?;
+        }
+    }
+    if export.image_manifest && !export.oci_media_types {
+        return Err(format!(
+            "{flag}: oci-mediatypes=false cannot be used with image-manifest=true (set image-manifest=false)"
+        ));
+    }
+    if let Some(compression) = options.remove("compression") {
+        export.compression = match compression.as_str() {
+            "gzip" => engine::Compression::Gzip,
+            "uncompressed" => engine::Compression::Uncompressed,
+            "zstd" | "estargz" => {
+                return Err(format!(
+                    "{flag} option compression={compression} is not supported yet"
+                ));
+            }
+            other => return Err(format!("{flag}: unknown compression {other:?}")),
+        };
+    }
+    if let Some(value) = options.remove("force-compression")
+        && bool_option("force-compression", &value)?
+    {
+        return Err(format!(
+            "{flag} option force-compression={value} is not supported yet"
+        ));
+    }
+    check_rest(
+        flag,
+        &kind,
+        &options,
+        &["compression-level", "cache-mounts", "reset"],
+    )?;
+    Ok(export)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_from_parses_like_buildx() {
+        assert_eq!(
+            parse_cache_from("localhost:5000/app:cache").unwrap(),
+            CacheBackend::Registry {
+                reference: "localhost:5000/app:cache".into()
+            }
+        );
+        assert_eq!(
+            parse_cache_from("type=registry,ref=example.com/a/b").unwrap(),
+            CacheBackend::Registry {
+                reference: "example.com/a/b".into()
+            }
+        );
+        assert_eq!(
+            parse_cache_from("type=local,src=/tmp/c,tag=v1").unwrap(),
+            CacheBackend::Local {
+                dir: "/tmp/c".into(),
+                tag: "v1".into()
+            }
+        );
+        assert!(
+            parse_cache_from("type=local")
+                .unwrap_err()
+                .contains("src= is required")
+        );
+        let err = parse_cache_from("type=s3,bucket=b,region=r").unwrap_err();
+        assert!(err.contains("type=s3 is not supported yet"), "{err}");
+        let err = parse_cache_from("type=registry,ref=a/b,color=red").unwrap_err();
+        assert!(err.contains("unknown option \"color\""), "{err}");
+        assert!(parse_cache_from("type=registry,ref=UPPER/case").is_err());
+    }
+
+    #[test]
+    fn cache_to_options_work_or_are_refused() {
+        let export = parse_cache_to("type=local,dest=/tmp/c,mode=max,ignore-error=true").unwrap();
+        assert_eq!(export.mode, CacheMode::Max);
+        assert!(export.ignore_error);
+        assert!(export.image_manifest);
+        let export = parse_cache_to(
+            "type=registry,ref=r.example/c,image-manifest=false,oci-mediatypes=false,compression=uncompressed",
+        )
+        .unwrap();
+        assert!(!export.image_manifest && !export.oci_media_types);
+        assert_eq!(export.compression, engine::Compression::Uncompressed);
+        assert_eq!(parse_cache_to("r.example/c").unwrap().mode, CacheMode::Min);
+        for (spec, expected) in [
+            (
+                "type=local,dest=/d,compression=zstd",
+                "compression=zstd is not supported yet",
+            ),
+            (
+                "type=local,dest=/d,compression-level=3",
+                "compression-level=3 (type=local) is not supported yet",
+            ),
+            (
+                "type=local,dest=/d,force-compression=true",
+                "force-compression=true is not supported yet",
+            ),
+            ("type=local,dest=/d,mode=all", "invalid mode"),
+            ("type=inline", "type=inline is not supported yet"),
+            (
+                "type=local,dest=/d,oci-mediatypes=false",
+                "cannot be used with image-manifest=true",
+            ),
+            (
+                "type=local,dest=/d,cache-mounts=true",
+                "cache-mounts=true (type=local) is not supported yet",
+            ),
+        ] {
+            let err = parse_cache_to(spec).unwrap_err();
+            assert!(err.contains(expected), "{spec}: {err}");
+        }
+    }
+}
