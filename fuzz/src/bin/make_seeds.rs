@@ -8,7 +8,9 @@
 //! - `layer_apply/`: a few hand-made layer tars (files, links, whiteouts, PAX records, devices,
 //!   a GNU sparse file, and escape attempts);
 //! - `registry_response/`: hand-made registry answers (auth challenges, token responses, error
-//!   bodies, manifests and an index).
+//!   bodies, manifests and an index);
+//! - `cache_config/`: hand-made remote cache configs (BuildKit's layout: a chain, a loop, a
+//!   dangling result).
 //!
 //! Run from anywhere: `cargo run --manifest-path fuzz/Cargo.toml --bin make_seeds`. The
 //! conformance data is found through `KILN_CONFORMANCE_DIR`, else at `../../shared/conformance`
@@ -51,6 +53,25 @@ fn main() {
     write_all(&seeds.join("llb_load"), llb_seeds(&dockerfiles));
     write_all(&seeds.join("layer_apply"), layer_seeds());
     write_all(&seeds.join("registry_response"), registry_seeds());
+    write_all(&seeds.join("cache_config"), cache_config_seeds());
+}
+
+/// Remote cache configs: two layers and a record with an input link, a parent loop, a result
+/// pointing nowhere.
+fn cache_config_seeds() -> Vec<(String, Vec<u8>)> {
+    let (a, b, k) = ("ab".repeat(32), "cd".repeat(32), "ef".repeat(32));
+    let annotations = |d: &str| {
+        format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","diffID":"sha256:{d}","size":10,"createdAt":"2026-01-01T00:00:00Z"}}"#)
+    };
+    let seeds = [
+        ("chain", format!(r#"{{"layers":[{{"blob":"sha256:{a}","parent":-1,"annotations":{}}},{{"blob":"sha256:{b}","annotations":{}}}],"records":[{{"layers":[{{"layer":1,"createdAt":"2026-01-01T00:00:00Z"}}],"digest":"sha256:{k}"}},{{"layers":[{{"layer":0}}],"digest":"sha256:{a}","inputs":[[{{"selector":"/","link":0}}]]}}]}}"#, annotations(&a), annotations(&b))),
+        ("loop", format!(r#"{{"layers":[{{"blob":"sha256:{a}","parent":1}},{{"blob":"sha256:{b}"}}],"records":[{{"layers":[{{"layer":0}}],"digest":"sha256:{k}"}}]}}"#)),
+        ("dangling", format!(r#"{{"layers":[],"records":[{{"layers":[{{"layer":7}}],"chains":[{{"layers":[0,1]}}],"digest":"sha256:{k}"}}]}}"#)),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, text)| (name.to_string(), text.into_bytes()))
+        .collect()
 }
 
 /// Registry answers as they come over the wire: `WWW-Authenticate` values, token responses,
