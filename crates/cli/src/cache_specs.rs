@@ -11,10 +11,11 @@ use engine::{CacheBackend, CacheExport, CacheMode};
 use crate::outputs::{bool_option, csv_fields};
 
 /// The backends BuildKit has and kiln does not (yet).
-const LATER: &[&str] = &["inline", "s3", "gha", "azblob"];
+const LATER: &[&str] = &["s3", "gha", "azblob"];
 
 /// Splits a cache spec into its type and options; a bare value is `type=registry,ref=VALUE`.
-fn fields(flag: &str, spec: &str) -> Result<(String, BTreeMap<String, String>), String> {
+/// `types` are the types the flag takes.
+fn fields(flag: &str, spec: &str, types: &[&str]) -> Result<(String, BTreeMap<String, String>), String> {
     let mut options = BTreeMap::new();
     if !spec.contains('=') {
         options.insert("ref".to_string(), spec.to_string());
@@ -29,14 +30,15 @@ fn fields(flag: &str, spec: &str) -> Result<(String, BTreeMap<String, String>), 
     let kind = options
         .remove("type")
         .ok_or_else(|| format!("{flag} {spec}: type is required (type=registry or type=local)"))?;
+    let supported = types.join(", ");
     if LATER.contains(&kind.as_str()) {
         return Err(format!(
-            "{flag} type={kind} is not supported yet (supported: registry, local)"
+            "{flag} type={kind} is not supported yet (supported: {supported})"
         ));
     }
-    if !matches!(kind.as_str(), "registry" | "local") {
+    if !types.contains(&kind.as_str()) {
         return Err(format!(
-            "{flag}: unknown cache type {kind:?} (supported: registry, local)"
+            "{flag}: unknown cache type {kind:?} (supported: {supported})"
         ));
     }
     Ok((kind, options))
@@ -49,6 +51,9 @@ fn backend(
     options: &mut BTreeMap<String, String>,
     dir_key: &str,
 ) -> Result<CacheBackend, String> {
+    if kind == "inline" {
+        return Ok(CacheBackend::Inline);
+    }
     if kind == "registry" {
         let reference = options
             .remove("ref")
@@ -86,7 +91,7 @@ fn check_rest(flag: &str, kind: &str, rest: &BTreeMap<String, String>, known: &[
 /// Parses one `--cache-from` value.
 pub(crate) fn parse_cache_from(spec: &str) -> Result<CacheBackend, String> {
     let flag = "--cache-from";
-    let (kind, mut options) = fields(flag, spec)?;
+    let (kind, mut options) = fields(flag, spec, &["registry", "local"])?;
     let backend = backend(flag, &kind, &mut options, "src")?;
     check_rest(flag, &kind, &options, &["digest"])?;
     Ok(backend)
@@ -95,7 +100,7 @@ pub(crate) fn parse_cache_from(spec: &str) -> Result<CacheBackend, String> {
 /// Parses one `--cache-to` value.
 pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
     let flag = "--cache-to";
-    let (kind, mut options) = fields(flag, spec)?;
+    let (kind, mut options) = fields(flag, spec, &["registry", "local", "inline"])?;
     let mut export = CacheExport::new(backend(flag, &kind, &mut options, "dest")?);
     if let Some(mode) = options.remove("mode") {
         export.mode = match mode.as_str() {
@@ -103,6 +108,11 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
             "max" => CacheMode::Max,
             other => return Err(format!("{flag}: invalid mode {other:?} (min or max)")),
         };
+        if kind == "inline" && export.mode == CacheMode::Max {
+            return Err(format!(
+                "{flag}: type=inline holds only the image's own layers: mode=max needs type=registry or type=local"
+            ));
+        }
     }
     for (key, target) in [
         ("ignore-error", &mut export.ignore_error),
@@ -196,6 +206,15 @@ mod tests {
         assert!(!export.image_manifest && !export.oci_media_types);
         assert_eq!(export.compression, engine::Compression::Uncompressed);
         assert_eq!(parse_cache_to("r.example/c").unwrap().mode, CacheMode::Min);
+        assert_eq!(
+            parse_cache_to("type=inline").unwrap().backend,
+            CacheBackend::Inline
+        );
+        assert!(
+            parse_cache_from("type=inline")
+                .unwrap_err()
+                .contains("unknown cache type")
+        );
         for (spec, expected) in [
             (
                 "type=local,dest=/d,compression=zstd",
@@ -210,7 +229,8 @@ mod tests {
                 "force-compression=true is not supported yet",
             ),
             ("type=local,dest=/d,mode=all", "invalid mode"),
-            ("type=inline", "type=inline is not supported yet"),
+            ("type=inline,mode=max", "mode=max needs type=registry"),
+            ("type=s3,bucket=b", "type=s3 is not supported yet"),
             (
                 "type=local,dest=/d,oci-mediatypes=false",
                 "cannot be used with image-manifest=true",

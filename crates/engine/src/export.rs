@@ -75,23 +75,25 @@ pub(crate) async fn export(
     output: &OutputSpec,
     snapshot: Option<store::SnapshotId>,
     image: &ImageConfig,
+    inline_cache: Option<&str>,
     progress: &Arc<dyn Progress>,
 ) -> Result<Option<ExportedImage>, BuildError> {
     if let OutputSpec::Registry { names } = output {
-        return push(inner, registry, names, snapshot, image, progress)
+        return push(inner, registry, names, snapshot, image, inline_cache, progress)
             .await
             .map(Some)
             .map_err(|e| BuildError::Export(Box::new(e)));
     }
     let step = Step::start(progress, step_name(output));
     let (store, image, output) = (inner.store.clone(), image.clone(), output.clone());
+    let inline_cache = inline_cache.map(str::to_string);
     let result = tokio::task::spawn_blocking(move || {
         let source = exporter::Source {
             store: &store,
             result: snapshot,
             image: &image,
         };
-        write(&source, &output)
+        write(&source, &output, inline_cache)
     })
     .await
     .map_err(ExportError::Join)
@@ -121,6 +123,7 @@ fn step_name(output: &OutputSpec) -> &'static str {
 fn write(
     source: &exporter::Source<'_>,
     output: &OutputSpec,
+    inline_cache: Option<String>,
 ) -> Result<(Option<ExportedImage>, Vec<String>), ExportError> {
     let mut notes = Vec::new();
     let image = match output {
@@ -132,6 +135,7 @@ fn write(
             let options = exporter::OciOptions {
                 name: name.clone(),
                 oci_media_types: *oci_media_types,
+                inline_cache: inline_cache.clone(),
                 ..exporter::OciOptions::default()
             };
             let summary = with_destination(dest, |w| Ok(exporter::write_oci_tar(source, &options, w)?))?;
@@ -152,6 +156,7 @@ fn write(
             let options = exporter::OciOptions {
                 name: names.first().cloned(),
                 oci_media_types: *oci_media_types,
+                inline_cache: inline_cache.clone(),
                 ..exporter::OciOptions::default()
             };
             let summary = with_destination(dest, |w| {
@@ -192,6 +197,7 @@ async fn push(
     names: &[String],
     snapshot: Option<store::SnapshotId>,
     image: &ImageConfig,
+    inline_cache: Option<&str>,
     progress: &Arc<dyn Progress>,
 ) -> Result<ExportedImage, ExportError> {
     let step = Step::start(progress, "exporting to image");
@@ -209,13 +215,17 @@ async fn push(
             return Err(ExportError::NoName);
         }
         let (store, config) = (inner.store.clone(), image.clone());
+        let options = exporter::OciOptions {
+            inline_cache: inline_cache.map(str::to_string),
+            ..exporter::OciOptions::default()
+        };
         let summary = tokio::task::spawn_blocking(move || {
             let source = exporter::Source {
                 store: &store,
                 result: snapshot,
                 image: &config,
             };
-            exporter::build_image(&source, &exporter::OciOptions::default())
+            exporter::build_image(&source, &options)
         })
         .await
         .map_err(ExportError::Join)??;

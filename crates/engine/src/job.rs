@@ -10,7 +10,9 @@ use solver::Solver;
 
 use crate::explain::Explainer;
 use crate::progress::BuildProgress;
-use crate::{BuildError, BuildRequest, BuildResult, Inner, Progress, Ref, export, frontend, ops};
+use crate::{
+    BuildError, BuildRequest, BuildResult, CacheBackend, Inner, Progress, Ref, export, frontend, ops,
+};
 
 /// Runs a whole build.
 pub(crate) async fn build(
@@ -83,16 +85,29 @@ pub(crate) async fn build(
         unused_build_args: compiled.unused_build_args.clone(),
         ..BuildResult::default()
     };
+    let steps = build_progress.keyed_steps();
+    let inline = inline_cache(inner, request, &steps, &result, &imported, &build_progress).await?;
     for output in &request.outputs {
-        if let Some(image) =
-            export::export(inner, &registry, output, snapshot, &compiled.image, &progress).await?
-        {
+        let image = export::export(
+            inner,
+            &registry,
+            output,
+            snapshot,
+            &compiled.image,
+            inline.as_deref(),
+            &progress,
+        )
+        .await?;
+        if let Some(image) = image {
             outcome.manifest = Some(image.manifest.digest.clone());
             outcome.image = Some(image);
         }
     }
-    let steps = build_progress.keyed_steps();
-    for export in &request.cache_to {
+    for export in request
+        .cache_to
+        .iter()
+        .filter(|e| e.backend != CacheBackend::Inline)
+    {
         let step = crate::progress::Step::start(&progress, cache_step_name(&export.backend));
         let written =
             crate::remote::export::export(inner, &registry, export, &steps, &result, &imported, &step).await;
@@ -113,10 +128,53 @@ pub(crate) async fn build(
 }
 
 /// The progress name of a cache export, as BuildKit's.
-fn cache_step_name(backend: &crate::CacheBackend) -> &'static str {
+fn cache_step_name(backend: &CacheBackend) -> &'static str {
     match backend {
-        crate::CacheBackend::Registry { .. } => "exporting cache to registry",
-        crate::CacheBackend::Local { .. } => "exporting cache to client directory",
+        CacheBackend::Registry { .. } => "exporting cache to registry",
+        CacheBackend::Local { .. } => "exporting cache to client directory",
+        CacheBackend::Inline => "preparing build cache for export",
+    }
+}
+
+/// The inline cache for the build's image outputs, when `--cache-to type=inline` asks for one
+/// (and an output writes an image: otherwise there is nowhere to put it, which is a warning).
+async fn inline_cache(
+    inner: &Arc<Inner>,
+    request: &BuildRequest,
+    steps: &[crate::remote::KeyedStep],
+    result: &Ref,
+    imported: &[Arc<crate::remote::Imported>],
+    progress: &BuildProgress,
+) -> Result<Option<String>, BuildError> {
+    let Some(export) = request
+        .cache_to
+        .iter()
+        .find(|e| e.backend == CacheBackend::Inline)
+    else {
+        return Ok(None);
+    };
+    let images = request.outputs.iter().any(|o| {
+        matches!(
+            o,
+            crate::OutputSpec::Oci { .. }
+                | crate::OutputSpec::Docker { .. }
+                | crate::OutputSpec::Registry { .. }
+        )
+    });
+    if !images {
+        progress.warn("--cache-to type=inline has no effect: no output writes an image".into());
+        return Ok(None);
+    }
+    match crate::remote::export::inline(inner, steps, result, imported).await {
+        Ok(cache) => Ok(Some(cache)),
+        Err(e) if export.ignore_error => {
+            progress.warn(format!(
+                "exporting the inline cache failed (ignored, ignore-error=true): {}",
+                oci::error_chain(&e)
+            ));
+            Ok(None)
+        }
+        Err(e) => Err(BuildError::CacheExport(Box::new(e))),
     }
 }
 

@@ -51,6 +51,9 @@ pub enum CacheBackend {
         /// The tag (`latest` by default).
         tag: String,
     },
+    /// Export only: the cache config inside the config of the build's images
+    /// (`type=inline`), read back by `--cache-from IMAGE`.
+    Inline,
 }
 
 impl std::fmt::Display for CacheBackend {
@@ -58,6 +61,7 @@ impl std::fmt::Display for CacheBackend {
         match self {
             CacheBackend::Registry { reference } => write!(f, "{reference}"),
             CacheBackend::Local { dir, tag } => write!(f, "{}:{tag}", dir.display()),
+            CacheBackend::Inline => write!(f, "inline"),
         }
     }
 }

@@ -92,6 +92,7 @@ pub(crate) fn assemble(source: &Source<'_>, options: &OciOptions, oci: bool) -> 
         diff_ids: kept.iter().map(|l| l.diff_id.clone()).collect(),
     };
     config.created = Some(image_created(&config.history, options.epoch));
+    config.inline_cache = options.inline_cache.clone();
 
     let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Encode {
         what: "config",

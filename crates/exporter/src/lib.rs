@@ -85,6 +85,9 @@ pub struct OciOptions {
     /// Docker for [`write_docker_tar`]. Only the labels differ: the config and layer bytes are
     /// the same either way.
     pub oci_media_types: Option<bool>,
+    /// BuildKit's inline cache to put into the config (`--cache-to type=inline`); `None` leaves
+    /// it out, also when the frontend's config (copied from a base image) had one.
+    pub inline_cache: Option<String>,
 }
 
 /// Errors of the exporters.

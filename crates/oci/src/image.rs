@@ -168,6 +168,14 @@ pub struct ImageConfig {
     /// One entry per instruction that built the image.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<History>,
+    /// BuildKit's inline cache: the base64 of a cache config ([`crate::cache`]) whose layers are
+    /// this image's (`--cache-to type=inline`).
+    #[serde(
+        rename = "moby.buildkit.cache.v0",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub inline_cache: Option<String>,
 }
 
 impl ImageConfig {

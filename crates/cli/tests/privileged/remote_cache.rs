@@ -309,3 +309,37 @@ fn two_builds_export_to_one_directory_at_once() {
     assert_eq!(c.runtime.runs(), 0);
     assert_eq!(read(&out, "two.txt"), "two\n");
 }
+
+#[test]
+fn an_inline_cache_travels_in_the_pushed_image() {
+    let h = Harness::start();
+    let host = h.fixture.registry.host();
+    let ctx = h.context();
+    ctx.write("hello.txt", "hello\n")
+        .dockerfile("FROM @BASE@\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy.txt\n");
+    let image = format!("{host}/inline/app:v1");
+    let push = format!("type=image,name={image},push=true");
+    let first = h.out_path("first");
+    build_into(&h.kiln, &ctx, &first, &["--cache-to", "type=inline", "-o", &push]);
+    assert_eq!(h.kiln.runtime.runs(), 1);
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--config", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{image}"))
+        .output()
+        .unwrap();
+    assert!(raw.status.success(), "{}", String::from_utf8_lossy(&raw.stderr));
+    let config: Value = serde_json::from_slice(&raw.stdout).unwrap();
+    assert!(config["moby.buildkit.cache.v0"].is_string(), "{config}");
+
+    let b = Kiln::new();
+    let second = h.out_path("second");
+    let log = build_into(&b, &ctx, &second, &["--cache-from", &image]);
+    assert_eq!(b.runtime.runs(), 0, "{log}");
+    assert_eq!(read(&second, "copy.txt"), "hello\n");
+
+    // An image without an inline cache is a warning, not a failure.
+    let c = Kiln::new();
+    let log = build_into(&c, &ctx, &h.out_path("third"), &["--cache-from", h.base()]);
+    assert_eq!(c.runtime.runs(), 1, "{log}");
+    assert!(log.contains("has no inline cache"), "{log}");
+}

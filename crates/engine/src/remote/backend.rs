@@ -131,13 +131,26 @@ pub(crate) async fn import(
                 .fetch_manifest(&reference)
                 .await
                 .map_err(registry_error)?;
-            let (config, layers) = object(&name, &fetched.bytes)?;
-            let bytes = fetch_small(registry, &reference, &config, &name).await?;
+            let (layers, bytes) = match object(&name, &fetched.bytes)? {
+                Object::Cache { config, layers } => {
+                    (layers, fetch_small(registry, &reference, &config, &name).await?)
+                }
+                Object::Image { config, layers } => {
+                    let bytes = fetch_small(registry, &reference, &config, &name).await?;
+                    inline_cache(&name, &bytes, layers)?
+                }
+            };
             let blobs = RegistryBlobs {
                 registry: registry.clone(),
                 reference,
             };
             (Arc::new(blobs), layers, bytes)
+        }
+        CacheBackend::Inline => {
+            return Err(CacheError::Invalid {
+                name,
+                what: "an inline cache is read from its image: --cache-from IMAGE".into(),
+            });
         }
         CacheBackend::Local { dir, tag } => {
             let blobs = LayoutBlobs { dir: dir.clone() };
@@ -171,9 +184,71 @@ fn parse_reference(reference: &str) -> Result<Reference, CacheError> {
     })
 }
 
+/// What a cache reference names.
+enum Object {
+    /// A cache object: its config (a cache config) and layers.
+    Cache {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
+    /// An image, whose config may hold an inline cache.
+    Image {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
+}
+
+/// The key of the inline cache in an image config.
+const INLINE_KEY: &str = "moby.buildkit.cache.v0";
+
+/// The inline cache of an image config (the base64 of a cache config), and the image's layers
+/// with their diff IDs from the config.
+fn inline_cache(
+    name: &str,
+    config: &[u8],
+    layers: Vec<Descriptor>,
+) -> Result<(Vec<Descriptor>, Vec<u8>), CacheError> {
+    use base64::Engine as _;
+    let invalid = |what: String| CacheError::Invalid {
+        name: name.to_string(),
+        what,
+    };
+    let image: serde_json::Value = serde_json::from_slice(config).map_err(|source| CacheError::Document {
+        name: name.to_string(),
+        document: "image config",
+        source,
+    })?;
+    let encoded = image
+        .get(INLINE_KEY)
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| invalid(format!("the image has no inline cache ({INLINE_KEY})")))?;
+    let cache = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| invalid(format!("its inline cache is not base64: {e}")))?;
+    let diff_ids: Vec<&str> = image
+        .pointer("/rootfs/diff_ids")
+        .and_then(serde_json::Value::as_array)
+        .map(|ids| ids.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    let layers = layers
+        .into_iter()
+        .zip(diff_ids.iter().map(Some).chain(std::iter::repeat(None)))
+        .map(|(mut layer, diff_id)| {
+            if let Some(diff_id) = diff_id {
+                layer
+                    .annotations
+                    .entry(oci::cache::ANNOTATION_UNCOMPRESSED.into())
+                    .or_insert_with(|| diff_id.to_string());
+            }
+            layer
+        })
+        .collect();
+    Ok((layers, cache))
+}
+
 /// The config descriptor and layer descriptors of a cache object: an image manifest whose
-/// config is a cache config, or an index listing the layers and the config.
-fn object(name: &str, bytes: &[u8]) -> Result<(Descriptor, Vec<Descriptor>), CacheError> {
+/// config is a cache config, or an index listing the layers and the config; or of an image.
+fn object(name: &str, bytes: &[u8]) -> Result<Object, CacheError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| CacheError::Document {
         name: name.to_string(),
         document: "manifest",
@@ -194,20 +269,25 @@ fn object(name: &str, bytes: &[u8]) -> Result<(Descriptor, Vec<Descriptor>), Cac
             .manifests
             .into_iter()
             .partition(|d| d.media_type == CACHE_CONFIG_V0);
-        let config = configs
-            .into_iter()
-            .next()
-            .ok_or_else(|| invalid("the index lists no cache config: it is no cache".into()))?;
-        return Ok((config, layers));
+        let config = configs.into_iter().next().ok_or_else(|| {
+            invalid("the index lists no cache config: it is no cache (a multi-platform image has no inline cache kiln reads)".into())
+        })?;
+        return Ok(Object::Cache { config, layers });
     }
     let manifest: ImageManifest = serde_json::from_value(value).map_err(document_error)?;
-    if manifest.config.media_type != CACHE_CONFIG_V0 {
-        return Err(invalid(format!(
-            "its config is a {}, not a cache config ({CACHE_CONFIG_V0}): it is no cache",
-            manifest.config.media_type
-        )));
+    match manifest.config.media_type.as_str() {
+        CACHE_CONFIG_V0 => Ok(Object::Cache {
+            config: manifest.config,
+            layers: manifest.layers,
+        }),
+        media_type::OCI_CONFIG | media_type::DOCKER_CONFIG => Ok(Object::Image {
+            config: manifest.config,
+            layers: manifest.layers,
+        }),
+        other => Err(invalid(format!(
+            "its config is a {other}, neither a cache config ({CACHE_CONFIG_V0}) nor an image config: it is no cache"
+        ))),
     }
-    Ok((manifest.config, manifest.layers))
 }
 
 /// Fetches a small blob (a cache config) from a registry, refusing one over the config limit.
@@ -294,7 +374,12 @@ fn read_layout(dir: &Path, tag: &str, name: &str) -> Result<(Vec<Descriptor>, Ve
             what: format!("index.json has no manifest tagged {tag:?}"),
         })?;
     let manifest = read_layout_blob(dir, &entry.digest, MAX_MANIFEST_SIZE, name)?;
-    let (config, layers) = object(name, &manifest)?;
+    let Object::Cache { config, layers } = object(name, &manifest)? else {
+        return Err(CacheError::Invalid {
+            name: name.to_string(),
+            what: format!("{tag} is an image, not a cache"),
+        });
+    };
     if config.size > MAX_CONFIG_SIZE {
         return Err(CacheError::Config {
             name: name.to_string(),
@@ -415,6 +500,10 @@ pub(crate) async fn write(
                 .await
                 .map_err(registry_error)
         }
+        CacheBackend::Inline => Err(CacheError::Invalid {
+            name: backend.to_string(),
+            what: "an inline cache is written with the image".into(),
+        }),
         CacheBackend::Local { dir, tag } => {
             let (store, dir, tag) = (store.clone(), dir.clone(), tag.clone());
             tokio::task::spawn_blocking(move || write_layout(&store, &dir, &tag, &object))

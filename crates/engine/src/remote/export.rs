@@ -40,24 +40,7 @@ pub(crate) async fn export(
     progress: &crate::progress::Step,
 ) -> Result<Digest, CacheError> {
     progress.status("preparing build cache for export");
-    let final_chain = chain_of_result(inner, result, export.compression).await?;
-    let mut chains: BTreeMap<Digest, Vec<Layer>> = BTreeMap::new();
-    for step in steps {
-        if chains.contains_key(&step.key) {
-            continue;
-        }
-        if let Some(chain) = chain_of_key(inner, &step.key, imported, export.compression).await?
-            && !chain.is_empty()
-        {
-            chains.insert(step.key.clone(), chain);
-        }
-    }
-    if export.mode == CacheMode::Min {
-        let ids: Vec<&Digest> = final_chain.iter().map(|l| &l.diff_id).collect();
-        chains.retain(|_, chain| {
-            chain.len() <= ids.len() && chain.iter().zip(&ids).all(|(l, id)| l.diff_id == **id)
-        });
-    }
+    let chains = chains(inner, steps, result, imported, export.mode, export.compression).await?;
     let (config, layers) = config(&chains, steps);
     for layer in &layers {
         ensure_local(inner, registry, export, layer).await?;
@@ -69,6 +52,52 @@ pub(crate) async fn export(
         chains.len()
     ));
     backend::write(&inner.store, registry, &export.backend, object).await
+}
+
+/// The inline cache of the build's images (`--cache-to type=inline`): the base64 of the cache
+/// config of the steps whose results make the final result (`mode=min`), whose layers are the
+/// image's.
+pub(crate) async fn inline(
+    inner: &Arc<Inner>,
+    steps: &[KeyedStep],
+    result: &Ref,
+    imported: &[Arc<Imported>],
+) -> Result<String, CacheError> {
+    use base64::Engine as _;
+    let compression = exporter::Compression::Gzip;
+    let chains = chains(inner, steps, result, imported, CacheMode::Min, compression).await?;
+    let (config, _) = config(&chains, steps);
+    Ok(base64::engine::general_purpose::STANDARD.encode(config.to_bytes()))
+}
+
+/// The layer chain of each step's result, for `mode`.
+async fn chains(
+    inner: &Arc<Inner>,
+    steps: &[KeyedStep],
+    result: &Ref,
+    imported: &[Arc<Imported>],
+    mode: CacheMode,
+    compression: exporter::Compression,
+) -> Result<BTreeMap<Digest, Vec<Layer>>, CacheError> {
+    let final_chain = chain_of_result(inner, result, compression).await?;
+    let mut chains: BTreeMap<Digest, Vec<Layer>> = BTreeMap::new();
+    for step in steps {
+        if chains.contains_key(&step.key) {
+            continue;
+        }
+        if let Some(chain) = chain_of_key(inner, &step.key, imported, compression).await?
+            && !chain.is_empty()
+        {
+            chains.insert(step.key.clone(), chain);
+        }
+    }
+    if mode == CacheMode::Min {
+        let ids: Vec<&Digest> = final_chain.iter().map(|l| &l.diff_id).collect();
+        chains.retain(|_, chain| {
+            chain.len() <= ids.len() && chain.iter().zip(&ids).all(|(l, id)| l.diff_id == **id)
+        });
+    }
+    Ok(chains)
 }
 
 /// The layer chain of the build's final result.
