@@ -56,6 +56,20 @@ impl CacheStore<Ref, Session> for StoreCache {
             record(&self.store, key, snapshots).await
         })
     }
+
+    fn resolve_link<'a>(
+        &'a self,
+        link: &'a Digest,
+        ctx: &'a Context<Session>,
+    ) -> BoxFuture<'a, Result<Option<Digest>, OpError>> {
+        Box::pin(async move {
+            Ok(ctx
+                .sessions()
+                .iter()
+                .flat_map(|session| session.remote_cache.iter())
+                .find_map(|source| source.links.get(link).cloned()))
+        })
+    }
 }
 
 /// The result of `key` in the caches imported by the builds waiting in `ctx`, if any.

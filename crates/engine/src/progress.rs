@@ -295,6 +295,7 @@ impl solver::Progress for BuildProgress {
                 ignore_cache,
                 facts,
                 deps,
+                link,
             } => {
                 if let Some(key) = &key {
                     let inputs = deps
@@ -309,6 +310,7 @@ impl solver::Progress for BuildProgress {
                         .unwrap_or_else(|e| e.into_inner())
                         .push(crate::remote::KeyedStep {
                             key: key.clone(),
+                            link,
                             inputs,
                         });
                 }

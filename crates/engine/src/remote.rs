@@ -116,6 +116,8 @@ pub(crate) struct Imported {
     pub(crate) blobs: Arc<dyn sources::pull::BlobSource>,
     /// Layer chain of each cache key.
     pub(crate) chains: BTreeMap<Digest, Vec<ChainLayer>>,
+    /// Link keys and the cache keys they stand for (see `solver::CacheStore::resolve_link`).
+    pub(crate) links: BTreeMap<Digest, Digest>,
 }
 
 /// A result found in an imported cache and not downloaded yet.
@@ -152,5 +154,7 @@ impl RemoteRef {
 #[derive(Clone, Debug)]
 pub(crate) struct KeyedStep {
     pub(crate) key: Digest,
+    /// Its link key, when it has one.
+    pub(crate) link: Option<Digest>,
     pub(crate) inputs: Vec<(Option<Digest>, Option<Digest>)>,
 }

@@ -88,6 +88,10 @@ pub struct CacheRecord {
     /// Per input of the step, links to the records of what it was built on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<Vec<CacheInput>>,
+    /// kiln's extension (other readers ignore it): when `digest` is a link key (a step's key as
+    /// if its inputs entered by their keys, not their content), the real cache key it stands for.
+    #[serde(rename = "kiln/key", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Digest>,
 }
 
 /// A result: the top layer of its chain.
@@ -157,6 +161,8 @@ pub struct CacheResults {
     pub chains: BTreeMap<Digest, Vec<ChainLayer>>,
     /// Results that could not be followed (bad layer indexes, loops, missing diff IDs).
     pub dropped: usize,
+    /// Link keys and the cache keys they stand for (records with [`CacheRecord::key`]).
+    pub links: BTreeMap<Digest, Digest>,
 }
 
 impl CacheConfig {
@@ -201,6 +207,11 @@ impl CacheConfig {
             }
             if let Some(chain) = found {
                 out.chains.entry(record.digest.clone()).or_insert(chain);
+            }
+            if let Some(key) = &record.key {
+                out.links
+                    .entry(record.digest.clone())
+                    .or_insert_with(|| key.clone());
             }
         }
         out
@@ -281,6 +292,7 @@ mod tests {
             chains: Vec::new(),
             digest: digest(key),
             inputs: Vec::new(),
+            key: None,
         }
     }
 
@@ -311,10 +323,13 @@ mod tests {
 
     #[test]
     fn serialises_deterministically_and_reads_back() {
+        let mut link = record(8, 1);
+        link.key = Some(digest(7));
         let config = CacheConfig {
             layers: vec![layer(1, -1), layer(2, 0)],
-            records: vec![record(7, 1)],
+            records: vec![record(7, 1), link],
         };
+        assert_eq!(config.results(&BTreeMap::new()).links[&digest(8)], digest(7));
         let bytes = config.to_bytes();
         assert_eq!(bytes, config.to_bytes());
         assert_eq!(CacheConfig::parse(&bytes).unwrap(), config);

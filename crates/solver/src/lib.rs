@@ -71,6 +71,9 @@ pub type OpError = Arc<dyn std::error::Error + Send + Sync>;
 /// Version of the cache-key encoding; part of every key.
 pub const KEY_VERSION: &str = "kiln-solver-key-v2";
 
+/// Version of the link-key encoding ([`Event::Keyed::link`]).
+pub const LINK_VERSION: &str = "kiln-solver-link-v1";
+
 /// A function computing the content key of one input result.
 pub type ContentFn<R> = Arc<dyn Fn(R) -> BoxFuture<'static, Result<Digest, OpError>> + Send + Sync>;
 
@@ -220,6 +223,17 @@ pub trait CacheStore<R, S>: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Vec<R>>, OpError>>;
     /// Stores outputs under `key`.
     fn save<'a>(&'a self, key: &'a Digest, outputs: &'a [R]) -> BoxFuture<'a, Result<(), OpError>>;
+    /// The cache key a [`link key`](Event::Keyed::link) stood for when it was recorded (a
+    /// remote cache records both), if known. A vertex with content deps whose link key resolves
+    /// takes that key without reading its inputs' content, so inputs needed only for their
+    /// content are never built. The default knows none.
+    fn resolve_link<'a>(
+        &'a self,
+        _link: &'a Digest,
+        _ctx: &'a Context<S>,
+    ) -> BoxFuture<'a, Result<Option<Digest>, OpError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A node of the graph.
@@ -273,6 +287,11 @@ pub enum Event {
         facts: Arc<Vec<(String, String)>>,
         /// How each input entered the key, in input order (empty when uncacheable).
         deps: Vec<KeyDep>,
+        /// For a vertex with content deps whose inputs all have keys: its link key, the key
+        /// it would have if every input entered by its key (with what the op reads of it).
+        /// A remote cache records it next to `key`, so that an importer can find `key` from
+        /// its inputs' keys alone ([`CacheStore::resolve_link`]).
+        link: Option<Digest>,
     },
     /// A vertex's result was found in the cache.
     Cached {

@@ -22,8 +22,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::shared::Shared;
 use crate::watch::{Target, Targets, Watchers};
 use crate::{
-    BoxFuture, CacheMap, CacheStore, Context, Event, Internal, KEY_VERSION, KeyDep, KeyPart, Limits, OpError,
-    Progress, Resource, SolveError, Vertex,
+    BoxFuture, CacheMap, CacheStore, Context, Event, Internal, KEY_VERSION, KeyDep, KeyPart, LINK_VERSION,
+    Limits, OpError, Progress, Resource, SolveError, Vertex,
 };
 
 /// A vertex's cache key (`None` when uncacheable) and the outputs found under it.
@@ -338,19 +338,33 @@ where
     async fn compute_key(self: &Arc<Self>, state: &Arc<State<R, S>>) -> Result<KeyAndCached<R>, SolveError> {
         let map = self.cache_map(state).await?;
         let vertex = &state.vertex;
-        let keyed = |key: Option<Digest>, cached: bool, deps: Vec<KeyDep>| Event::Keyed {
-            vertex: vertex.digest.clone(),
-            name: vertex.name.clone(),
-            key,
-            cached,
-            ignore_cache: vertex.ignore_cache,
-            facts: Arc::new(map.facts.clone()),
-            deps,
-        };
+        let keyed =
+            |key: Option<Digest>, cached: bool, deps: Vec<KeyDep>, link: Option<Digest>| Event::Keyed {
+                vertex: vertex.digest.clone(),
+                name: vertex.name.clone(),
+                key,
+                cached,
+                ignore_cache: vertex.ignore_cache,
+                facts: Arc::new(map.facts.clone()),
+                deps,
+                link,
+            };
         if !map.cacheable {
-            state.watchers.send(&keyed(None, false, Vec::new()));
+            state.watchers.send(&keyed(None, false, Vec::new(), None));
             return Ok((None, None));
         }
+        let link = self.link(state, &map).await?;
+        if let Some((link, deps)) = &link
+            && !vertex.ignore_cache
+            && let Some((key, outputs)) = self.linked(state, link).await?
+        {
+            state
+                .watchers
+                .send(&keyed(Some(key.clone()), true, deps.clone(), Some(link.clone())));
+            self.send_cached(state);
+            return Ok((Some(key), Some(outputs)));
+        }
+        let link = link.map(|(link, _)| link);
         let parts = try_join_all(
             state
                 .inputs
@@ -375,7 +389,7 @@ where
         // An input without a key (and without content hashing) makes this op uncacheable:
         // nothing identifies what it would read.
         if deps.iter().any(|dep| dep.part.is_none()) {
-            state.watchers.send(&keyed(None, false, deps));
+            state.watchers.send(&keyed(None, false, deps, None));
             return Ok((None, None));
         }
         let key = cache_key(&map.digest, vertex.salt.as_ref(), &deps);
@@ -387,15 +401,67 @@ where
         };
         state
             .watchers
-            .send(&keyed(Some(key.clone()), cached.is_some(), deps));
+            .send(&keyed(Some(key.clone()), cached.is_some(), deps, link));
         if cached.is_some() {
-            state.watchers.send(&Event::Cached {
-                vertex: vertex.digest.clone(),
-                name: vertex.name.clone(),
-                inputs: state.input_digests.to_vec(),
-            });
+            self.send_cached(state);
         }
         Ok((Some(key), cached))
+    }
+
+    fn send_cached(&self, state: &State<R, S>) {
+        state.watchers.send(&Event::Cached {
+            vertex: state.vertex.digest.clone(),
+            name: state.vertex.name.clone(),
+            inputs: state.input_digests.to_vec(),
+        });
+    }
+
+    /// The link key of a vertex with content deps whose inputs all have keys, with its deps as
+    /// keys; `None` otherwise.
+    async fn link(
+        self: &Arc<Self>,
+        state: &Arc<State<R, S>>,
+        map: &CacheMap<R>,
+    ) -> Result<Option<(Digest, Vec<KeyDep>)>, SolveError> {
+        if !map.deps.iter().any(|dep| dep.content.is_some()) {
+            return Ok(None);
+        }
+        let keys = try_join_all(state.inputs.iter().map(|(input, _)| self.key(input))).await?;
+        let mut deps = Vec::with_capacity(keys.len());
+        for (((input, index), dep), (key, _)) in state.inputs.iter().zip(map.deps.iter()).zip(keys) {
+            let Some(key) = key else {
+                return Ok(None);
+            };
+            deps.push(KeyDep {
+                input: input.vertex.digest.clone(),
+                input_name: input.vertex.name.clone(),
+                output: *index,
+                selector: dep.selector.clone(),
+                part: Some(KeyPart::Key(key)),
+            });
+        }
+        let link = link_key(&map.digest, state.vertex.salt.as_ref(), &deps);
+        Ok(Some((link, deps)))
+    }
+
+    /// The key and outputs a link key stands for in the cache, if it resolves and the outputs
+    /// are there.
+    async fn linked(
+        self: &Arc<Self>,
+        state: &Arc<State<R, S>>,
+        link: &Digest,
+    ) -> Result<Option<(Digest, Vec<R>)>, SolveError> {
+        let ctx = Context::new(state.vertex.digest.clone(), Self::targets(state));
+        let Some(key) = self
+            .cache
+            .resolve_link(link, &ctx)
+            .await
+            .map_err(|e| fail(state, e))?
+        else {
+            return Ok(None);
+        };
+        let outputs = self.cache.load(&key, &ctx).await.map_err(|e| fail(state, e))?;
+        Ok(outputs.map(|outputs| (key, outputs)))
     }
 
     /// The execution `state` joins: the live one of its key, or a new one.
@@ -520,6 +586,13 @@ fn cache_key(digest: &Digest, salt: Option<&Digest>, deps: &[KeyDep]) -> Digest 
         text.push_str(&format!("{i} {part} {selector}\n"));
     }
     Digest::of(text.as_bytes())
+}
+
+/// The link key of a vertex with content deps: its key as if every input entered by its own key
+/// (`deps` all [`KeyPart::Key`]), under its own version so it never equals a real key.
+fn link_key(digest: &Digest, salt: Option<&Digest>, deps: &[KeyDep]) -> Digest {
+    let key = cache_key(digest, salt, deps);
+    Digest::of(format!("{LINK_VERSION}\n{key}\n").as_bytes())
 }
 
 /// What identifies a vertex's state: its digest when nothing else is involved, otherwise a

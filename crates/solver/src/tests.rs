@@ -159,6 +159,8 @@ impl Op<String, ()> for WithDeps {
 #[derive(Default)]
 struct MemoryCache {
     records: Mutex<HashMap<Digest, Vec<String>>>,
+    /// Link keys and the keys they stand for, as a remote cache would know them.
+    links: Mutex<HashMap<Digest, Digest>>,
 }
 
 impl<S> CacheStore<String, S> for MemoryCache {
@@ -174,6 +176,13 @@ impl<S> CacheStore<String, S> for MemoryCache {
             self.records.lock().unwrap().insert(key.clone(), outputs.to_vec());
             Ok(())
         })
+    }
+    fn resolve_link<'a>(
+        &'a self,
+        link: &'a Digest,
+        _ctx: &'a Context<S>,
+    ) -> BoxFuture<'a, Result<Option<Digest>, OpError>> {
+        Box::pin(async move { Ok(self.links.lock().unwrap().get(link).cloned()) })
     }
 }
 
@@ -867,4 +876,51 @@ async fn a_long_chain_solves_without_deep_recursion() {
     let solver = solver(&cache);
     solve(&solver, &top).await.unwrap();
     assert_eq!(g.counters.total(), 3000);
+}
+
+#[tokio::test]
+async fn a_link_key_finds_a_content_keyed_result_without_building_its_inputs() {
+    let g = Graph::new();
+    let build = |g: &Graph| {
+        let base = g.leaf("base");
+        let builder = g.vertex(g.toy("builder"), vec![base.clone()]);
+        let mut copy = g.toy("final");
+        copy.content_inputs = vec![1];
+        g.vertex(copy, vec![base, builder])
+    };
+    // A first machine builds everything; its events name the link key and the key.
+    let first = Arc::new(MemoryCache::default());
+    let s = solver(&first);
+    let events = Arc::new(Events::default());
+    let expected = s
+        .job(events.clone(), Arc::new(()))
+        .solve(&build(&g), 0)
+        .await
+        .unwrap();
+    let (key, link) = events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|e| match e {
+            Event::Keyed { name, key, link, .. } if name == "final" => Some((key.clone()?, link.clone()?)),
+            _ => None,
+        })
+        .expect("the content-keyed vertex has a link key");
+    assert_eq!(g.counters.runs("builder"), 1);
+    // A second machine knows only the final result, under its key and its link key: the input
+    // read only for its content is never built.
+    let second = Arc::new(MemoryCache::default());
+    let outputs = first.records.lock().unwrap()[&key].clone();
+    second.records.lock().unwrap().insert(key.clone(), outputs);
+    second.links.lock().unwrap().insert(link, key);
+    assert_eq!(solve(&solver(&second), &build(&g)).await.unwrap(), expected);
+    assert_eq!(g.counters.runs("builder"), 1);
+    assert_eq!(g.counters.runs("final"), 1);
+    // Without the link the content is needed, so the input is built.
+    let third = Arc::new(MemoryCache::default());
+    *third.records.lock().unwrap() = second.records.lock().unwrap().clone();
+    assert_eq!(solve(&solver(&third), &build(&g)).await.unwrap(), expected);
+    assert_eq!(g.counters.runs("builder"), 2);
+    assert_eq!(g.counters.runs("final"), 1, "same content: the same key, a hit");
 }

@@ -172,6 +172,7 @@ pub(crate) async fn import(
             name,
             blobs,
             chains: results.chains,
+            links: results.links,
         },
         dropped: results.dropped,
     })

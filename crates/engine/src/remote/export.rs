@@ -223,8 +223,25 @@ fn config(chains: &BTreeMap<Digest, Vec<Layer>>, steps: &[KeyedStep]) -> (CacheC
             chains: Vec::new(),
             digest: key.clone(),
             inputs: record_inputs,
+            key: None,
         });
     }
+    // Link records: the same result under a step's link key, naming its real key.
+    let mut linked: Vec<CacheRecord> = steps
+        .iter()
+        .filter_map(|step| {
+            let link = step.link.as_ref()?;
+            let real = &config.records[usize::try_from(*links.get(&step.key)?).ok()?];
+            Some(CacheRecord {
+                digest: link.clone(),
+                key: Some(step.key.clone()),
+                ..real.clone()
+            })
+        })
+        .collect();
+    linked.sort_by(|a, b| a.digest.cmp(&b.digest));
+    linked.dedup_by(|a, b| a.digest == b.digest);
+    config.records.extend(linked);
     (config, layers)
 }
 
