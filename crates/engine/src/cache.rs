@@ -57,6 +57,12 @@ impl CacheStore<Ref, Session> for StoreCache {
         })
     }
 
+    fn has_links(&self, ctx: &Context<Session>) -> bool {
+        ctx.sessions()
+            .iter()
+            .any(|session| session.remote_cache.iter().any(|source| !source.links.is_empty()))
+    }
+
     fn resolve_link<'a>(
         &'a self,
         link: &'a Digest,

@@ -227,6 +227,13 @@ pub trait CacheStore<R, S>: Send + Sync {
     /// remote cache records both), if known. A vertex with content deps whose link key resolves
     /// takes that key without reading its inputs' content, so inputs needed only for their
     /// content are never built. The default knows none.
+    /// Whether [`CacheStore::resolve_link`] may know any link for the jobs in `ctx`. When it
+    /// does, a vertex with content deps waits for its inputs' keys and tries its link key
+    /// before it reads any content; otherwise its link key is computed alongside, so that
+    /// inputs it reads by content start as early as before.
+    fn has_links(&self, _ctx: &Context<S>) -> bool {
+        false
+    }
     fn resolve_link<'a>(
         &'a self,
         _link: &'a Digest,

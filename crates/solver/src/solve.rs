@@ -353,18 +353,22 @@ where
             state.watchers.send(&keyed(None, false, Vec::new(), None));
             return Ok((None, None));
         }
-        let link = self.link(state, &map).await?;
-        if let Some((link, deps)) = &link
-            && !vertex.ignore_cache
-            && let Some((key, outputs)) = self.linked(state, link).await?
-        {
-            state
-                .watchers
-                .send(&keyed(Some(key.clone()), true, deps.clone(), Some(link.clone())));
-            self.send_cached(state);
-            return Ok((Some(key), Some(outputs)));
-        }
-        let link = link.map(|(link, _)| link);
+        let ctx = Context::new(vertex.digest.clone(), Self::targets(state));
+        let early_link = if self.cache.has_links(&ctx) && !vertex.ignore_cache {
+            let link = self.link(state, &map).await?;
+            if let Some((link, deps)) = &link
+                && let Some((key, outputs)) = self.linked(state, link).await?
+            {
+                state
+                    .watchers
+                    .send(&keyed(Some(key.clone()), true, deps.clone(), Some(link.clone())));
+                self.send_cached(state);
+                return Ok((Some(key), Some(outputs)));
+            }
+            Some(link.map(|(link, _)| link))
+        } else {
+            None
+        };
         let parts = try_join_all(
             state
                 .inputs
@@ -372,7 +376,14 @@ where
                 .zip(map.deps.iter())
                 .map(|((input, index), dep)| self.key_part(state, input, *index, dep)),
         );
-        let (parts, ()) = join(parts, self.prefetch(state, &map)).await;
+        let late_link = async {
+            match &early_link {
+                Some(link) => Ok(link.clone()),
+                None => self.link(state, &map).await.map(|l| l.map(|(link, _)| link)),
+            }
+        };
+        let ((parts, ()), link) = join(join(parts, self.prefetch(state, &map)), late_link).await;
+        let link = link?;
         let deps: Vec<KeyDep> = state
             .inputs
             .iter()
@@ -396,7 +407,6 @@ where
         let cached = if vertex.ignore_cache {
             None
         } else {
-            let ctx = Context::new(vertex.digest.clone(), Self::targets(state));
             self.cache.load(&key, &ctx).await.map_err(|e| fail(state, e))?
         };
         state

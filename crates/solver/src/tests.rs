@@ -177,6 +177,9 @@ impl<S> CacheStore<String, S> for MemoryCache {
             Ok(())
         })
     }
+    fn has_links(&self, _ctx: &Context<S>) -> bool {
+        !self.links.lock().unwrap().is_empty()
+    }
     fn resolve_link<'a>(
         &'a self,
         link: &'a Digest,
