@@ -8,7 +8,7 @@
 //!   directory for a base layer, or the mounted merged view of the parent chain plus a new empty
 //!   upper directory. On the merged view the kernel writes whiteouts and opaque markers into the
 //!   upper directory itself, so applying only ever deletes, creates and replaces.
-//! - [`write_layer`] turns an upper directory back into a layer tar. The output is deterministic:
+//! - [`write_layer`] (and [`write_layer_clamped`], which caps mtimes) turns an upper directory back into a layer tar. The output is deterministic:
 //!   the same tree always yields byte-identical bytes.
 //!
 //! Security: layer tars are untrusted. Every write goes through a directory fd that was resolved
@@ -37,4 +37,4 @@ mod write;
 pub(crate) use apply::extract_archive;
 pub use apply::{ApplyStats, apply_layer, apply_layer_with};
 pub use error::LayerError;
-pub use write::{LayerStats, write_layer};
+pub use write::{LayerStats, write_layer, write_layer_clamped};

@@ -55,6 +55,17 @@ const NAME_LEN: usize = 100;
 ///   `SCHILY.xattr.<name>` records sorted by name. xattrs of symlinks and device nodes are not
 ///   read. Sockets are skipped and counted.
 pub fn write_layer(upper: &Path, out: impl Write) -> Result<LayerStats, LayerError> {
+    write_layer_clamped(upper, out, None)
+}
+
+/// [`write_layer`] with every mtime later than `clamp` (Unix seconds) written as `clamp`:
+/// `rewrite-timestamp=true` with `SOURCE_DATE_EPOCH`, so that files a build made at different
+/// times give the same layer.
+pub fn write_layer_clamped(
+    upper: &Path,
+    out: impl Write,
+    clamp: Option<u64>,
+) -> Result<LayerStats, LayerError> {
     let root = rfs::open(
         upper,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -68,6 +79,7 @@ pub fn write_layer(upper: &Path, out: impl Write) -> Result<LayerStats, LayerErr
         tar: tar::Builder::new(Counter { inner: out, count: 0 }),
         stats: LayerStats::default(),
         links: BTreeMap::new(),
+        clamp,
     };
     let root_xattrs = read_xattrs(root.as_fd()).map_err(failed(b"", "read xattrs of"))?;
     if is_opaque(&root_xattrs) {
@@ -117,6 +129,8 @@ struct Writer<W: Write> {
     stats: LayerStats,
     /// First tar path of each multiply-linked regular file, by (device, inode).
     links: BTreeMap<(u64, u64), Vec<u8>>,
+    /// The latest mtime written, if clamped.
+    clamp: Option<u64>,
 }
 
 fn failed<'a, E: Into<io::Error>>(path: &'a [u8], action: &'static str) -> impl FnOnce(E) -> LayerError + 'a {
@@ -153,7 +167,8 @@ impl<W: Write> Writer<W> {
         header.set_mode(st.st_mode & 0o7777);
         header.set_uid(st.st_uid.into());
         header.set_gid(st.st_gid.into());
-        header.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+        let mtime = u64::try_from(st.st_mtime).unwrap_or(0);
+        header.set_mtime(self.clamp.map_or(mtime, |clamp| mtime.min(clamp)));
         header.set_size(0);
         let open = |flags: OFlags| {
             let flags = flags | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
