@@ -12,15 +12,13 @@
 //! `empty_layer`, so `rootfs.diff_ids`, the manifest's layers and the non-empty history entries
 //! always match one to one.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io;
 
-use flate2::GzBuilder;
-use flate2::read::MultiGzDecoder;
-use flate2::write::GzEncoder;
 use oci::media_type::{self, Compression as BlobCompression};
 use oci::{Descriptor, Digest, History, ImageManifest, RootFs, Sha256Writer};
-use store::{Ingest, LayerBlob, SnapshotId, SnapshotInfo, Store};
+use store::{LayerBlob, SnapshotId, SnapshotInfo, Store};
 
+use crate::compress::{self, Sink};
 use crate::{Compression, Error, OciOptions, Source};
 use oci::time::rfc3339;
 
@@ -69,9 +67,11 @@ pub(crate) fn assemble(source: &Source<'_>, options: &OciOptions, oci: bool) -> 
         Some(id) => store.chain(id).map_err(|source| Error::Snapshot { id, source })?,
         None => Vec::new(),
     };
+    let plan = LayerPlan::of(options);
+    let new = new_layers(&source.image.history, chain.len());
     let mut layers = Vec::with_capacity(chain.len());
-    for info in &chain {
-        layers.push(layer(store, info, options.compression, oci)?);
+    for (info, new) in chain.iter().zip(new) {
+        layers.push(layer(store, info, &plan, new, oci)?);
         store::fault::point("export.layer");
     }
     let metas: Vec<LayerMeta<'_>> = chain
@@ -147,11 +147,60 @@ struct Layer {
     empty: bool,
 }
 
-/// The layer of snapshot `info`: its recorded blob, converted to `compression` where possible,
-/// or a newly computed (and recorded) blob; listed under OCI media types when `oci`, else
-/// Docker's.
-fn layer(store: &Store, info: &SnapshotInfo, compression: Compression, oci: bool) -> Result<Layer, Error> {
+/// How the layers of one export are made.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerPlan {
+    pub(crate) compression: Compression,
+    pub(crate) level: Option<i32>,
+    /// Convert every reused blob to `compression` (`force-compression=true`).
+    pub(crate) force: bool,
+    /// `rewrite-timestamp=true` with `SOURCE_DATE_EPOCH`: the build's own layers are written
+    /// again with no mtime later than this.
+    pub(crate) clamp: Option<i64>,
+}
+
+impl LayerPlan {
+    pub(crate) fn of(options: &OciOptions) -> LayerPlan {
+        LayerPlan {
+            compression: options.compression,
+            level: options.compression_level,
+            force: options.force_compression,
+            clamp: options.epoch.filter(|_| options.rewrite_timestamp),
+        }
+    }
+
+    /// A plan that reuses recorded blobs as they are and makes new ones in `compression`.
+    pub(crate) fn reuse(compression: Compression) -> LayerPlan {
+        LayerPlan {
+            compression,
+            level: None,
+            force: false,
+            clamp: None,
+        }
+    }
+}
+
+/// The layer of snapshot `info`, listed under OCI media types when `oci`, else Docker's.
+///
+/// A layer this build made (`new`), under `rewrite-timestamp`, is written again with clamped
+/// times (and not recorded: it depends on the epoch). Otherwise the recorded blob is reused, or a
+/// blob is computed (and recorded) in the plan's compression; a reused blob in another
+/// compression is converted when the layer is new or `force-compression` asks, and also between
+/// gzip and plain tar, as kiln always did; a base layer otherwise keeps its blob, as BuildKit's.
+fn layer(store: &Store, info: &SnapshotInfo, plan: &LayerPlan, new: bool, oci: bool) -> Result<Layer, Error> {
     let id = info.id;
+    if let (Some(epoch), true) = (plan.clamp, new) {
+        let blob = compute_blob(store, id, plan, Some(epoch))?;
+        return Ok(Layer {
+            diff_id: blob.diff_id,
+            descriptor: Descriptor::new(
+                layer_type(plan.compression.into(), oci),
+                blob.descriptor.digest,
+                blob.descriptor.size,
+            ),
+            empty: blob.empty,
+        });
+    }
     let blob = match &info.blob {
         Some(blob) if !store.content().contains(&blob.descriptor.digest) => {
             return Err(Error::MissingBlob {
@@ -161,7 +210,7 @@ fn layer(store: &Store, info: &SnapshotInfo, compression: Compression, oci: bool
         }
         Some(blob) => blob.clone(),
         None => {
-            let blob = compute_blob(store, id, compression)?;
+            let blob = compute_blob(store, id, plan, None)?;
             store
                 .set_layer_blob(id, blob.clone())
                 .map_err(|source| Error::Store {
@@ -189,23 +238,34 @@ fn layer(store: &Store, info: &SnapshotInfo, compression: Compression, oci: bool
             id,
             media_type: descriptor.media_type.clone(),
         })?;
-    let descriptor = match (have, compression) {
-        (BlobCompression::Gzip, Compression::Uncompressed) | (BlobCompression::None, Compression::Gzip) => {
-            let converted = convert(store, id, &descriptor, &diff_id, compression)?;
-            Descriptor::new(
-                layer_type(compression.into(), oci),
-                converted.digest,
-                converted.size,
-            )
-        }
-        // No zstd codec in kiln yet: such blobs (pulled base layers) stay as they are.
-        (have, _) => Descriptor::new(layer_type(have, oci), descriptor.digest, descriptor.size),
+    let want: BlobCompression = plan.compression.into();
+    let gzip_or_tar = matches!(
+        (have, want),
+        (BlobCompression::Gzip, BlobCompression::None) | (BlobCompression::None, BlobCompression::Gzip)
+    );
+    let descriptor = if have != want && (new || plan.force || gzip_or_tar) {
+        let converted = convert(store, id, &descriptor, &diff_id, have, plan)?;
+        Descriptor::new(layer_type(want, oci), converted.digest, converted.size)
+    } else {
+        Descriptor::new(layer_type(have, oci), descriptor.digest, descriptor.size)
     };
     Ok(Layer {
         diff_id,
         descriptor,
         empty: false,
     })
+}
+
+/// Which layers of a chain of `n` the build made: those paired (as `normalize_history` pairs
+/// them) with a history entry the frontend left undated. Base image entries come with their
+/// times; layers without an entry are base layers.
+fn new_layers(history: &[History], n: usize) -> Vec<bool> {
+    let entries: Vec<&History> = history.iter().filter(|h| !h.empty_layer).collect();
+    // Surplus entries are the earliest ones (see `normalize_history`).
+    let entries = &entries[entries.len().saturating_sub(n)..];
+    let mut out = vec![false; n - entries.len()];
+    out.extend(entries.iter().map(|h| h.created.is_none()));
+    out
 }
 
 /// One non-empty layer of a snapshot's chain, as a remote cache lists it.
@@ -231,8 +291,9 @@ pub fn layer_chain(
         .chain(top)
         .map_err(|source| Error::Snapshot { id: top, source })?;
     let mut out = Vec::with_capacity(chain.len());
+    let plan = LayerPlan::reuse(compression);
     for info in &chain {
-        let layer = layer(store, info, compression, true)?;
+        let layer = layer(store, info, &plan, false, true)?;
         if !layer.empty {
             out.push(ChainBlob {
                 descriptor: layer.descriptor,
@@ -248,6 +309,7 @@ impl From<Compression> for BlobCompression {
     fn from(compression: Compression) -> BlobCompression {
         match compression {
             Compression::Gzip => BlobCompression::Gzip,
+            Compression::Zstd => BlobCompression::Zstd,
             Compression::Uncompressed => BlobCompression::None,
         }
     }
@@ -267,22 +329,27 @@ fn layer_type(compression: BlobCompression, oci: bool) -> &'static str {
 }
 
 /// Writes the layer tar of snapshot `id` into a new blob, hashing the uncompressed tar on the
-/// way (the diff ID) and compressing it in the same pass.
-fn compute_blob(store: &Store, id: SnapshotId, compression: Compression) -> Result<LayerBlob, Error> {
+/// way (the diff ID) and compressing it in the same pass; mtimes later than `clamp` are written
+/// as `clamp`.
+fn compute_blob(
+    store: &Store,
+    id: SnapshotId,
+    plan: &LayerPlan,
+    clamp: Option<i64>,
+) -> Result<LayerBlob, Error> {
     let ingest = store.content().ingest().map_err(|source| Error::Store {
         action: "start a layer blob",
         id,
         source,
     })?;
-    let mut tee = Sha256Writer::new(Sink::new(ingest, compression));
-    let stats = fsops::layer::write_layer(&store.layer_dir(id), &mut tee)
+    let compress_error = |action| move |source| Error::Compress { action, id, source };
+    let sink = Sink::new(ingest, plan.compression, plan.level).map_err(compress_error("start the"))?;
+    let mut tee = Sha256Writer::new(sink);
+    let clamp = clamp.map(|c| u64::try_from(c).unwrap_or(0));
+    let stats = fsops::layer::write_layer_clamped(&store.layer_dir(id), &mut tee, clamp)
         .map_err(|source| Error::WriteLayer { id, source })?;
     let (diff_id, _, sink) = tee.finish();
-    let ingest = sink.finish().map_err(|source| Error::Compress {
-        action: "finish the",
-        id,
-        source,
-    })?;
+    let ingest = sink.finish().map_err(compress_error("finish the"))?;
     let size = ingest.written();
     let digest = ingest.commit(None).map_err(|source| Error::Store {
         action: "store the layer blob",
@@ -292,19 +359,20 @@ fn compute_blob(store: &Store, id: SnapshotId, compression: Compression) -> Resu
     Ok(LayerBlob {
         diff_id,
         // Recorded under the OCI type; each image lists it under the family it uses.
-        descriptor: Descriptor::new(layer_type(compression.into(), true), digest, size),
+        descriptor: Descriptor::new(layer_type(plan.compression.into(), true), digest, size),
         empty: stats.is_empty,
     })
 }
 
-/// Rewrites a gzip blob as a plain tar or the other way round. The result is not recorded:
+/// Rewrites a blob compressed as `from` in the plan's compression. The result is not recorded:
 /// a snapshot keeps one canonical blob and other compressions are derived from it.
 fn convert(
     store: &Store,
     id: SnapshotId,
     blob: &Descriptor,
     diff_id: &Digest,
-    to: Compression,
+    from: BlobCompression,
+    plan: &LayerPlan,
 ) -> Result<Descriptor, Error> {
     let file = store
         .content()
@@ -314,75 +382,30 @@ fn convert(
             id,
             source,
         })?;
-    let (mut reader, action): (Box<dyn Read>, _) = match to {
-        // Multi-member gzip streams (pigz) are valid layers too.
-        Compression::Uncompressed => (Box::new(MultiGzDecoder::new(file)), "decompress the"),
-        Compression::Gzip => (Box::new(file), "compress the"),
-    };
+    let action = "convert the";
+    let compress_error = |source| Error::Compress { action, id, source };
+    let mut reader = compress::decoder(file, from).map_err(compress_error)?;
     let ingest = store.content().ingest().map_err(|source| Error::Store {
         action: "start a layer blob",
         id,
         source,
     })?;
-    let mut sink = Sink::new(ingest, to);
-    io::copy(&mut reader, &mut sink).map_err(|source| Error::Compress { action, id, source })?;
-    let ingest = sink
-        .finish()
-        .map_err(|source| Error::Compress { action, id, source })?;
+    let mut sink = Sink::new(ingest, plan.compression, plan.level).map_err(compress_error)?;
+    io::copy(&mut reader, &mut sink).map_err(compress_error)?;
+    let ingest = sink.finish().map_err(compress_error)?;
     let size = ingest.written();
     // A decompressed blob is the layer tar itself, so its digest must be the diff ID.
-    let expected = (to == Compression::Uncompressed).then_some(diff_id);
+    let expected = (plan.compression == Compression::Uncompressed).then_some(diff_id);
     let digest = ingest.commit(expected).map_err(|source| Error::Store {
         action: "store the converted layer blob",
         id,
         source,
     })?;
-    Ok(Descriptor::new(layer_type(to.into(), true), digest, size))
-}
-
-/// Where layer bytes go: compressed or not, into a content store ingest.
-enum Sink {
-    Gzip(GzEncoder<Ingest>),
-    Plain(BufWriter<Ingest>),
-}
-
-impl Sink {
-    fn new(ingest: Ingest, compression: Compression) -> Sink {
-        match compression {
-            // No time, no file name and the "unknown" OS byte: the header never varies.
-            Compression::Gzip => Sink::Gzip(
-                GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(ingest, flate2::Compression::default()),
-            ),
-            Compression::Uncompressed => Sink::Plain(BufWriter::with_capacity(64 * 1024, ingest)),
-        }
-    }
-
-    /// Flushes everything (the gzip trailer included) and returns the ingest to commit.
-    fn finish(self) -> io::Result<Ingest> {
-        match self {
-            Sink::Gzip(encoder) => encoder.finish(),
-            Sink::Plain(writer) => writer.into_inner().map_err(io::IntoInnerError::into_error),
-        }
-    }
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Sink::Gzip(w) => w.write(buf),
-            Sink::Plain(w) => w.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Sink::Gzip(w) => w.flush(),
-            Sink::Plain(w) => w.flush(),
-        }
-    }
+    Ok(Descriptor::new(
+        layer_type(plan.compression.into(), true),
+        digest,
+        size,
+    ))
 }
 
 /// What history alignment needs to know about one snapshot of the chain.

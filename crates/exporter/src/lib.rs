@@ -21,14 +21,16 @@
 //!   ([`fsops::layer::write_layer`]), gzip headers carry no time or name, times in the config come from
 //!   the snapshots (or `SOURCE_DATE_EPOCH`), never from the clock, and tarball entries are in a
 //!   fixed order with fixed metadata. A fully cached rebuild yields the same image digest.
-//! - Layers are streamed from disk to disk; no layer is ever held in memory.
+//! - Layers are streamed from disk to disk; no layer is ever held in memory whole (parallel gzip
+//!   holds at most two 4 MiB chunks per core).
 //!
 //! Deliberately not done here: pushing to a registry (the engine pushes what [`build_image`]
-//! stored), zstd compression (callers refuse it), multi-platform indexes, attestations, and
+//! stored), multi-platform indexes, attestations, and
 //! parsing exporter attributes (the CLI turns them into the typed options used here).
 
 #![forbid(unsafe_code)]
 
+mod compress;
 mod image;
 mod local;
 mod oci_tar;
@@ -64,6 +66,8 @@ pub enum Compression {
     Gzip,
     /// Plain tar (`application/vnd.oci.image.layer.v1.tar`).
     Uncompressed,
+    /// zstd (`application/vnd.oci.image.layer.v1.tar+zstd`).
+    Zstd,
 }
 
 /// Options of the image exporters.
@@ -71,9 +75,9 @@ pub enum Compression {
 pub struct OciOptions {
     /// The image name, e.g. `example.com/app:v1`; written as annotations of the index entry.
     pub name: Option<String>,
-    /// Compression of the layers in the image. Layers that already have a blob in another
-    /// compression are converted between gzip and plain tar; zstd blobs (pulled base layers)
-    /// are kept as they are.
+    /// Compression of the layers in the image. The build's own layers are converted when their
+    /// recorded blob is in another compression, and so are blobs between gzip and plain tar;
+    /// base image layers in zstd or (for zstd) gzip keep their blob unless `force_compression`.
     pub compression: Compression,
     /// `SOURCE_DATE_EPOCH` (Unix seconds): when set, used for every history entry that has no
     /// time yet instead of the snapshots' commit times (and so, normally, for the image's
@@ -85,6 +89,15 @@ pub struct OciOptions {
     /// Docker for [`write_docker_tar`]. Only the labels differ: the config and layer bytes are
     /// the same either way.
     pub oci_media_types: Option<bool>,
+    /// `compression-level=`: the codec's level for blobs made now (gzip 0–9, zstd 1–22);
+    /// `None`: the default (gzip 6, zstd 3).
+    pub compression_level: Option<i32>,
+    /// `force-compression=true`: base image layers whose blobs are in another compression are
+    /// converted too (the build's own layers always are).
+    pub force_compression: bool,
+    /// `rewrite-timestamp=true`: the build's own layers are written with no mtime later than
+    /// [`OciOptions::epoch`] (ignored without one).
+    pub rewrite_timestamp: bool,
     /// BuildKit's inline cache to put into the config (`--cache-to type=inline`); `None` leaves
     /// it out, also when the frontend's config (copied from a base image) had one.
     pub inline_cache: Option<String>,
