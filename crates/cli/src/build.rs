@@ -185,6 +185,20 @@ pub(crate) fn compile_request(args: &CompileArgs) -> Result<BuildRequest, CliErr
             }
         }
     }
+    // As buildx does: the client's SOURCE_DATE_EPOCH is a build arg unless one was given.
+    if !build_args.contains_key("SOURCE_DATE_EPOCH")
+        && let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH")
+        && !epoch.is_empty()
+    {
+        build_args.insert("SOURCE_DATE_EPOCH".into(), epoch);
+    }
+    if let Some(epoch) = build_args.get("SOURCE_DATE_EPOCH")
+        && !epoch.trim().parse::<i64>().is_ok_and(|n| n >= 0)
+    {
+        return Err(CliError::Usage(format!(
+            "invalid SOURCE_DATE_EPOCH {epoch:?}: it must be a number of seconds since 1970-01-01"
+        )));
+    }
     let mut named_contexts = BTreeMap::new();
     for spec in &args.build_contexts {
         let (name, value) = spec

@@ -132,7 +132,8 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         export.compression = match compression.as_str() {
             "gzip" => engine::Compression::Gzip,
             "uncompressed" => engine::Compression::Uncompressed,
-            "zstd" | "estargz" => {
+            "zstd" => engine::Compression::Zstd,
+            "estargz" => {
                 return Err(format!(
                     "{flag} option compression={compression} is not supported yet"
                 ));
@@ -217,8 +218,8 @@ mod tests {
         );
         for (spec, expected) in [
             (
-                "type=local,dest=/d,compression=zstd",
-                "compression=zstd is not supported yet",
+                "type=local,dest=/d,compression=estargz",
+                "compression=estargz is not supported yet",
             ),
             (
                 "type=local,dest=/d,compression-level=3",

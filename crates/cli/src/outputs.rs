@@ -7,13 +7,12 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use engine::{Destination, OutputSpec};
+use engine::{Compression, Destination, ImageFormat, OutputSpec};
 
 /// Output types that write an image, and those that write the result's files.
 const IMAGES: &[&str] = &["image", "registry", "oci", "docker"];
 const REGISTRY: &[&str] = &["image", "registry"];
 const FILES: &[&str] = &["local", "tar"];
-const ALL: &[&str] = &["image", "registry", "oci", "docker", "local", "tar"];
 
 /// What kiln does for an exporter option it does not implement.
 #[derive(Clone, Copy)]
@@ -85,24 +84,6 @@ const KNOWN: &[Known] = &[
         why: "images are only named by name= or -t",
     },
     Known {
-        key: "compression",
-        types: IMAGES,
-        kiln: Kiln::Value("gzip"),
-        why: "layers are gzip-compressed",
-    },
-    Known {
-        key: "compression-level",
-        types: IMAGES,
-        kiln: Kiln::Never,
-        why: "layers use gzip's default level",
-    },
-    Known {
-        key: "force-compression",
-        types: IMAGES,
-        kiln: Kiln::Bool(false),
-        why: "layers are compressed once",
-    },
-    Known {
         key: "oci-mediatypes",
         types: REGISTRY,
         kiln: Kiln::Bool(true),
@@ -133,16 +114,10 @@ const KNOWN: &[Known] = &[
         why: "layers are always distributable",
     },
     Known {
-        key: "rewrite-timestamp",
-        types: IMAGES,
-        kiln: Kiln::Bool(false),
-        why: "SOURCE_DATE_EPOCH is not applied to layers",
-    },
-    Known {
         key: "source-date-epoch",
-        types: ALL,
+        types: FILES,
         kiln: Kiln::Never,
-        why: "SOURCE_DATE_EPOCH is not applied to outputs",
+        why: "SOURCE_DATE_EPOCH is not applied to file outputs",
     },
     Known {
         key: "platform-split",
@@ -355,11 +330,13 @@ fn output_of_type(
                 .remove("oci-mediatypes")
                 .map(|value| bool_option("oci-mediatypes", &value))
                 .transpose()?;
+            let format = image_format(rest)?;
             if kind == "docker" {
                 OutputSpec::Docker {
                     dest,
                     names,
                     oci_media_types,
+                    format,
                 }
             } else if names.len() > 1 {
                 return Err(format!(
@@ -371,6 +348,7 @@ fn output_of_type(
                     dest,
                     name: names.into_iter().next(),
                     oci_media_types,
+                    format,
                 }
             }
         }
@@ -408,7 +386,56 @@ fn registry_output(
             "{kind} output needs an image name: add name=NAME, or -t NAME"
         ));
     }
-    Ok(OutputSpec::Registry { names })
+    let format = image_format(rest)?;
+    Ok(OutputSpec::Registry { names, format })
+}
+
+/// The layer options of an image output (`compression`, `compression-level`,
+/// `force-compression`, `rewrite-timestamp`, `source-date-epoch`), taken out of `rest`.
+pub(crate) fn image_format(rest: &mut BTreeMap<String, String>) -> Result<ImageFormat, String> {
+    let mut format = ImageFormat::default();
+    if let Some(compression) = rest.remove("compression") {
+        format.compression = match compression.as_str() {
+            "gzip" => Compression::Gzip,
+            "zstd" => Compression::Zstd,
+            "uncompressed" => Compression::Uncompressed,
+            "estargz" => return Err("output option compression=estargz is not supported yet".into()),
+            other => {
+                return Err(format!(
+                    "invalid compression {other:?} (gzip, zstd, uncompressed)"
+                ));
+            }
+        };
+    }
+    if let Some(level) = rest.remove("compression-level") {
+        let (low, high) = match format.compression {
+            Compression::Zstd => (0, 22),
+            _ => (0, 9),
+        };
+        let parsed = level
+            .parse::<i32>()
+            .ok()
+            .filter(|l| (low..=high).contains(l))
+            .ok_or_else(|| {
+                format!("invalid compression-level {level:?}: {low} to {high} for this compression")
+            })?;
+        format.compression_level = Some(parsed);
+    }
+    if let Some(value) = rest.remove("force-compression") {
+        format.force_compression = bool_option("force-compression", &value)?;
+    }
+    if let Some(value) = rest.remove("rewrite-timestamp") {
+        format.rewrite_timestamp = bool_option("rewrite-timestamp", &value)?;
+    }
+    if let Some(value) = rest.remove("source-date-epoch") {
+        let epoch = value
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| format!("invalid source-date-epoch {value:?}: seconds since 1970-01-01"))?;
+        format.source_date_epoch = Some(epoch);
+    }
+    Ok(format)
 }
 
 #[cfg(test)]
@@ -427,6 +454,7 @@ mod tests {
                 dest: Destination::File("a.tar".into()),
                 name: Some("x:1".into()),
                 oci_media_types: None,
+                format: ImageFormat::default(),
             })
         );
         // As buildx does, -t names replace name=.
@@ -436,6 +464,7 @@ mod tests {
                 dest: Destination::File("a.tar".into()),
                 name: Some("t:2".into()),
                 oci_media_types: None,
+                format: ImageFormat::default(),
             })
         );
         assert_eq!(parse_output("type=cacheonly", &[]).unwrap(), None);
@@ -450,6 +479,7 @@ mod tests {
                 dest: Destination::File("x.tar".into()),
                 names: vec!["a:1".into(), "b:2".into()],
                 oci_media_types: None,
+                format: ImageFormat::default(),
             })
         );
         assert_eq!(
@@ -458,6 +488,7 @@ mod tests {
                 dest: Destination::File("x.tar".into()),
                 names: Vec::new(),
                 oci_media_types: Some(true),
+                format: ImageFormat::default(),
             })
         );
         assert!(
@@ -468,7 +499,8 @@ mod tests {
         assert_eq!(
             parse_output("type=image,\"name=r/a:1,r/b:2\",push=true", &[]).unwrap(),
             Some(OutputSpec::Registry {
-                names: vec!["r/a:1".into(), "r/b:2".into()]
+                names: vec!["r/a:1".into(), "r/b:2".into()],
+                format: ImageFormat::default(),
             })
         );
         assert!(
@@ -512,9 +544,7 @@ mod tests {
             "type=registry,name=r/a,insecure=true",
             "type=registry,name=r/a,dangling-name-prefix=x",
             "type=registry,name=r/a,name-canonical=true",
-            "type=registry,name=r/a,compression=zstd",
-            "type=registry,name=r/a,compression-level=3",
-            "type=oci,dest=a.tar,force-compression=true",
+            "type=registry,name=r/a,compression=estargz",
             "type=registry,name=r/a,oci-mediatypes=false",
             "type=oci,dest=a.tar,oci-artifact=true",
             "type=oci,dest=a.tar,annotation.org.opencontainers.image.title=x",
@@ -533,6 +563,8 @@ mod tests {
         let accepted = [
             "type=registry,name=r/a,unpack=false,store=true,oci-mediatypes=true,compression=gzip",
             "type=oci,dest=a.tar,force-compression=false,oci-artifact=false,tar=true",
+            "type=registry,name=r/a,compression=zstd,compression-level=19,force-compression=true",
+            "type=oci,dest=a.tar,rewrite-timestamp=true,source-date-epoch=0,compression=uncompressed",
             "type=local,dest=d,platform-split=false,mode=copy",
         ];
         for spec in accepted {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use oci::ImageConfig;
 
 use crate::progress::Step;
-use crate::{BuildError, Destination, ExportedImage, Inner, OutputSpec, Progress};
+use crate::{BuildError, Destination, ExportedImage, ImageFormat, Inner, OutputSpec, Progress};
 
 /// Why an output could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,34 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Expor
     move |source| ExportError::Io { action, path, source }
 }
 
+/// What every image output of a build shares: its inline cache and its `SOURCE_DATE_EPOCH`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ImageExtras {
+    pub(crate) inline_cache: Option<String>,
+    pub(crate) epoch: Option<i64>,
+}
+
+impl ImageExtras {
+    /// The exporter options of an image output.
+    fn options(
+        &self,
+        format: &ImageFormat,
+        name: Option<String>,
+        oci_media_types: Option<bool>,
+    ) -> exporter::OciOptions {
+        exporter::OciOptions {
+            name,
+            compression: format.compression,
+            compression_level: format.compression_level,
+            force_compression: format.force_compression,
+            rewrite_timestamp: format.rewrite_timestamp,
+            epoch: format.source_date_epoch.or(self.epoch),
+            oci_media_types,
+            inline_cache: self.inline_cache.clone(),
+        }
+    }
+}
+
 /// Writes one output; returns the image it wrote, if it is one.
 pub(crate) async fn export(
     inner: &Arc<Inner>,
@@ -75,25 +103,26 @@ pub(crate) async fn export(
     output: &OutputSpec,
     snapshot: Option<store::SnapshotId>,
     image: &ImageConfig,
-    inline_cache: Option<&str>,
+    extras: &ImageExtras,
     progress: &Arc<dyn Progress>,
 ) -> Result<Option<ExportedImage>, BuildError> {
-    if let OutputSpec::Registry { names } = output {
-        return push(inner, registry, names, snapshot, image, inline_cache, progress)
+    if let OutputSpec::Registry { names, format } = output {
+        let options = extras.options(format, None, None);
+        return push(inner, registry, names, snapshot, image, options, progress)
             .await
             .map(Some)
             .map_err(|e| BuildError::Export(Box::new(e)));
     }
     let step = Step::start(progress, step_name(output));
     let (store, image, output) = (inner.store.clone(), image.clone(), output.clone());
-    let inline_cache = inline_cache.map(str::to_string);
+    let extras = extras.clone();
     let result = tokio::task::spawn_blocking(move || {
         let source = exporter::Source {
             store: &store,
             result: snapshot,
             image: &image,
         };
-        write(&source, &output, inline_cache)
+        write(&source, &output, &extras)
     })
     .await
     .map_err(ExportError::Join)
@@ -123,7 +152,7 @@ fn step_name(output: &OutputSpec) -> &'static str {
 fn write(
     source: &exporter::Source<'_>,
     output: &OutputSpec,
-    inline_cache: Option<String>,
+    extras: &ImageExtras,
 ) -> Result<(Option<ExportedImage>, Vec<String>), ExportError> {
     let mut notes = Vec::new();
     let image = match output {
@@ -131,13 +160,9 @@ fn write(
             dest,
             name,
             oci_media_types,
+            format,
         } => {
-            let options = exporter::OciOptions {
-                name: name.clone(),
-                oci_media_types: *oci_media_types,
-                inline_cache: inline_cache.clone(),
-                ..exporter::OciOptions::default()
-            };
+            let options = extras.options(format, name.clone(), *oci_media_types);
             let summary = with_destination(dest, |w| Ok(exporter::write_oci_tar(source, &options, w)?))?;
             notes.push(format!("exporting manifest {} done", summary.manifest.digest));
             notes.push(format!("exporting config {} done", summary.config.digest));
@@ -152,13 +177,9 @@ fn write(
             dest,
             names,
             oci_media_types,
+            format,
         } => {
-            let options = exporter::OciOptions {
-                name: names.first().cloned(),
-                oci_media_types: *oci_media_types,
-                inline_cache: inline_cache.clone(),
-                ..exporter::OciOptions::default()
-            };
+            let options = extras.options(format, names.first().cloned(), *oci_media_types);
             let summary = with_destination(dest, |w| {
                 Ok(exporter::write_docker_tar(source, &options, names, w)?)
             })?;
@@ -197,7 +218,7 @@ async fn push(
     names: &[String],
     snapshot: Option<store::SnapshotId>,
     image: &ImageConfig,
-    inline_cache: Option<&str>,
+    options: exporter::OciOptions,
     progress: &Arc<dyn Progress>,
 ) -> Result<ExportedImage, ExportError> {
     let step = Step::start(progress, "exporting to image");
@@ -215,10 +236,6 @@ async fn push(
             return Err(ExportError::NoName);
         }
         let (store, config) = (inner.store.clone(), image.clone());
-        let options = exporter::OciOptions {
-            inline_cache: inline_cache.map(str::to_string),
-            ..exporter::OciOptions::default()
-        };
         let summary = tokio::task::spawn_blocking(move || {
             let source = exporter::Source {
                 store: &store,

@@ -86,7 +86,10 @@ pub(crate) async fn build(
         ..BuildResult::default()
     };
     let steps = build_progress.keyed_steps();
-    let inline = inline_cache(inner, request, &steps, &result, &imported, &build_progress).await?;
+    let extras = export::ImageExtras {
+        inline_cache: inline_cache(inner, request, &steps, &result, &imported, &build_progress).await?,
+        epoch: source_date_epoch(request)?,
+    };
     for output in &request.outputs {
         let image = export::export(
             inner,
@@ -94,7 +97,7 @@ pub(crate) async fn build(
             output,
             snapshot,
             &compiled.image,
-            inline.as_deref(),
+            &extras,
             &progress,
         )
         .await?;
@@ -125,6 +128,24 @@ pub(crate) async fn build(
         }
     }
     Ok(outcome)
+}
+
+/// The build's `SOURCE_DATE_EPOCH` (a build arg, as buildx passes it): Unix seconds.
+fn source_date_epoch(request: &BuildRequest) -> Result<Option<i64>, BuildError> {
+    let Some(value) = request.build_args.get("SOURCE_DATE_EPOCH") else {
+        return Ok(None);
+    };
+    value
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .map(Some)
+        .ok_or_else(|| {
+            BuildError::Request(format!(
+                "invalid SOURCE_DATE_EPOCH {value:?}: it must be a number of seconds since 1970-01-01"
+            ))
+        })
 }
 
 /// The progress name of a cache export, as BuildKit's.

@@ -93,6 +93,8 @@ pub enum OutputSpec {
         name: Option<String>,
         /// `oci-mediatypes=`: OCI media types (the default for `type=oci`) or Docker's.
         oci_media_types: Option<bool>,
+        /// Layer compression and times.
+        format: ImageFormat,
     },
     /// The result filesystem as a tar stream.
     Tar {
@@ -107,12 +109,32 @@ pub enum OutputSpec {
         names: Vec<String>,
         /// `oci-mediatypes=`: Docker's media types (the default for `type=docker`) or OCI ones.
         oci_media_types: Option<bool>,
+        /// Layer compression and times.
+        format: ImageFormat,
     },
     /// The image pushed to a registry (`type=image,push=true`, `type=registry`, `--push`).
     Registry {
         /// Image references to push to, in order (a missing tag is `latest`).
         names: Vec<String>,
+        /// Layer compression and times.
+        format: ImageFormat,
     },
+}
+
+/// How an image output makes its layers and dates its image (exporter options).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageFormat {
+    /// `compression=`: of the layers made for this output (default gzip).
+    pub compression: Compression,
+    /// `compression-level=`: gzip 0–9, zstd 1–22.
+    pub compression_level: Option<i32>,
+    /// `force-compression=true`: base image layers are converted to `compression` too.
+    pub force_compression: bool,
+    /// `rewrite-timestamp=true`: the build's own layers get no mtime later than
+    /// `SOURCE_DATE_EPOCH`.
+    pub rewrite_timestamp: bool,
+    /// `source-date-epoch=`: this output's `SOURCE_DATE_EPOCH`, instead of the build's.
+    pub source_date_epoch: Option<i64>,
 }
 
 /// A build to run.

@@ -16,6 +16,7 @@ mod e2e;
 mod errors;
 mod explain;
 mod git_context;
+mod image_formats;
 mod instructions;
 mod push;
 mod remote_cache;
