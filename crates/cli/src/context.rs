@@ -109,6 +109,37 @@ pub(crate) fn load(source: &Source, file: Option<&str>) -> Result<Inputs, CliErr
     }
 }
 
+/// `oci-layout://FILE[:TAG|@DIGEST]` where FILE is a tarball of an OCI layout: the tarball
+/// unpacked (as untrusted as a context archive) into a private temporary directory, and the
+/// value naming that directory instead; `None` for anything else.
+pub(crate) fn unpack_layout(value: &str) -> Result<Option<(String, tempfile::TempDir)>, CliError> {
+    let Some(rest) = value.strip_prefix("oci-layout://") else {
+        return Ok(None);
+    };
+    let (path, suffix) = match rest.rsplit_once('@') {
+        Some((path, digest)) => (path, format!("@{digest}")),
+        None => match rest.rsplit_once(':') {
+            Some((path, tag)) if !tag.is_empty() && !tag.contains('/') => (path, format!(":{tag}")),
+            _ => (rest, String::new()),
+        },
+    };
+    if !Path::new(path).is_file() {
+        return Ok(None);
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("kiln-layout-")
+        .tempdir()
+        .context("failed to create a temporary directory for an OCI layout")?;
+    let mut archive =
+        std::fs::File::open(path).with_context(|| format!("failed to open the OCI layout {path}"))?;
+    engine::unpack_archive(&mut archive, temp.path())
+        .with_context(|| format!("failed to unpack the OCI layout {path}"))?;
+    Ok(Some((
+        format!("oci-layout://{}{suffix}", temp.path().display()),
+        temp,
+    )))
+}
+
 /// A Dockerfile read from `input`.
 fn stdin_dockerfile(mut input: impl Read) -> Result<String, CliError> {
     let mut bytes = Vec::new();

@@ -20,6 +20,8 @@ struct RegistryResolver<'a> {
     registry: registry::Client,
     progress: Arc<dyn Progress>,
     resolved: Mutex<BTreeMap<Reference, ResolvedImage>>,
+    /// The build's local directories, `oci-layout://` contexts among them.
+    locals: BTreeMap<String, PathBuf>,
 }
 
 /// Why resolving a base image failed.
@@ -30,6 +32,12 @@ enum ResolveFailure {
     Registry(registry::Error),
     #[error(transparent)]
     Pull(PullError),
+    #[error(transparent)]
+    Layout(crate::layout::LayoutError),
+    #[error("internal error: no OCI layout directory for {0}")]
+    NoLayout(String),
+    #[error("internal task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 impl From<PullError> for ResolveFailure {
@@ -59,6 +67,12 @@ impl ImageResolver for RegistryResolver<'_> {
             &self.progress,
             format!("[internal] load metadata for {}", reference.name_with_tag()),
         );
+        if crate::layout::is_layout(reference) {
+            let result = self.resolve_layout(reference, platform).await;
+            let result = step.finish(result)?;
+            self.remember(reference, &result);
+            return Ok(result);
+        }
         let image = ImageSource {
             reference: reference.clone(),
             platform: platform.clone(),
@@ -68,11 +82,45 @@ impl ImageResolver for RegistryResolver<'_> {
             .map(|(reference, config)| ResolvedImage { reference, config })
             .map_err(ResolveFailure::from);
         let result = step.finish(result)?;
+        self.remember(reference, &result);
+        Ok(result)
+    }
+}
+
+impl RegistryResolver<'_> {
+    fn remember(&self, reference: &Reference, result: &ResolvedImage) {
         self.resolved
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(reference.clone(), result.clone());
-        Ok(result)
+    }
+
+    /// An `oci-layout://` context: its image read from the client's layout directory.
+    async fn resolve_layout(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, ResolveFailure> {
+        let dir = self
+            .locals
+            .get(&crate::layout::local_name(reference))
+            .cloned()
+            .ok_or_else(|| ResolveFailure::NoLayout(reference.to_string()))?;
+        let spec = crate::layout::LayoutSpec {
+            dir,
+            tag: reference.tag().map(str::to_string),
+            digest: reference.digest().cloned(),
+        };
+        let (store, platform) = (self.inner.store.clone(), platform.clone());
+        let (digest, config) =
+            tokio::task::spawn_blocking(move || crate::layout::resolve(&store, &spec, &platform))
+                .await
+                .map_err(ResolveFailure::Task)?
+                .map_err(ResolveFailure::Layout)?;
+        Ok(ResolvedImage {
+            reference: reference.with_digest(digest),
+            config,
+        })
     }
 }
 
@@ -156,6 +204,21 @@ fn build_options(
         .insert(CONTEXT_NAME.to_string(), read_ignore_file(&ignore)?);
     for (name, value) in &request.named_contexts {
         let key = name.to_ascii_lowercase();
+        if let Some(layout) = value.strip_prefix("oci-layout://") {
+            let invalid =
+                |why: String| BuildError::Request(format!("invalid build context {name}={value}: {why}"));
+            let spec = crate::layout::parse_spec(layout).map_err(invalid)?;
+            if !spec.dir.join("index.json").is_file() {
+                return Err(invalid(format!(
+                    "{} is no OCI image layout (no index.json)",
+                    spec.dir.display()
+                )));
+            }
+            let reference = crate::layout::reference(name, &spec).map_err(invalid)?;
+            locals.insert(crate::layout::local_name(&reference), spec.dir.clone());
+            options.named_contexts.insert(key, NamedContext::Image(reference));
+            continue;
+        }
         if let Some(image) = value.strip_prefix("docker-image://") {
             let reference = Reference::parse(image).map_err(|source| BuildError::NamedContext {
                 name: name.clone(),
@@ -167,7 +230,7 @@ fn build_options(
         }
         if value.contains("://") || value.starts_with("git@") {
             return Err(BuildError::Request(format!(
-                "build context {name}={value} is not supported yet: use a local directory or docker-image://REF"
+                "build context {name}={value} is not supported yet: use a local directory, docker-image://REF or oci-layout://DIR"
             )));
         }
         let dir = PathBuf::from(value);
@@ -281,6 +344,7 @@ pub(crate) async fn compile_only(
         registry: registry.clone(),
         progress,
         resolved: Mutex::new(BTreeMap::new()),
+        locals: locals.clone(),
     };
     let compiled = dockerfile::compile(&text, &options, &resolver)
         .await

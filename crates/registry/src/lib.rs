@@ -60,4 +60,4 @@ pub use credentials::{
 };
 pub use error::{CredentialsError, Error, Result};
 pub use http::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, http_client};
-pub use manifest::{FetchedManifest, ResolvedImage};
+pub use manifest::{FetchedManifest, ResolvedImage, select_platform};

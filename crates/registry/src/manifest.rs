@@ -258,7 +258,7 @@ fn specific_media_type(content_type: &str) -> Option<&str> {
 }
 
 /// The index entry for `wanted`: an exact variant match first, then any compatible one.
-pub(crate) fn select_platform<'i>(index: &'i ImageIndex, wanted: &Platform) -> Option<&'i Descriptor> {
+pub fn select_platform<'i>(index: &'i ImageIndex, wanted: &Platform) -> Option<&'i Descriptor> {
     let candidates = || {
         index
             .manifests

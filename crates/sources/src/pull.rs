@@ -191,6 +191,22 @@ pub async fn pull(
     image: &ImageSource,
     progress: &dyn Progress,
 ) -> Result<Option<SnapshotId>, PullError> {
+    let blobs = RegistryBlobs {
+        registry: registry.clone(),
+        reference: image.reference.clone(),
+    };
+    pull_with(store, registry, image, &blobs, progress).await
+}
+
+/// [`pull`] with the layer blobs fetched from `blobs` (manifest and config still come from the
+/// content store, or else the registry).
+pub async fn pull_with(
+    store: &Arc<Store>,
+    registry: &registry::Client,
+    image: &ImageSource,
+    blobs: &dyn BlobSource,
+    progress: &dyn Progress,
+) -> Result<Option<SnapshotId>, PullError> {
     let pull = Pull::new(store, registry, &image.reference);
     let (_, manifest) = pull.manifest(&image.platform).await?;
     let config = pull.config(&manifest).await?;
@@ -208,11 +224,7 @@ pub async fn pull(
         .cloned()
         .zip(diff_ids.iter().cloned())
         .collect();
-    let blobs = RegistryBlobs {
-        registry: registry.clone(),
-        reference: image.reference.clone(),
-    };
-    apply_chain(store, &image.reference.to_string(), &layers, &blobs, progress).await
+    apply_chain(store, &image.reference.to_string(), &layers, blobs, progress).await
 }
 
 /// A boxed, sendable future.

@@ -1,5 +1,5 @@
 //! Build contexts end to end through the `kiln` binary: named contexts (`--build-context`) as
-//! local directories and as images, and what `.dockerignore` and `<Dockerfile>.dockerignore`
+//! local directories, as images and as OCI layouts (directories and tarballs), and what `.dockerignore` and `<Dockerfile>.dockerignore`
 //! leave out of the context.
 
 use crate::common::{Harness, env_of};
@@ -147,4 +147,79 @@ fn dockerignore_and_dockerfile_specific_ignore_files() {
     .unwrap();
     let built = h.build(&ctx, &["-f", custom.to_str().unwrap()]);
     assert_eq!(built.list("/ctx"), vec!["normal.txt"]);
+}
+
+#[test]
+fn oci_layout_contexts_are_bases_in_any_state_directory() {
+    let h = Harness::start();
+    // An image written as an OCI layout (a tarball, and unpacked), tagged v1.
+    let base = h.context();
+    base.dockerfile("FROM @BASE@\nRUN echo from-layout > /layout.txt\nENV FROM_LAYOUT=yes\n");
+    let tarball = h.out_path("base.tar");
+    let spec = format!("type=oci,dest={},name=example.com/base:v1", tarball.display());
+    let output = h.run_build(base.path(), &["-o", &spec]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let layout = h.out_path("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let ctx = h.context();
+    ctx.dockerfile(
+        "FROM base\nRUN cat /layout.txt > /copied.txt && echo $FROM_LAYOUT > /env.txt\nCOPY --from=base /layout.txt /again.txt\n",
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    for value in [
+        format!("oci-layout://{}", layout.display()),
+        format!("oci-layout://{}:v1", layout.display()),
+        format!("oci-layout://{}@{digest}", layout.display()),
+        format!("oci-layout://{}:v1", tarball.display()),
+    ] {
+        // An empty state directory: the layers can only come from the layout.
+        let kiln = crate::common::Kiln::new();
+        let out = h.out_path(&format!("out-{}", kiln.root.path().display()).replace('/', "_"));
+        let dest = format!("type=local,dest={}", out.display());
+        let context = format!("base={value}");
+        let output = kiln.run(&[
+            "build",
+            "--progress=plain",
+            "--build-context",
+            &context,
+            "-o",
+            &dest,
+            ctx.path().to_str().unwrap(),
+        ]);
+        let log = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{value}: {log}");
+        for (file, text) in [
+            ("copied.txt", "from-layout\n"),
+            ("env.txt", "yes\n"),
+            ("again.txt", "from-layout\n"),
+        ] {
+            assert_eq!(
+                std::fs::read_to_string(out.join(file)).unwrap(),
+                text,
+                "{value}: {file}"
+            );
+        }
+    }
+
+    let missing = format!("base=oci-layout://{}:v2", layout.display());
+    let err = h.build_err(&ctx, &["--build-context", &missing]);
+    assert!(err.contains("no manifest tagged \"v2\""), "{err}");
+    let nowhere = format!("base=oci-layout://{}", h.out_path("nowhere").display());
+    let err = h.build_err(&ctx, &["--build-context", &nowhere]);
+    assert!(err.contains("is no OCI image layout"), "{err}");
 }

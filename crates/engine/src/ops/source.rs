@@ -108,9 +108,30 @@ impl Op<Ref, Session> for ImageOp {
             ctx.status(format!("resolve {}", self.image.reference));
             let session = Session::of(ctx).map_err(op_error)?;
             let progress = |line| ctx.status(line);
-            let top = pull::pull(&self.inner.store, &session.registry, &self.image, &progress)
+            let top = if crate::layout::is_layout(&self.image.reference) {
+                // The layout's manifest and config are in the content store since the
+                // frontend resolved it; its layers come from the client's directory.
+                let name = crate::layout::local_name(&self.image.reference);
+                let dir = ctx
+                    .sessions()
+                    .iter()
+                    .find_map(|s| s.local_dirs.get(&name).cloned())
+                    .ok_or_else(|| op_error(OpFailure::NoLocalDir(name)))?;
+                let blobs = crate::layout::LayoutBlobs { dir };
+                pull::pull_with(
+                    &self.inner.store,
+                    &session.registry,
+                    &self.image,
+                    &blobs,
+                    &progress,
+                )
                 .await
-                .map_err(op_error)?;
+                .map_err(op_error)?
+            } else {
+                pull::pull(&self.inner.store, &session.registry, &self.image, &progress)
+                    .await
+                    .map_err(op_error)?
+            };
             Ok(vec![top.map_or(Ref::Empty, Ref::Snapshot)])
         })
     }

@@ -14,16 +14,14 @@ use std::sync::Arc;
 
 use oci::cache::{CACHE_CONFIG_V0, CacheConfig, CacheConfigError, MAX_CONFIG_SIZE};
 use oci::{Descriptor, Digest, ImageIndex, ImageManifest, Reference, media_type};
-use sources::pull::{BlobSource, BoxFuture, PullError, RegistryBlobs};
+use sources::pull::{BlobSource, PullError, RegistryBlobs};
 use store::Store;
 
 use super::{CacheBackend, Imported};
+use crate::layout::{REF_NAME, blob_path as layout_blob};
 
 /// The largest manifest or `index.json` read from a cache.
 const MAX_MANIFEST_SIZE: u64 = 4 << 20;
-
-/// The annotation naming a manifest's tag in an OCI layout's `index.json`.
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Errors of reading or writing a cache object.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +151,7 @@ pub(crate) async fn import(
             });
         }
         CacheBackend::Local { dir, tag } => {
-            let blobs = LayoutBlobs { dir: dir.clone() };
+            let blobs = crate::layout::LayoutBlobs { dir: dir.clone() };
             let (dir, tag, read_name) = (dir.clone(), tag.clone(), name.clone());
             let (layers, bytes) = tokio::task::spawn_blocking(move || read_layout(&dir, &tag, &read_name))
                 .await
@@ -321,11 +319,6 @@ async fn fetch_small(
     Ok(bytes)
 }
 
-/// The path of a blob in a layout directory.
-pub(crate) fn layout_blob(dir: &Path, digest: &Digest) -> PathBuf {
-    dir.join("blobs").join(digest.algorithm()).join(digest.hex())
-}
-
 /// Reads a whole file of at most `limit` bytes.
 fn read_limited(path: &Path, limit: u64, action: &'static str) -> Result<Vec<u8>, CacheError> {
     let io_error = |source| CacheError::Io {
@@ -389,55 +382,6 @@ fn read_layout(dir: &Path, tag: &str, name: &str) -> Result<(Vec<Descriptor>, Ve
     }
     let bytes = read_layout_blob(dir, &config.digest, MAX_CONFIG_SIZE, name)?;
     Ok((layers, bytes))
-}
-
-/// Layer blobs of a layout directory.
-struct LayoutBlobs {
-    dir: PathBuf,
-}
-
-impl BlobSource for LayoutBlobs {
-    fn fetch<'a>(
-        &'a self,
-        store: &'a Arc<Store>,
-        descriptor: &'a Descriptor,
-    ) -> BoxFuture<'a, Result<(), PullError>> {
-        Box::pin(async move {
-            let (store, path, descriptor) = (
-                store.clone(),
-                layout_blob(&self.dir, &descriptor.digest),
-                descriptor.clone(),
-            );
-            let reference = self.dir.display().to_string();
-            let task_reference = reference.clone();
-            tokio::task::spawn_blocking(move || copy_into_store(&store, &path, &descriptor))
-                .await
-                .map_err(|source| PullError::Task {
-                    reference: task_reference,
-                    source,
-                })?
-                .map_err(|source| PullError::Store { reference, source })
-        })
-    }
-}
-
-/// Copies a blob file into the content store, verifying its size and digest.
-fn copy_into_store(store: &Store, path: &Path, descriptor: &Descriptor) -> Result<(), store::Error> {
-    let io_error = |source| store::Error::Io {
-        action: "read cache blob",
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut ingest = store.content().ingest()?;
-    let copied = io::copy(&mut file.take(descriptor.size + 1), &mut ingest).map_err(io_error)?;
-    if copied != descriptor.size {
-        return Err(io_error(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{copied} bytes where the cache says {}", descriptor.size),
-        )));
-    }
-    ingest.commit(Some(&descriptor.digest)).map(drop)
 }
 
 /// A cache object ready to write: its blobs are in the local content store.
