@@ -23,13 +23,15 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the tests and the demo use.
-const PACKAGES: [&str; 6] = [
+const PACKAGES: [&str; 7] = [
     "runc",
     "busybox-static",
     "docker-registry",
     "skopeo",
     "umoci",
     "openssh-client",
+    // dockerd and the docker CLI: `--load` is tested against a real daemon.
+    "docker.io",
 ];
 
 const USAGE: &str = "usage: cargo xtask <ci [--skip-privileged] | demo | tidy | deps>";

@@ -139,22 +139,37 @@ fn progress_style(mode: ProgressMode, quiet: bool) -> Result<(Style, bool), CliE
 }
 
 /// Reads the context and Dockerfile `source` and `file` name into `request` (on the blocking
-/// pool: standard input may be read and an archive unpacked). The returned inputs must live
-/// as long as the build.
+/// pool: standard input may be read and an archive unpacked), and unpacks the OCI layout
+/// tarballs of `--build-context NAME=oci-layout://FILE`. The returned inputs must live as long
+/// as the build.
 pub(crate) async fn load_inputs(
     request: &mut BuildRequest,
     source: &Source,
     file: Option<&str>,
-) -> Result<context::Inputs, CliError> {
+) -> Result<(context::Inputs, Vec<tempfile::TempDir>), CliError> {
     let (source, file) = (source.clone(), file.map(str::to_string));
-    let inputs = tokio::task::spawn_blocking(move || context::load(&source, file.as_deref()))
-        .await
-        .map_err(|e| CliError::failed("reading the build context stopped", e))??;
+    let contexts = request.named_contexts.clone();
+    let (inputs, layouts) = tokio::task::spawn_blocking(move || {
+        let inputs = context::load(&source, file.as_deref())?;
+        let mut layouts = Vec::new();
+        let mut unpacked = BTreeMap::new();
+        for (name, value) in &contexts {
+            if let Some((value, temp)) = context::unpack_layout(value)? {
+                unpacked.insert(name.clone(), value);
+                layouts.push(temp);
+            }
+        }
+        Ok::<_, CliError>((inputs, (layouts, unpacked)))
+    })
+    .await
+    .map_err(|e| CliError::failed("reading the build context stopped", e))??;
+    let (temps, unpacked) = layouts;
+    request.named_contexts.extend(unpacked);
     request.context = inputs.context.clone();
     request.dockerfile = inputs.dockerfile.clone();
     request.dockerfile_text = inputs.dockerfile_text.clone();
     request.git_context = inputs.git.clone();
-    Ok(inputs)
+    Ok((inputs, temps))
 }
 
 /// The engine request for the flags `build` and `debug llb` share, without the context and
@@ -334,6 +349,11 @@ fn outputs(args: &BuildArgs) -> Result<Vec<OutputSpec>, CliError> {
     if args.push && !outputs.iter().any(|o| matches!(o, OutputSpec::Registry { .. })) {
         let output =
             parse_output("type=registry", &args.tags).map_err(|e| CliError::Usage(format!("--push: {e}")))?;
+        outputs.extend(output);
+    }
+    if args.load == Some(true) && !outputs.iter().any(|o| matches!(o, OutputSpec::Docker { .. })) {
+        let output =
+            parse_output("type=docker", &args.tags).map_err(|e| CliError::Usage(format!("--load: {e}")))?;
         outputs.extend(output);
     }
     if outputs.iter().filter(|o| writes_to_stdout(o)).count() > 1 {

@@ -80,6 +80,10 @@ pub(crate) struct BuildArgs {
     /// comma-separated.
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub(crate) no_cache_filter: Vec<String>,
+    /// Shorthand for `--output=type=docker`: load the image into the Docker daemon at
+    /// `DOCKER_HOST` (default `unix:///var/run/docker.sock`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = crate::parse::go_bool)]
+    pub(crate) load: Option<bool>,
     /// Use a cache exported earlier: `REF` (a registry cache), `type=registry,ref=REF` or
     /// `type=local,src=DIR[,tag=TAG]`. Repeatable. See docs/cli.md for every option.
     #[arg(long = "cache-from", value_name = "SPEC")]

@@ -35,10 +35,6 @@ pub(crate) struct CompatFlags {
     /// Set the parent cgroup for RUN steps (not supported yet).
     #[arg(long = "cgroup-parent", value_name = "CGROUP")]
     cgroup_parent: Option<String>,
-    /// Shorthand for `--output=type=docker` (not supported yet: there is no Docker daemon to load
-    /// into; use `--output type=docker,dest=FILE` and `docker load`).
-    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
-    load: Option<bool>,
     /// Policy configuration (not supported yet).
     #[arg(long, value_name = "SPEC")]
     policy: Vec<String>,
@@ -119,12 +115,6 @@ impl CompatFlags {
         }
         if self.cgroup_parent.is_some() {
             return refuse("--cgroup-parent", "RUN steps run in runc's default cgroup");
-        }
-        if self.load == Some(true) {
-            return refuse(
-                "--load",
-                "there is no Docker daemon to load into: use --output type=docker,dest=image.tar, then `docker load -i image.tar`",
-            );
         }
         if !self.policy.is_empty() {
             return refuse("--policy", "kiln evaluates no source policies");
@@ -214,7 +204,6 @@ mod tests {
             sbom: Some("disabled=true".into()),
             attests: vec!["type=provenance,disabled=true".into()],
             call: Some("build".into()),
-            load: Some(false),
             ..CompatFlags::default()
         };
         assert_eq!(flags.check(), Ok(Vec::new()));

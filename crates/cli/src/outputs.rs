@@ -315,15 +315,16 @@ fn output_of_type(
                     "output option tar={tar} (type={kind}) is not supported yet: {kind} outputs are tarballs, not layout directories"
                 ));
             }
-            let dest = rest.remove("dest");
-            if kind == "docker" && dest.is_none() {
-                return Err(
-                    "output type \"docker\" without dest (loading into a Docker daemon) is not supported yet: \
-                     add dest=FILE (or dest=- to pipe into `docker load`)"
-                        .into(),
-                );
-            }
-            let dest = file_destination(kind, dest)?;
+            let dest = match rest.remove("dest") {
+                // Loaded into the Docker daemon, as buildx's docker driver does.
+                None if kind == "docker" => Destination::Daemon(
+                    std::env::var("DOCKER_HOST")
+                        .ok()
+                        .filter(|h| !h.is_empty())
+                        .unwrap_or_else(|| engine::DEFAULT_DOCKER_HOST.to_string()),
+                ),
+                dest => file_destination(kind, dest)?,
+            };
             let names = image_names(rest.remove("name").as_deref(), tags)?;
             // BuildKit's defaults: OCI types for oci, Docker's for docker.
             let oci_media_types = rest
@@ -468,11 +469,13 @@ mod tests {
             })
         );
         assert_eq!(parse_output("type=cacheonly", &[]).unwrap(), None);
-        assert!(
-            parse_output("type=docker", &[])
-                .unwrap_err()
-                .contains("not supported yet")
-        );
+        assert!(matches!(
+            parse_output("type=docker", &[]).unwrap(),
+            Some(OutputSpec::Docker {
+                dest: Destination::Daemon(_),
+                ..
+            })
+        ));
         assert_eq!(
             parse_output("type=docker,dest=x.tar", &["a:1".into(), "b:2".into()]).unwrap(),
             Some(OutputSpec::Docker {

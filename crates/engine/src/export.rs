@@ -61,6 +61,9 @@ pub enum ExportError {
     /// The export's task failed.
     #[error("internal task failed")]
     Join(#[source] tokio::task::JoinError),
+    /// Loading into a Docker daemon failed.
+    #[error(transparent)]
+    Load(#[from] crate::docker::LoadError),
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + use<> {
@@ -114,6 +117,14 @@ pub(crate) async fn export(
             .map_err(|e| BuildError::Export(Box::new(e)));
     }
     let step = Step::start(progress, step_name(output));
+    if let OutputSpec::Docker {
+        dest: Destination::Daemon(host),
+        ..
+    } = output
+    {
+        let loaded = load(inner, output, host, snapshot, image, extras, &step).await;
+        return step.finish(loaded).map_err(|e| BuildError::Export(Box::new(e)));
+    }
     let (store, image, output) = (inner.store.clone(), image.clone(), output.clone());
     let extras = extras.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -135,6 +146,47 @@ pub(crate) async fn export(
     step.finish(result)
         .map(|(image, _)| image)
         .map_err(|e| BuildError::Export(Box::new(e)))
+}
+
+/// Writes a `type=docker` output into a temporary file (removed afterwards) and loads it into
+/// the daemon at `host`.
+async fn load(
+    inner: &Arc<Inner>,
+    output: &OutputSpec,
+    host: &str,
+    snapshot: Option<store::SnapshotId>,
+    image: &ImageConfig,
+    extras: &ImageExtras,
+    step: &Step,
+) -> Result<Option<ExportedImage>, ExportError> {
+    let temp = tempfile::Builder::new()
+        .prefix("kiln-load-")
+        .tempdir()
+        .map_err(io("create a temporary directory in", &std::env::temp_dir()))?;
+    let tar = temp.path().join("image.tar");
+    let mut to_file = output.clone();
+    if let OutputSpec::Docker { dest, .. } = &mut to_file {
+        *dest = Destination::File(tar.clone());
+    }
+    let (store, image, extras) = (inner.store.clone(), image.clone(), extras.clone());
+    let (written, notes) = tokio::task::spawn_blocking(move || {
+        let source = exporter::Source {
+            store: &store,
+            result: snapshot,
+            image: &image,
+        };
+        write(&source, &to_file, &extras)
+    })
+    .await
+    .map_err(ExportError::Join)??;
+    for note in notes.iter().filter(|n| !n.starts_with("sending tarball")) {
+        step.status(note.clone());
+    }
+    step.status(format!("loading image to docker daemon at {host}"));
+    for line in crate::docker::load(host, &tar).await? {
+        step.status(line);
+    }
+    Ok(written)
 }
 
 /// The progress name of writing `output`, as BuildKit's exporters name it.
@@ -306,6 +358,10 @@ fn with_destination<T>(
             Ok(value)
         }
         Destination::File(path) => write_file(path, write),
+        // Loaded by `load`, which writes a file first.
+        Destination::Daemon(host) => Err(ExportError::Load(crate::docker::LoadError::Host {
+            host: host.clone(),
+        })),
     }
 }
 

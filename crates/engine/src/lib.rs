@@ -20,11 +20,13 @@
 mod cache;
 mod context;
 mod disk;
+mod docker;
 mod error;
 pub mod explain;
 mod export;
 mod frontend;
 mod job;
+mod layout;
 mod ops;
 pub mod progress;
 mod remote;
@@ -37,6 +39,7 @@ pub use disk::{
     DiskUsage, Filter, GcOutcome, OtherContent, ParseError, PruneOptions, PruneReport, RecordId, RecordKind,
     SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
 };
+pub use docker::{DEFAULT_DOCKER_HOST, LoadError};
 pub use error::{BuildError, DockerfileError, SourceSnippet, StepError};
 pub use executor::{NetworkMode, ULIMIT_NAMES};
 pub use export::ExportError;
@@ -44,6 +47,7 @@ pub use exporter::Compression;
 /// Build contexts sent as archives (`kiln build - < context.tar`) are unpacked by the client with
 /// the store's confined extraction (see [`fsops::fileop::unpack_archive`]).
 pub use fsops::fileop::{is_archive, unpack_archive};
+pub use layout::LayoutError;
 pub use progress::{Event, Progress};
 pub use remote::backend::CacheError;
 pub use remote::{CacheBackend, CacheExport, CacheMode, RemoteRef};
@@ -75,6 +79,9 @@ pub enum Destination {
     File(PathBuf),
     /// Standard output.
     Stdout,
+    /// A Docker daemon, loaded through its Engine API (`type=docker` without `dest`, `--load`):
+    /// its address (`DOCKER_HOST`, `unix:///var/run/docker.sock` by default).
+    Daemon(String),
 }
 
 /// One requested output (`--output`).

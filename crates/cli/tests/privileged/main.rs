@@ -18,6 +18,7 @@ mod explain;
 mod git_context;
 mod image_formats;
 mod instructions;
+mod load;
 mod push;
 mod remote_cache;
 mod run;
