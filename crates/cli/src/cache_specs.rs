@@ -11,7 +11,7 @@ use engine::{CacheBackend, CacheExport, CacheMode};
 use crate::outputs::{bool_option, csv_fields};
 
 /// The backends BuildKit has and kiln does not (yet).
-const LATER: &[&str] = &["s3", "gha", "azblob"];
+const LATER: &[&str] = &["gha", "azblob"];
 
 /// Splits a cache spec into its type and options; a bare value is `type=registry,ref=VALUE`.
 /// `types` are the types the flag takes.
@@ -54,6 +54,9 @@ fn backend(
     if kind == "inline" {
         return Ok(CacheBackend::Inline);
     }
+    if kind == "s3" {
+        return s3(flag, options);
+    }
     if kind == "registry" {
         let reference = options
             .remove("ref")
@@ -77,6 +80,49 @@ fn backend(
     })
 }
 
+/// The S3 location of `type=s3`: `bucket` (required), `region` (else `AWS_REGION`),
+/// `endpoint_url`, `use_path_style`, `prefix`, `blobs_prefix`, `manifests_prefix`, `name`
+/// (`;`-separated) and the credentials (else the `AWS_*` environment).
+fn s3(flag: &str, options: &mut BTreeMap<String, String>) -> Result<CacheBackend, String> {
+    let bucket = options
+        .remove("bucket")
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| format!("{flag} type=s3: bucket= is required"))?;
+    let region = options
+        .remove("region")
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| format!("{flag} type=s3: region= is required (or AWS_REGION)"))?;
+    let mut location = engine::S3Location::new(bucket, region);
+    location.endpoint_url = options.remove("endpoint_url");
+    if let Some(value) = options.remove("use_path_style") {
+        location.use_path_style = bool_option("use_path_style", &value)?;
+    }
+    for (key, target) in [
+        ("prefix", &mut location.prefix),
+        ("blobs_prefix", &mut location.blobs_prefix),
+        ("manifests_prefix", &mut location.manifests_prefix),
+    ] {
+        if let Some(value) = options.remove(key) {
+            *target = value;
+        }
+    }
+    if let Some(names) = options.remove("name") {
+        location.names = names
+            .split(';')
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        if location.names.is_empty() {
+            return Err(format!("{flag} type=s3: name= names no manifest"));
+        }
+    }
+    location.access_key_id = options.remove("access_key_id");
+    location.secret_access_key = options.remove("secret_access_key");
+    location.session_token = options.remove("session_token");
+    Ok(CacheBackend::S3(Box::new(location)))
+}
+
 /// Refuses options left over: known ones kiln lacks are "not supported yet", others unknown.
 fn check_rest(flag: &str, kind: &str, rest: &BTreeMap<String, String>, known: &[&str]) -> Result<(), String> {
     match rest.iter().next() {
@@ -91,16 +137,28 @@ fn check_rest(flag: &str, kind: &str, rest: &BTreeMap<String, String>, known: &[
 /// Parses one `--cache-from` value.
 pub(crate) fn parse_cache_from(spec: &str) -> Result<CacheBackend, String> {
     let flag = "--cache-from";
-    let (kind, mut options) = fields(flag, spec, &["registry", "local"])?;
+    let (kind, mut options) = fields(flag, spec, &["registry", "local", "s3"])?;
     let backend = backend(flag, &kind, &mut options, "src")?;
-    check_rest(flag, &kind, &options, &["digest"])?;
+    check_rest(
+        flag,
+        &kind,
+        &options,
+        &[
+            "digest",
+            "touch_refresh",
+            "upload_parallelism",
+            "retry_mode",
+            "retry_max_attempts",
+            "disable_accept_encoding",
+        ],
+    )?;
     Ok(backend)
 }
 
 /// Parses one `--cache-to` value.
 pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
     let flag = "--cache-to";
-    let (kind, mut options) = fields(flag, spec, &["registry", "local", "inline"])?;
+    let (kind, mut options) = fields(flag, spec, &["registry", "local", "inline", "s3"])?;
     let mut export = CacheExport::new(backend(flag, &kind, &mut options, "dest")?);
     if let Some(mode) = options.remove("mode") {
         export.mode = match mode.as_str() {
@@ -152,7 +210,16 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         flag,
         &kind,
         &options,
-        &["compression-level", "cache-mounts", "reset"],
+        &[
+            "compression-level",
+            "cache-mounts",
+            "reset",
+            "touch_refresh",
+            "upload_parallelism",
+            "retry_mode",
+            "retry_max_attempts",
+            "disable_accept_encoding",
+        ],
     )?;
     Ok(export)
 }
@@ -187,8 +254,20 @@ mod tests {
                 .unwrap_err()
                 .contains("src= is required")
         );
-        let err = parse_cache_from("type=s3,bucket=b,region=r").unwrap_err();
-        assert!(err.contains("type=s3 is not supported yet"), "{err}");
+        match parse_cache_from(
+            "type=s3,bucket=b,region=r,endpoint_url=http://127.0.0.1:1,use_path_style=true,name=a;b",
+        )
+        .unwrap()
+        {
+            CacheBackend::S3(location) => {
+                assert_eq!(location.names, ["a", "b"]);
+                assert!(location.use_path_style);
+                assert_eq!(location.blobs_prefix, "blobs/");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = parse_cache_from("type=azblob,account_url=x").unwrap_err();
+        assert!(err.contains("type=azblob is not supported yet"), "{err}");
         let err = parse_cache_from("type=registry,ref=a/b,color=red").unwrap_err();
         assert!(err.contains("unknown option \"color\""), "{err}");
         assert!(parse_cache_from("type=registry,ref=UPPER/case").is_err());
@@ -231,7 +310,8 @@ mod tests {
             ),
             ("type=local,dest=/d,mode=all", "invalid mode"),
             ("type=inline,mode=max", "mode=max needs type=registry"),
-            ("type=s3,bucket=b", "type=s3 is not supported yet"),
+            ("type=gha", "type=gha is not supported yet"),
+            ("type=s3,region=r", "bucket= is required"),
             (
                 "type=local,dest=/d,oci-mediatypes=false",
                 "cannot be used with image-manifest=true",

@@ -154,6 +154,7 @@ fn cache_step_name(backend: &CacheBackend) -> &'static str {
         CacheBackend::Registry { .. } => "exporting cache to registry",
         CacheBackend::Local { .. } => "exporting cache to client directory",
         CacheBackend::Inline => "preparing build cache for export",
+        CacheBackend::S3(_) => "exporting cache to Amazon S3",
     }
 }
 

@@ -50,7 +50,7 @@ pub use fsops::fileop::{is_archive, unpack_archive};
 pub use layout::LayoutError;
 pub use progress::{Event, Progress};
 pub use remote::backend::CacheError;
-pub use remote::{CacheBackend, CacheExport, CacheMode, RemoteRef};
+pub use remote::{CacheBackend, CacheExport, CacheMode, RemoteRef, S3Location};
 pub use sources::human_size;
 /// Build logs, readable without opening the state directory (see [`store::logs`]).
 pub use store::logs;

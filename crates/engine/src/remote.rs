@@ -34,6 +34,9 @@ pub(crate) mod backend;
 pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod lazy;
+pub(crate) mod s3;
+
+pub use s3::S3Location;
 
 /// Where a cache object lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +57,8 @@ pub enum CacheBackend {
     /// Export only: the cache config inside the config of the build's images
     /// (`type=inline`), read back by `--cache-from IMAGE`.
     Inline,
+    /// An S3 bucket (`type=s3`).
+    S3(Box<S3Location>),
 }
 
 impl std::fmt::Display for CacheBackend {
@@ -62,6 +67,7 @@ impl std::fmt::Display for CacheBackend {
             CacheBackend::Registry { reference } => write!(f, "{reference}"),
             CacheBackend::Local { dir, tag } => write!(f, "{}:{tag}", dir.display()),
             CacheBackend::Inline => write!(f, "inline"),
+            CacheBackend::S3(location) => write!(f, "{location}"),
         }
     }
 }

@@ -38,6 +38,7 @@ mod git;
 mod image;
 mod privileges;
 mod runtime;
+mod s3;
 mod server;
 mod temp_root;
 
@@ -47,6 +48,7 @@ pub use git::git;
 pub use image::{FIXTURE_EPOCH, FixtureImage, LayerBuilder, base_config, busybox_image, busybox_layer};
 pub use privileges::{Unprivileged, probe, require_privileged};
 pub use runtime::CountingRuntime;
+pub use s3::{SeaweedFs, weed_binary};
 pub use server::{Fixture, Registry, push_image};
 pub use temp_root::TempRoot;
 

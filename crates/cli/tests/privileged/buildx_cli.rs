@@ -42,8 +42,8 @@ fn refused(args: &[&str], message: &str) {
 fn flags_of_missing_features_are_refused_before_anything_runs() {
     for (args, message) in [
         (
-            &["--cache-from", "type=s3,bucket=b,region=r"][..],
-            "--cache-from type=s3 is not supported yet",
+            &["--cache-from", "type=gha,scope=x"][..],
+            "--cache-from type=gha is not supported yet",
         ),
         (
             &["--cache-to", "type=local,dest=c,compression=estargz"],

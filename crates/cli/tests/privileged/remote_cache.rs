@@ -1,7 +1,7 @@
 //! `--cache-to` / `--cache-from` through the `kiln` binary: a build in one empty state directory
 //! exports its cache, a build of the same context in another empty state directory imports it
 //! and runs no RUN step (the runtime wrappers count container starts), with the same files.
-//! Backends: an OCI layout directory and the loopback registry. Also: laziness (nothing is
+//! Backends: an OCI layout directory, the loopback registry, an inline cache and S3 (SeaweedFS). Also: laziness (nothing is
 //! downloaded when no output needs it), hostile cache data, `ignore-error=true`, and two builds
 //! exporting to one directory at once.
 
@@ -345,4 +345,46 @@ fn an_inline_cache_travels_in_the_pushed_image() {
     let log = build_into(&c, &ctx, &h.out_path("third"), &["--cache-from", h.base()]);
     assert_eq!(c.runtime.runs(), 2, "{log}");
     assert!(log.contains("has no inline cache"), "{log}");
+}
+
+#[test]
+fn an_s3_cache_serves_an_empty_state_directory() {
+    let h = Harness::start();
+    let weed = testkit::SeaweedFs::start("kiln-cache").unwrap();
+    let ctx = h.context();
+    ctx.write("hello.txt", "hello\n").dockerfile(MULTI_STAGE);
+    let spec = |mode: &str| {
+        format!(
+            "type=s3,bucket=kiln-cache,region=us-east-1,endpoint_url={},use_path_style=true,prefix=team/,name=app;app-main{mode}",
+            weed.endpoint()
+        )
+    };
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID".to_string(), "kiln".to_string()),
+        ("AWS_SECRET_ACCESS_KEY".to_string(), "kiln-secret".to_string()),
+    ];
+    h.kiln.env.borrow_mut().extend(credentials.clone());
+    let first = h.out_path("first");
+    build_into(&h.kiln, &ctx, &first, &["--cache-to", &spec(",mode=max")]);
+    assert_eq!(h.kiln.runtime.runs(), 2);
+
+    // The second name of the export is read back.
+    let b = Kiln::new();
+    b.env.borrow_mut().extend(credentials);
+    let second = h.out_path("second");
+    let from = spec("").replace("name=app;app-main", "name=app-main");
+    let log = build_into(&b, &ctx, &second, &["--cache-from", &from]);
+    assert_eq!(b.runtime.runs(), 0, "{log}");
+    for path in ["hello.txt", "copy.txt", "ran.txt", "built.txt"] {
+        assert_eq!(read(&first, path), read(&second, path), "{path}");
+    }
+    // A name nothing was exported under: a warning, and the steps run.
+    let c = Kiln::new();
+    let missing = spec("").replace("name=app;app-main", "name=nothing");
+    let log = build_into(&c, &ctx, &h.out_path("third"), &["--cache-from", &missing]);
+    assert_eq!(c.runtime.runs(), 2, "{log}");
+    assert!(
+        log.contains("importing cache from s3://kiln-cache/team/manifests/nothing failed"),
+        "{log}"
+    );
 }

@@ -103,6 +103,15 @@ pub enum CacheError {
     /// A blocking task failed.
     #[error("internal task failed")]
     Join(#[source] tokio::task::JoinError),
+    /// The S3 service failed (causes down to the OS error).
+    #[error("S3 request for cache {name} failed")]
+    S3 {
+        /// The cache.
+        name: String,
+        /// Why (boxed: the client's errors are large).
+        #[source]
+        source: Box<object_store::Error>,
+    },
 }
 
 /// What an import found.
@@ -149,6 +158,22 @@ pub(crate) async fn import(
                 name,
                 what: "an inline cache is read from its image: --cache-from IMAGE".into(),
             });
+        }
+        CacheBackend::S3(location) => {
+            let store = super::s3::client(location)?;
+            let manifest = super::s3::read_manifest(store.as_ref(), location, MAX_MANIFEST_SIZE).await?;
+            let Object::Cache { config, layers } = object(&name, &manifest)? else {
+                return Err(CacheError::Invalid {
+                    name,
+                    what: "its manifest is an image's, not a cache's".into(),
+                });
+            };
+            let bytes = super::s3::read_blob(store.as_ref(), location, &config, MAX_CONFIG_SIZE).await?;
+            let blobs = super::s3::S3Blobs {
+                store,
+                location: (**location).clone(),
+            };
+            (Arc::new(blobs), layers, bytes)
         }
         CacheBackend::Local { dir, tag } => {
             let blobs = crate::layout::LayoutBlobs { dir: dir.clone() };
@@ -449,6 +474,9 @@ pub(crate) async fn write(
             name: backend.to_string(),
             what: "an inline cache is written with the image".into(),
         }),
+        CacheBackend::S3(location) => {
+            super::s3::write(store, location, &object.layers, &object.config, &object.manifest).await
+        }
         CacheBackend::Local { dir, tag } => {
             let (store, dir, tag) = (store.clone(), dir.clone(), tag.clone());
             tokio::task::spawn_blocking(move || write_layout(&store, &dir, &tag, &object))
