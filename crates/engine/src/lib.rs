@@ -49,7 +49,7 @@ pub use exporter::Compression;
 pub use fsops::fileop::{is_archive, unpack_archive};
 pub use layout::LayoutError;
 pub use progress::{Event, Progress};
-pub use remote::backend::CacheError;
+pub use remote::error::CacheError;
 pub use remote::{CacheBackend, CacheExport, CacheMode, RemoteRef, S3Location};
 pub use sources::human_size;
 /// Build logs, readable without opening the state directory (see [`store::logs`]).

@@ -31,6 +31,7 @@ use oci::cache::ChainLayer;
 use store::SnapshotId;
 
 pub(crate) mod backend;
+pub(crate) mod error;
 pub(crate) mod export;
 pub(crate) mod import;
 pub(crate) mod lazy;

@@ -15,7 +15,8 @@ use oci::cache::{
 use oci::{Descriptor, Digest, media_type};
 use store::Store;
 
-use super::backend::{self, CacheError, CacheObject};
+use super::backend::{self, CacheObject};
+use super::error::CacheError;
 use super::{CacheExport, CacheMode, Imported, KeyedStep};
 use crate::{Inner, Ref};
 

@@ -18,7 +18,7 @@ use sources::pull::{BlobSource, BoxFuture, PullError};
 use store::Store;
 use tokio::io::AsyncWriteExt;
 
-use super::backend::CacheError;
+use super::error::CacheError;
 
 /// Where a cache lives in S3 (`type=s3`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
