@@ -55,7 +55,7 @@ impl Plan {
         let mut request = compile_request(&args.compile)?;
         run_options(&mut request, args)?;
         request.outputs = outputs(args)?;
-        if args.outputs.is_empty() && !args.push {
+        if args.outputs.is_empty() && !args.push && args.load != Some(true) {
             warnings.push(
                 "No output specified: the build result will only remain in the build cache. Use --output to export it."
                     .into(),

@@ -174,12 +174,18 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
     }
     for (key, target) in [
         ("ignore-error", &mut export.ignore_error),
+        ("cache-mounts", &mut export.cache_mounts),
         ("image-manifest", &mut export.image_manifest),
         ("oci-mediatypes", &mut export.oci_media_types),
     ] {
         if let Some(value) = options.remove(key) {
             *target = bool_option(key, &value)?;
         }
+    }
+    if export.cache_mounts && export.backend == CacheBackend::Inline {
+        return Err(format!(
+            "{flag}: cache-mounts=true needs a cache of its own (type=registry, local or s3), not type=inline"
+        ));
     }
     if export.image_manifest && !export.oci_media_types {
         return Err(format!(
@@ -212,7 +218,6 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         &options,
         &[
             "compression-level",
-            "cache-mounts",
             "reset",
             "touch_refresh",
             "upload_parallelism",
@@ -317,8 +322,8 @@ mod tests {
                 "cannot be used with image-manifest=true",
             ),
             (
-                "type=local,dest=/d,cache-mounts=true",
-                "cache-mounts=true (type=local) is not supported yet",
+                "type=local,dest=/d,reset=true",
+                "reset=true (type=local) is not supported yet",
             ),
         ] {
             let err = parse_cache_to(spec).unwrap_err();

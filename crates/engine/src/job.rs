@@ -53,7 +53,7 @@ pub(crate) async fn build(
             let explainer = explainer(inner, request, &dirs, scope_context).await;
             build_progress.set_explainer(explainer);
             let solved = solver
-                .job(build_progress.clone(), session)
+                .job(build_progress.clone(), session.clone())
                 .solve(root, *index as usize)
                 .await;
             keep_bookkeeping(inner, &build_progress, solved.is_ok()).await;
@@ -112,8 +112,14 @@ pub(crate) async fn build(
         .filter(|e| e.backend != CacheBackend::Inline)
     {
         let step = crate::progress::Step::start(&progress, cache_step_name(&export.backend));
-        let written =
-            crate::remote::export::export(inner, &registry, export, &steps, &result, &imported, &step).await;
+        let mounts = session_cache_mounts(&session);
+        let build = crate::remote::export::BuildCache {
+            steps: &steps,
+            result: &result,
+            imported: &imported,
+            cache_mounts: &mounts,
+        };
+        let written = crate::remote::export::export(inner, &registry, export, &build, &step).await;
         if let Ok(digest) = &written {
             step.status(format!("writing cache manifest {digest} done"));
         }
@@ -128,6 +134,15 @@ pub(crate) async fn build(
         }
     }
     Ok(outcome)
+}
+
+/// The cache mounts the build's steps used.
+fn session_cache_mounts(session: &ops::Session) -> Vec<crate::remote::UsedCacheMount> {
+    session
+        .cache_mounts_used
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 /// The build's `SOURCE_DATE_EPOCH` (a build arg, as buildx passes it): Unix seconds.

@@ -99,6 +99,8 @@ pub struct CacheExport {
     pub oci_media_types: bool,
     /// `compression=` of layers made for the export.
     pub compression: exporter::Compression,
+    /// `cache-mounts=true`: the contents of the build's cache mounts travel too.
+    pub cache_mounts: bool,
 }
 
 impl CacheExport {
@@ -111,6 +113,7 @@ impl CacheExport {
             image_manifest: true,
             oci_media_types: true,
             compression: exporter::Compression::Gzip,
+            cache_mounts: false,
         }
     }
 }
@@ -125,7 +128,33 @@ pub(crate) struct Imported {
     pub(crate) chains: BTreeMap<Digest, Vec<ChainLayer>>,
     /// Link keys and the cache keys they stand for (see `solver::CacheStore::resolve_link`).
     pub(crate) links: BTreeMap<Digest, Digest>,
+    /// Contents of cache mounts exported with the cache (`cache-mounts=true`).
+    pub(crate) cache_mounts: Vec<ImportedCacheMount>,
 }
+
+/// The contents of a cache mount in an imported cache: a layer blob of its directory.
+pub(crate) struct ImportedCacheMount {
+    /// The cache's id.
+    pub(crate) id: String,
+    /// Its base, as [`UsedCacheMount::base`] names it.
+    pub(crate) base: String,
+    /// The blob (a gzip tar of the directory).
+    pub(crate) descriptor: oci::Descriptor,
+}
+
+/// A cache mount a build's step used: its id, its base named portably (`scratch`, or the
+/// content digest of the selected directory it was seeded from), and its directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct UsedCacheMount {
+    pub(crate) id: String,
+    pub(crate) base: String,
+    pub(crate) dir: std::path::PathBuf,
+}
+
+/// Annotations of a cache-mount blob in a cache object: its id and its base.
+pub(crate) const ANNOTATION_CACHE_MOUNT_ID: &str = "dev.kiln.cache-mount.id";
+/// See [`ANNOTATION_CACHE_MOUNT_ID`].
+pub(crate) const ANNOTATION_CACHE_MOUNT_BASE: &str = "dev.kiln.cache-mount.base";
 
 /// A result found in an imported cache and not downloaded yet.
 pub struct RemoteRef {

@@ -364,6 +364,30 @@ fn compute_blob(
     })
 }
 
+/// A gzip layer blob of the plain directory `dir` (a cache mount's contents), written into the
+/// content store: its descriptor (an OCI gzip layer) and diff ID.
+pub fn directory_blob(store: &Store, dir: &std::path::Path) -> Result<(Descriptor, Digest), Error> {
+    let failed = |source| Error::Directory {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let ingest = store.content().ingest().map_err(|source| Error::StoreBlob {
+        what: "cache mount",
+        source,
+    })?;
+    let sink = Sink::new(ingest, Compression::Gzip, None).map_err(failed)?;
+    let mut tee = Sha256Writer::new(sink);
+    fsops::layer::write_layer(dir, &mut tee).map_err(|e| failed(std::io::Error::other(e)))?;
+    let (diff_id, _, sink) = tee.finish();
+    let ingest = sink.finish().map_err(failed)?;
+    let size = ingest.written();
+    let digest = ingest.commit(None).map_err(|source| Error::StoreBlob {
+        what: "cache mount",
+        source,
+    })?;
+    Ok((Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size), diff_id))
+}
+
 /// Rewrites a blob compressed as `from` in the plan's compression. The result is not recorded:
 /// a snapshot keeps one canonical blob and other compressions are derived from it.
 fn convert(

@@ -40,7 +40,7 @@ use std::path::PathBuf;
 use oci::{Digest, ImageConfig};
 use store::{SnapshotId, Store};
 
-pub use image::{ChainBlob, ImageSummary, build_image, layer_chain};
+pub use image::{ChainBlob, ImageSummary, build_image, directory_blob, layer_chain};
 pub use local::{write_local, write_tar};
 pub use oci_tar::{write_docker_tar, write_oci_tar};
 
@@ -106,6 +106,15 @@ pub struct OciOptions {
 /// Errors of the exporters.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A directory (a cache mount's) could not be written as a layer blob.
+    #[error("failed to write {} as a layer blob", path.display())]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A snapshot of the result could not be looked up.
     #[error("failed to read snapshot {id}")]
     Snapshot {

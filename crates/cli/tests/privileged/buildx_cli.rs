@@ -58,7 +58,6 @@ fn flags_of_missing_features_are_refused_before_anything_runs() {
             &["--attest", "type=sbom"],
             "--attest type=sbom is not supported yet",
         ),
-        (&["--load"], "--load is not supported yet"),
         (&["--annotation", "a=b"], "--annotation is not supported yet"),
         (&["--call", "check"], "--call=check is not supported yet"),
         (&["--check"], "--check is not supported yet"),

@@ -388,3 +388,49 @@ fn an_s3_cache_serves_an_empty_state_directory() {
         "{log}"
     );
 }
+
+#[test]
+fn cache_mount_contents_travel_with_the_cache() {
+    let h = Harness::start();
+    let fill = h.context();
+    fill.dockerfile(
+        "FROM @BASE@\n\
+         RUN --mount=type=cache,target=/cache --mount=type=cache,id=owned,target=/owned,uid=1000 \\\n\
+         echo filled > /cache/fill.txt && echo owned > /owned/own.txt && echo done > /done\n",
+    );
+    let cache = h.out_path("cache");
+    let to = format!("type=local,dest={},cache-mounts=true", cache.display());
+    build_into(&h.kiln, &fill, &h.out_path("first"), &["--cache-to", &to]);
+    let manifest = layout_manifest(&cache, "latest");
+    let mounts: Vec<&Value> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["annotations"]["dev.kiln.cache-mount.id"].is_string())
+        .collect();
+    assert_eq!(mounts.len(), 2, "{manifest}");
+
+    // Another Dockerfile (its steps miss), in an empty state directory: its caches start with
+    // what the first build left in them; their contents are in no layer.
+    let read = h.context();
+    read.dockerfile(
+        "FROM @BASE@\n\
+         RUN --mount=type=cache,target=/cache --mount=type=cache,id=owned,target=/owned,uid=1000 \\\n\
+         (cat /cache/fill.txt /owned/own.txt || echo none) > /seen.txt && stat -c %u /owned/own.txt >> /seen.txt || true\n",
+    );
+    let b = Kiln::new();
+    let out = h.out_path("second");
+    let from = format!("type=local,src={}", cache.display());
+    let log = build_into(&b, &read, &out, &["--cache-from", &from]);
+    assert_eq!(self::read(&out, "seen.txt"), "filled\nowned\n0\n", "{log}");
+    assert!(!out.join("cache").join("fill.txt").exists());
+    // Without the cache, the caches start empty.
+    let c = Kiln::new();
+    let out = h.out_path("third");
+    build_into(&c, &read, &out, &[]);
+    assert!(
+        self::read(&out, "seen.txt").starts_with("none"),
+        "{}",
+        self::read(&out, "seen.txt")
+    );
+}

@@ -24,7 +24,11 @@
 //! options and its input's key only ([`super::ExecOp`]). Nothing of a cache reaches a snapshot:
 //! it is a bind mount, and the executor removes the mount point it had to create.
 //!
-//! As in BuildKit, cache mounts are never part of an exported build cache.
+//! Unlike BuildKit's, their contents can travel with an exported build cache
+//! (`--cache-to …,cache-mounts=true`): each cache a step used is recorded in the build's session
+//! under a portable name (its id and its base: `scratch`, or the content digest of the directory
+//! it was seeded from), exported as a blob, and a new cache of that name in another state
+//! directory is seeded from it (after its base) when a `--cache-from` cache holds one.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,7 +98,8 @@ impl Drop for Reserved<'_> {
 /// the guard holding the instance (`None` when an instance already `held` by this exec is
 /// reused).
 pub(super) async fn prepare<'a, 'g>(
-    store: &'a Store,
+    store: &'a Arc<Store>,
+    session: &super::Session,
     mount: &pb::Mount,
     inputs: &[Ref],
     excludes: &[Arc<Vec<String>>],
@@ -110,18 +115,7 @@ where
             mount.dest
         )));
     }
-    let options = mount.cache_opt.clone().unwrap_or_default();
-    let sharing = match pb::CacheSharing::try_from(options.sharing) {
-        Ok(pb::CacheSharing::Shared) => Sharing::Shared,
-        Ok(pb::CacheSharing::Private) => Sharing::Private,
-        Ok(pb::CacheSharing::Locked) => Sharing::Locked,
-        Err(_) => {
-            return Err(OpFailure::Invalid(format!(
-                "cache mount {} has unknown sharing mode {}",
-                mount.dest, options.sharing
-            )));
-        }
-    };
+    let sharing = sharing(mount)?;
     let (id, base) = cache_name(mount, inputs)?;
     let input = mount_input(mount, inputs)?;
     let selector = selector(mount);
@@ -156,6 +150,7 @@ where
             return Ok((kind(path)?, None));
         }
     }
+    let portable = portable_base(store, input, &selector)?;
     let mut description = format!("cached mount {} from exec {}", mount.dest, meta.args.join(" "));
     if id != mount.dest {
         description.push_str(&format!(" with id {id:?}"));
@@ -176,22 +171,12 @@ where
             Acquired::New(new) => {
                 let reserved = Reserved(Some(new));
                 if let Some(target) = reserved.path() {
+                    let imported = portable.as_deref().and_then(|base| imported(session, &id, base));
                     let excludes = usize::try_from(mount.input)
                         .ok()
                         .and_then(|i| excludes.get(i))
                         .map_or(&[][..], |e| e.as_slice());
-                    match input {
-                        Some(Ref::Snapshot(s)) => {
-                            let view = store.view(*s)?;
-                            seed(view.path(), &selector, excludes, None, target).await?;
-                        }
-                        // Files of a local source become 0:0, as when copied.
-                        Some(Ref::Local(dir)) => {
-                            seed(dir, &selector, excludes, Some(super::file::CONTEXT_OWNER), target).await?
-                        }
-                        None | Some(Ref::Empty) => {}
-                        Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
-                    }
+                    seed_new(store, input, &selector, excludes, imported, target).await?;
                 }
                 break reserved.commit()?;
             }
@@ -202,11 +187,131 @@ where
         mount: Some(instance),
         cache,
     };
+    if let (Some(base), Some(dir)) = (portable, held.path()) {
+        let used = crate::remote::UsedCacheMount {
+            id: id.clone(),
+            base,
+            dir: dir.to_path_buf(),
+        };
+        let mut list = session
+            .cache_mounts_used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !list.contains(&used) {
+            list.push(used);
+        }
+    }
     let kind = match held.path() {
         Some(path) => kind(path)?,
         None => return Err(OpFailure::Invalid("cache mount released too early".into())),
     };
     Ok((kind, Some(held)))
+}
+
+/// The sharing mode of a cache mount.
+fn sharing(mount: &pb::Mount) -> Result<Sharing, OpFailure> {
+    let options = mount.cache_opt.clone().unwrap_or_default();
+    match pb::CacheSharing::try_from(options.sharing) {
+        Ok(pb::CacheSharing::Shared) => Ok(Sharing::Shared),
+        Ok(pb::CacheSharing::Private) => Ok(Sharing::Private),
+        Ok(pb::CacheSharing::Locked) => Ok(Sharing::Locked),
+        Err(_) => Err(OpFailure::Invalid(format!(
+            "cache mount {} has unknown sharing mode {}",
+            mount.dest, options.sharing
+        ))),
+    }
+}
+
+/// Seeds a new cache's directory: a copy of the selected directory of its base (files of a
+/// local source become 0:0, as when copied), then what an imported cache holds for it.
+async fn seed_new(
+    store: &Arc<Store>,
+    input: Option<&Ref>,
+    selector: &str,
+    excludes: &[String],
+    imported: Option<(Arc<crate::remote::Imported>, oci::Descriptor)>,
+    target: &Path,
+) -> Result<(), OpFailure> {
+    match input {
+        Some(Ref::Snapshot(s)) => {
+            let view = store.view(*s)?;
+            seed(view.path(), selector, excludes, None, target).await?;
+        }
+        Some(Ref::Local(dir)) => {
+            seed(dir, selector, excludes, Some(super::file::CONTEXT_OWNER), target).await?
+        }
+        None | Some(Ref::Empty) => {}
+        Some(Ref::Remote(_)) => return Err(OpFailure::NotDownloaded),
+    }
+    if let Some((source, blob)) = imported {
+        seed_from_cache(store, &source, &blob, target).await?;
+    }
+    Ok(())
+}
+
+/// The base of a cache named portably, the same on every machine: `scratch`, or the content
+/// digest of the selected directory of the snapshot it is seeded from; `None` for a base that is
+/// a client directory (such caches are not exported).
+fn portable_base(store: &Store, input: Option<&Ref>, selector: &str) -> Result<Option<String>, OpFailure> {
+    match input {
+        None | Some(Ref::Empty) => Ok(Some("scratch".into())),
+        Some(Ref::Snapshot(s)) => {
+            let options = CopyOptions {
+                src: selector.to_string(),
+                ..CopyOptions::default()
+            };
+            let digest = super::blocking(|| store.snapshot_content_digest(*s, &options))?;
+            Ok(Some(format!("content {digest}")))
+        }
+        Some(Ref::Local(_)) => Ok(None),
+        Some(Ref::Remote(_)) => Err(OpFailure::NotDownloaded),
+    }
+}
+
+/// The contents of cache `id` on `base` in a cache the session imported, and where they are.
+fn imported(
+    session: &super::Session,
+    id: &str,
+    base: &str,
+) -> Option<(Arc<crate::remote::Imported>, oci::Descriptor)> {
+    session.remote_cache.iter().find_map(|source| {
+        source
+            .cache_mounts
+            .iter()
+            .find(|c| c.id == id && c.base == base)
+            .map(|c| (source.clone(), c.descriptor.clone()))
+    })
+}
+
+/// Seeds a new cache with the contents an imported cache holds for it: the blob fetched (and
+/// verified) into the content store, then unpacked into the cache's directory.
+async fn seed_from_cache(
+    store: &Arc<Store>,
+    source: &crate::remote::Imported,
+    blob: &oci::Descriptor,
+    target: &Path,
+) -> Result<(), OpFailure> {
+    if !store.content().contains(&blob.digest) {
+        source.blobs.fetch(store, blob).await.map_err(OpFailure::Pull)?;
+    }
+    let (store, digest, target) = (store.clone(), blob.digest.clone(), target.to_path_buf());
+    super::blocking(move || {
+        std::fs::create_dir_all(&target).map_err(|e| {
+            OpFailure::Invalid(format!(
+                "failed to create the cache directory {}: {e}",
+                target.display()
+            ))
+        })?;
+        let file = store.content().open_blob(&digest)?;
+        let gzip = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+        store::apply_layer(gzip, &target).map_err(|e| {
+            OpFailure::Invalid(format!(
+                "failed to seed a cache mount from cache blob {digest}: {}",
+                oci::error_chain(&e)
+            ))
+        })?;
+        Ok(())
+    })
 }
 
 /// The cache that the cache mount `mount` names: its id and, when it has an input, that input

@@ -66,7 +66,7 @@ enum Guard<'a> {
 /// is the exec's process (cache mounts are described by it); a cache mount may wait for its
 /// cache (`sharing=locked`).
 pub(super) async fn prepare<'a>(
-    store: &'a Store,
+    store: &'a Arc<Store>,
     session: &'a Session,
     mounts: &[pb::Mount],
     inputs: &[Ref],
@@ -96,7 +96,8 @@ pub(super) async fn prepare<'a>(
             Guard::Cache(held) => Some(held),
             _ => None,
         });
-        let (kind, new) = super::cache_mounts::prepare(store, extra[i], inputs, excludes, meta, held).await?;
+        let (kind, new) =
+            super::cache_mounts::prepare(store, session, extra[i], inputs, excludes, meta, held).await?;
         prepared._guards.extend(new.map(Guard::Cache));
         cache_kinds[i] = Some(kind);
     }

@@ -53,6 +53,8 @@ pub(crate) struct Session {
     pub(crate) registry: registry::Client,
     /// The `--cache-from` caches this build imported.
     pub(crate) remote_cache: Vec<Arc<crate::remote::Imported>>,
+    /// The cache mounts this build's steps used, for `--cache-to …,cache-mounts=true`.
+    pub(crate) cache_mounts_used: std::sync::Mutex<Vec<crate::remote::UsedCacheMount>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -81,6 +83,7 @@ impl Session {
             agents: ssh::Agents::default(),
             registry: registry.clone(),
             remote_cache: Vec::new(),
+            cache_mounts_used: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -100,6 +103,7 @@ impl Session {
             agents: ssh::Agents::default(),
             registry,
             remote_cache: Vec::new(),
+            cache_mounts_used: std::sync::Mutex::new(Vec::new()),
         }
     }
 

@@ -98,6 +98,16 @@ pub(crate) async fn import(
         name: name.clone(),
         source,
     })?;
+    let cache_mounts = layers
+        .iter()
+        .filter_map(|d| {
+            Some(super::ImportedCacheMount {
+                id: d.annotations.get(super::ANNOTATION_CACHE_MOUNT_ID)?.clone(),
+                base: d.annotations.get(super::ANNOTATION_CACHE_MOUNT_BASE)?.clone(),
+                descriptor: Descriptor::new(&d.media_type, d.digest.clone(), d.size),
+            })
+        })
+        .collect();
     let listed: BTreeMap<Digest, Descriptor> = layers.into_iter().map(|d| (d.digest.clone(), d)).collect();
     let results = config.results(&listed);
     Ok(ImportOutcome {
@@ -106,6 +116,7 @@ pub(crate) async fn import(
             blobs,
             chains: results.chains,
             links: results.links,
+            cache_mounts,
         },
         dropped: results.dropped,
     })

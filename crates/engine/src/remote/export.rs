@@ -20,6 +20,19 @@ use super::error::CacheError;
 use super::{CacheExport, CacheMode, Imported, KeyedStep};
 use crate::{Inner, Ref};
 
+/// What a build leaves for its cache exports.
+#[derive(Clone, Copy)]
+pub(crate) struct BuildCache<'a> {
+    /// The steps it keyed.
+    pub(crate) steps: &'a [KeyedStep],
+    /// Its result.
+    pub(crate) result: &'a Ref,
+    /// The caches it imported.
+    pub(crate) imported: &'a [Arc<Imported>],
+    /// The cache mounts its steps used.
+    pub(crate) cache_mounts: &'a [super::UsedCacheMount],
+}
+
 /// One layer of an exported chain, and where its blob is.
 #[derive(Clone)]
 struct Layer {
@@ -35,18 +48,27 @@ pub(crate) async fn export(
     inner: &Arc<Inner>,
     registry: &registry::Client,
     export: &CacheExport,
-    steps: &[KeyedStep],
-    result: &Ref,
-    imported: &[Arc<Imported>],
+    build: &BuildCache<'_>,
     progress: &crate::progress::Step,
 ) -> Result<Digest, CacheError> {
+    let BuildCache {
+        steps,
+        result,
+        imported,
+        cache_mounts,
+    } = *build;
     progress.status("preparing build cache for export");
     let chains = chains(inner, steps, result, imported, export.mode, export.compression).await?;
     let (config, layers) = config(&chains, steps);
     for layer in &layers {
         ensure_local(inner, registry, export, layer).await?;
     }
-    let object = object(export, config, &layers);
+    let mounts = if export.cache_mounts {
+        cache_mount_blobs(inner, cache_mounts, progress).await?
+    } else {
+        Vec::new()
+    };
+    let object = object(export, config, &layers, mounts);
     progress.status(format!(
         "writing {} layers and {} cache records",
         layers.len(),
@@ -281,8 +303,40 @@ async fn ensure_local(
         })
 }
 
-/// The manifest (or index) of a cache object.
-fn object(export: &CacheExport, config: CacheConfig, layers: &[Layer]) -> CacheObject {
+/// The contents of the cache mounts the build used, each as a gzip tar blob annotated with the
+/// cache's id and base (`cache-mounts=true`).
+async fn cache_mount_blobs(
+    inner: &Arc<Inner>,
+    used: &[super::UsedCacheMount],
+    progress: &crate::progress::Step,
+) -> Result<Vec<Descriptor>, CacheError> {
+    let mut out = Vec::new();
+    for mount in used {
+        progress.status(format!("exporting cache mount {:?}", mount.id));
+        let (store, dir) = (inner.store.clone(), mount.dir.clone());
+        let (mut descriptor, _) = tokio::task::spawn_blocking(move || exporter::directory_blob(&store, &dir))
+            .await
+            .map_err(CacheError::Join)?
+            .map_err(CacheError::Layers)?;
+        descriptor
+            .annotations
+            .insert(super::ANNOTATION_CACHE_MOUNT_ID.into(), mount.id.clone());
+        descriptor
+            .annotations
+            .insert(super::ANNOTATION_CACHE_MOUNT_BASE.into(), mount.base.clone());
+        out.push(descriptor);
+    }
+    Ok(out)
+}
+
+/// The manifest (or index) of a cache object; `extra` are blobs listed after the layers
+/// (cache-mount contents), which the cache config does not name.
+fn object(
+    export: &CacheExport,
+    config: CacheConfig,
+    layers: &[Layer],
+    extra: Vec<Descriptor>,
+) -> CacheObject {
     let config = config.to_bytes();
     let config_descriptor = Descriptor::new(
         oci::cache::CACHE_CONFIG_V0,
@@ -307,6 +361,7 @@ fn object(export: &CacheExport, config: CacheConfig, layers: &[Layer]) -> CacheO
             }
             d
         })
+        .chain(extra)
         .collect();
     let (manifest, manifest_type) = if export.image_manifest {
         let manifest = oci::ImageManifest {
