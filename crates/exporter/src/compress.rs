@@ -171,14 +171,34 @@ impl<W: Write> Write for ParallelGzip<W> {
     }
 }
 
-/// One complete gzip member of `data`, with a header that never varies.
+/// The sample a chunk's compressibility is judged by.
+const SAMPLE: usize = 64 << 10;
+
+/// One complete gzip member of `data`, with a header that never varies. A chunk whose first
+/// [`SAMPLE`] bytes do not shrink by 2% at the fastest level (random data, or data compressed
+/// already) is stored rather than searched for matches it does not have: the same bytes for the
+/// same chunk, at a fraction of the time.
 fn member(data: &[u8], level: flate2::Compression) -> io::Result<Vec<u8>> {
+    let level = if level.level() > 0 && data.len() >= SAMPLE && !compressible(&data[..SAMPLE])? {
+        flate2::Compression::none()
+    } else {
+        level
+    };
     let mut encoder = GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(Vec::with_capacity(data.len() / 2 + 64), level);
     encoder.write_all(data)?;
     encoder.finish()
+}
+
+/// Whether `sample` shrinks by at least 2% at the fastest deflate level.
+fn compressible(sample: &[u8]) -> io::Result<bool> {
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::with_capacity(sample.len()), flate2::Compression::fast());
+    encoder.write_all(sample)?;
+    let compressed = encoder.finish()?;
+    Ok(compressed.len() * 100 < sample.len() * 98)
 }
 
 #[cfg(test)]
@@ -211,6 +231,7 @@ mod tests {
         let first = compress(&data, Compression::Gzip, None);
         assert_eq!(first, compress(&data, Compression::Gzip, None));
         assert_eq!(decompress(&first, oci::media_type::Compression::Gzip), data);
+        assert!(first.len() < data.len() / 10, "compressible data shrinks: {}", first.len());
         // Three members, each with the fixed header (mtime 0, OS 255).
         let headers = first
             .windows(10)
@@ -239,6 +260,25 @@ mod tests {
         // The level changes the bytes, not the content.
         let best = compress(&data, Compression::Gzip, Some(9));
         assert_eq!(decompress(&best, oci::media_type::Compression::Gzip), data);
+        // Incompressible chunks are stored, not searched: barely larger than the input, and
+        // still deterministic and readable.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let random: Vec<u8> = (0..GZIP_CHUNK + 100_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let stored = compress(&random, Compression::Gzip, None);
+        assert_eq!(stored, compress(&random, Compression::Gzip, None));
+        assert!(
+            stored.len() < random.len() + random.len() / 100,
+            "{}",
+            stored.len()
+        );
+        assert_eq!(decompress(&stored, oci::media_type::Compression::Gzip), random);
     }
 
     #[test]
