@@ -192,32 +192,25 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
             "{flag}: oci-mediatypes=false cannot be used with image-manifest=true (set image-manifest=false)"
         ));
     }
-    if let Some(compression) = options.remove("compression") {
-        export.compression = match compression.as_str() {
-            "gzip" => engine::Compression::Gzip,
-            "uncompressed" => engine::Compression::Uncompressed,
-            "zstd" => engine::Compression::Zstd,
-            "estargz" => {
-                return Err(format!(
-                    "{flag} option compression={compression} is not supported yet"
-                ));
-            }
-            other => return Err(format!("{flag}: unknown compression {other:?}")),
-        };
-    }
-    if let Some(value) = options.remove("force-compression")
-        && bool_option("force-compression", &value)?
-    {
+    let format = crate::outputs::image_format(&mut options, flag)?;
+    if format.rewrite_timestamp || format.source_date_epoch.is_some() {
         return Err(format!(
-            "{flag} option force-compression={value} is not supported yet"
+            "{flag}: rewrite-timestamp and source-date-epoch are options of image outputs"
         ));
     }
+    if format.compression == engine::Compression::Zstd && export.backend == CacheBackend::Inline {
+        return Err(format!(
+            "{flag}: type=inline uses the image's layers: set compression on the image output"
+        ));
+    }
+    export.compression = format.compression;
+    export.compression_level = format.compression_level;
+    export.force_compression = format.force_compression;
     check_rest(
         flag,
         &kind,
         &options,
         &[
-            "compression-level",
             "reset",
             "touch_refresh",
             "upload_parallelism",
@@ -304,14 +297,6 @@ mod tests {
             (
                 "type=local,dest=/d,compression=estargz",
                 "compression=estargz is not supported yet",
-            ),
-            (
-                "type=local,dest=/d,compression-level=3",
-                "compression-level=3 (type=local) is not supported yet",
-            ),
-            (
-                "type=local,dest=/d,force-compression=true",
-                "force-compression=true is not supported yet",
             ),
             ("type=local,dest=/d,mode=all", "invalid mode"),
             ("type=inline,mode=max", "mode=max needs type=registry"),

@@ -331,7 +331,7 @@ fn output_of_type(
                 .remove("oci-mediatypes")
                 .map(|value| bool_option("oci-mediatypes", &value))
                 .transpose()?;
-            let format = image_format(rest)?;
+            let format = image_format(rest, "output")?;
             if kind == "docker" {
                 OutputSpec::Docker {
                     dest,
@@ -387,20 +387,21 @@ fn registry_output(
             "{kind} output needs an image name: add name=NAME, or -t NAME"
         ));
     }
-    let format = image_format(rest)?;
+    let format = image_format(rest, "output")?;
     Ok(OutputSpec::Registry { names, format })
 }
 
 /// The layer options of an image output (`compression`, `compression-level`,
 /// `force-compression`, `rewrite-timestamp`, `source-date-epoch`), taken out of `rest`.
-pub(crate) fn image_format(rest: &mut BTreeMap<String, String>) -> Result<ImageFormat, String> {
+/// `what` names the flag in messages (`output`, `--cache-to`).
+pub(crate) fn image_format(rest: &mut BTreeMap<String, String>, what: &str) -> Result<ImageFormat, String> {
     let mut format = ImageFormat::default();
     if let Some(compression) = rest.remove("compression") {
         format.compression = match compression.as_str() {
             "gzip" => Compression::Gzip,
             "zstd" => Compression::Zstd,
             "uncompressed" => Compression::Uncompressed,
-            "estargz" => return Err("output option compression=estargz is not supported yet".into()),
+            "estargz" => return Err(format!("{what} option compression=estargz is not supported yet")),
             other => {
                 return Err(format!(
                     "invalid compression {other:?} (gzip, zstd, uncompressed)"

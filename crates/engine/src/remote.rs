@@ -99,6 +99,10 @@ pub struct CacheExport {
     pub oci_media_types: bool,
     /// `compression=` of layers made for the export.
     pub compression: exporter::Compression,
+    /// `compression-level=`.
+    pub compression_level: Option<i32>,
+    /// `force-compression=true`: layers already made in another compression are converted.
+    pub force_compression: bool,
     /// `cache-mounts=true`: the contents of the build's cache mounts travel too.
     pub cache_mounts: bool,
 }
@@ -113,6 +117,8 @@ impl CacheExport {
             image_manifest: true,
             oci_media_types: true,
             compression: exporter::Compression::Gzip,
+            compression_level: None,
+            force_compression: false,
             cache_mounts: false,
         }
     }

@@ -231,7 +231,11 @@ mod tests {
         let first = compress(&data, Compression::Gzip, None);
         assert_eq!(first, compress(&data, Compression::Gzip, None));
         assert_eq!(decompress(&first, oci::media_type::Compression::Gzip), data);
-        assert!(first.len() < data.len() / 10, "compressible data shrinks: {}", first.len());
+        assert!(
+            first.len() < data.len() / 10,
+            "compressible data shrinks: {}",
+            first.len()
+        );
         // Three members, each with the fixed header (mtime 0, OS 255).
         let headers = first
             .windows(10)

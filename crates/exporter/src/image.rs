@@ -168,16 +168,6 @@ impl LayerPlan {
             clamp: options.epoch.filter(|_| options.rewrite_timestamp),
         }
     }
-
-    /// A plan that reuses recorded blobs as they are and makes new ones in `compression`.
-    pub(crate) fn reuse(compression: Compression) -> LayerPlan {
-        LayerPlan {
-            compression,
-            level: None,
-            force: false,
-            clamp: None,
-        }
-    }
 }
 
 /// The layer of snapshot `info`, listed under OCI media types when `oci`, else Docker's.
@@ -280,18 +270,18 @@ pub struct ChainBlob {
 }
 
 /// The layer blobs of the chain of snapshots ending at `top`, base first, empty layers left out:
-/// each snapshot's recorded blob (converted to `compression` where possible), or a new blob,
-/// computed once and recorded as for images.
-pub fn layer_chain(
-    store: &Store,
-    top: SnapshotId,
-    compression: Compression,
-) -> Result<Vec<ChainBlob>, Error> {
+/// each snapshot's recorded blob, or a new blob computed once and recorded as for images, in
+/// `options`' compression and level (recorded blobs in another compression are converted with
+/// `force_compression`, and between gzip and plain tar).
+pub fn layer_chain(store: &Store, top: SnapshotId, options: &OciOptions) -> Result<Vec<ChainBlob>, Error> {
     let chain = store
         .chain(top)
         .map_err(|source| Error::Snapshot { id: top, source })?;
     let mut out = Vec::with_capacity(chain.len());
-    let plan = LayerPlan::reuse(compression);
+    let plan = LayerPlan {
+        clamp: None,
+        ..LayerPlan::of(options)
+    };
     for info in &chain {
         let layer = layer(store, info, &plan, false, true)?;
         if !layer.empty {

@@ -434,3 +434,36 @@ fn cache_mount_contents_travel_with_the_cache() {
         self::read(&out, "seen.txt")
     );
 }
+
+#[test]
+fn a_zstd_cache_is_written_and_read() {
+    let h = Harness::start();
+    let ctx = h.context();
+    ctx.dockerfile("FROM @BASE@\nRUN echo zstd > /z.txt\n");
+    let cache = h.out_path("cache");
+    let to = format!(
+        "type=local,dest={},compression=zstd,compression-level=9,force-compression=true",
+        cache.display()
+    );
+    build_into(&h.kiln, &ctx, &h.out_path("first"), &["--cache-to", &to]);
+    let manifest = layout_manifest(&cache, "latest");
+    let types: Vec<&str> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert!(!types.is_empty());
+    assert!(
+        types
+            .iter()
+            .all(|t| *t == "application/vnd.oci.image.layer.v1.tar+zstd"),
+        "{types:?}"
+    );
+    let b = Kiln::new();
+    let out = h.out_path("second");
+    let from = format!("type=local,src={}", cache.display());
+    let log = build_into(&b, &ctx, &out, &["--cache-from", &from]);
+    assert_eq!(b.runtime.runs(), 0, "{log}");
+    assert_eq!(read(&out, "z.txt"), "zstd\n");
+}

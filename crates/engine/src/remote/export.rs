@@ -58,7 +58,15 @@ pub(crate) async fn export(
         cache_mounts,
     } = *build;
     progress.status("preparing build cache for export");
-    let chains = chains(inner, steps, result, imported, export.mode, export.compression).await?;
+    let chains = chains(
+        inner,
+        steps,
+        result,
+        imported,
+        export.mode,
+        &layer_options(export),
+    )
+    .await?;
     let (config, layers) = config(&chains, steps);
     for layer in &layers {
         ensure_local(inner, registry, export, layer).await?;
@@ -87,8 +95,8 @@ pub(crate) async fn inline(
     imported: &[Arc<Imported>],
 ) -> Result<String, CacheError> {
     use base64::Engine as _;
-    let compression = exporter::Compression::Gzip;
-    let chains = chains(inner, steps, result, imported, CacheMode::Min, compression).await?;
+    let layers = exporter::OciOptions::default();
+    let chains = chains(inner, steps, result, imported, CacheMode::Min, &layers).await?;
     let (config, _) = config(&chains, steps);
     Ok(base64::engine::general_purpose::STANDARD.encode(config.to_bytes()))
 }
@@ -100,15 +108,15 @@ async fn chains(
     result: &Ref,
     imported: &[Arc<Imported>],
     mode: CacheMode,
-    compression: exporter::Compression,
+    layers: &exporter::OciOptions,
 ) -> Result<BTreeMap<Digest, Vec<Layer>>, CacheError> {
-    let final_chain = chain_of_result(inner, result, compression).await?;
+    let final_chain = chain_of_result(inner, result, layers).await?;
     let mut chains: BTreeMap<Digest, Vec<Layer>> = BTreeMap::new();
     for step in steps {
         if chains.contains_key(&step.key) {
             continue;
         }
-        if let Some(chain) = chain_of_key(inner, &step.key, imported, compression).await?
+        if let Some(chain) = chain_of_key(inner, &step.key, imported, layers).await?
             && !chain.is_empty()
         {
             chains.insert(step.key.clone(), chain);
@@ -123,14 +131,24 @@ async fn chains(
     Ok(chains)
 }
 
+/// How an export makes layers: its compression, level and `force-compression`.
+fn layer_options(export: &CacheExport) -> exporter::OciOptions {
+    exporter::OciOptions {
+        compression: export.compression,
+        compression_level: export.compression_level,
+        force_compression: export.force_compression,
+        ..exporter::OciOptions::default()
+    }
+}
+
 /// The layer chain of the build's final result.
 async fn chain_of_result(
     inner: &Arc<Inner>,
     result: &Ref,
-    compression: exporter::Compression,
+    layers: &exporter::OciOptions,
 ) -> Result<Vec<Layer>, CacheError> {
     match result {
-        Ref::Snapshot(id) => local_chain(&inner.store, *id, compression).await,
+        Ref::Snapshot(id) => local_chain(&inner.store, *id, layers).await,
         Ref::Remote(remote) => Ok(remote_chain(remote.source(), remote.chain())),
         Ref::Empty | Ref::Local(_) => Ok(Vec::new()),
     }
@@ -141,7 +159,7 @@ async fn chain_of_key(
     inner: &Arc<Inner>,
     key: &Digest,
     imported: &[Arc<Imported>],
-    compression: exporter::Compression,
+    layers: &exporter::OciOptions,
 ) -> Result<Option<Vec<Layer>>, CacheError> {
     let store = inner.store.clone();
     let lookup = key.clone();
@@ -152,7 +170,7 @@ async fn chain_of_key(
     if let Some(record) = record {
         // Only single-output steps are exported (every step a Dockerfile makes).
         return match record.outputs.as_slice() {
-            [Some(id)] => Ok(Some(local_chain(&inner.store, *id, compression).await?)),
+            [Some(id)] => Ok(Some(local_chain(&inner.store, *id, layers).await?)),
             _ => Ok(None),
         };
     }
@@ -164,10 +182,11 @@ async fn chain_of_key(
 async fn local_chain(
     store: &Arc<Store>,
     id: store::SnapshotId,
-    compression: exporter::Compression,
+    layers: &exporter::OciOptions,
 ) -> Result<Vec<Layer>, CacheError> {
     let store = store.clone();
-    let blobs = tokio::task::spawn_blocking(move || exporter::layer_chain(&store, id, compression))
+    let layers = layers.clone();
+    let blobs = tokio::task::spawn_blocking(move || exporter::layer_chain(&store, id, &layers))
         .await
         .map_err(CacheError::Join)?
         .map_err(CacheError::Layers)?;
