@@ -21,6 +21,7 @@ pub(crate) async fn build(
     request: &BuildRequest,
     build_progress: Arc<BuildProgress>,
 ) -> Result<BuildResult, BuildError> {
+    check_inline(request)?;
     let progress: Arc<dyn Progress> = build_progress.clone();
     let registry = request.registry(&inner.registry);
     let scope_context = request.git_context.as_ref().map(|git| git.identifier());
@@ -106,20 +107,34 @@ pub(crate) async fn build(
             outcome.image = Some(image);
         }
     }
+    let mounts = session_cache_mounts(&session);
+    let build = crate::remote::export::BuildCache {
+        steps: &steps,
+        result: &result,
+        imported: &imported,
+        cache_mounts: &mounts,
+    };
+    export_caches(inner, &registry, request, &build, &build_progress).await?;
+    Ok(outcome)
+}
+
+/// Writes every `--cache-to` but the inline one; a failure fails the build unless its export
+/// says `ignore-error=true`.
+async fn export_caches(
+    inner: &Arc<Inner>,
+    registry: &registry::Client,
+    request: &BuildRequest,
+    build: &crate::remote::export::BuildCache<'_>,
+    build_progress: &Arc<BuildProgress>,
+) -> Result<(), BuildError> {
+    let progress: Arc<dyn Progress> = build_progress.clone();
     for export in request
         .cache_to
         .iter()
         .filter(|e| e.backend != CacheBackend::Inline)
     {
         let step = crate::progress::Step::start(&progress, cache_step_name(&export.backend));
-        let mounts = session_cache_mounts(&session);
-        let build = crate::remote::export::BuildCache {
-            steps: &steps,
-            result: &result,
-            imported: &imported,
-            cache_mounts: &mounts,
-        };
-        let written = crate::remote::export::export(inner, &registry, export, &build, &step).await;
+        let written = crate::remote::export::export(inner, registry, export, build, &step).await;
         if let Ok(digest) = &written {
             step.status(format!("writing cache manifest {digest} done"));
         }
@@ -133,7 +148,34 @@ pub(crate) async fn build(
             Err(e) => return Err(BuildError::CacheExport(Box::new(e))),
         }
     }
-    Ok(outcome)
+    Ok(())
+}
+
+/// Refuses `--cache-to type=inline` with an image output whose layers would not be the ones the
+/// inline cache names (layers converted to zstd or plain tar, or rewritten with capped times).
+fn check_inline(request: &BuildRequest) -> Result<(), BuildError> {
+    if !request.cache_to.iter().any(|e| e.backend == CacheBackend::Inline) {
+        return Ok(());
+    }
+    for output in &request.outputs {
+        let format = match output {
+            crate::OutputSpec::Oci { format, .. }
+            | crate::OutputSpec::Docker { format, .. }
+            | crate::OutputSpec::Registry { format, .. } => format,
+            _ => continue,
+        };
+        if format.compression != crate::Compression::Gzip
+            || format.force_compression
+            || format.rewrite_timestamp
+        {
+            return Err(BuildError::Request(
+                "--cache-to type=inline with an image output using compression other than gzip, \
+                 force-compression or rewrite-timestamp is not supported yet: use type=registry or type=local for the cache"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The cache mounts the build's steps used.

@@ -131,7 +131,7 @@ pub(crate) struct Imported {
     /// Where its layer blobs are fetched from.
     pub(crate) blobs: Arc<dyn sources::pull::BlobSource>,
     /// Layer chain of each cache key.
-    pub(crate) chains: BTreeMap<Digest, Vec<ChainLayer>>,
+    pub(crate) chains: BTreeMap<Digest, Arc<[ChainLayer]>>,
     /// Link keys and the cache keys they stand for (see `solver::CacheStore::resolve_link`).
     pub(crate) links: BTreeMap<Digest, Digest>,
     /// Contents of cache mounts exported with the cache (`cache-mounts=true`).
@@ -182,7 +182,7 @@ impl std::fmt::Debug for RemoteRef {
 impl RemoteRef {
     /// The layers of the result, base first.
     pub(crate) fn chain(&self) -> &[ChainLayer] {
-        self.source.chains.get(&self.key).map_or(&[], Vec::as_slice)
+        self.source.chains.get(&self.key).map_or(&[], |chain| &chain[..])
     }
 
     /// The source the result was found in.

@@ -12,7 +12,8 @@
 //! there, parent links that loop, a layer without the diff ID needed to apply it), so such a
 //! record is a cache miss, never a wrong result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,9 @@ pub const ANNOTATION_CREATED_AT: &str = "buildkit/createdat";
 
 /// The longest layer chain followed (deeper chains are refused as loops).
 const MAX_CHAIN: usize = 1_000;
+
+/// The most layers all the chains of one config may hold together.
+const MAX_RESULT_LAYERS: usize = 100_000;
 
 /// A cache config: layers and the records that point at them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +161,9 @@ pub struct ChainLayer {
 /// it had to drop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CacheResults {
-    /// The layer chain (base first) of each cache key's first usable result.
-    pub chains: BTreeMap<Digest, Vec<ChainLayer>>,
+    /// The layer chain (base first) of each cache key's first usable result (shared between
+    /// the keys whose results are the same layer).
+    pub chains: BTreeMap<Digest, Arc<[ChainLayer]>>,
     /// Results that could not be followed (bad layer indexes, loops, missing diff IDs).
     pub dropped: usize,
     /// Link keys and the cache keys they stand for (records with [`CacheRecord::key`]).
@@ -187,6 +192,11 @@ impl CacheConfig {
     /// ID come from its annotations in the config, else from there.
     pub fn results(&self, blobs: &BTreeMap<Digest, Descriptor>) -> CacheResults {
         let mut out = CacheResults::default();
+        // Each top layer's chain is followed once and shared by every record that names it, and
+        // all chains together hold at most MAX_RESULT_LAYERS layers: a hostile config cannot make
+        // this quadratic in time or memory.
+        let mut memo: HashMap<i64, Option<Arc<[ChainLayer]>>> = HashMap::new();
+        let mut budget = MAX_RESULT_LAYERS;
         for record in &self.records {
             let tops = record.results.iter().map(|r| r.layer).chain(
                 record
@@ -197,7 +207,11 @@ impl CacheConfig {
             );
             let mut found = None;
             for top in tops {
-                match self.chain(top, blobs) {
+                let chain = memo
+                    .entry(top)
+                    .or_insert_with(|| self.chain(top, blobs, &mut budget))
+                    .clone();
+                match chain {
                     Some(chain) => {
                         found = Some(chain);
                         break;
@@ -218,20 +232,26 @@ impl CacheConfig {
     }
 
     /// The chain of layers whose top is layer `top`, base first; `None` when it cannot be
-    /// followed.
-    fn chain(&self, top: i64, blobs: &BTreeMap<Digest, Descriptor>) -> Option<Vec<ChainLayer>> {
+    /// followed, or would take more than what is left of `budget`.
+    fn chain(
+        &self,
+        top: i64,
+        blobs: &BTreeMap<Digest, Descriptor>,
+        budget: &mut usize,
+    ) -> Option<Arc<[ChainLayer]>> {
         let mut chain = Vec::new();
         let mut next = top;
         while next != -1 {
             let layer = self.layers.get(usize::try_from(next).ok()?)?;
-            if chain.len() >= MAX_CHAIN.min(self.layers.len()) {
+            if chain.len() >= MAX_CHAIN.min(self.layers.len()) || chain.len() >= *budget {
                 return None;
             }
             chain.push(chain_layer(layer, blobs)?);
             next = layer.parent;
         }
+        *budget -= chain.len();
         chain.reverse();
-        Some(chain)
+        Some(chain.into())
     }
 }
 
@@ -336,6 +356,25 @@ mod tests {
         // The record's results are listed under BuildKit's name.
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains(r#""records":[{"layers":[{"layer":1}]"#), "{text}");
+    }
+
+    #[test]
+    fn chains_are_shared_and_bounded() {
+        // 1000 layers in one chain, and many records on its top: followed once, shared.
+        let layers: Vec<CacheLayer> = (0..1000).map(|i| layer((i % 100) as u8, i as i64 - 1)).collect();
+        let records: Vec<CacheRecord> = (0..200u8).map(|k| record(k, 999)).collect();
+        let config = CacheConfig { layers, records };
+        let results = config.results(&BTreeMap::new());
+        assert_eq!(results.chains.len(), 200);
+        let first = &results.chains[&digest(0)];
+        assert_eq!(first.len(), 1000);
+        assert!(Arc::ptr_eq(first, &results.chains[&digest(199)]));
+        // Distinct tops beyond the budget are dropped, not built.
+        let layers: Vec<CacheLayer> = (0..1000).map(|i| layer((i % 100) as u8, i as i64 - 1)).collect();
+        let records: Vec<CacheRecord> = (0..1000).map(|i| record((i % 250) as u8, i as i64)).collect();
+        let results = CacheConfig { layers, records }.results(&BTreeMap::new());
+        let kept: usize = results.chains.values().map(|c| c.len()).sum();
+        assert!(kept <= MAX_RESULT_LAYERS, "{kept}");
     }
 
     #[test]

@@ -340,6 +340,19 @@ fn an_inline_cache_travels_in_the_pushed_image() {
         assert_eq!(read(&first, path), read(&second, path), "{path}");
     }
 
+    // Layers converted for the image would not be the ones the inline cache names: refused.
+    let zstd = format!(
+        "type=oci,dest={},compression=zstd",
+        h.out_path("zstd.tar").display()
+    );
+    let output = run_build(&h.kiln, &ctx, &["--cache-to", "type=inline", "-o", &zstd]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{log}");
+    assert!(
+        log.contains("type=inline with an image output using compression"),
+        "{log}"
+    );
+
     // An image without an inline cache is a warning, not a failure.
     let c = Kiln::new();
     let log = build_into(&c, &ctx, &h.out_path("third"), &["--cache-from", h.base()]);

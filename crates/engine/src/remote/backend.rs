@@ -469,7 +469,16 @@ fn write_layout(store: &Store, dir: &Path, tag: &str, object: &CacheObject) -> R
     Ok(manifest)
 }
 
-/// Writes a blob into a layout directory unless it is there: aside, synced, renamed.
+/// A suffix no other writer of this machine uses at the same time: builds of one engine run
+/// concurrently, so the process id alone is not enough.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
+
+/// Writes a blob into a layout directory unless it is there: aside, synced, renamed (a
+/// concurrent writer of the same blob renames the same bytes over it).
 fn put_blob(
     dir: &Path,
     digest: &Digest,
@@ -479,7 +488,7 @@ fn put_blob(
     if path.exists() {
         return Ok(());
     }
-    let tmp = path.with_file_name(format!(".{}.{}.tmp", digest.hex(), std::process::id()));
+    let tmp = path.with_file_name(format!(".{}.{}.tmp", digest.hex(), unique()));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         write(&mut file)?;
@@ -498,7 +507,7 @@ fn put_blob(
 
 /// Replaces a file atomically: written aside, synced, renamed over it.
 fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    let tmp = path.with_extension(format!("{}.tmp", unique()));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
