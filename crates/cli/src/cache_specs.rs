@@ -10,6 +10,15 @@ use engine::{CacheBackend, CacheExport, CacheMode};
 
 use crate::outputs::{bool_option, csv_fields};
 
+/// BuildKit's S3 tuning options, which kiln does not have (yet).
+const S3_TUNING: [&str; 5] = [
+    "touch_refresh",
+    "upload_parallelism",
+    "retry_mode",
+    "retry_max_attempts",
+    "disable_accept_encoding",
+];
+
 /// The backends BuildKit has and kiln does not (yet).
 const LATER: &[&str] = &["gha", "azblob"];
 
@@ -145,11 +154,11 @@ pub(crate) fn parse_cache_from(spec: &str) -> Result<CacheBackend, String> {
         &options,
         &[
             "digest",
-            "touch_refresh",
-            "upload_parallelism",
-            "retry_mode",
-            "retry_max_attempts",
-            "disable_accept_encoding",
+            S3_TUNING[0],
+            S3_TUNING[1],
+            S3_TUNING[2],
+            S3_TUNING[3],
+            S3_TUNING[4],
         ],
     )?;
     Ok(backend)
@@ -212,11 +221,11 @@ pub(crate) fn parse_cache_to(spec: &str) -> Result<CacheExport, String> {
         &options,
         &[
             "reset",
-            "touch_refresh",
-            "upload_parallelism",
-            "retry_mode",
-            "retry_max_attempts",
-            "disable_accept_encoding",
+            S3_TUNING[0],
+            S3_TUNING[1],
+            S3_TUNING[2],
+            S3_TUNING[3],
+            S3_TUNING[4],
         ],
     )?;
     Ok(export)

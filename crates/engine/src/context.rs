@@ -54,24 +54,8 @@ pub(crate) async fn resolve<'r>(
     let root = vertices
         .get(digest)
         .ok_or_else(|| BuildError::Request("the git context's source op was not loaded".into()))?;
-    let solved = solver
-        .job(Arc::new(Forward(progress)), session)
-        .solve(root, *index as usize)
-        .await
-        .map_err(|e| ops::step_error(&graph, e))?;
-    let quiet = |_: String| {};
-    let solved = crate::remote::lazy::materialize(inner, solved, &quiet)
-        .await
-        .map_err(|error| {
-            ops::step_error(
-                &graph,
-                solver::SolveError {
-                    vertex: digest.clone(),
-                    name: root.name.clone(),
-                    error,
-                },
-            )
-        })?;
+    let mut job = solver.job(Arc::new(Forward(progress)), session);
+    let solved = ops::solve_files(inner, &mut job, &graph, root, *index).await?;
     let store = inner.store.clone();
     let checkout = ops::blocking(move || match solved {
         Ref::Snapshot(id) => store.view(id).map(Checkout::View),

@@ -145,22 +145,37 @@ pub(crate) fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs").join(digest.algorithm()).join(digest.hex())
 }
 
-/// Reads a blob of at most `limit` bytes, checking its digest.
-fn read_blob(dir: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, LayoutError> {
-    let path = blob_path(dir, digest);
+/// The `index.json` of a layout (at most 4 MiB).
+pub(crate) fn read_index(dir: &Path) -> Result<ImageIndex, LayoutError> {
+    let bytes = read_limited(&dir.join("index.json"), MAX_DOCUMENT)?;
+    serde_json::from_slice(&bytes).map_err(|source| LayoutError::Document {
+        dir: dir.to_path_buf(),
+        document: "index.json",
+        source,
+    })
+}
+
+/// Reads a whole file of at most `limit` bytes.
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, LayoutError> {
     let read_error = |source| LayoutError::Read {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
-    let file = std::fs::File::open(&path).map_err(read_error)?;
+    let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes).map_err(read_error)?;
     if bytes.len() as u64 > limit {
-        return Err(invalid(
-            dir,
-            format!("blob {digest} is larger than {limit} bytes"),
-        ));
+        return Err(read_error(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than the {limit} bytes kiln reads"),
+        )));
     }
+    Ok(bytes)
+}
+
+/// Reads a blob of at most `limit` bytes, checking its digest.
+pub(crate) fn read_blob(dir: &Path, digest: &Digest, limit: u64) -> Result<Vec<u8>, LayoutError> {
+    let bytes = read_limited(&blob_path(dir, digest), limit)?;
     let actual = Digest::of(&bytes);
     if actual != *digest {
         return Err(invalid(dir, format!("blob {digest} has digest {actual}")));
@@ -176,11 +191,7 @@ pub(crate) fn resolve(
     platform: &Platform,
 ) -> Result<(Digest, oci::ImageConfig), LayoutError> {
     let dir = &spec.dir;
-    let index_path = dir.join("index.json");
-    let index_bytes = std::fs::read(&index_path).map_err(|source| LayoutError::Read {
-        path: index_path.clone(),
-        source,
-    })?;
+    let index = read_index(dir)?;
     let document = |document| {
         move |source| LayoutError::Document {
             dir: dir.clone(),
@@ -188,7 +199,6 @@ pub(crate) fn resolve(
             source,
         }
     };
-    let index: ImageIndex = serde_json::from_slice(&index_bytes).map_err(document("index.json"))?;
     let entry = entry(dir, &index, spec)?;
     let mut manifest_digest = entry.digest.clone();
     let mut bytes = read_blob(dir, &manifest_digest, MAX_DOCUMENT)?;
@@ -212,7 +222,11 @@ pub(crate) fn resolve(
 }
 
 /// The entry of `index.json` that `spec` names: by digest, by tag, or the only one.
-fn entry<'i>(dir: &Path, index: &'i ImageIndex, spec: &LayoutSpec) -> Result<&'i Descriptor, LayoutError> {
+pub(crate) fn entry<'i>(
+    dir: &Path,
+    index: &'i ImageIndex,
+    spec: &LayoutSpec,
+) -> Result<&'i Descriptor, LayoutError> {
     if let Some(digest) = &spec.digest {
         return index
             .manifests
@@ -258,20 +272,12 @@ impl BlobSource for LayoutBlobs {
         descriptor: &'a Descriptor,
     ) -> BoxFuture<'a, Result<(), PullError>> {
         Box::pin(async move {
-            let (store, path, descriptor) = (
-                store.clone(),
-                blob_path(&self.dir, &descriptor.digest),
-                descriptor.clone(),
-            );
-            let reference = self.dir.display().to_string();
-            let task_reference = reference.clone();
-            tokio::task::spawn_blocking(move || copy_into_store(&store, &path, &descriptor))
-                .await
-                .map_err(|source| PullError::Task {
-                    reference: task_reference,
-                    source,
-                })?
-                .map_err(|source| PullError::Store { reference, source })
+            let (path, descriptor) = (blob_path(&self.dir, &descriptor.digest), descriptor.clone());
+            let name = self.dir.display().to_string();
+            sources::pull::on_store(store, &name, move |store| {
+                copy_into_store(store, &path, &descriptor)
+            })
+            .await
         })
     }
 }

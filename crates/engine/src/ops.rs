@@ -369,6 +369,34 @@ pub(crate) fn step_error(graph: &llb::Graph, error: solver::SolveError) -> Build
     BuildError::Step(Box::new(StepError { error, snippets }))
 }
 
+/// Solves output `index` of `root` in `job`, with its files on disk: a result found in a remote
+/// cache is downloaded. Errors point at the graph's lines.
+pub(crate) async fn solve_files(
+    inner: &Arc<Inner>,
+    job: &mut solver::Job<Ref, Session>,
+    graph: &llb::Graph,
+    root: &Arc<solver::Vertex<Ref, Session>>,
+    index: i64,
+) -> Result<Ref, BuildError> {
+    let result = job
+        .solve(root, index as usize)
+        .await
+        .map_err(|error| step_error(graph, error))?;
+    let quiet = |_: String| {};
+    crate::remote::lazy::materialize(inner, result, &quiet)
+        .await
+        .map_err(|error| {
+            step_error(
+                graph,
+                solver::SolveError {
+                    vertex: root.digest.clone(),
+                    name: root.name.clone(),
+                    error,
+                },
+            )
+        })
+}
+
 /// Solves a whole LLB definition (the engine's entry point for clients that bring their own
 /// LLB): loads and validates it, builds the vertices with `local_dirs` as its `local://`
 /// sources, and solves its result.
@@ -394,24 +422,8 @@ pub(crate) async fn solve_definition(
     let root = vertices
         .get(digest)
         .ok_or_else(|| BuildError::Request("the build definition has no result op".into()))?;
-    let result = solver
-        .job(Arc::new(crate::progress::Forward(progress)), session)
-        .solve(root, *index as usize)
-        .await
-        .map_err(|error| step_error(&graph, error))?;
-    let quiet = |_: String| {};
-    let result = crate::remote::lazy::materialize(inner, result, &quiet)
-        .await
-        .map_err(|error| {
-            step_error(
-                &graph,
-                solver::SolveError {
-                    vertex: digest.clone(),
-                    name: root.name.clone(),
-                    error,
-                },
-            )
-        })?;
+    let mut job = solver.job(Arc::new(crate::progress::Forward(progress)), session);
+    let result = solve_files(inner, &mut job, &graph, root, *index).await?;
     match result {
         Ref::Empty => Ok(None),
         Ref::Snapshot(id) => Ok(Some(id)),

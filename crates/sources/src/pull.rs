@@ -298,6 +298,25 @@ pub async fn apply_chain(
     Ok(parent)
 }
 
+/// Runs `work` on the store on the blocking pool; errors name `name` (an image or a cache).
+pub async fn on_store<T: Send + 'static>(
+    store: &Arc<Store>,
+    name: &str,
+    work: impl FnOnce(&Store) -> Result<T, store::Error> + Send + 'static,
+) -> Result<T, PullError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|source| PullError::Task {
+            reference: name.to_string(),
+            source,
+        })?
+        .map_err(|source| PullError::Store {
+            reference: name.to_string(),
+            source,
+        })
+}
+
 /// A chain of layers being applied.
 struct Chain<'a> {
     store: &'a Arc<Store>,
@@ -311,17 +330,7 @@ impl Chain<'_> {
         &self,
         work: impl FnOnce(&Store) -> Result<T, store::Error> + Send + 'static,
     ) -> Result<T, PullError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|source| PullError::Task {
-                reference: self.name.clone(),
-                source,
-            })?
-            .map_err(|source| PullError::Store {
-                reference: self.name.clone(),
-                source,
-            })
+        on_store(self.store, &self.name, work).await
     }
 
     /// Fetches (unless stored) and applies one layer on top of `parent`; records it under
@@ -422,11 +431,7 @@ impl<'a> Pull<'a> {
         &self,
         work: impl FnOnce(&Store) -> Result<T, store::Error> + Send + 'static,
     ) -> Result<T, PullError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || work(&store))
-            .await
-            .map_err(|e| self.task_error(e))?
-            .map_err(|e| self.store_error(e))
+        on_store(self.store, &self.reference.to_string(), work).await
     }
 
     /// Streams a blob from the registry into the content store (digest verified on commit).

@@ -8,7 +8,7 @@
 //! renamed), so two builds exporting to one directory each leave a complete index.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -265,55 +265,16 @@ async fn fetch_small(
     Ok(bytes)
 }
 
-/// Reads a whole file of at most `limit` bytes.
-fn read_limited(path: &Path, limit: u64, action: &'static str) -> Result<Vec<u8>, CacheError> {
-    let io_error = |source| CacheError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io_error)?;
-    let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io_error)?;
-    if bytes.len() as u64 > limit {
-        return Err(io_error(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than the {limit} bytes kiln reads"),
-        )));
-    }
-    Ok(bytes)
-}
-
-/// Reads a blob of a layout directory, checking its digest.
-fn read_layout_blob(dir: &Path, digest: &Digest, limit: u64, name: &str) -> Result<Vec<u8>, CacheError> {
-    let bytes = read_limited(&layout_blob(dir, digest), limit, "read cache blob")?;
-    let actual = Digest::of(&bytes);
-    if actual != *digest {
-        return Err(CacheError::Invalid {
-            name: name.to_string(),
-            what: format!("blob {digest} has digest {actual}"),
-        });
-    }
-    Ok(bytes)
-}
-
 /// The layer descriptors and cache config of the object tagged `tag` in a layout directory.
 fn read_layout(dir: &Path, tag: &str, name: &str) -> Result<(Vec<Descriptor>, Vec<u8>), CacheError> {
-    let index_bytes = read_limited(&dir.join("index.json"), MAX_MANIFEST_SIZE, "read")?;
-    let index: ImageIndex = serde_json::from_slice(&index_bytes).map_err(|source| CacheError::Document {
-        name: name.to_string(),
-        document: "index.json",
-        source,
-    })?;
-    let entry = index
-        .manifests
-        .iter()
-        .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
-        .ok_or_else(|| CacheError::Invalid {
-            name: name.to_string(),
-            what: format!("index.json has no manifest tagged {tag:?}"),
-        })?;
-    let manifest = read_layout_blob(dir, &entry.digest, MAX_MANIFEST_SIZE, name)?;
+    let index = crate::layout::read_index(dir)?;
+    let spec = crate::layout::LayoutSpec {
+        dir: dir.to_path_buf(),
+        tag: Some(tag.to_string()),
+        digest: None,
+    };
+    let entry = crate::layout::entry(dir, &index, &spec)?;
+    let manifest = crate::layout::read_blob(dir, &entry.digest, MAX_MANIFEST_SIZE)?;
     let Object::Cache { config, layers } = object(name, &manifest)? else {
         return Err(CacheError::Invalid {
             name: name.to_string(),
@@ -326,7 +287,7 @@ fn read_layout(dir: &Path, tag: &str, name: &str) -> Result<(Vec<Descriptor>, Ve
             source: CacheConfigError::TooBig { size: config.size },
         });
     }
-    let bytes = read_layout_blob(dir, &config.digest, MAX_CONFIG_SIZE, name)?;
+    let bytes = crate::layout::read_blob(dir, &config.digest, MAX_CONFIG_SIZE)?;
     Ok((layers, bytes))
 }
 

@@ -87,6 +87,9 @@ pub enum CacheError {
     /// A blocking task failed.
     #[error("internal task failed")]
     Join(#[source] tokio::task::JoinError),
+    /// A layout directory's documents could not be read (the error names the directory).
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
     /// The S3 service failed (causes down to the OS error).
     #[error("S3 request for cache {name} failed")]
     S3 {
