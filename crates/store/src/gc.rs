@@ -351,6 +351,30 @@ impl FromStr for Filter {
     }
 }
 
+impl fmt::Display for Filter {
+    /// The filter as `KEY=VALUE` text that parses back to it (how a client sends it to a daemon).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = |equal: bool| if equal { "=" } else { "!=" };
+        match self {
+            Filter::Type { kind, equal } => write!(f, "type{}{kind}", op(*equal)),
+            Filter::Id { id, equal } => write!(f, "id{}{id}", op(*equal)),
+            Filter::Description { text, how } => {
+                let op = match how {
+                    TextMatch::Equal => "==",
+                    TextMatch::NotEqual => "!=",
+                    TextMatch::Contains => "~=",
+                };
+                write!(f, "description{op}{text}")
+            }
+            Filter::Until(d) => write!(
+                f,
+                "until={}",
+                gocompat::duration::format(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+            ),
+        }
+    }
+}
+
 /// What to prune ([`Store::prune`]). The default removes every regular record and cache mount
 /// not in use.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1395,6 +1419,24 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filters_print_as_text_that_parses_back() {
+        for text in [
+            "type=layer",
+            "type!=build.log",
+            "id=12",
+            "id!=mhv2k1x3a7f2q",
+            "description==a b",
+            "description!=x",
+            "description~=RUN",
+            "until=1h30m0s",
+        ] {
+            let filter: Filter = text.parse().unwrap();
+            assert_eq!(filter.to_string(), text);
+            assert_eq!(filter.to_string().parse::<Filter>().unwrap(), filter);
+        }
+    }
 
     #[test]
     fn sizes_parse_like_docker() {
