@@ -94,3 +94,34 @@ impl StateDir {
         self.store.prune(options)
     }
 }
+
+/// Why disk management through an engine failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// The blocking task did not finish.
+    #[error("the disk task did not finish")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+impl Engine {
+    /// What the state directory holds ([`Store::disk_usage`]), while builds may run.
+    pub async fn disk_usage(&self, filters: Vec<Filter>) -> Result<DiskUsage, DiskError> {
+        let store = self.inner.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.disk_usage(&filters))
+            .await
+            .map_err(DiskError::Join)??)
+    }
+
+    /// Removes what `options` select ([`Store::prune`]), once no build of this engine runs
+    /// (builds started meanwhile wait for it).
+    pub async fn prune(&self, options: PruneOptions) -> Result<PruneReport, DiskError> {
+        let _exclusive = self.builds.write().await;
+        let store = self.inner.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.prune(&options))
+            .await
+            .map_err(DiskError::Join)??)
+    }
+}

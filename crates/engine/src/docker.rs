@@ -77,7 +77,7 @@ fn socket(host: &str) -> Result<PathBuf, LoadError> {
 
 /// Loads the tarball at `tar` into the daemon at `host`; returns what the daemon reported
 /// (`Loaded image: NAME`).
-pub(crate) async fn load(host: &str, tar: &Path) -> Result<Vec<String>, LoadError> {
+pub async fn load(host: &str, tar: &Path) -> Result<Vec<String>, LoadError> {
     let path = socket(host)?;
     let connect_error = |source| LoadError::Connect {
         host: host.to_string(),

@@ -34,6 +34,9 @@ pub enum ExportError {
     /// Standard output could not be written.
     #[error("failed to write to standard output")]
     Stdout(#[source] std::io::Error),
+    /// The client's stream of the output broke.
+    #[error("failed to send the output to the client")]
+    Stream(#[source] std::io::Error),
     /// An image name to push to is not a valid reference.
     #[error("invalid image name {name:?}")]
     Name {
@@ -358,6 +361,12 @@ fn with_destination<T>(
             Ok(value)
         }
         Destination::File(path) => write_file(path, write),
+        Destination::Stream(sink) => {
+            let mut writer = sink.0.open();
+            let value = write(&mut writer)?;
+            writer.finish().map_err(ExportError::Stream)?;
+            Ok(value)
+        }
         // Loaded by `load`, which writes a file first.
         Destination::Daemon(host) => Err(ExportError::Load(crate::docker::LoadError::Host {
             host: host.clone(),

@@ -194,14 +194,12 @@ fn build_options(
     let mut locals = BTreeMap::from([(CONTEXT_NAME.to_string(), request.context.clone())]);
     // `<Dockerfile>.dockerignore` beside the Dockerfile wins over the context's `.dockerignore`.
     let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
-    let ignore = if request.dockerfile_text.is_none() && specific.is_file() {
-        specific
-    } else {
-        request.context.join(".dockerignore")
+    let excludes = match &request.context_excludes {
+        Some(patterns) => patterns.clone(),
+        None if request.dockerfile_text.is_none() && specific.is_file() => read_ignore_file(&specific)?,
+        None => read_ignore_file(&request.context.join(".dockerignore"))?,
     };
-    options
-        .local_excludes
-        .insert(CONTEXT_NAME.to_string(), read_ignore_file(&ignore)?);
+    options.local_excludes.insert(CONTEXT_NAME.to_string(), excludes);
     for (name, value) in &request.named_contexts {
         let key = name.to_ascii_lowercase();
         if let Some(layout) = value.strip_prefix("oci-layout://") {

@@ -25,6 +25,7 @@ mod error;
 pub mod explain;
 mod export;
 mod frontend;
+mod history;
 mod job;
 mod layout;
 mod ops;
@@ -36,10 +37,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use disk::{
-    DiskUsage, Filter, GcOutcome, OtherContent, ParseError, PruneOptions, PruneReport, RecordId, RecordKind,
-    SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
+    DiskError, DiskUsage, Filter, GcOutcome, OtherContent, ParseError, PruneOptions, PruneReport, RecordId,
+    RecordKind, SnapshotId, StateDir, TextMatch, UsageRecord, default_gc_limit, parse_duration, parse_size,
 };
-pub use docker::{DEFAULT_DOCKER_HOST, LoadError};
+pub use docker::{DEFAULT_DOCKER_HOST, LoadError, load as load_into_docker};
 pub use error::{BuildError, DockerfileError, SourceSnippet, StepError};
 pub use executor::{NetworkMode, ULIMIT_NAMES};
 pub use export::ExportError;
@@ -47,8 +48,12 @@ pub use exporter::Compression;
 /// Build contexts sent as archives (`kiln build - < context.tar`) are unpacked by the client with
 /// the store's confined extraction (see [`fsops::fileop::unpack_archive`]).
 pub use fsops::fileop::{is_archive, unpack_archive};
+pub use history::{BuildStatus, HistoryEntry, history};
 pub use layout::LayoutError;
 pub use progress::{Event, Progress};
+/// Registry credentials as the client's docker configuration gives them (a daemon's client
+/// answers its daemon's questions with them).
+pub use registry::{CredentialStore, DockerConfigCredentials};
 pub use remote::error::CacheError;
 pub use remote::{CacheBackend, CacheExport, CacheMode, RemoteRef, S3Location};
 pub use sources::human_size;
@@ -82,6 +87,8 @@ pub enum Destination {
     /// A Docker daemon, loaded through its Engine API (`type=docker` without `dest`, `--load`):
     /// its address (`DOCKER_HOST`, `unix:///var/run/docker.sock` by default).
     Daemon(String),
+    /// A client's stream (a daemon's build: the client writes the bytes where it was asked).
+    Stream(StreamSink),
 }
 
 /// One requested output (`--output`).
@@ -192,6 +199,13 @@ pub struct BuildRequest {
     pub cache_to: Vec<CacheExport>,
     /// `--no-cache-filter`: names of the stages whose steps never use the cache.
     pub no_cache_filter: BTreeSet<String>,
+    /// The `.dockerignore` patterns of the context, when the client gives them (a daemon's
+    /// build: the client applied them already and the daemon has no `<Dockerfile>.dockerignore`
+    /// to read); `None`: read from the context (or beside the Dockerfile).
+    pub context_excludes: Option<Vec<String>>,
+    /// How the client names the context (a daemon's build: the client's directory, where
+    /// `context` is the daemon's copy of it), for the build's log and history.
+    pub client_context: Option<String>,
     /// Where this build's registry credentials come from; `None`: the docker configuration of
     /// the process (`~/.docker/config.json`, `DOCKER_CONFIG`), read only when a registry asks.
     pub credentials: Option<Credentials>,
@@ -204,7 +218,65 @@ pub enum SecretSource {
     File(PathBuf),
     /// An environment variable of the client process.
     Env(String),
+    /// Asked of a client when a step needs it (a daemon's build: the client serves it).
+    Client(ClientSecrets),
 }
+
+/// A client that serves secret values on request.
+pub trait SecretProvider: Send + Sync {
+    /// The value of secret `id`, `Ok(None)` when the client has none, or why the client could
+    /// not give it. Blocking: it may wait for the client's answer.
+    fn secret(&self, id: &str) -> Result<Option<Vec<u8>>, String>;
+}
+
+/// A [`SecretProvider`] in a request (equal only to itself; never printed).
+#[derive(Clone)]
+pub struct ClientSecrets(pub Arc<dyn SecretProvider>);
+
+impl std::fmt::Debug for ClientSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecrets(..)")
+    }
+}
+
+impl PartialEq for ClientSecrets {
+    fn eq(&self, other: &ClientSecrets) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ClientSecrets {}
+
+/// Where an output's bytes go when a client writes them (a daemon's build): each output opens
+/// one writer, writes the whole output, then finishes it.
+pub trait OutputStream: Send + Sync {
+    /// A writer for one output.
+    fn open(&self) -> Box<dyn StreamWriter>;
+}
+
+/// The writer of one streamed output.
+pub trait StreamWriter: std::io::Write + Send {
+    /// The output is complete: the client may keep it.
+    fn finish(self: Box<Self>) -> std::io::Result<()>;
+}
+
+/// An [`OutputStream`] in a request (equal only to itself).
+#[derive(Clone)]
+pub struct StreamSink(pub Arc<dyn OutputStream>);
+
+impl std::fmt::Debug for StreamSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamSink(..)")
+    }
+}
+
+impl PartialEq for StreamSink {
+    fn eq(&self, other: &StreamSink) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StreamSink {}
 
 /// What an `--ssh` id forwards.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -505,9 +577,10 @@ impl Engine {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs() as i64),
             ),
-            context: match &request.git_context {
-                Some(git) => git.identifier(),
-                None => request.context.display().to_string(),
+            context: match (&request.git_context, &request.client_context) {
+                (Some(git), _) => git.identifier(),
+                (None, Some(client)) => client.clone(),
+                (None, None) => request.context.display().to_string(),
             },
             dockerfile: match (&request.dockerfile, &request.git_context) {
                 (Some(file), _) => file.display().to_string(),
@@ -561,6 +634,11 @@ pub async fn compile_offline(request: &BuildRequest) -> Result<llb::Definition, 
         return Err(offline_git_context());
     }
     frontend::compile_offline(request).await.map(|c| c.definition)
+}
+
+/// Parses a git build context as `kiln build URL` takes it (`https://host/repo.git#ref:dir`).
+pub fn parse_git_context(text: &str) -> Result<dockerfile::convert::GitRef, String> {
+    dockerfile::convert::parse_git_ref(text)?.ok_or_else(|| format!("{text:?} is no git URL"))
 }
 
 /// A git context cannot be read without fetching it.

@@ -91,6 +91,8 @@ pub(crate) enum OpFailure {
         #[source]
         source: std::io::Error,
     },
+    #[error("secret {id}: the client could not give it: {message}")]
+    SecretClient { id: String, message: String },
     #[error("secret {id}: too big: {size} bytes, the limit is {limit}")]
     SecretTooBig { id: String, size: u64, limit: u64 },
     #[error("secret {0}: not found")]

@@ -116,7 +116,7 @@ impl solver::Progress for Forward {
 static STEP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// An internal step shown like a vertex (`[internal] load build definition from Dockerfile`).
-pub(crate) struct Step {
+pub struct Step {
     progress: Arc<dyn Progress>,
     vertex: Digest,
     name: String,
@@ -124,7 +124,7 @@ pub(crate) struct Step {
 }
 
 impl Step {
-    pub(crate) fn start(progress: &Arc<dyn Progress>, name: impl Into<String>) -> Step {
+    pub fn start(progress: &Arc<dyn Progress>, name: impl Into<String>) -> Step {
         let name = name.into();
         let n = STEP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let vertex = Digest::of(format!("internal:{}:{n}:{name}", std::process::id()).as_bytes());
@@ -141,7 +141,7 @@ impl Step {
         }
     }
 
-    pub(crate) fn status(&self, message: impl Into<String>) {
+    pub fn status(&self, message: impl Into<String>) {
         self.progress.event(Event::Status {
             vertex: self.vertex.clone(),
             message: message.into(),
@@ -149,7 +149,7 @@ impl Step {
     }
 
     /// Reports the step finished; a failure's line is the error's whole chain.
-    pub(crate) fn finish<T, E: std::error::Error + 'static>(self, result: Result<T, E>) -> Result<T, E> {
+    pub fn finish<T, E: std::error::Error + 'static>(self, result: Result<T, E>) -> Result<T, E> {
         self.progress.event(Event::Completed {
             vertex: self.vertex.clone(),
             name: self.name.clone(),

@@ -127,6 +127,16 @@ impl Session {
                 check_size(id, value.len() as u64)?;
                 Ok(Some(value))
             }
+            SecretSource::Client(client) => {
+                let value = client.0.secret(id).map_err(|message| OpFailure::SecretClient {
+                    id: id.to_string(),
+                    message,
+                })?;
+                if let Some(value) = &value {
+                    check_size(id, value.len() as u64)?;
+                }
+                Ok(value)
+            }
             SecretSource::File(path) => {
                 let failed = |source| OpFailure::SecretRead {
                     id: id.to_string(),
