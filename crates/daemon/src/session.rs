@@ -1,0 +1,436 @@
+//! One build over a stream: the client's `BuildStart`, the transfer of its directories
+//! ([`crate::sync`]), its secrets and registry credentials asked for when needed (`Asker`),
+//! progress and client-side outputs streamed back, and the outcome last.
+//!
+//! The build runs as a registered task of the daemon (`Daemon::spawn_build`): it is cancelled
+//! when the client goes away (its response stream is dropped) or the daemon shuts down.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::pb::{self, client_message, server_message};
+use engine::{
+    BuildError, BuildRequest, ClientSecrets, Credentials, Destination, OutputSpec, Progress, SecretSource,
+    StreamSink,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tonic::{Status, Streaming};
+
+use crate::state::Daemon;
+use crate::sync::Incoming;
+
+type Reply = Result<pb::ServerMessage, Status>;
+
+/// How long a step waits for the client to answer a question (a secret, credentials).
+const ASK_LIMIT: Duration = Duration::from_secs(120);
+
+fn reply(message: server_message::Message) -> Reply {
+    Ok(pb::ServerMessage {
+        message: Some(message),
+    })
+}
+
+/// Starts a build from its stream; returns the stream of what the daemon sends.
+pub(crate) async fn start(
+    daemon: Arc<Daemon>,
+    mut inbound: Streaming<pb::ClientMessage>,
+) -> Result<impl Stream<Item = Reply> + Send + 'static, Status> {
+    let first = inbound
+        .message()
+        .await?
+        .ok_or_else(|| Status::invalid_argument("the build stream ended before its BuildStart"))?;
+    let Some(client_message::Message::Start(start)) = first.message else {
+        return Err(Status::invalid_argument(
+            "a build stream must start with BuildStart",
+        ));
+    };
+    api::check_start(&start).map_err(Status::invalid_argument)?;
+    let request = crate::convert::request(&start, &daemon.cache_from, &daemon.cache_to)?;
+    let (out_tx, out_rx) = mpsc::channel::<Reply>(32);
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Reply>();
+    let asker = Arc::new(Asker {
+        tx: ev_tx.clone(),
+        pending: Arc::default(),
+        next: AtomicU64::new(0),
+        handle: tokio::runtime::Handle::current(),
+    });
+    let (sync_tx, sync_rx) = mpsc::channel(8);
+    tokio::spawn(dispatch(inbound, sync_tx, asker.pending.clone()));
+    let build = run(daemon.clone(), start, request, sync_rx, out_tx, ev_tx, asker);
+    daemon.spawn_build(build)?;
+    Ok(tokio_stream::StreamExt::merge(
+        ReceiverStream::new(out_rx),
+        UnboundedReceiverStream::new(ev_rx),
+    ))
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<client_message::Message>>>>;
+
+/// Reads the client's messages: directory transfers go to the build, answers to whoever asked.
+/// When the client's side ends, every question still waiting fails.
+async fn dispatch(mut inbound: Streaming<pb::ClientMessage>, sync: mpsc::Sender<Incoming>, pending: Pending) {
+    while let Ok(Some(message)) = inbound.message().await {
+        let (request, answer) = match message.message {
+            Some(client_message::Message::Files(list)) => {
+                let _ = sync.send(Incoming::List(list)).await;
+                continue;
+            }
+            Some(client_message::Message::Data(data)) => {
+                let _ = sync.send(Incoming::Data(data)).await;
+                continue;
+            }
+            Some(client_message::Message::Secret(s)) => (s.request, client_message::Message::Secret(s)),
+            Some(client_message::Message::Credentials(c)) => {
+                (c.request, client_message::Message::Credentials(c))
+            }
+            // A second start, or nothing: ignored.
+            _ => continue,
+        };
+        let waiter = pending.lock().ok().and_then(|mut p| p.remove(&request));
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(answer);
+        }
+    }
+    if let Ok(mut p) = pending.lock() {
+        p.clear();
+    }
+}
+
+/// Asks the client questions on behalf of steps (blocking: steps ask from their own threads).
+pub(crate) struct Asker {
+    tx: mpsc::UnboundedSender<Reply>,
+    pending: Pending,
+    next: AtomicU64,
+    handle: tokio::runtime::Handle,
+}
+
+impl Asker {
+    fn ask(
+        &self,
+        question: impl FnOnce(u64) -> server_message::Message,
+    ) -> Result<client_message::Message, String> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| "the session is broken".to_string())?
+            .insert(id, tx);
+        if self.tx.send(reply(question(id))).is_err() {
+            return Err("the client has gone".into());
+        }
+        let answer =
+            tokio::task::block_in_place(|| self.handle.block_on(tokio::time::timeout(ASK_LIMIT, rx)));
+        match answer {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err("the client has gone".into()),
+            Err(_) => Err(format!(
+                "the client did not answer within {}s",
+                ASK_LIMIT.as_secs()
+            )),
+        }
+    }
+}
+
+impl engine::SecretProvider for Asker {
+    fn secret(&self, id: &str) -> Result<Option<Vec<u8>>, String> {
+        let id = id.to_string();
+        match self.ask(|request| server_message::Message::Secret(pb::SecretRequest { request, id }))? {
+            client_message::Message::Secret(v) if !v.error.is_empty() => Err(v.error),
+            client_message::Message::Secret(v) => Ok(v.found.then_some(v.value)),
+            _ => Err("the client answered something else".into()),
+        }
+    }
+}
+
+/// Registry credentials asked of the client.
+struct ClientCredentials(Arc<Asker>);
+
+impl registry::CredentialStore for ClientCredentials {
+    fn credentials(
+        &self,
+        registry: &str,
+    ) -> Result<Option<registry::Credentials>, registry::CredentialsError> {
+        let registry = registry.to_string();
+        let failed = |m: String| registry::CredentialsError::Other(m.into());
+        let question =
+            |request| server_message::Message::Credentials(pb::CredentialsRequest { request, registry });
+        match self.0.ask(question).map_err(failed)? {
+            client_message::Message::Credentials(c) if !c.error.is_empty() => Err(failed(c.error)),
+            client_message::Message::Credentials(c) => Ok(c.found.then_some(registry::Credentials {
+                username: c.username,
+                password: c.password,
+            })),
+            _ => Err(failed("the client answered something else".into())),
+        }
+    }
+}
+
+/// Progress events, sent as kiln's JSON lines.
+struct Forward {
+    tx: mpsc::UnboundedSender<Reply>,
+    start: Instant,
+}
+
+impl Progress for Forward {
+    fn event(&self, event: engine::Event) {
+        let line = engine::progress::json::encode_event(self.start.elapsed(), &event);
+        let _ = self.tx.send(reply(server_message::Message::Event(line)));
+    }
+}
+
+/// A client-side output: its bytes as chunks on the stream.
+struct OutputSink {
+    index: u32,
+    tx: mpsc::Sender<Reply>,
+}
+
+struct ChunkWriter {
+    index: u32,
+    tx: mpsc::Sender<Reply>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send(&mut self, last: bool) -> std::io::Result<()> {
+        let data = std::mem::take(&mut self.buf);
+        let chunk = pb::OutputChunk {
+            output: self.index,
+            data,
+            last,
+        };
+        self.tx
+            .blocking_send(reply(server_message::Message::Output(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client has gone"))
+    }
+}
+
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= api::DATA_CHUNK {
+            self.send(false)?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl engine::StreamWriter for ChunkWriter {
+    fn finish(mut self: Box<Self>) -> std::io::Result<()> {
+        self.send(true)
+    }
+}
+
+impl engine::OutputStream for OutputSink {
+    fn open(&self) -> Box<dyn engine::StreamWriter> {
+        Box::new(ChunkWriter {
+            index: self.index,
+            tx: self.tx.clone(),
+            buf: Vec::with_capacity(api::DATA_CHUNK),
+        })
+    }
+}
+
+/// The outputs of `start`: client-side ones stream back, pushes run here.
+fn outputs(start: &pb::BuildStart, tx: &mpsc::Sender<Reply>) -> Result<Vec<OutputSpec>, Status> {
+    let mut outputs = Vec::new();
+    for (index, output) in start.outputs.iter().enumerate() {
+        let dest = Destination::Stream(StreamSink(Arc::new(OutputSink {
+            index: index as u32,
+            tx: tx.clone(),
+        })));
+        let format = crate::convert::image_format(output.format.as_ref())?;
+        let names = output.names.clone();
+        outputs.push(match pb::output::Kind::try_from(output.kind) {
+            Ok(pb::output::Kind::Local | pb::output::Kind::Tar) => OutputSpec::Tar { dest },
+            Ok(pb::output::Kind::Oci) => OutputSpec::Oci {
+                dest,
+                name: names.into_iter().next(),
+                oci_media_types: output.oci_media_types,
+                format,
+            },
+            Ok(pb::output::Kind::Docker) => OutputSpec::Docker {
+                dest,
+                names,
+                oci_media_types: output.oci_media_types,
+                format,
+            },
+            Ok(pb::output::Kind::Registry) => OutputSpec::Registry { names, format },
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown output kind {}",
+                    output.kind
+                )));
+            }
+        });
+    }
+    Ok(outputs)
+}
+
+/// Receives the client's directories into the daemon's copies (held until the build ends).
+async fn receive_locals(
+    daemon: &Daemon,
+    start: &pb::BuildStart,
+    mut incoming: mpsc::Receiver<Incoming>,
+    out: &mpsc::Sender<Reply>,
+    progress: &Arc<dyn Progress>,
+) -> Result<(Vec<(String, crate::sync::Held)>, crate::sync::Stats), String> {
+    let mut held = Vec::new();
+    let mut total = crate::sync::Stats::default();
+    for local in &start.locals {
+        let step = match local.name.strip_prefix("named-") {
+            Some(name) => format!("[internal] transfer build context {name}"),
+            None => "[internal] transfer build context".to_string(),
+        };
+        let step = engine::progress::Step::start(progress, step);
+        let copy = match daemon
+            .mirrors
+            .hold(daemon.engine.root(), &start.client_id, &local.path)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => return Err(oci::error_chain(&step.finish::<(), _>(Err(e)).unwrap_err())),
+        };
+        let (name, tx) = (local.name.clone(), out.clone());
+        let received = tokio::task::spawn_blocking(move || {
+            let want = |w: pb::FileWant| tx.blocking_send(reply(server_message::Message::Want(w))).is_ok();
+            let result = crate::sync::receive(&copy, &name, &mut incoming, &want);
+            (copy, incoming, result)
+        })
+        .await
+        .map_err(|e| format!("the context transfer stopped: {e}"))?;
+        let (copy, rest, result) = received;
+        incoming = rest;
+        if let Ok(stats) = &result {
+            step.status(format!(
+                "transferring context: {} files, {} ({} entries)",
+                stats.files,
+                engine::human_size(stats.bytes),
+                stats.entries
+            ));
+        }
+        let stats = step.finish(result).map_err(|e| oci::error_chain(&e))?;
+        total.files += stats.files;
+        total.bytes += stats.bytes;
+        total.entries += stats.entries;
+        held.push((local.name.clone(), copy));
+    }
+    Ok((held, total))
+}
+
+/// The build: transfer, engine, outcome. Cancelled when the client goes away.
+async fn run(
+    daemon: Arc<Daemon>,
+    start: pb::BuildStart,
+    mut request: BuildRequest,
+    incoming: mpsc::Receiver<Incoming>,
+    out: mpsc::Sender<Reply>,
+    events: mpsc::UnboundedSender<Reply>,
+    asker: Arc<Asker>,
+) {
+    let progress: Arc<dyn Progress> = Arc::new(Forward {
+        tx: events,
+        start: Instant::now(),
+    });
+    let work = async {
+        let (held, stats) = receive_locals(&daemon, &start, incoming, &out, &progress)
+            .await
+            .map_err(|m| failure_message(&m))?;
+        for (name, copy) in &held {
+            match name.strip_prefix("named-") {
+                Some(named) => {
+                    request
+                        .named_contexts
+                        .insert(named.to_string(), copy.dir.display().to_string());
+                }
+                None => request.context = copy.dir.clone(),
+            }
+        }
+        request.outputs = outputs(&start, &out).map_err(|s| failure_message(s.message()))?;
+        for id in &start.secrets {
+            request
+                .secrets
+                .insert(id.clone(), SecretSource::Client(ClientSecrets(asker.clone())));
+        }
+        request.credentials = Some(Credentials(Arc::new(ClientCredentials(asker.clone()))));
+        let result = daemon.engine.build(&request, progress.clone()).await;
+        drop(held);
+        Ok::<_, pb::Failure>((result, stats))
+    };
+    let outcome = tokio::select! {
+        done = work => match done {
+            Ok((result, stats)) => outcome(result, stats),
+            Err(failure) => pb::BuildOutcome { failure: Some(failure), ..Default::default() },
+        },
+        () = out.closed() => return,
+    };
+    let _ = out.send(reply(server_message::Message::Outcome(outcome))).await;
+}
+
+fn failure_message(message: &str) -> pb::Failure {
+    pb::Failure {
+        message: message.to_string(),
+        ..pb::Failure::default()
+    }
+}
+
+fn outcome(result: Result<engine::BuildResult, BuildError>, stats: crate::sync::Stats) -> pb::BuildOutcome {
+    let mut outcome = pb::BuildOutcome {
+        files_sent: stats.files,
+        bytes_sent: stats.bytes,
+        ..pb::BuildOutcome::default()
+    };
+    match result {
+        Ok(r) => {
+            outcome.build_id = r.id;
+            outcome.unused_build_args = r.unused_build_args;
+            outcome.warnings = r.warnings;
+            outcome.image = r.image.map(|i| pb::Image {
+                manifest_digest: i.manifest.digest.to_string(),
+                manifest_media_type: i.manifest.media_type.clone(),
+                manifest_size: i.manifest.size as i64,
+                config_digest: i.config.to_string(),
+                manifest_descriptor: serde_json::to_string(&i.manifest).unwrap_or_default(),
+                names: i.names,
+            });
+        }
+        Err(e) => outcome.failure = Some(failure(&e)),
+    }
+    outcome
+}
+
+fn snippet(s: &engine::SourceSnippet) -> pb::Snippet {
+    pb::Snippet {
+        filename: s.filename.clone(),
+        data: s.data.clone(),
+        start_line: s.start_line as u64,
+        end_line: s.end_line as u64,
+    }
+}
+
+/// A failed build as the client renders it.
+fn failure(e: &BuildError) -> pb::Failure {
+    let mut f = failure_message(&oci::error_chain(e));
+    match e {
+        BuildError::Step(step) => {
+            f.vertex = step.vertex().to_string();
+            f.step = step.name().to_string();
+            f.snippets = step.snippets.iter().map(snippet).collect();
+            f.solve = true;
+        }
+        BuildError::Dockerfile(d) => {
+            f.snippets = d.snippet.iter().map(snippet).collect();
+            f.solve = true;
+        }
+        _ => {}
+    }
+    f
+}
