@@ -132,6 +132,10 @@ pub fn ci(options: Options) -> Result<()> {
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     step("tidy");
     tidy::tidy()?;
+    step("kubernetes manifests (deploy/kubernetes, offline against the schemas)");
+    run(Command::new("bash")
+        .arg("deploy/kubernetes/validate.sh")
+        .arg(crate::target_dir()?.join("ci-tools").join("k8s-venv")))?;
     step("fuzz targets compile");
     run(&mut fuzz_targets()?)?;
     match &tier {
