@@ -31,6 +31,20 @@ pub(crate) struct Cli {
     /// (loopback only, the default: there is no bridge) or `host` (the host's network).
     #[arg(long, global = true, env = "KILN_OCI_WORKER_NET", value_enum, default_value_t = WorkerNet::None)]
     pub(crate) oci_worker_net: WorkerNet,
+    /// The daemon(s) to use: unix:///PATH or tcp://HOST:PORT, repeatable or comma-separated for
+    /// a fleet (each build goes to one of them by its project); without it, builds run in this
+    /// process. For `kiln daemon`: where to listen (default unix:///run/kiln/kiln.sock).
+    #[arg(long = "addr", global = true, env = "KILN_HOST", value_name = "ADDR[,ADDR…]")]
+    pub(crate) host: Vec<String>,
+    /// CA certificate (PEM) that signs the other side's certificate (mutual TLS over TCP).
+    #[arg(long, global = true, env = "KILN_TLS_CACERT", value_name = "FILE")]
+    pub(crate) tlscacert: Option<PathBuf>,
+    /// This side's certificate (PEM).
+    #[arg(long, global = true, env = "KILN_TLS_CERT", value_name = "FILE")]
+    pub(crate) tlscert: Option<PathBuf>,
+    /// This side's private key (PEM).
+    #[arg(long, global = true, env = "KILN_TLS_KEY", value_name = "FILE")]
+    pub(crate) tlskey: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -39,13 +53,20 @@ impl Cli {
     /// The command's name when it runs builds, and so needs root and a private mount namespace.
     pub(crate) fn engine_command(&self) -> Option<&'static str> {
         match &self.command {
+            Command::Daemon(_) => Some("kiln daemon"),
+            // A client of a daemon runs nothing itself.
+            Command::Build(_) if !self.host.is_empty() => None,
             Command::Build(_) => Some("kiln build"),
             Command::Debug {
                 command: DebugCommand::Llb(a),
             } if !a.offline => Some("kiln debug llb"),
             // Disk management, logs and parsing mount nothing; recovery (`debug check`) must
             // unmount debris where it is, not in a private copy of the mounts.
-            Command::Du(_) | Command::Prune(_) | Command::Logs(_) | Command::Debug { .. } => None,
+            Command::Du(_)
+            | Command::Prune(_)
+            | Command::Logs(_)
+            | Command::History(_)
+            | Command::Debug { .. } => None,
         }
     }
 }
@@ -64,6 +85,11 @@ pub(crate) enum Command {
     Prune(PruneArgs),
     /// Show the full log of a build (the last one by default), as it was shown while it ran.
     Logs(LogsArgs),
+    /// List past builds, newest first: id, start, status, duration, steps and cache hits,
+    /// context.
+    History(HistoryArgs),
+    /// Serve the engine to `kiln` clients over gRPC (see docs/daemon.md).
+    Daemon(DaemonArgs),
     /// Inspect what kiln would do.
     Debug {
         #[command(subcommand)]
@@ -83,6 +109,39 @@ pub(crate) enum DebugCommand {
     /// Verify the state directory (after the crash recovery that opening it runs); exits
     /// non-zero if anything is inconsistent.
     Check,
+    /// Ask the daemon(s) of --addr / KILN_HOST whether they answer; exits non-zero if one does
+    /// not (a health check).
+    Ping,
+}
+
+/// Flags of `kiln history`.
+#[derive(Debug, Args)]
+pub(crate) struct HistoryArgs {
+    /// Show at most N builds.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub(crate) limit: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub(crate) format: Format,
+}
+
+/// Flags of `kiln daemon` (where it listens is `--addr`; the state directory, runtime and worker
+/// flags are the global ones; --tlscacert, --tlscert and --tlskey give mutual TLS to TCP
+/// listeners).
+#[derive(Debug, Args)]
+pub(crate) struct DaemonArgs {
+    /// Serve TCP without TLS: anyone who reaches the port can build as root.
+    #[arg(long)]
+    pub(crate) insecure_tcp: bool,
+    /// The group that may use the unix sockets (mode 0660; default root's).
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) group: Option<String>,
+    /// A cache every build reads unless it names its own (as `kiln build --cache-from`).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) cache_from: Vec<String>,
+    /// A cache every build exports to unless it names its own (as `kiln build --cache-to`).
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) cache_to: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -18,22 +18,22 @@ use crate::setup::open_engine;
 
 /// A `kiln build` whose flags are valid: what to build and how to show and report it.
 pub(crate) struct Plan {
-    request: BuildRequest,
+    pub(crate) request: BuildRequest,
     /// Where the context comes from (read when the build runs).
-    source: Source,
+    pub(crate) source: Source,
     /// `-f`, as given.
-    file: Option<String>,
-    style: Style,
+    pub(crate) file: Option<String>,
+    pub(crate) style: Style,
     /// Print the image ID on standard output at the end (`-q`, `--progress=quiet`).
-    print_id: bool,
-    explain: bool,
-    debug: bool,
-    iidfile: Option<PathBuf>,
-    metadata_file: Option<PathBuf>,
+    pub(crate) print_id: bool,
+    pub(crate) explain: bool,
+    pub(crate) debug: bool,
+    pub(crate) iidfile: Option<PathBuf>,
+    pub(crate) metadata_file: Option<PathBuf>,
     /// Whether an output writes to standard output (the image ID is then not printed).
-    stdout_taken: bool,
+    pub(crate) stdout_taken: bool,
     /// Warnings to give before the build.
-    warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 impl Plan {
@@ -86,31 +86,48 @@ impl Plan {
         }
         // Kept until the build ends: a context from standard input lives in its directory.
         let _inputs = load_inputs(&mut self.request, &self.source, self.file.as_deref()).await?;
-        let engine = open_engine(cli).await?;
+        let engine = std::sync::Arc::new(open_engine(cli).await?);
+        // Another `kiln build` on this state directory joins this engine meanwhile.
+        let host = crate::serve::Host::start(engine.clone(), &cli.root);
         let display = Display::new(self.style, self.explain);
         for warning in &self.warnings {
             display.warn(warning);
         }
         let result = engine.build(&self.request, display.clone()).await;
         display.finish();
+        if let Some(host) = host {
+            host.finish().await;
+        }
         let outcome = result.map_err(|e| CliError::Build(Box::new(e), Some(display.clone())))?;
-        for warning in &outcome.warnings {
+        crate::disk::report_gc(&outcome.gc, self.debug, |w| display.warn(w));
+        self.report(
+            &display,
+            &outcome.warnings,
+            &outcome.unused_build_args,
+            outcome.image.as_ref(),
+        )
+    }
+
+    /// What a successful build leaves: its warnings, `--iidfile`, `--metadata-file`, the image ID.
+    pub(crate) fn report(
+        &self,
+        display: &Display,
+        warnings: &[String],
+        unused_build_args: &[String],
+        image: Option<&engine::ExportedImage>,
+    ) -> Result<ExitCode, CliError> {
+        for warning in warnings {
             display.warn(warning);
         }
-        crate::disk::report_gc(&outcome.gc, self.debug, |w| display.warn(w));
-        if !outcome.unused_build_args.is_empty() {
+        if !unused_build_args.is_empty() {
             display.warn(&format!(
                 "one or more build-args [{}] were not consumed",
-                outcome.unused_build_args.join(" ")
+                unused_build_args.join(" ")
             ));
         }
-        crate::results::write(
-            self.iidfile.as_deref(),
-            self.metadata_file.as_deref(),
-            outcome.image.as_ref(),
-        )?;
+        crate::results::write(self.iidfile.as_deref(), self.metadata_file.as_deref(), image)?;
         if self.print_id && !self.stdout_taken {
-            println!("{}", crate::results::image_id(outcome.image.as_ref()));
+            println!("{}", crate::results::image_id(image));
         }
         Ok(ExitCode::SUCCESS)
     }

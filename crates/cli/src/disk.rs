@@ -64,10 +64,13 @@ fn failed(cli: &Cli, what: &str, e: impl std::error::Error + Send + Sync + 'stat
 
 /// `kiln du`.
 pub(crate) async fn du(cli: &Cli, args: &DuArgs) -> Result<ExitCode, CliError> {
-    let dir = open_state_dir(cli).await?;
-    let usage = dir
-        .disk_usage(&args.records.filters)
-        .map_err(|e| failed(cli, "measure", e))?;
+    let usage = match crate::remote::Remote::of(cli)? {
+        Some(remote) => crate::remote::disk_usage(&remote, &args.records.filters).await?,
+        None => open_state_dir(cli)
+            .await?
+            .disk_usage(&args.records.filters)
+            .map_err(|e| failed(cli, "measure", e))?,
+    };
     let now = now();
     let text = match args.records.format {
         Format::Json => format!("{:#}\n", usage_json(&usage)),
@@ -87,14 +90,19 @@ pub(crate) async fn du(cli: &Cli, args: &DuArgs) -> Result<ExitCode, CliError> {
 
 /// `kiln prune`.
 pub(crate) async fn prune(cli: &Cli, args: &PruneArgs) -> Result<ExitCode, CliError> {
-    let dir = open_state_dir(cli).await?;
     let options = PruneOptions {
         all: args.all,
         keep_duration: args.keep_duration,
         keep_storage: args.keep_storage,
         filters: args.records.filters.clone(),
     };
-    let report = dir.prune(&options).map_err(|e| failed(cli, "prune", e))?;
+    let report = match crate::remote::Remote::of(cli)? {
+        Some(remote) => crate::remote::prune(&remote, &options).await?,
+        None => open_state_dir(cli)
+            .await?
+            .prune(&options)
+            .map_err(|e| failed(cli, "prune", e))?,
+    };
     let now = now();
     let text = match args.records.format {
         Format::Json => format!("{:#}\n", prune_json(&report)),

@@ -18,7 +18,24 @@ use crate::progress::Display;
 use crate::render::CliError;
 
 /// Runs `kiln logs`.
-pub(crate) fn run(cli: &Cli, args: &LogsArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(cli: &Cli, args: &LogsArgs) -> Result<ExitCode, CliError> {
+    if let Some(remote) = crate::remote::Remote::of(cli)? {
+        if args.list {
+            return Err(CliError::Usage(
+                "kiln logs --list through a daemon: use kiln history".into(),
+            ));
+        }
+        let (id, data) = crate::remote::log(&remote, args.build.as_deref()).await?;
+        return match args.progress {
+            LogsFormat::Json => {
+                std::io::stdout()
+                    .write_all(&data)
+                    .context("failed to write to standard output")?;
+                Ok(ExitCode::SUCCESS)
+            }
+            LogsFormat::Plain => replay(&id, &format!("the log of {id}"), data.as_slice()),
+        };
+    }
     if args.list {
         return list(cli);
     }
@@ -35,17 +52,17 @@ pub(crate) fn run(cli: &Cli, args: &LogsArgs) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        LogsFormat::Plain => replay(&log, reader),
+        LogsFormat::Plain => replay(&log.id, &log.path.display().to_string(), reader),
     }
 }
 
 /// Shows a log as `kiln build --progress=plain --explain-cache` showed the build.
-fn replay(log: &LogInfo, reader: impl BufRead) -> Result<ExitCode, CliError> {
+fn replay(id: &str, source: &str, reader: impl BufRead) -> Result<ExitCode, CliError> {
     let display = Display::replay();
     let mut finished = false;
     let mut failed = false;
     for (number, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("failed to read {}", log.path.display()))?;
+        let line = line.with_context(|| format!("failed to read {source}"))?;
         if line.is_empty() {
             continue;
         }
@@ -63,22 +80,19 @@ fn replay(log: &LogInfo, reader: impl BufRead) -> Result<ExitCode, CliError> {
                 finished = true;
                 let took = Duration::from_secs_f64(result.time.max(0.0));
                 match &result.error {
-                    None => eprintln!("build {} finished in {:.1}s", log.id, took.as_secs_f64()),
+                    None => eprintln!("build {id} finished in {:.1}s", took.as_secs_f64()),
                     Some(e) => {
                         failed = true;
-                        eprintln!("build {} failed after {:.1}s: {e}", log.id, took.as_secs_f64());
+                        eprintln!("build {id} failed after {:.1}s: {e}", took.as_secs_f64());
                     }
                 }
             }
             // A killed build can leave a torn last line; anything else is worth a note.
-            Err(e) => eprintln!("WARNING: line {} of {}: {e}", number + 1, log.path.display()),
+            Err(e) => eprintln!("WARNING: line {} of {source}: {e}", number + 1),
         }
     }
     if !finished {
-        eprintln!(
-            "build {} did not finish: it is still running, or kiln was stopped",
-            log.id
-        );
+        eprintln!("build {id} did not finish: it is still running, or kiln was stopped");
     }
     Ok(if failed {
         ExitCode::FAILURE

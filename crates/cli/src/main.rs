@@ -3,8 +3,10 @@
 //! Modules, each importing only those listed before it: `parse` (flag values), `compat`
 //! (buildx flags kiln refuses or ignores), `build_args` and `args` (the flags), `outputs`
 //! (`--output`), `cache_specs` (`--cache-from`, `--cache-to`), `privileges`, `rawjson` and `progress` (displays), `render` (errors),
-//! `context`, `session`, `results`, `setup`, the commands (`disk`, `logs`, `check`, `build`,
-//! `debug`) and `commands`, which dispatches them.
+//! `context`, `session`, `results`, `setup`, `remote` (daemons), the commands (`disk`, `logs`,
+//! `history`, `check`, `build`, `debug`), a build through a daemon (`remote_wire`,
+//! `remote_build`, `remote_session`), `kiln daemon` (`serve`) and `commands`, which dispatches
+//! them.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,14 +24,20 @@ mod compat;
 mod context;
 mod debug;
 mod disk;
+mod history;
 mod logs;
 mod outputs;
 mod parse;
 mod privileges;
 mod progress;
 mod rawjson;
+mod remote;
+mod remote_build;
+mod remote_session;
+mod remote_wire;
 mod render;
 mod results;
+mod serve;
 mod session;
 mod setup;
 
@@ -67,7 +75,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run_interruptibly(prepared));
+    let outcome = if prepared.is_daemon() {
+        // A daemon stops itself on a signal: it cancels its builds and releases everything.
+        runtime.block_on(async {
+            let mut signals = Signals::listen();
+            Some(prepared.run(async move { signals.next().await }).await)
+        })
+    } else {
+        runtime.block_on(run_interruptibly(prepared))
+    };
     // Work already handed to the blocking pool (a file copy, say) finishes or is abandoned;
     // after an interruption, what is left is abandoned sooner (the state directory is
     // consistent at any moment).
@@ -93,7 +109,7 @@ fn main() -> ExitCode {
 async fn run_interruptibly(prepared: Prepared) -> Option<Result<ExitCode, CliError>> {
     // Listening starts before the command does, so no signal takes its default action.
     let mut signals = Signals::listen();
-    let mut task = tokio::spawn(prepared.run());
+    let mut task = tokio::spawn(prepared.run(std::future::pending()));
     tokio::select! {
         joined = &mut task => {
             Some(joined.unwrap_or_else(|e| Err(CliError::failed("the command stopped unexpectedly", e))))

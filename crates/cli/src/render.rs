@@ -17,6 +17,22 @@ pub(crate) enum CliError {
     Failed(anyhow::Error),
     /// The build failed (with the display that showed it, for the failing step's output).
     Build(Box<BuildError>, Option<Arc<Display>>),
+    /// A daemon's build failed (with the display that showed it).
+    Remote(Box<RemoteFailure>, Option<Arc<Display>>),
+}
+
+/// A failed build as a daemon reports it: what [`BuildError`]'s report shows.
+#[derive(Debug)]
+pub(crate) struct RemoteFailure {
+    /// The whole chain of causes.
+    pub(crate) message: String,
+    /// The failing step's vertex and name (empty otherwise).
+    pub(crate) vertex: String,
+    pub(crate) step: String,
+    /// The Dockerfile lines of the failure.
+    pub(crate) snippets: Vec<SourceSnippet>,
+    /// Whether it failed solving (a step or the Dockerfile).
+    pub(crate) solve: bool,
 }
 
 impl CliError {
@@ -35,6 +51,7 @@ impl std::fmt::Debug for CliError {
             CliError::Usage(message) => write!(f, "Usage({message:?})"),
             CliError::Failed(e) => write!(f, "Failed({e:?})"),
             CliError::Build(e, _) => write!(f, "Build({e:?})"),
+            CliError::Remote(e, _) => write!(f, "Remote({e:?})"),
         }
     }
 }
@@ -59,7 +76,36 @@ pub(crate) fn error(error: &CliError) {
             }
         }
         CliError::Build(e, display) => eprint!("{}", build_report(e, display.as_deref())),
+        CliError::Remote(e, display) => eprint!("{}", remote_report(e, display.as_deref())),
     }
+}
+
+/// A daemon's failed build, laid out as [`build_report`] lays out one of this process.
+fn remote_report(e: &RemoteFailure, display: Option<&Display>) -> String {
+    let mut out = String::new();
+    if !e.vertex.is_empty()
+        && let Some((step, lines)) = display.and_then(|d| d.tail(&e.vertex))
+    {
+        out.push_str("------\n");
+        out.push_str(&format!(
+            " > {}:\n",
+            if step.is_empty() { &e.step } else { &step }
+        ));
+        for line in lines {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.push_str("------\n");
+    }
+    for snippet in &e.snippets {
+        out.push_str(&snippet_text(snippet));
+    }
+    if e.solve {
+        out.push_str(&format!("ERROR: failed to solve: {}\n", e.message));
+    } else {
+        out.push_str(&format!("ERROR: {}\n", e.message));
+    }
+    out
 }
 
 /// A failed build's report.

@@ -10,6 +10,32 @@ use std::path::PathBuf;
 
 use engine::{SecretSource, SshSource};
 
+/// Largest secret value accepted, as BuildKit's limit (the engine checks it again).
+const MAX_SECRET_SIZE: u64 = 500 * 1024;
+
+/// The value of a secret for a daemon that asks for it: `None` when its variable is unset.
+pub(crate) fn read_secret(source: &SecretSource) -> Result<Option<Vec<u8>>, String> {
+    let value = match source {
+        SecretSource::Env(name) => match std::env::var_os(name) {
+            Some(v) => std::os::unix::ffi::OsStringExt::into_vec(v),
+            None => return Ok(None),
+        },
+        SecretSource::File(path) => {
+            use std::io::Read;
+            let mut value = Vec::new();
+            std::fs::File::open(path)
+                .and_then(|f| f.take(MAX_SECRET_SIZE + 1).read_to_end(&mut value))
+                .map_err(|e| format!("failed to read {}: {e}", path.display()))?;
+            value
+        }
+        SecretSource::Client(_) => return Err("a client secret cannot be served again".into()),
+    };
+    if value.len() as u64 > MAX_SECRET_SIZE {
+        return Err(format!("too big: the limit is {MAX_SECRET_SIZE} bytes"));
+    }
+    Ok(Some(value))
+}
+
 /// Parses `--secret` values: `id=ID[,src|source=FILE][,env=VAR][,type=file|env]`.
 pub(crate) fn secrets(specs: &[String]) -> Result<BTreeMap<String, SecretSource>, String> {
     let mut out = BTreeMap::new();

@@ -43,7 +43,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "store",
         ],
     ),
-    ("cli", &["dockerfile", "engine", "llb", "oci"]),
+    ("api", &["fsops"]),
+    ("daemon", &["api", "engine", "llb", "oci", "registry"]),
+    ("cli", &["api", "daemon", "dockerfile", "engine", "llb", "oci"]),
     ("testkit", &["oci", "registry", "store"]),
     ("xtask", &["testkit"]),
 ];

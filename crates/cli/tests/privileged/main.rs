@@ -11,6 +11,7 @@ mod cache_mounts;
 mod contexts;
 mod copy_add;
 mod crash;
+mod daemon;
 mod disk;
 mod e2e;
 mod errors;

@@ -1,0 +1,335 @@
+//! `kiln build` through a daemon: the request, the routing over a fleet (consistent hashing of
+//! the project's stable key, failing over along the ring when a daemon cannot be reached), the
+//! client's half of the session (its directories, listed after `.dockerignore` and sent only as
+//! far as the daemon asks; secret values and registry credentials on request; outputs written
+//! here as their bytes arrive) and the same report as a build in this process.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use api::pb::{self, client_message};
+use api::{Address, Ring};
+use engine::BuildRequest;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::build::Plan;
+use crate::progress::Display;
+use crate::remote::{Remote, status_text};
+use crate::remote_session::Local;
+use crate::render::CliError;
+
+/// Runs the build of `plan` on a daemon of `remote`.
+pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliError> {
+    if let Some(path) = &plan.iidfile {
+        crate::results::remove_old(path)?;
+    }
+    let _inputs = crate::build::load_inputs(&mut plan.request, &plan.source, plan.file.as_deref()).await?;
+    let request = plan.request.clone();
+    let (start, locals) = tokio::task::spawn_blocking(move || prepare(&request))
+        .await
+        .map_err(|e| CliError::failed("reading the build context stopped", e))??;
+    let display = Display::new(plan.style, plan.explain);
+    for warning in &plan.warnings {
+        display.warn(warning);
+    }
+    let key = routing_key(&plan.request);
+    let ring = Ring::new(&remote.addresses);
+    let route = ring.route(&key);
+    let mut tried = Vec::new();
+    let mut session = None;
+    for address in route {
+        if remote.addresses.len() > 1 {
+            eprintln!("kiln: building on {address}");
+        }
+        match open(&remote, address, &start).await {
+            Ok(opened) => {
+                session = Some((address.clone(), opened));
+                break;
+            }
+            Err(OpenError::Unreachable(why)) => {
+                eprintln!("kiln: daemon {address} is unreachable ({why}); trying the next one");
+                tried.push(format!("{address}: {why}"));
+            }
+            Err(OpenError::Refused(status)) => return Err(crate::remote::call_failed(address, status)),
+        }
+    }
+    let Some((address, (tx, inbound))) = session else {
+        return Err(CliError::Failed(anyhow::anyhow!(
+            "no daemon could be reached: {}",
+            tried.join("; ")
+        )));
+    };
+    let client = crate::remote_session::Client::new(&plan.request, display.clone(), tx);
+    let outcome = client.serve(&address, inbound, locals).await;
+    display.finish();
+    let outcome = outcome?;
+    if let Some(f) = outcome.failure {
+        return Err(CliError::Remote(
+            Box::new(crate::remote_wire::failure(f)),
+            Some(display),
+        ));
+    }
+    if crate::setup::debug_notes(plan.debug) {
+        eprintln!(
+            "kiln: context transfer sent {} files, {} (build {} on {address})",
+            outcome.files_sent,
+            engine::human_size(outcome.bytes_sent),
+            outcome.build_id
+        );
+    }
+    let image = outcome
+        .image
+        .map(crate::remote_wire::exported_image)
+        .transpose()?;
+    plan.report(
+        &display,
+        &outcome.warnings,
+        &outcome.unused_build_args,
+        image.as_ref(),
+    )
+}
+
+/// The request as the daemon takes it, and the directories to send.
+fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliError> {
+    let mut start = pb::BuildStart {
+        client_id: client_id(),
+        target: request.target.clone(),
+        build_args: request.build_args.clone(),
+        no_cache: request.no_cache,
+        no_cache_filter: request.no_cache_filter.iter().cloned().collect(),
+        secrets: request.secrets.keys().cloned().collect(),
+        ssh: request.ssh.keys().cloned().collect(),
+        entitlements: request
+            .entitlements
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect(),
+        extra_hosts: request
+            .extra_hosts
+            .iter()
+            .map(|(host, ip)| pb::HostIp {
+                host: host.clone(),
+                ip: ip.to_string(),
+            })
+            .collect(),
+        default_network: request.default_network as i32,
+        ulimits: request
+            .ulimits
+            .iter()
+            .map(|u| pb::Ulimit {
+                name: u.name.clone(),
+                soft: u.soft,
+                hard: u.hard,
+            })
+            .collect(),
+        shm_size: request.shm_size,
+        labels: request.labels.clone(),
+        outputs: request.outputs.iter().map(crate::remote_wire::output).collect(),
+        cache_from: request
+            .cache_from
+            .iter()
+            .map(crate::remote_wire::backend)
+            .collect::<Result<_, _>>()
+            .map_err(CliError::Usage)?,
+        cache_to: request
+            .cache_to
+            .iter()
+            .map(crate::remote_wire::export)
+            .collect::<Result<_, _>>()
+            .map_err(CliError::Usage)?,
+        ..pb::BuildStart::default()
+    };
+    let mut locals = Vec::new();
+    if let Some(git) = &request.git_context {
+        start.git_context = git.identifier();
+        start.dockerfile_name = request
+            .dockerfile
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+    } else {
+        let dockerfile = request
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| request.context.join("Dockerfile"));
+        start.dockerfile_text = match &request.dockerfile_text {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string(&dockerfile)
+                .map_err(|e| CliError::failed(format!("failed to read {}", dockerfile.display()), e))?,
+        };
+        start.dockerfile_name = dockerfile
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "Dockerfile".into());
+        let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+        let ignore = if request.dockerfile_text.is_none() && specific.is_file() {
+            specific
+        } else {
+            request.context.join(".dockerignore")
+        };
+        start.context_excludes = ignore_patterns(&ignore)?;
+        locals.push(list(api::CONTEXT, &request.context, &start.context_excludes)?);
+    }
+    for (name, value) in &request.named_contexts {
+        if value.starts_with("docker-image://") {
+            start.named_images.insert(name.clone(), value.clone());
+        } else if value.contains("://") {
+            return Err(CliError::Usage(format!(
+                "--build-context {name}={value} is not supported through a daemon yet: use a directory or docker-image://REF"
+            )));
+        } else {
+            let dir = PathBuf::from(value);
+            let excludes = ignore_patterns(&dir.join(".dockerignore"))?;
+            locals.push(list(
+                &format!("named-{}", name.to_ascii_lowercase()),
+                &dir,
+                &excludes,
+            )?);
+        }
+    }
+    start.locals = locals
+        .iter()
+        .map(|l| pb::LocalDir {
+            name: l.name.clone(),
+            path: l.path.display().to_string(),
+        })
+        .collect();
+    start.context_display = locals
+        .iter()
+        .find(|l| l.name == api::CONTEXT)
+        .map(|l| l.path.display().to_string())
+        .unwrap_or_default();
+    Ok((start, locals))
+}
+
+fn ignore_patterns(path: &Path) -> Result<Vec<String>, CliError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => dockerfile::dockerignore::parse(&text)
+            .map_err(|e| CliError::failed(format!("invalid {}", path.display()), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CliError::failed(format!("failed to read {}", path.display()), e)),
+    }
+}
+
+fn list(name: &str, dir: &Path, excludes: &[String]) -> Result<Local, CliError> {
+    let path = std::fs::canonicalize(dir)
+        .map_err(|e| CliError::failed(format!("build context {}", dir.display()), e))?;
+    let listing = api::walk::list(&path, excludes)
+        .map_err(|e| CliError::failed(format!("build context {}", dir.display()), e))?;
+    Ok(Local {
+        name: name.to_string(),
+        path,
+        listing,
+    })
+}
+
+/// This client's id, kept in `~/.kiln/client-id`: the daemon keeps one copy of each directory
+/// per client, so the next build sends only what changed.
+fn client_id() -> String {
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
+        return "anonymous".into();
+    };
+    let path = home.join(".kiln").join("client-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return id.trim().to_string();
+    }
+    let mut bytes = [0u8; 16];
+    let id = match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => hex(&bytes),
+        Err(_) => return "anonymous".into(),
+    };
+    let _ = std::fs::create_dir_all(path.parent().unwrap_or(&home)).and_then(|()| std::fs::write(&path, &id));
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The stable key that routes a project to its daemon: the git remote of the repository holding
+/// the context and the context's path inside it (else the context's absolute path), and the
+/// Dockerfile's path inside the context.
+pub(crate) fn routing_key(request: &BuildRequest) -> String {
+    if let Some(git) = &request.git_context {
+        return format!("{}|{}", git.identifier(), display(request.dockerfile.as_deref()));
+    }
+    let context = std::fs::canonicalize(&request.context).unwrap_or_else(|_| request.context.clone());
+    let dockerfile = request
+        .dockerfile
+        .as_ref()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .map(|d| d.strip_prefix(&context).map(Path::to_path_buf).unwrap_or(d))
+        .unwrap_or_else(|| PathBuf::from("Dockerfile"));
+    let project = match git_remote(&context) {
+        Some((root, remote)) => format!(
+            "{remote}|{}",
+            context.strip_prefix(&root).unwrap_or(Path::new("")).display()
+        ),
+        None => context.display().to_string(),
+    };
+    format!("{project}|{}", dockerfile.display())
+}
+
+fn display(path: Option<&Path>) -> String {
+    path.map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// The repository holding `dir` and its `origin` remote (else its first remote).
+fn git_remote(dir: &Path) -> Option<(PathBuf, String)> {
+    let root = dir.ancestors().find(|d| d.join(".git").exists())?;
+    let config = std::fs::read_to_string(root.join(".git").join("config")).ok()?;
+    let mut remotes = Vec::new();
+    let mut section = String::new();
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.to_string();
+        } else if let Some(url) = line
+            .strip_prefix("url")
+            .map(str::trim)
+            .and_then(|l| l.strip_prefix('='))
+            && section.starts_with("[remote ")
+        {
+            remotes.push((section.contains("\"origin\""), url.trim().to_string()));
+        }
+    }
+    remotes.sort_by_key(|(origin, _)| !origin);
+    Some((root.to_path_buf(), remotes.into_iter().next()?.1))
+}
+
+/// Why a build stream could not be opened.
+enum OpenError {
+    /// The daemon could not be reached: the next on the ring is tried.
+    Unreachable(String),
+    /// The daemon refused the request.
+    Refused(tonic::Status),
+}
+
+type Opened = (
+    mpsc::Sender<pb::ClientMessage>,
+    tonic::Streaming<pb::ServerMessage>,
+);
+
+/// Opens a build stream on `address`, sending `start`.
+async fn open(remote: &Remote, address: &Address, start: &pb::BuildStart) -> Result<Opened, OpenError> {
+    let mut client = remote
+        .client(address)
+        .map_err(|e| OpenError::Unreachable(format!("{e:?}")))?;
+    let (tx, rx) = mpsc::channel(16);
+    let first = pb::ClientMessage {
+        message: Some(client_message::Message::Start(start.clone())),
+    };
+    tx.send(first)
+        .await
+        .map_err(|_| OpenError::Unreachable("the request stream closed".into()))?;
+    match client.build(ReceiverStream::new(rx)).await {
+        Ok(response) => Ok((tx, response.into_inner())),
+        Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(OpenError::Unreachable(status_text(&status)))
+        }
+        Err(status) => Err(OpenError::Refused(status)),
+    }
+}

@@ -1,0 +1,352 @@
+//! The client's half of a build session: sends its directories as far as the daemon asks,
+//! answers questions (secret values, registry credentials), shows progress and writes the
+//! outputs as their bytes arrive.
+
+use std::io::{Read, Seek, Write};
+use std::sync::Arc;
+
+use api::Address;
+use api::pb::{self, client_message, server_message};
+use engine::{BuildRequest, CredentialStore, Progress};
+use tokio::sync::mpsc;
+
+use crate::progress::Display;
+use crate::remote::status_text;
+use crate::remote_wire::Target;
+use crate::render::CliError;
+
+/// One local directory the build sends: its wire name, its path, its listing.
+pub(crate) struct Local {
+    pub(crate) name: String,
+    pub(crate) path: std::path::PathBuf,
+    pub(crate) listing: api::walk::Listing,
+}
+
+/// An output being received.
+enum Sink {
+    /// Into a temporary file beside the destination, renamed into place when complete.
+    File(tempfile::NamedTempFile, std::path::PathBuf),
+    /// Into a device or pipe, in place.
+    Device(std::fs::File),
+    Stdout,
+    /// Into a temporary file, then unpacked into the directory.
+    Unpack(tempfile::NamedTempFile, std::path::PathBuf),
+    /// Into a temporary file, then loaded into the Docker daemon.
+    Load(tempfile::NamedTempFile, String),
+}
+
+/// The client of one build stream.
+pub(crate) struct Client<'a> {
+    request: &'a BuildRequest,
+    display: Arc<Display>,
+    tx: mpsc::Sender<pb::ClientMessage>,
+    sinks: Vec<Option<Sink>>,
+}
+
+fn send(message: client_message::Message) -> pb::ClientMessage {
+    pb::ClientMessage {
+        message: Some(message),
+    }
+}
+
+fn failed(context: String, e: std::io::Error) -> CliError {
+    CliError::failed(context, e)
+}
+
+impl<'a> Client<'a> {
+    pub(crate) fn new(
+        request: &'a BuildRequest,
+        display: Arc<Display>,
+        tx: mpsc::Sender<pb::ClientMessage>,
+    ) -> Self {
+        Client {
+            request,
+            display,
+            tx,
+            sinks: request.outputs.iter().map(|_| None).collect(),
+        }
+    }
+
+    /// Serves the session until the daemon's stream ends; returns the build's outcome.
+    pub(crate) async fn serve(
+        mut self,
+        address: &Address,
+        mut inbound: tonic::Streaming<pb::ServerMessage>,
+        locals: Vec<Local>,
+    ) -> Result<pb::BuildOutcome, CliError> {
+        let (want_tx, want_rx) = mpsc::channel(1);
+        let sender = tokio::spawn(send_locals(self.tx.clone(), locals, want_rx));
+        let mut outcome = None;
+        loop {
+            let message = match inbound.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(status) if outcome.is_none() => {
+                    sender.abort();
+                    return Err(CliError::Failed(anyhow::anyhow!(
+                        "the daemon at {address} stopped during the build: {}",
+                        status_text(&status)
+                    )));
+                }
+                Err(_) => break,
+            };
+            match message.message {
+                Some(server_message::Message::Want(want)) => {
+                    let _ = want_tx.send(want).await;
+                }
+                Some(server_message::Message::Event(line)) => {
+                    if let Ok(engine::progress::json::Line::Event(_, event)) =
+                        engine::progress::json::decode(&line)
+                    {
+                        self.display.event(event);
+                    }
+                }
+                Some(server_message::Message::Output(chunk)) => self.output(chunk).await?,
+                Some(server_message::Message::Secret(question)) => self.answer_secret(question).await,
+                Some(server_message::Message::Credentials(question)) => {
+                    self.answer_credentials(question).await
+                }
+                Some(server_message::Message::Outcome(o)) => outcome = Some(o),
+                None => {}
+            }
+        }
+        sender.abort();
+        outcome.ok_or_else(|| {
+            CliError::Failed(anyhow::anyhow!(
+                "the daemon at {address} ended the build without a result"
+            ))
+        })
+    }
+
+    async fn answer_secret(&self, question: pb::SecretRequest) {
+        let source = self.request.secrets.get(&question.id).cloned();
+        let read = tokio::task::spawn_blocking(move || match source {
+            None => Ok(None),
+            Some(source) => crate::session::read_secret(&source),
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let answer = match read {
+            Ok(value) => pb::SecretValue {
+                request: question.request,
+                found: value.is_some(),
+                value: value.unwrap_or_default(),
+                error: String::new(),
+            },
+            Err(error) => pb::SecretValue {
+                request: question.request,
+                error,
+                ..pb::SecretValue::default()
+            },
+        };
+        let _ = self.tx.send(send(client_message::Message::Secret(answer))).await;
+    }
+
+    async fn answer_credentials(&self, question: pb::CredentialsRequest) {
+        let registry = question.registry.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            engine::DockerConfigCredentials::from_env()
+                .credentials(&registry)
+                .map_err(|e| oci::error_chain(&e))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        let mut answer = pb::CredentialsValue {
+            request: question.request,
+            ..pb::CredentialsValue::default()
+        };
+        match found {
+            Ok(Some(c)) => {
+                answer.found = true;
+                answer.username = c.username;
+                answer.password = c.password;
+            }
+            Ok(None) => {}
+            Err(e) => answer.error = e,
+        }
+        let _ = self
+            .tx
+            .send(send(client_message::Message::Credentials(answer)))
+            .await;
+    }
+
+    /// Writes a chunk of output `chunk.output`; finishes the output on its last chunk.
+    async fn output(&mut self, chunk: pb::OutputChunk) -> Result<(), CliError> {
+        let index = chunk.output as usize;
+        let spec =
+            self.request.outputs.get(index).ok_or_else(|| {
+                CliError::Failed(anyhow::anyhow!("the daemon sent an unknown output {index}"))
+            })?;
+        if self.sinks[index].is_none() {
+            self.sinks[index] = Some(open_sink(spec)?);
+        }
+        let sink = self.sinks[index]
+            .as_mut()
+            .ok_or_else(|| CliError::Usage("no sink".into()))?;
+        let written = match sink {
+            Sink::File(file, path) | Sink::Unpack(file, path) => file
+                .write_all(&chunk.data)
+                .map_err(|e| failed(format!("failed to write {}", path.display()), e)),
+            Sink::Load(file, _) => file
+                .write_all(&chunk.data)
+                .map_err(|e| failed("failed to write the image".into(), e)),
+            Sink::Device(file) => file
+                .write_all(&chunk.data)
+                .map_err(|e| failed("failed to write the output".into(), e)),
+            Sink::Stdout => std::io::stdout()
+                .write_all(&chunk.data)
+                .map_err(|e| failed("failed to write to standard output".into(), e)),
+        };
+        written?;
+        if chunk.last
+            && let Some(sink) = self.sinks[index].take()
+        {
+            finish_sink(sink).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Where an output's bytes go until it is complete.
+fn open_sink(spec: &engine::OutputSpec) -> Result<Sink, CliError> {
+    let temp_in = |dir: &std::path::Path| {
+        tempfile::Builder::new()
+            .prefix(".kiln-output-")
+            .tempfile_in(dir)
+            .map_err(|e| failed(format!("failed to create a file in {}", dir.display()), e))
+    };
+    Ok(match crate::remote_wire::target(spec) {
+        Some(Target::File(path)) if path.metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) => {
+            Sink::Device(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| failed(format!("failed to open {}", path.display()), e))?,
+            )
+        }
+        Some(Target::File(path)) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            Sink::File(temp_in(dir)?, path)
+        }
+        Some(Target::Stdout) => Sink::Stdout,
+        Some(Target::Directory(dir)) => Sink::Unpack(temp_in(&std::env::temp_dir())?, dir),
+        Some(Target::Docker(host)) => Sink::Load(temp_in(&std::env::temp_dir())?, host),
+        None => {
+            return Err(CliError::Failed(anyhow::anyhow!(
+                "the daemon sent bytes of an output it pushes"
+            )));
+        }
+    })
+}
+
+/// An output is complete: put it in place.
+async fn finish_sink(sink: Sink) -> Result<(), CliError> {
+    match sink {
+        Sink::File(file, path) => {
+            file.as_file()
+                .sync_all()
+                .map_err(|e| failed(format!("failed to write {}", path.display()), e))?;
+            file.persist(&path)
+                .map_err(|e| failed(format!("failed to write {}", path.display()), e.error))?;
+        }
+        Sink::Device(_) => {}
+        Sink::Stdout => std::io::stdout()
+            .flush()
+            .map_err(|e| failed("failed to write to standard output".into(), e))?,
+        Sink::Unpack(mut file, dir) => {
+            tokio::task::spawn_blocking(move || {
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| failed(format!("failed to create {}", dir.display()), e))?;
+                file.as_file_mut()
+                    .rewind()
+                    .map_err(|e| failed("failed to read the output".into(), e))?;
+                engine::unpack_archive(file.as_file_mut(), &dir).map_err(|e| {
+                    CliError::failed(format!("failed to write the output into {}", dir.display()), e)
+                })?;
+                Ok::<_, CliError>(())
+            })
+            .await
+            .map_err(|e| CliError::failed("writing the output stopped", e))??;
+        }
+        Sink::Load(file, host) => {
+            for line in engine::load_into_docker(&host, file.path())
+                .await
+                .map_err(|e| CliError::failed(format!("failed to load the image into {host}"), e))?
+            {
+                eprintln!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends each directory's listing, waits for what the daemon wants of it, sends that, and goes
+/// on with the next directory.
+async fn send_locals(
+    tx: mpsc::Sender<pb::ClientMessage>,
+    locals: Vec<Local>,
+    mut wants: mpsc::Receiver<pb::FileWant>,
+) {
+    for local in locals {
+        let Local { name, listing, .. } = local;
+        let chunks: Vec<&[pb::FileEntry]> = listing.entries.chunks(api::LIST_CHUNK).collect();
+        let count = chunks.len().max(1);
+        for i in 0..count {
+            let list = pb::FileList {
+                local: name.clone(),
+                entries: chunks.get(i).map(|c| c.to_vec()).unwrap_or_default(),
+                last: i + 1 == count,
+            };
+            if tx.send(send(client_message::Message::Files(list))).await.is_err() {
+                return;
+            }
+        }
+        let Some(want) = wants.recv().await else {
+            return;
+        };
+        let tx = tx.clone();
+        let sent = tokio::task::spawn_blocking(move || send_files(&tx, &name, &listing, &want.indexes)).await;
+        if !matches!(sent, Ok(true)) {
+            return;
+        }
+    }
+}
+
+/// Sends the content of the entries `indexes` (blocking). A file that cannot be read is sent
+/// empty: the daemon sees the size differ and fails the build naming it.
+fn send_files(
+    tx: &mpsc::Sender<pb::ClientMessage>,
+    local: &str,
+    listing: &api::walk::Listing,
+    indexes: &[u64],
+) -> bool {
+    let mut buf = vec![0u8; api::DATA_CHUNK];
+    for &index in indexes {
+        let Some(path) = listing.paths.get(index as usize) else {
+            return false;
+        };
+        let mut file = std::fs::File::open(path).ok();
+        loop {
+            let n = file.as_mut().and_then(|f| f.read(&mut buf).ok()).unwrap_or(0);
+            let data = pb::FileData {
+                local: local.to_string(),
+                index,
+                data: buf[..n].to_vec(),
+                last: n == 0,
+            };
+            if tx
+                .blocking_send(send(client_message::Message::Data(data)))
+                .is_err()
+            {
+                return false;
+            }
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    true
+}

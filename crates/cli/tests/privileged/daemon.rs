@@ -1,0 +1,686 @@
+//! `kiln daemon` and its clients: builds through the daemon with the client's files, secrets
+//! and outputs; the incremental context transfer; disk management, logs and history through it;
+//! the socket's permissions, TCP with and without mutual TLS; a graceful stop on SIGTERM and a
+//! clear error for clients of a daemon that died.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{BASE, Harness, Kiln, files_containing, sha256_hex};
+
+/// A `kiln daemon` process on a unix socket (or the addresses given), with the state directory
+/// and runtime of `kiln`.
+pub struct Daemon {
+    child: Child,
+    pub addr: String,
+    pub socket: Option<PathBuf>,
+    pub stderr: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon on a new unix socket and waits until it answers.
+    pub fn start(kiln: &Kiln, extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kiln.sock");
+        let addr = format!("unix://{}", socket.display());
+        let mut d = Daemon::spawn(kiln, dir, &["--addr", &addr], extra);
+        d.addr = addr;
+        d.socket = Some(socket);
+        d.wait_ready(kiln);
+        d
+    }
+
+    /// Starts `kiln daemon ARGS EXTRA` without waiting.
+    pub fn spawn(kiln: &Kiln, dir: tempfile::TempDir, args: &[&str], extra: &[&str]) -> Daemon {
+        let stderr = dir.path().join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", kiln.root.path())
+            .env("KILN_RUNTIME", kiln.runtime.path())
+            .env_remove("KILN_HOST")
+            .envs(
+                kiln.env
+                    .borrow()
+                    .iter()
+                    .filter(|(k, _)| k != "KILN_HOST")
+                    .cloned(),
+            )
+            .arg("daemon")
+            .args(args)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon {
+            child,
+            addr: String::new(),
+            socket: None,
+            stderr,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (at most a minute) until `kiln debug ping` reaches the daemon.
+    pub fn wait_ready(&mut self, kiln: &Kiln) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the daemon exited ({status}):\n{}", self.log());
+            }
+            let ping = kiln.run(&["--addr", &self.addr, "debug", "ping"]);
+            if ping.status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the daemon never answered:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the daemon printed.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` and waits (at most `limit`) for the daemon to exit.
+    pub fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the daemon did not exit within {limit:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Peak resident memory of the daemon so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Routes the harness's builds through `daemon`.
+pub fn use_daemon(h: &Harness, addr: &str) {
+    let mut env = h.kiln.env.borrow_mut();
+    env.retain(|(k, _)| k != "KILN_HOST");
+    env.push(("KILN_HOST".into(), addr.to_string()));
+}
+
+/// The number of files the context transfer sent, from a plain progress log.
+pub fn files_sent(log: &str) -> u64 {
+    log.lines()
+        .find_map(|l| l.split("transferring context: ").nth(1))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no context transfer in:\n{log}"))
+}
+
+#[test]
+fn builds_through_the_daemon_with_the_clients_files_secrets_and_outputs() {
+    let h = Harness::start();
+    let mut d = Daemon::start(&h.kiln, &[]);
+    let socket = d.socket.clone().unwrap();
+    let meta = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        meta.permissions().mode() & 0o777,
+        0o660,
+        "the socket is for root and its group"
+    );
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    use_daemon(&h, &d.addr);
+
+    let secret = "kiln-daemon-secret-4e9b27c1d0";
+    let secrets = tempfile::tempdir().unwrap();
+    let secret_file = secrets.path().join("tok");
+    std::fs::write(&secret_file, secret).unwrap();
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        "FROM {BASE}\nCOPY . /src/\nRUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /sha\nRUN cat /src/a.txt > /copied\n"
+    ))
+    .write("a.txt", "from the client\n")
+    .write("skip.log", "never sent\n")
+    .write(".dockerignore", "*.log\n");
+    let arg = format!("id=tok,src={}", secret_file.display());
+    let built = h.build(&ctx, &["--secret", &arg]);
+    assert_eq!(built.read("/sha").trim(), sha256_hex(secret.as_bytes()));
+    assert_eq!(built.read("/copied"), "from the client\n");
+    assert!(!built.exists("/src/skip.log"), "{:?}", built.list("/src"));
+    assert!(built.log.contains("transferring context:"), "{}", built.log);
+    // The daemon's copy of the context: without what .dockerignore leaves out.
+    let root = h.kiln.root.path();
+    assert!(files_containing(&root.join("contexts"), b"from the client").len() == 1);
+    assert!(files_containing(&root.join("contexts"), b"never sent").is_empty());
+    // The secret never touched the daemon's disk, its log or the client's output.
+    assert_eq!(files_containing(root, secret.as_bytes()), Vec::<PathBuf>::new());
+    assert!(!d.log().contains(secret) && !built.log.contains(secret));
+
+    // Disk usage, history, logs and prune through the daemon.
+    let du = h.kiln.run(&["du", "--format", "json"]);
+    assert!(du.status.success(), "{}", String::from_utf8_lossy(&du.stderr));
+    let du: serde_json::Value = serde_json::from_slice(&du.stdout).unwrap();
+    assert!(!du["records"].as_array().unwrap().is_empty(), "{du}");
+    let history = h.kiln.run(&["history", "--format", "json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let last = &history[0];
+    assert_eq!(last["status"], "completed", "{history}");
+    let canonical = std::fs::canonicalize(ctx.path()).unwrap();
+    assert_eq!(
+        last["context"],
+        canonical.display().to_string(),
+        "the client's path, not the daemon's copy"
+    );
+    assert!(last["steps"].as_u64().unwrap() >= 3, "{history}");
+    let logs = h.kiln.run(&["logs"]);
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("RUN cat /src/a.txt"));
+    let prune = h.kiln.run(&["prune", "--all", "--format", "json"]);
+    assert!(
+        prune.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+
+    let status = d.signal_and_wait("TERM", Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", d.log());
+    assert!(!socket.exists(), "the socket is removed on a graceful stop");
+}
+
+#[test]
+fn a_one_file_change_of_a_large_context_sends_one_file() {
+    let h = Harness::start();
+    let d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let ctx = h.context();
+    ctx.dockerfile("FROM scratch\nCOPY . /\n");
+    for dir in 0..100 {
+        for file in 0..200 {
+            crate::common::write(ctx.path(), &format!("d{dir}/f{file}"), &format!("{dir}/{file}\n"));
+        }
+    }
+    let tar = h.out_path("ctx.tar");
+    let out = format!("type=tar,dest={}", tar.display());
+    let first = h.run_build(ctx.path(), &["-o", &out]);
+    let log = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(first.status.success(), "{log}");
+    assert_eq!(files_sent(&log), 20_001, "the first build sends everything");
+    std::fs::write(ctx.join("d7/f7"), "changed\n").unwrap();
+    std::fs::remove_file(ctx.join("d9/f9")).unwrap();
+    let second = h.run_build(ctx.path(), &["-o", &out]);
+    let log = String::from_utf8_lossy(&second.stderr).into_owned();
+    assert!(second.status.success(), "{log}");
+    assert_eq!(files_sent(&log), 1, "{log}");
+    let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(
+        !listing.lines().any(|l| l.trim_start_matches("./") == "d9/f9"),
+        "a removed file is gone from the daemon's copy"
+    );
+    assert!(listing.lines().any(|l| l.trim_start_matches("./") == "d9/f8"));
+    let content = Command::new("tar")
+        .arg("-xOf")
+        .arg(&tar)
+        .arg("d7/f7")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&content.stdout), "changed\n");
+}
+
+#[test]
+fn sigterm_cancels_running_builds_and_a_killed_daemon_is_a_clear_error() {
+    let h = Harness::start();
+    let mut d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let ctx = h.context();
+    ctx.dockerfile(&format!("FROM {BASE}\nRUN echo started && sleep 120\n"));
+    let client = |h: &Harness| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", h.kiln.root.path())
+            .envs(h.kiln.env.borrow().iter().cloned())
+            .args(["build", "--progress=plain"])
+            .arg(ctx.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait_running = |h: &Harness| {
+        let start = Instant::now();
+        while h.kiln.runtime.runs() == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the step never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // SIGTERM: the build is cancelled, its client told, and the daemon exits in good order.
+    let running = client(&h);
+    wait_running(&h);
+    let status = d.signal_and_wait("TERM", Duration::from_secs(30));
+    assert!(status.success(), "{status}:\n{}", d.log());
+    let out = running.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let check = h.kiln.run(&["debug", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout) + String::from_utf8_lossy(&check.stderr)
+    );
+
+    // kill -9 mid-build: the client fails at once with the daemon's address, never hangs.
+    let mut d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let runs = h.kiln.runtime.runs();
+    let running = client(&h);
+    let start = Instant::now();
+    while h.kiln.runtime.runs() == runs {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the step never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.signal_and_wait("KILL", Duration::from_secs(10));
+    let killed = Instant::now();
+    let out = running.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(killed.elapsed() < Duration::from_secs(30), "the client hung");
+    assert!(err.contains("stopped during the build"), "{err}");
+    assert!(err.contains(&d.addr), "{err}");
+    // No daemon at all: a clear error too.
+    let err = h.build_err(&ctx, &[]);
+    assert!(
+        err.contains("no daemon could be reached") && err.contains("unreachable"),
+        "{err}"
+    );
+    // The next daemon recovers the state directory and builds.
+    let mut d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let quick = h.context();
+    quick
+        .dockerfile("FROM scratch\nCOPY a /\n")
+        .write("a", "after the crash\n");
+    assert_eq!(h.build(&quick, &[]).read("/a"), "after the crash\n");
+    d.signal_and_wait("TERM", Duration::from_secs(30));
+    let check = h.kiln.run(&["debug", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+fn certificates(dir: &Path) {
+    let run = |args: &str| {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args}");
+    };
+    run(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=kiln-test-ca",
+    );
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth",
+        ),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        run(&format!(
+            "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name} && openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
+        ));
+    }
+}
+
+/// The TCP address a daemon printed that it serves.
+fn served_tcp(d: &Daemon) -> String {
+    let start = Instant::now();
+    loop {
+        if let Some(addr) = d
+            .log()
+            .lines()
+            .find_map(|l| l.split(" on ").nth(1).filter(|a| a.starts_with("tcp://")))
+        {
+            return addr.trim().to_string();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no TCP address:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn tcp_needs_mutual_tls_unless_insecure_is_asked() {
+    let h = Harness::start();
+    // Refused without TLS.
+    let out = h.kiln.run(&["daemon", "--addr", "tcp://127.0.0.1:0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("refusing to serve tcp://127.0.0.1:0 without TLS"),
+        "{err}"
+    );
+
+    // With --insecure-tcp: a warning, and builds work.
+    let mut d = Daemon::spawn(
+        &h.kiln,
+        tempfile::tempdir().unwrap(),
+        &["--addr", "tcp://127.0.0.1:0", "--insecure-tcp"],
+        &[],
+    );
+    d.addr = served_tcp(&d);
+    d.wait_ready(&h.kiln);
+    assert!(
+        d.log().contains("WARNING: serving tcp://127.0.0.1:0 without TLS"),
+        "{}",
+        d.log()
+    );
+    use_daemon(&h, &d.addr);
+    let ctx = h.context();
+    ctx.dockerfile("FROM scratch\nCOPY a /\n")
+        .write("a", "over tcp\n");
+    assert_eq!(h.build(&ctx, &[]).read("/a"), "over tcp\n");
+    d.signal_and_wait("TERM", Duration::from_secs(30));
+
+    // Mutual TLS: a client with a certificate of the CA builds; one without is refused.
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let file = |n: &str| certs.path().join(n).display().to_string();
+    let server = [
+        "--tlscacert".to_string(),
+        file("ca.crt"),
+        "--tlscert".to_string(),
+        file("server.crt"),
+        "--tlskey".to_string(),
+        file("server.key"),
+    ];
+    let server: Vec<&str> = server.iter().map(String::as_str).collect();
+    let mut d = Daemon::spawn(
+        &h.kiln,
+        tempfile::tempdir().unwrap(),
+        &["--addr", "tcp://127.0.0.1:0"],
+        &server,
+    );
+    d.addr = served_tcp(&d);
+    use_daemon(&h, &d.addr);
+    let anonymous = h.kiln.run(&["debug", "ping"]);
+    assert!(
+        !anonymous.status.success(),
+        "a client without a certificate was served"
+    );
+    let client_tls = [
+        ("KILN_TLS_CACERT", file("ca.crt")),
+        ("KILN_TLS_CERT", file("client.crt")),
+        ("KILN_TLS_KEY", file("client.key")),
+    ];
+    h.kiln
+        .env
+        .borrow_mut()
+        .extend(client_tls.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    d.wait_ready(&h.kiln);
+    assert_eq!(h.build(&ctx, &[]).read("/a"), "over tcp\n");
+}
+
+/// The daemon a client said it builds on last.
+fn building_on(log: &str) -> String {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("kiln: building on "))
+        .next_back()
+        .unwrap_or_else(|| panic!("no routing line in:\n{log}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_fleet_routes_projects_sticky_fails_over_and_shares_a_remote_cache() {
+    let h = Harness::start();
+    let cache = format!("type=registry,ref={}/fleet/cache:kiln", h.fixture.registry.host());
+    let export = format!("{cache},mode=max");
+    let kilns: Vec<Kiln> = (0..3).map(|_| Kiln::new()).collect();
+    let mut daemons: Vec<Daemon> = kilns
+        .iter()
+        .map(|k| Daemon::start(k, &["--cache-from", &cache, "--cache-to", &export]))
+        .collect();
+    let all: Vec<String> = daemons.iter().map(|d| d.addr.clone()).collect();
+    use_daemon(&h, &all.join(","));
+    let index = |addr: &str| all.iter().position(|a| a == addr).unwrap();
+    let runs = |i: usize| kilns[i].runtime.runs();
+
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        "FROM {BASE}\nARG SLOW\nRUN echo built > /x\nRUN test -z \"$SLOW\" || sleep 120\nCOPY a /a\n"
+    ))
+    .write("a", "project\n");
+    let first = h.build(&ctx, &[]);
+    let owner = index(&building_on(&first.log));
+    assert_eq!(runs(owner), 2, "both RUN steps ran on {}", all[owner]);
+    // Sticky: the same project lands on the same daemon, which has it cached.
+    let again = h.build(&ctx, &[]);
+    assert_eq!(index(&building_on(&again.log)), owner);
+    assert_eq!(runs(owner), 2, "the rebuild ran nothing");
+
+    // The owner dies mid-build: the client says so.
+    let slow = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", h.kiln.root.path())
+        .envs(h.kiln.env.borrow().iter().cloned())
+        .args(["build", "--progress=plain", "--build-arg", "SLOW=1"])
+        .arg(ctx.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while runs(owner) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the slow step never started"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    daemons[owner].signal_and_wait("KILL", Duration::from_secs(10));
+    let out = slow.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("the daemon at {} stopped during the build", all[owner])),
+        "{err}"
+    );
+
+    // The next build goes to the next daemon on the ring, which never saw the project, and
+    // takes every step from the shared cache: no RUN step runs.
+    let next = h.build(&ctx, &[]);
+    assert!(
+        next.log
+            .contains(&format!("daemon {} is unreachable", all[owner])),
+        "{}",
+        next.log
+    );
+    let successor = index(&building_on(&next.log));
+    assert_ne!(successor, owner);
+    assert_eq!(runs(successor), 0, "{}", next.log);
+    assert_eq!(next.read("/x"), "built\n");
+    assert_eq!(next.read("/a"), "project\n");
+    drop(daemons);
+}
+
+#[test]
+fn concurrent_clients_share_work_and_cancelled_ones_leave_the_daemon_clean() {
+    let h = Harness::start();
+    let mut d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    const VARIANTS: usize = 4;
+    const CLIENTS: usize = 20;
+    let contexts: Vec<_> = (0..VARIANTS)
+        .map(|v| {
+            let ctx = h.context();
+            ctx.dockerfile(&format!(
+                "FROM {BASE}\nRUN sleep 2 && echo shared > /shared\nCOPY v /v\nRUN cat /v > /variant\n"
+            ))
+            .write("v", &format!("variant {v}\n"));
+            ctx
+        })
+        .collect();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let tar = h.out_path(&format!("client-{i}.tar"));
+            let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+                .env("KILN_ROOT", h.kiln.root.path())
+                .envs(h.kiln.env.borrow().iter().cloned())
+                .args(["build", "--progress=plain", "-o"])
+                .arg(format!("type=tar,dest={}", tar.display()))
+                .arg(contexts[i % VARIANTS].path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (i, tar, child)
+        })
+        .collect();
+    // Cancel three clients (of three variants) while the shared step runs.
+    let wait = Instant::now();
+    while h.kiln.runtime.runs() == 0 {
+        assert!(wait.elapsed() < Duration::from_secs(120), "nothing ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut results = Vec::new();
+    for (i, tar, mut child) in clients {
+        if [1, 2, 7].contains(&i) {
+            child.kill().unwrap();
+            let _ = child.wait();
+            continue;
+        }
+        results.push((i, tar, child));
+    }
+    for (i, tar, child) in results {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let variant = Command::new("tar")
+            .arg("-xOf")
+            .arg(&tar)
+            .arg("variant")
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&variant.stdout),
+            format!("variant {}\n", i % VARIANTS)
+        );
+    }
+    let took = started.elapsed();
+    // The shared step ran once, each variant's step once.
+    assert_eq!(
+        h.kiln.runtime.runs(),
+        1 + VARIANTS,
+        "{:?}",
+        h.kiln.runtime.invocations()
+    );
+    let peak = d.peak_rss_kib();
+    eprintln!(
+        "load: {CLIENTS} clients ({} cancelled), {:.1}s, {} RUN steps, daemon peak RSS {} MiB",
+        3,
+        took.as_secs_f64(),
+        h.kiln.runtime.runs(),
+        peak / 1024
+    );
+    assert!(peak < 512 * 1024, "the daemon's memory grew to {peak} KiB");
+    let status = d.signal_and_wait("TERM", Duration::from_secs(30));
+    assert!(status.success(), "{}", d.log());
+    let check = h.kiln.run(&["debug", "check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout) + String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn a_second_build_joins_the_one_holding_the_state_directory() {
+    let h = Harness::start();
+    let first = h.context();
+    first.dockerfile(&format!("FROM {BASE}\nRUN sleep 3 && echo shared > /s\n"));
+    let second = h.context();
+    second.dockerfile(&format!(
+        "FROM {BASE}\nRUN sleep 3 && echo shared > /s\nRUN echo b > /b\n"
+    ));
+    let spawn = |ctx: &crate::common::Context| {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env("KILN_ROOT", h.kiln.root.path())
+            .env("KILN_RUNTIME", h.kiln.runtime.path())
+            .args(["build", "--progress=plain"])
+            .arg(ctx.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let host = spawn(&first);
+    let wait = Instant::now();
+    while h.kiln.runtime.runs() == 0 {
+        assert!(
+            wait.elapsed() < Duration::from_secs(60),
+            "the first build never ran its step"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let guest = spawn(&second).wait_with_output().unwrap();
+    let guest_log = String::from_utf8_lossy(&guest.stderr);
+    assert!(guest.status.success(), "{guest_log}");
+    assert!(guest_log.contains("joining the build that holds"), "{guest_log}");
+    let host = host.wait_with_output().unwrap();
+    assert!(host.status.success(), "{}", String::from_utf8_lossy(&host.stderr));
+    assert_eq!(
+        h.kiln.runtime.runs(),
+        2,
+        "the shared step ran once: {:?}",
+        h.kiln.runtime.invocations()
+    );
+    assert!(!h.kiln.root.path().join("kiln.sock").exists());
+}
