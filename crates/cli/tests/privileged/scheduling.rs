@@ -206,18 +206,49 @@ fn signals_stop_a_build_waiting_for_the_state_directory() {
     testkit::require_privileged();
     let kiln = crate::common::Kiln::new();
     let context = tempfile::tempdir().unwrap();
-    // The first build holds the state directory while it waits for the registry.
-    let mut holder = spawn_build_stuck_on_registry(&kiln, context.path(), "");
-    // The second waits for the lock (synchronously, in the kernel) until interrupted.
+    // `kiln debug llb` holds the state directory while it waits for the registry, and hosts no
+    // other build (a `kiln build` would: see `daemon::a_second_build_joins_…`).
+    let (host, connected) = silent_registry();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {host}/stuck:latest\n"),
+    )
+    .unwrap();
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .env("KILN_ROOT", kiln.root.path())
+        .env("KILN_RUNTIME", kiln.runtime.path())
+        .args(["debug", "llb", context.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !connected.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "kiln never asked the registry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The build waits for the lock (synchronously, in the kernel) until interrupted.
     let mut waiter = spawn_build(&kiln, context.path());
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        waiter.try_wait().unwrap().is_none(),
-        "the second build did not wait"
-    );
+    assert!(waiter.try_wait().unwrap().is_none(), "the build did not wait");
     let (code, stderr, took) = interrupt(&mut waiter, "-INT");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(stderr.contains("waiting for another kiln process"), "{stderr}");
+    assert!(took < Duration::from_secs(3), "stopping took {took:?}");
+    let (code, stderr, _) = interrupt(&mut holder, "-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+
+    // A build that joined another one is interrupted like any build.
+    let mut holder = spawn_build_stuck_on_registry(&kiln, context.path(), "");
+    let mut guest = spawn_build(&kiln, context.path());
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        guest.try_wait().unwrap().is_none(),
+        "the guest did not wait for the registry"
+    );
+    let (code, stderr, took) = interrupt(&mut guest, "-INT");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(stderr.contains("joining the build that holds"), "{stderr}");
     assert!(took < Duration::from_secs(3), "stopping took {took:?}");
     let (code, stderr, _) = interrupt(&mut holder, "-INT");
     assert_eq!(code, Some(130), "{stderr}");
