@@ -21,6 +21,13 @@ pub struct Listing {
     pub paths: Vec<PathBuf>,
 }
 
+impl Listing {
+    /// The bytes the listing takes on the wire (its entries, encoded).
+    pub fn wire_size(&self) -> usize {
+        self.entries.iter().map(prost::Message::encoded_len).sum()
+    }
+}
+
 /// A directory that could not be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum WalkError {

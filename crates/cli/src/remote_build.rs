@@ -61,6 +61,8 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
             tried.join("; ")
         )));
     };
+    let listed: usize = locals.iter().map(|l| l.listing.entries.len()).sum();
+    let listing_bytes: usize = locals.iter().map(|l| l.listing.wire_size()).sum();
     let client = crate::remote_session::Client::new(&plan.request, display.clone(), tx);
     let outcome = client.serve(&address, inbound, locals).await;
     display.finish();
@@ -73,7 +75,8 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
     }
     if crate::setup::debug_notes(plan.debug) {
         eprintln!(
-            "kiln: context transfer sent {} files, {} (build {} on {address})",
+            "kiln: context transfer: listing of {listed} entries ({}), {} files ({}) (build {} on {address})",
+            engine::human_size(listing_bytes as u64),
             outcome.files_sent,
             engine::human_size(outcome.bytes_sent),
             outcome.build_id
@@ -141,6 +144,15 @@ fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliEr
             .map_err(CliError::Usage)?,
         ..pb::BuildStart::default()
     };
+    if let Some((id, _)) = request
+        .ssh
+        .iter()
+        .find(|(_, s)| matches!(s, engine::SshSource::Keys(_)))
+    {
+        return Err(CliError::Usage(format!(
+            "--ssh {id}=KEY through a daemon is not supported yet: add the key to an agent (ssh-add) and pass --ssh {id}=$SSH_AUTH_SOCK"
+        )));
+    }
     let mut locals = Vec::new();
     if let Some(git) = &request.git_context {
         start.git_context = git.identifier();

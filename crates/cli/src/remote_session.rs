@@ -41,6 +41,8 @@ pub(crate) struct Client<'a> {
     display: Arc<Display>,
     tx: mpsc::Sender<pb::ClientMessage>,
     sinks: Vec<Option<Sink>>,
+    /// Tunnelled connections to this client's ssh agents, by connection.
+    ssh: std::collections::HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
 }
 
 fn send(message: client_message::Message) -> pb::ClientMessage {
@@ -64,6 +66,7 @@ impl<'a> Client<'a> {
             display,
             tx,
             sinks: request.outputs.iter().map(|_| None).collect(),
+            ssh: std::collections::HashMap::new(),
         }
     }
 
@@ -107,6 +110,16 @@ impl<'a> Client<'a> {
                     self.answer_credentials(question).await
                 }
                 Some(server_message::Message::Outcome(o)) => outcome = Some(o),
+                Some(server_message::Message::SshOpen(open)) => self.open_ssh(open),
+                Some(server_message::Message::Ssh(data)) => {
+                    if data.close || data.data.is_empty() {
+                        if let Some(tx) = self.ssh.remove(&data.connection) {
+                            let _ = tx.send(Vec::new());
+                        }
+                    } else if let Some(tx) = self.ssh.get(&data.connection) {
+                        let _ = tx.send(data.data);
+                    }
+                }
                 None => {}
             }
         }
@@ -116,6 +129,17 @@ impl<'a> Client<'a> {
                 "the daemon at {address} ended the build without a result"
             ))
         })
+    }
+
+    /// A step connected to agent `open.id`: connects to this client's agent and relays.
+    fn open_ssh(&mut self, open: pb::SshOpen) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let agent = match self.request.ssh.get(&open.id) {
+            Some(engine::SshSource::Socket(path)) => Some(path.clone()),
+            _ => None,
+        };
+        self.ssh.insert(open.connection, tx);
+        tokio::spawn(relay_ssh(agent, open.connection, rx, self.tx.clone()));
     }
 
     async fn answer_secret(&self, question: pb::SecretRequest) {
@@ -281,6 +305,53 @@ async fn finish_sink(sink: Sink) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Relays one tunnelled connection to the agent at `agent` (none: closed at once).
+async fn relay_ssh(
+    agent: Option<std::path::PathBuf>,
+    connection: u64,
+    mut from_daemon: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::Sender<pb::ClientMessage>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let close = pb::SshData {
+        connection,
+        data: Vec::new(),
+        close: true,
+    };
+    let stream = match agent {
+        Some(path) => tokio::net::UnixStream::connect(path).await.ok(),
+        None => None,
+    };
+    let Some(stream) = stream else {
+        let _ = tx.send(send(client_message::Message::Ssh(close))).await;
+        return;
+    };
+    let (mut read, mut write) = stream.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = read.read(&mut buf).await.unwrap_or(0);
+            let data = pb::SshData {
+                connection,
+                data: buf[..n].to_vec(),
+                close: n == 0,
+            };
+            if tx.send(send(client_message::Message::Ssh(data))).await.is_err() || n == 0 {
+                return;
+            }
+        }
+    };
+    let down = async {
+        while let Some(data) = from_daemon.recv().await {
+            if data.is_empty() || write.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
 
 /// Sends each directory's listing, waits for what the daemon wants of it, sends that, and goes

@@ -21,10 +21,8 @@ pub fn request(
     default_from: &[CacheBackend],
     default_to: &[CacheExport],
 ) -> Result<BuildRequest, Status> {
-    if !start.ssh.is_empty() {
-        return Err(Status::unimplemented(
-            "--ssh is not supported through a daemon yet: build without --addr/KILN_HOST",
-        ));
+    if start.ssh.len() > 64 || start.ssh.iter().any(|id| id.is_empty() || id.len() > 256) {
+        return Err(invalid("invalid --ssh ids"));
     }
     let mut request = BuildRequest {
         target: start.target.clone(),

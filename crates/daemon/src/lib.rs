@@ -18,6 +18,7 @@ pub mod convert;
 pub mod listen;
 pub mod service;
 pub mod session;
+mod ssh;
 pub mod state;
 pub mod sync;
 

@@ -75,8 +75,18 @@ impl pb::control_server::Control for Daemon {
             keep_storage: request.keep_storage,
             filters: filters(&request.filters)?,
         };
+        let all = options.all;
         let report = self.engine.prune(options).await.map_err(internal)?;
-        Ok(Response::new(crate::convert::prune_to_pb(&report)))
+        let mut answer = crate::convert::prune_to_pb(&report);
+        // The daemon's copies of clients' directories go with everything else.
+        if all {
+            let daemon = self.clone();
+            let (_, bytes) = tokio::task::spawn_blocking(move || daemon.mirrors.prune(daemon.engine.root()))
+                .await
+                .map_err(internal)?;
+            answer.reclaimed += bytes;
+        }
+        Ok(Response::new(answer))
     }
 
     type LogsStream = Streamed<pb::LogsChunk>;

@@ -24,7 +24,7 @@ use tonic::{Status, Streaming};
 use crate::state::Daemon;
 use crate::sync::Incoming;
 
-type Reply = Result<pb::ServerMessage, Status>;
+use crate::ssh::{Events, Outbox, Reply, Tunnels, send_event};
 
 /// How long a step waits for the client to answer a question (a secret, credentials).
 const ASK_LIMIT: Duration = Duration::from_secs(120);
@@ -53,15 +53,25 @@ pub(crate) async fn start(
     let request = crate::convert::request(&start, &daemon.cache_from, &daemon.cache_to)?;
     let (out_tx, out_rx) = mpsc::channel::<Reply>(32);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Reply>();
+    // Only the outbox holds the senders: closing it at the end of the build ends the stream.
+    let events = Outbox::new(ev_tx);
     let asker = Arc::new(Asker {
-        tx: ev_tx.clone(),
+        tx: events.clone(),
         pending: Arc::default(),
         next: AtomicU64::new(0),
         handle: tokio::runtime::Handle::current(),
     });
+    let tunnels = Arc::new(Tunnels::new(events.clone()));
     let (sync_tx, sync_rx) = mpsc::channel(8);
-    tokio::spawn(dispatch(inbound, sync_tx, asker.pending.clone()));
-    let build = run(daemon.clone(), start, request, sync_rx, out_tx, ev_tx, asker);
+    tokio::spawn(dispatch(inbound, sync_tx, asker.pending.clone(), tunnels.clone()));
+    let channels = Channels {
+        incoming: sync_rx,
+        out: out_tx,
+        events,
+        asker,
+        tunnels,
+    };
+    let build = run(daemon.clone(), start, request, channels);
     daemon.spawn_build(build)?;
     Ok(tokio_stream::StreamExt::merge(
         ReceiverStream::new(out_rx),
@@ -73,9 +83,18 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<client_message::Message>>>
 
 /// Reads the client's messages: directory transfers go to the build, answers to whoever asked.
 /// When the client's side ends, every question still waiting fails.
-async fn dispatch(mut inbound: Streaming<pb::ClientMessage>, sync: mpsc::Sender<Incoming>, pending: Pending) {
+async fn dispatch(
+    mut inbound: Streaming<pb::ClientMessage>,
+    sync: mpsc::Sender<Incoming>,
+    pending: Pending,
+    tunnels: Arc<Tunnels>,
+) {
     while let Ok(Some(message)) = inbound.message().await {
         let (request, answer) = match message.message {
+            Some(client_message::Message::Ssh(data)) => {
+                tunnels.deliver(data);
+                continue;
+            }
             Some(client_message::Message::Files(list)) => {
                 let _ = sync.send(Incoming::List(list)).await;
                 continue;
@@ -99,11 +118,12 @@ async fn dispatch(mut inbound: Streaming<pb::ClientMessage>, sync: mpsc::Sender<
     if let Ok(mut p) = pending.lock() {
         p.clear();
     }
+    tunnels.close_all();
 }
 
 /// Asks the client questions on behalf of steps (blocking: steps ask from their own threads).
 pub(crate) struct Asker {
-    tx: mpsc::UnboundedSender<Reply>,
+    tx: Events,
     pending: Pending,
     next: AtomicU64,
     handle: tokio::runtime::Handle,
@@ -120,7 +140,7 @@ impl Asker {
             .lock()
             .map_err(|_| "the session is broken".to_string())?
             .insert(id, tx);
-        if self.tx.send(reply(question(id))).is_err() {
+        if !send_event(&self.tx, question(id)) {
             return Err("the client has gone".into());
         }
         let answer =
@@ -172,26 +192,26 @@ impl registry::CredentialStore for ClientCredentials {
 
 /// Progress events, sent as kiln's JSON lines.
 struct Forward {
-    tx: mpsc::UnboundedSender<Reply>,
+    tx: Events,
     start: Instant,
 }
 
 impl Progress for Forward {
     fn event(&self, event: engine::Event) {
         let line = engine::progress::json::encode_event(self.start.elapsed(), &event);
-        let _ = self.tx.send(reply(server_message::Message::Event(line)));
+        send_event(&self.tx, server_message::Message::Event(line));
     }
 }
 
 /// A client-side output: its bytes as chunks on the stream.
 struct OutputSink {
     index: u32,
-    tx: mpsc::Sender<Reply>,
+    tx: Arc<Outbox<mpsc::Sender<Reply>>>,
 }
 
 struct ChunkWriter {
     index: u32,
-    tx: mpsc::Sender<Reply>,
+    tx: Option<mpsc::Sender<Reply>>,
     buf: Vec<u8>,
 }
 
@@ -203,9 +223,12 @@ impl ChunkWriter {
             data,
             last,
         };
+        let gone = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client has gone");
         self.tx
+            .as_ref()
+            .ok_or_else(gone)?
             .blocking_send(reply(server_message::Message::Output(chunk)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client has gone"))
+            .map_err(|_| gone())
     }
 }
 
@@ -233,14 +256,14 @@ impl engine::OutputStream for OutputSink {
     fn open(&self) -> Box<dyn engine::StreamWriter> {
         Box::new(ChunkWriter {
             index: self.index,
-            tx: self.tx.clone(),
+            tx: self.tx.get(),
             buf: Vec::with_capacity(api::DATA_CHUNK),
         })
     }
 }
 
 /// The outputs of `start`: client-side ones stream back, pushes run here.
-fn outputs(start: &pb::BuildStart, tx: &mpsc::Sender<Reply>) -> Result<Vec<OutputSpec>, Status> {
+fn outputs(start: &pb::BuildStart, tx: &Arc<Outbox<mpsc::Sender<Reply>>>) -> Result<Vec<OutputSpec>, Status> {
     let mut outputs = Vec::new();
     for (index, output) in start.outputs.iter().enumerate() {
         let dest = Destination::Stream(StreamSink(Arc::new(OutputSink {
@@ -326,16 +349,41 @@ async fn receive_locals(
     Ok((held, total))
 }
 
-/// The build: transfer, engine, outcome. Cancelled when the client goes away.
-async fn run(
-    daemon: Arc<Daemon>,
-    start: pb::BuildStart,
-    mut request: BuildRequest,
+/// Closes what a build sends to its client with when dropped.
+struct EndBuild(Arc<Tunnels>, Events, Arc<Outbox<mpsc::Sender<Reply>>>);
+
+impl Drop for EndBuild {
+    fn drop(&mut self) {
+        self.0.end();
+        self.1.close();
+        self.2.close();
+    }
+}
+
+/// How a build talks to its client.
+struct Channels {
+    /// Directory transfers from the client.
     incoming: mpsc::Receiver<Incoming>,
+    /// Wants, outputs and the outcome, in order.
     out: mpsc::Sender<Reply>,
-    events: mpsc::UnboundedSender<Reply>,
+    /// Progress and questions.
+    events: Events,
     asker: Arc<Asker>,
-) {
+    tunnels: Arc<Tunnels>,
+}
+
+/// The build: transfer, engine, outcome. Cancelled when the client goes away.
+async fn run(daemon: Arc<Daemon>, start: pb::BuildStart, mut request: BuildRequest, channels: Channels) {
+    let Channels {
+        incoming,
+        out,
+        events,
+        asker,
+        tunnels,
+    } = channels;
+    // However the build ends, nothing holds the stream to the client open any more.
+    let outputs_box = Outbox::new(out.clone());
+    let _end = EndBuild(tunnels.clone(), events.clone(), outputs_box.clone());
     let progress: Arc<dyn Progress> = Arc::new(Forward {
         tx: events,
         start: Instant::now(),
@@ -354,14 +402,20 @@ async fn run(
                 None => request.context = copy.dir.clone(),
             }
         }
-        request.outputs = outputs(&start, &out).map_err(|s| failure_message(s.message()))?;
+        request.outputs = outputs(&start, &outputs_box).map_err(|s| failure_message(s.message()))?;
         for id in &start.secrets {
             request
                 .secrets
                 .insert(id.clone(), SecretSource::Client(ClientSecrets(asker.clone())));
         }
         request.credentials = Some(Credentials(Arc::new(ClientCredentials(asker.clone()))));
+        let (agents, sockets) = crate::ssh::serve(daemon.engine.root(), &start.ssh, &tunnels)
+            .map_err(|e| failure_message(&format!("failed to set up the ssh agents' sockets: {e}")))?;
+        for (id, socket) in sockets {
+            request.ssh.insert(id, engine::SshSource::Socket(socket));
+        }
         let result = daemon.engine.build(&request, progress.clone()).await;
+        drop(agents);
         drop(held);
         Ok::<_, pb::Failure>((result, stats))
     };

@@ -98,6 +98,53 @@ impl Mirrors {
     }
 }
 
+impl Mirrors {
+    /// Removes the copies no build holds (`kiln prune --all` through the daemon); returns how
+    /// many went and their bytes. A build that wants one meanwhile waits, then starts afresh.
+    pub fn prune(&self, root: &Path) -> (u64, u64) {
+        let base = root.join("contexts");
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            return (0, 0);
+        };
+        let (mut count, mut bytes) = (0, 0);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "ssh" {
+                continue;
+            }
+            let lock = match self.locks.lock() {
+                Ok(mut locks) => locks.entry(name).or_default().clone(),
+                Err(_) => return (count, bytes),
+            };
+            let Ok(_held) = lock.try_lock() else {
+                continue;
+            };
+            let size = tree_size(&entry.path());
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                count += 1;
+                bytes += size;
+            }
+        }
+        (count, bytes)
+    }
+}
+
+/// The apparent size of the files under `dir`.
+fn tree_size(dir: &Path) -> u64 {
+    let mut size = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => size += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    size
+}
+
 /// What a client sends during a transfer, routed to it by the session.
 #[derive(Debug)]
 pub enum Incoming {

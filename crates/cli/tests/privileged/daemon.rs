@@ -207,6 +207,12 @@ fn builds_through_the_daemon_with_the_clients_files_secrets_and_outputs() {
     assert!(String::from_utf8_lossy(&logs.stderr).contains("RUN cat /src/a.txt"));
     let prune = h.kiln.run(&["prune", "--all", "--format", "json"]);
     assert!(
+        std::fs::read_dir(root.join("contexts"))
+            .unwrap()
+            .all(|e| e.unwrap().file_name() == "ssh"),
+        "prune --all removes the daemon's copies of client directories"
+    );
+    assert!(
         prune.status.success(),
         "{}",
         String::from_utf8_lossy(&prune.stderr)
@@ -683,4 +689,164 @@ fn a_second_build_joins_the_one_holding_the_state_directory() {
         h.kiln.runtime.invocations()
     );
     assert!(!h.kiln.root.path().join("kiln.sock").exists());
+}
+
+/// Opens a raw build stream to `addr`, sends `messages`, and returns the daemon's answer: the
+/// failure of its outcome, or the status that ended the stream.
+async fn raw_build(addr: &str, messages: Vec<api::pb::ClientMessage>, hang_up: bool) -> String {
+    use api::pb::server_message::Message;
+    let address = api::Address::parse(addr).unwrap();
+    let channel = api::connect(&address, &api::TlsFiles::default()).unwrap();
+    let mut client = api::pb::control_client::ControlClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    for m in messages {
+        tx.send(m).await.unwrap();
+    }
+    if hang_up {
+        drop(tx);
+        return String::new();
+    }
+    let mut stream = match client
+        .build(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(status) => return format!("status: {}", status.message()),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(api::pb::ServerMessage {
+                message: Some(Message::Outcome(o)),
+            })) => return o.failure.map(|f| f.message).unwrap_or_else(|| "success".into()),
+            Ok(Some(_)) => {}
+            Ok(None) => return "ended".into(),
+            Err(status) => return format!("status: {}", status.message()),
+        }
+    }
+}
+
+fn message(m: api::pb::client_message::Message) -> api::pb::ClientMessage {
+    api::pb::ClientMessage { message: Some(m) }
+}
+
+fn start_message(client: &str) -> api::pb::ClientMessage {
+    message(api::pb::client_message::Message::Start(api::pb::BuildStart {
+        client_id: client.into(),
+        locals: vec![api::pb::LocalDir {
+            name: "context".into(),
+            path: "/hostile".into(),
+        }],
+        dockerfile_text: "FROM scratch\nCOPY . /\n".into(),
+        dockerfile_name: "Dockerfile".into(),
+        ..Default::default()
+    }))
+}
+
+fn listing(entries: Vec<(&str, u32, &str)>) -> api::pb::ClientMessage {
+    message(api::pb::client_message::Message::Files(api::pb::FileList {
+        local: "context".into(),
+        entries: entries
+            .into_iter()
+            .map(|(path, mode, link)| api::pb::FileEntry {
+                path: path.as_bytes().to_vec(),
+                mode,
+                link: link.as_bytes().to_vec(),
+                size: 4,
+                ..Default::default()
+            })
+            .collect(),
+        last: true,
+    }))
+}
+
+#[test]
+fn hostile_clients_get_errors_and_write_nothing_outside_their_copy() {
+    let h = Harness::start();
+    let d = Daemon::start(&h.kiln, &[]);
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().display().to_string();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // No BuildStart first.
+        let answer = raw_build(&d.addr, vec![listing(vec![])], false).await;
+        assert!(answer.contains("must start with BuildStart"), "{answer}");
+        // A symlink to outside, then a file "below" it.
+        let answer = raw_build(
+            &d.addr,
+            vec![
+                start_message("hostile-1"),
+                listing(vec![("a", 0o120777, &target), ("a/escaped", 0o100644, "")]),
+            ],
+            false,
+        )
+        .await;
+        assert!(
+            answer.contains("invalid context transfer") && answer.contains("parent"),
+            "{answer}"
+        );
+        // Paths with `..`, absolute paths, devices.
+        for (path, mode) in [
+            ("../x", 0o100644),
+            ("/etc/x", 0o100644),
+            ("ok/../../x", 0o040755),
+            ("dev", 0o020644),
+        ] {
+            let answer = raw_build(
+                &d.addr,
+                vec![start_message("hostile-2"), listing(vec![(path, mode, "")])],
+                false,
+            )
+            .await;
+            assert!(answer.contains("invalid context transfer"), "{path}: {answer}");
+        }
+        // Names of local directories the daemon does not know.
+        let mut bad = start_message("hostile-3");
+        if let Some(api::pb::client_message::Message::Start(s)) = &mut bad.message {
+            s.locals[0].name = "../../etc".into();
+        }
+        let answer = raw_build(&d.addr, vec![bad], false).await;
+        assert!(answer.contains("invalid local directory name"), "{answer}");
+        // A client that hangs up mid-transfer.
+        raw_build(&d.addr, vec![start_message("hostile-4")], true).await;
+    });
+    assert!(
+        !outside.path().join("escaped").exists(),
+        "a file was written through a symlink"
+    );
+    // The daemon is still there, and said nothing of a panic.
+    let ping = h.kiln.run(&["--addr", &d.addr, "debug", "ping"]);
+    assert!(ping.status.success());
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+#[test]
+fn ssh_agents_are_tunnelled_to_the_clients_agent() {
+    let h = Harness::start();
+    let agent = crate::secrets::Agent::start();
+    let image = h.push("tools/ssh:latest", &crate::secrets::ssh_tools_image());
+    let d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let ctx = h.context();
+    ctx.dockerfile(&format!(
+        "FROM {image}\nRUN --mount=type=ssh ssh-add -l > /keys && ssh-add -l >> /keys\nRUN --mount=type=ssh,id=missing ls /run/buildkit > /none 2>&1 || echo none > /none\n"
+    ));
+    let arg = format!("default={}", agent.socket().display());
+    let built = h.build(&ctx, &["--ssh", &arg]);
+    let keys = built.read("/keys");
+    assert_eq!(
+        keys.matches(&agent.fingerprint()).count(),
+        2,
+        "two connections through the tunnel: {keys}"
+    );
+    assert_eq!(built.read("/none"), "none\n");
+    // The daemon's sockets for the build are gone with it.
+    let ssh_dir = h.kiln.root.path().join("contexts/ssh");
+    assert_eq!(std::fs::read_dir(&ssh_dir).map(|d| d.count()).unwrap_or(0), 0);
+    // Key files would be read by the daemon's host: refused, with what to do instead.
+    let key = format!("default={}", agent.key().display());
+    let err = h.build_err(&ctx, &["--ssh", &key]);
+    assert!(
+        err.contains("not supported yet") && err.contains("ssh-add"),
+        "{err}"
+    );
 }

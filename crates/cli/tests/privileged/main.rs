@@ -24,5 +24,5 @@ mod push;
 mod remote_cache;
 mod run;
 mod scheduling;
-mod secrets;
+pub(crate) mod secrets;
 mod security;

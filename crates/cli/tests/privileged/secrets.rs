@@ -178,13 +178,13 @@ fn missing_required_secrets_and_agents_fail_at_their_line() {
 }
 
 /// A throwaway key pair and an `ssh-agent` holding it; the agent is killed on drop.
-struct Agent {
+pub(crate) struct Agent {
     dir: tempfile::TempDir,
     process: Child,
 }
 
 impl Agent {
-    fn start() -> Agent {
+    pub(crate) fn start() -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("id_ed25519");
         let status = Command::new("ssh-keygen")
@@ -218,16 +218,16 @@ impl Agent {
         Agent { dir, process }
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("agent.sock")
     }
 
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.path().join("id_ed25519")
     }
 
     /// The key's `SHA256:…` fingerprint.
-    fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let output = Command::new("ssh-keygen")
             .arg("-lf")
             .arg(self.key())
@@ -250,7 +250,7 @@ impl Drop for Agent {
 }
 
 /// The busybox image plus the host's `ssh-add` and the libraries it loads.
-fn ssh_tools_image() -> testkit::FixtureImage {
+pub(crate) fn ssh_tools_image() -> testkit::FixtureImage {
     let mut layer = testkit::LayerBuilder::new();
     let mut files = vec![PathBuf::from("/usr/bin/ssh-add")];
     let ldd = Command::new("ldd").arg("/usr/bin/ssh-add").output().unwrap();
