@@ -55,7 +55,8 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
             Err(OpenError::Refused(status)) => return Err(crate::remote::call_failed(address, status)),
         }
     }
-    let Some((address, (tx, inbound))) = session else {
+    // `_connection` keeps the connection open until the session ends.
+    let Some((address, (tx, inbound, _connection))) = session else {
         return Err(CliError::Failed(anyhow::anyhow!(
             "no daemon could be reached: {}",
             tried.join("; ")
@@ -320,9 +321,12 @@ enum OpenError {
     Refused(tonic::Status),
 }
 
+/// An open build stream: what to send on, what arrives, and the client whose connection carries
+/// them (dropping it closes the connection, mid-build).
 type Opened = (
     mpsc::Sender<pb::ClientMessage>,
     tonic::Streaming<pb::ServerMessage>,
+    pb::control_client::ControlClient<tonic::transport::Channel>,
 );
 
 /// Opens a build stream on `address`, sending `start`.
@@ -338,7 +342,7 @@ async fn open(remote: &Remote, address: &Address, start: &pb::BuildStart) -> Res
         .await
         .map_err(|_| OpenError::Unreachable("the request stream closed".into()))?;
     match client.build(ReceiverStream::new(rx)).await {
-        Ok(response) => Ok((tx, response.into_inner())),
+        Ok(response) => Ok((tx, response.into_inner(), client)),
         Err(status) if status.code() == tonic::Code::Unavailable => {
             Err(OpenError::Unreachable(status_text(&status)))
         }

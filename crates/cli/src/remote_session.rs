@@ -386,14 +386,25 @@ async fn send_locals(
     }
 }
 
-/// Sends the content of the entries `indexes` (blocking). A file that cannot be read is sent
-/// empty: the daemon sees the size differ and fails the build naming it.
+/// Sends the content of the entries `indexes` (blocking), small files many to a message (a
+/// flood of tiny HTTP/2 DATA frames is refused by the daemon's HTTP/2 stack). A file that cannot
+/// be read is sent empty: the daemon sees the size differ and fails the build naming it.
 fn send_files(
     tx: &mpsc::Sender<pb::ClientMessage>,
     local: &str,
     listing: &api::walk::Listing,
     indexes: &[u64],
 ) -> bool {
+    let mut batch = Vec::new();
+    let mut batched = 0usize;
+    let flush = |batch: &mut Vec<pb::FileData>, batched: &mut usize| {
+        *batched = 0;
+        let files = std::mem::take(batch);
+        files.is_empty()
+            || tx
+                .blocking_send(send(client_message::Message::Batch(pb::FileBatch { files })))
+                .is_ok()
+    };
     let mut buf = vec![0u8; api::DATA_CHUNK];
     for &index in indexes {
         let Some(path) = listing.paths.get(index as usize) else {
@@ -401,23 +412,38 @@ fn send_files(
         };
         let mut file = std::fs::File::open(path).ok();
         loop {
-            let n = file.as_mut().and_then(|f| f.read(&mut buf).ok()).unwrap_or(0);
-            let data = pb::FileData {
+            let n = file
+                .as_mut()
+                .and_then(|f| read_full(f, &mut buf).ok())
+                .unwrap_or(0);
+            // A short read is the end of the file.
+            let last = n < buf.len();
+            batched += n + 64;
+            batch.push(pb::FileData {
                 local: local.to_string(),
                 index,
                 data: buf[..n].to_vec(),
-                last: n == 0,
-            };
-            if tx
-                .blocking_send(send(client_message::Message::Data(data)))
-                .is_err()
-            {
+                last,
+            });
+            if (batched >= api::DATA_CHUNK || batch.len() >= 1024) && !flush(&mut batch, &mut batched) {
                 return false;
             }
-            if n == 0 {
+            if last {
                 break;
             }
         }
     }
-    true
+    flush(&mut batch, &mut batched)
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }

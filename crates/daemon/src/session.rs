@@ -89,7 +89,18 @@ async fn dispatch(
     pending: Pending,
     tunnels: Arc<Tunnels>,
 ) {
-    while let Ok(Some(message)) = inbound.message().await {
+    loop {
+        let message = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(status) => {
+                eprintln!(
+                    "kiln daemon: a client's stream broke: {}",
+                    oci::error_chain(&status)
+                );
+                break;
+            }
+        };
         let (request, answer) = match message.message {
             Some(client_message::Message::Ssh(data)) => {
                 tunnels.deliver(data);
@@ -101,6 +112,12 @@ async fn dispatch(
             }
             Some(client_message::Message::Data(data)) => {
                 let _ = sync.send(Incoming::Data(data)).await;
+                continue;
+            }
+            Some(client_message::Message::Batch(batch)) => {
+                for data in batch.files {
+                    let _ = sync.send(Incoming::Data(data)).await;
+                }
                 continue;
             }
             Some(client_message::Message::Secret(s)) => (s.request, client_message::Message::Secret(s)),
@@ -426,6 +443,12 @@ async fn run(daemon: Arc<Daemon>, start: pb::BuildStart, mut request: BuildReque
         },
         () = out.closed() => return,
     };
+    if let Some(failure) = &outcome.failure {
+        eprintln!(
+            "kiln daemon: build {} failed: {}",
+            outcome.build_id, failure.message
+        );
+    }
     let _ = out.send(reply(server_message::Message::Outcome(outcome))).await;
 }
 
