@@ -86,7 +86,7 @@ pub(crate) async fn ping(remote: &Remote) -> Result<std::process::ExitCode, CliE
     for address in &remote.addresses {
         let answer = match remote.client(address) {
             Ok(mut client) => client.ping(pb::PingRequest {}).await.map_err(|s| status_text(&s)),
-            Err(e) => Err(format!("{e:?}")),
+            Err(e) => Err(crate::render::text(&e)),
         };
         match answer {
             Ok(r) => {

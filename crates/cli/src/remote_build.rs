@@ -98,7 +98,7 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
 /// The request as the daemon takes it, and the directories to send.
 fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliError> {
     let mut start = pb::BuildStart {
-        client_id: client_id(),
+        client_id: client_id()?,
         target: request.target.clone(),
         build_args: request.build_args.clone(),
         no_cache: request.no_cache,
@@ -238,25 +238,43 @@ fn list(name: &str, dir: &Path, excludes: &[String]) -> Result<Local, CliError> 
     })
 }
 
-/// This client's id, kept in `~/.kiln/client-id`: the daemon keeps one copy of each directory
-/// per client, so the next build sends only what changed.
-fn client_id() -> String {
+/// This client's id, kept in `~/.kiln/client-id` (mode 0600): the daemon keeps one copy of each
+/// directory per client id and path, so the next build sends only what changed. The id is a
+/// secret (128 random bits): whoever presents it gets that copy. Without a home directory to
+/// keep it in, each process gets a new one (nothing is reused, nothing shared).
+fn client_id() -> Result<String, CliError> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| CliError::failed("failed to make a client id from /dev/urandom", e))?;
+    let fresh = hex(&bytes);
     let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
-        return "anonymous".into();
+        return Ok(fresh);
     };
     let path = home.join(".kiln").join("client-id");
     if let Ok(id) = std::fs::read_to_string(&path)
-        && !id.trim().is_empty()
+        && id.trim().len() >= 32
     {
-        return id.trim().to_string();
+        return Ok(id.trim().to_string());
     }
-    let mut bytes = [0u8; 16];
-    let id = match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
-        Ok(()) => hex(&bytes),
-        Err(_) => return "anonymous".into(),
-    };
-    let _ = std::fs::create_dir_all(path.parent().unwrap_or(&home)).and_then(|()| std::fs::write(&path, &id));
-    id
+    let written = std::fs::create_dir_all(home.join(".kiln")).and_then(|()| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?
+            .write_all(fresh.as_bytes())
+    });
+    if written.is_err() && crate::setup::debug_notes(false) {
+        eprintln!(
+            "kiln: cannot keep a client id in {}: every build sends its whole context",
+            path.display()
+        );
+    }
+    Ok(fresh)
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -333,7 +351,7 @@ type Opened = (
 async fn open(remote: &Remote, address: &Address, start: &pb::BuildStart) -> Result<Opened, OpenError> {
     let mut client = remote
         .client(address)
-        .map_err(|e| OpenError::Unreachable(format!("{e:?}")))?;
+        .map_err(|e| OpenError::Unreachable(crate::render::text(&e)))?;
     let (tx, rx) = mpsc::channel(16);
     let first = pb::ClientMessage {
         message: Some(client_message::Message::Start(start.clone())),

@@ -64,6 +64,16 @@ impl From<anyhow::Error> for CliError {
 
 pub(crate) use oci::error_chain as chain;
 
+/// The message of `error` on one line, with its whole chain of causes.
+pub(crate) fn text(error: &CliError) -> String {
+    match error {
+        CliError::Usage(message) => message.clone(),
+        CliError::Failed(e) => chain(e.as_ref()),
+        CliError::Build(e, _) => chain(e.as_ref()),
+        CliError::Remote(e, _) => e.message.clone(),
+    }
+}
+
 /// Prints `error` to stderr.
 pub(crate) fn error(error: &CliError) {
     match error {
