@@ -387,8 +387,10 @@ impl Git {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Cancelling the build (dropping this future) must not leave git running; its
-            // helpers (`git-remote-http`, `ssh`) end with it.
+            // Cancelling the build (dropping this future) must not leave git running, nor its
+            // helpers (`git-remote-http`, `ssh`), which may be blocked on the network and never
+            // notice git's end: they share git's own process group, killed whole by the guard.
+            .process_group(0)
             .kill_on_drop(true);
         if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
             command.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
@@ -400,10 +402,16 @@ impl Git {
                 .env("GIT_CONFIG_KEY_0", key)
                 .env("GIT_CONFIG_VALUE_0", value);
         }
-        let output = command.output().await.map_err(|source| GitError::Spawn {
+        let child = command.spawn().map_err(|source| GitError::Spawn {
             url: self.shown.clone(),
             source,
         })?;
+        let group = GroupGuard(child.id());
+        let output = child.wait_with_output().await.map_err(|source| GitError::Spawn {
+            url: self.shown.clone(),
+            source,
+        })?;
+        std::mem::forget(group);
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr).replace(&self.source.remote, &self.shown);
             let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -683,6 +691,23 @@ pub fn redact(url: &str) -> String {
             format!("{scheme}://{shown}{}", &rest[at..])
         }
         None => url.to_string(),
+    }
+}
+
+/// Kills a git process group when dropped: the build was cancelled while git ran. Forgotten
+/// once git has exited.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let group = self
+            .0
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            // The group may be gone already: nothing to do then.
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
     }
 }
 
