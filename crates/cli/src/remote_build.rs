@@ -26,6 +26,7 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
         crate::results::remove_old(path)?;
     }
     let _inputs = crate::build::load_inputs(&mut plan.request, &plan.source, plan.file.as_deref()).await?;
+    let _agents = start_key_agents(&mut plan.request).await?;
     let request = plan.request.clone();
     let (start, locals) = tokio::task::spawn_blocking(move || prepare(&request))
         .await
@@ -95,8 +96,49 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
     )
 }
 
+/// The `ssh-agent`s serving `--ssh ID=KEY…` through a daemon, and their sockets' directory.
+struct KeyAgents {
+    _agents: Vec<tokio::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+/// `--ssh ID=KEY…` through a daemon: the keys stay on this machine, in an `ssh-agent` this
+/// process starts for the build (its socket in a directory only this user can enter); the
+/// daemon tunnels the steps' connections to it as to any other agent of the client.
+async fn start_key_agents(request: &mut BuildRequest) -> Result<Option<KeyAgents>, CliError> {
+    let keyed: Vec<(String, Vec<PathBuf>)> = request
+        .ssh
+        .iter()
+        .filter_map(|(id, source)| match source {
+            engine::SshSource::Keys(keys) => Some((id.clone(), keys.clone())),
+            engine::SshSource::Socket(_) => None,
+        })
+        .collect();
+    if keyed.is_empty() {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("kiln-ssh-")
+        .tempdir()
+        .map_err(|e| CliError::failed("failed to make a directory for the ssh agents", e))?;
+    let mut agents = Vec::new();
+    for (n, (id, keys)) in keyed.into_iter().enumerate() {
+        let socket = dir.path().join(format!("agent-{n}.sock"));
+        let agent = engine::start_key_agent(&socket, &keys)
+            .await
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("--ssh {id}: {e}")))?;
+        agents.push(agent);
+        request.ssh.insert(id, engine::SshSource::Socket(socket));
+    }
+    Ok(Some(KeyAgents {
+        _agents: agents,
+        _dir: dir,
+    }))
+}
+
 /// The request as the daemon takes it, and the directories to send.
 fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliError> {
+    let mut cache_dirs = crate::remote_wire::CacheDirs::default();
     let mut start = pb::BuildStart {
         client_id: client_id()?,
         target: request.target.clone(),
@@ -134,26 +176,17 @@ fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliEr
         cache_from: request
             .cache_from
             .iter()
-            .map(crate::remote_wire::backend)
+            .map(|b| crate::remote_wire::backend(b, &mut cache_dirs))
             .collect::<Result<_, _>>()
             .map_err(CliError::Usage)?,
         cache_to: request
             .cache_to
             .iter()
-            .map(crate::remote_wire::export)
+            .map(|e| crate::remote_wire::export(e, &mut cache_dirs))
             .collect::<Result<_, _>>()
             .map_err(CliError::Usage)?,
         ..pb::BuildStart::default()
     };
-    if let Some((id, _)) = request
-        .ssh
-        .iter()
-        .find(|(_, s)| matches!(s, engine::SshSource::Keys(_)))
-    {
-        return Err(CliError::Usage(format!(
-            "--ssh {id}=KEY through a daemon is not supported yet: add the key to an agent (ssh-add) and pass --ssh {id}=$SSH_AUTH_SOCK"
-        )));
-    }
     let mut locals = Vec::new();
     if let Some(git) = &request.git_context {
         start.git_context = git.identifier();
@@ -185,23 +218,8 @@ fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliEr
         start.context_excludes = ignore_patterns(&ignore)?;
         locals.push(list(api::CONTEXT, &request.context, &start.context_excludes)?);
     }
-    for (name, value) in &request.named_contexts {
-        if value.starts_with("docker-image://") {
-            start.named_images.insert(name.clone(), value.clone());
-        } else if value.contains("://") {
-            return Err(CliError::Usage(format!(
-                "--build-context {name}={value} is not supported through a daemon yet: use a directory or docker-image://REF"
-            )));
-        } else {
-            let dir = PathBuf::from(value);
-            let excludes = ignore_patterns(&dir.join(".dockerignore"))?;
-            locals.push(list(
-                &format!("named-{}", name.to_ascii_lowercase()),
-                &dir,
-                &excludes,
-            )?);
-        }
-    }
+    named_contexts(request, &mut start, &mut locals)?;
+    cache_locals(&cache_dirs, &mut locals)?;
     start.locals = locals
         .iter()
         .map(|l| pb::LocalDir {
@@ -215,6 +233,67 @@ fn prepare(request: &BuildRequest) -> Result<(pb::BuildStart, Vec<Local>), CliEr
         .map(|l| l.path.display().to_string())
         .unwrap_or_default();
     Ok((start, locals))
+}
+
+/// `--build-context` values: images named as they are, directories (and OCI layouts' directories)
+/// among the local directories to send.
+fn named_contexts(
+    request: &BuildRequest,
+    start: &mut pb::BuildStart,
+    locals: &mut Vec<Local>,
+) -> Result<(), CliError> {
+    for (name, value) in &request.named_contexts {
+        if value.starts_with("docker-image://") {
+            start.named_images.insert(name.clone(), value.clone());
+        } else if let Some(layout) = value.strip_prefix("oci-layout://") {
+            // The layout directory travels as a local directory; the daemon puts its copy's
+            // path back in front of the tag or digest.
+            let (dir, pick) = engine::split_layout_context(layout)
+                .map_err(|e| CliError::Usage(format!("invalid build context {name}={value}: {e}")))?;
+            if !dir.join("index.json").is_file() {
+                return Err(CliError::Usage(format!(
+                    "invalid build context {name}={value}: {} is no OCI image layout (no index.json)",
+                    dir.display()
+                )));
+            }
+            start
+                .named_images
+                .insert(name.clone(), format!("oci-layout://{pick}"));
+            locals.push(list(&api::layout_local(name), &dir, &[])?);
+        } else if value.contains("://") {
+            return Err(CliError::Usage(format!(
+                "--build-context {name}={value} is not supported through a daemon yet: use a directory, docker-image://REF or oci-layout://DIR"
+            )));
+        } else {
+            let dir = PathBuf::from(value);
+            let excludes = ignore_patterns(&dir.join(".dockerignore"))?;
+            locals.push(list(
+                &format!("named-{}", name.to_ascii_lowercase()),
+                &dir,
+                &excludes,
+            )?);
+        }
+    }
+    Ok(())
+}
+
+/// The directories of `type=local` caches, as `cache-N`.
+fn cache_locals(cache_dirs: &crate::remote_wire::CacheDirs, locals: &mut Vec<Local>) -> Result<(), CliError> {
+    for (index, dir) in cache_dirs.0.iter().enumerate() {
+        let name = format!("cache-{index}");
+        // A cache directory that does not exist yet is sent empty: an import finds no cache
+        // there (a warning), an export's files come back and create it.
+        locals.push(if dir.exists() {
+            list(&name, dir, &[])?
+        } else {
+            Local {
+                name,
+                path: dir.clone(),
+                listing: api::walk::Listing::default(),
+            }
+        });
+    }
+    Ok(())
 }
 
 fn ignore_patterns(path: &Path) -> Result<Vec<String>, CliError> {

@@ -43,6 +43,8 @@ pub(crate) struct Client<'a> {
     sinks: Vec<Option<Sink>>,
     /// Tunnelled connections to this client's ssh agents, by connection.
     ssh: std::collections::HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
+    /// The `type=local` cache directories (`cache-N`), and the files coming back for them.
+    caches: std::collections::HashMap<String, (std::path::PathBuf, Option<tempfile::NamedTempFile>)>,
 }
 
 fn send(message: client_message::Message) -> pb::ClientMessage {
@@ -67,6 +69,7 @@ impl<'a> Client<'a> {
             tx,
             sinks: request.outputs.iter().map(|_| None).collect(),
             ssh: std::collections::HashMap::new(),
+            caches: std::collections::HashMap::new(),
         }
     }
 
@@ -77,6 +80,9 @@ impl<'a> Client<'a> {
         mut inbound: tonic::Streaming<pb::ServerMessage>,
         locals: Vec<Local>,
     ) -> Result<pb::BuildOutcome, CliError> {
+        for local in locals.iter().filter(|l| l.name.starts_with("cache-")) {
+            self.caches.insert(local.name.clone(), (local.path.clone(), None));
+        }
         let (want_tx, want_rx) = mpsc::channel(1);
         let sender = tokio::spawn(send_locals(self.tx.clone(), locals, want_rx));
         let mut outcome = None;
@@ -105,6 +111,7 @@ impl<'a> Client<'a> {
                     }
                 }
                 Some(server_message::Message::Output(chunk)) => self.output(chunk).await?,
+                Some(server_message::Message::CacheFiles(chunk)) => self.cache_files(chunk).await?,
                 Some(server_message::Message::Secret(question)) => self.answer_secret(question).await,
                 Some(server_message::Message::Credentials(question)) => {
                     self.answer_credentials(question).await
@@ -192,6 +199,51 @@ impl<'a> Client<'a> {
             .tx
             .send(send(client_message::Message::Credentials(answer)))
             .await;
+    }
+
+    /// Receives files of a `type=local` cache export; unpacks them into the cache directory,
+    /// as this user, on the last chunk.
+    async fn cache_files(&mut self, chunk: pb::CacheFiles) -> Result<(), CliError> {
+        let (dir, spool) = self.caches.get_mut(&chunk.local).ok_or_else(|| {
+            CliError::Failed(anyhow::anyhow!(
+                "the daemon sent files for an unknown cache directory {:?}",
+                chunk.local
+            ))
+        })?;
+        if spool.is_none() {
+            *spool = Some(
+                tempfile::Builder::new()
+                    .prefix(".kiln-cache-")
+                    .tempfile()
+                    .map_err(|e| failed("failed to create a temporary file".into(), e))?,
+            );
+        }
+        let file = spool.as_mut().ok_or_else(|| CliError::Usage("no spool".into()))?;
+        file.write_all(&chunk.data)
+            .map_err(|e| failed("failed to write a temporary file".into(), e))?;
+        if !chunk.last {
+            return Ok(());
+        }
+        let (dir, Some(mut file)) = (dir.clone(), spool.take()) else {
+            return Ok(());
+        };
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| failed(format!("failed to create {}", dir.display()), e))?;
+            file.as_file_mut()
+                .rewind()
+                .map_err(|e| failed("failed to read the cache files".into(), e))?;
+            let owner = (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            );
+            engine::unpack_archive_as(file.as_file_mut(), &dir, owner).map_err(|e| {
+                CliError::failed(format!("failed to write the cache into {}", dir.display()), e)
+            })?;
+            Ok::<_, CliError>(())
+        })
+        .await
+        .map_err(|e| CliError::failed("writing the cache stopped", e))?
     }
 
     /// Writes a chunk of output `chunk.output`; finishes the output on its last chunk.

@@ -80,19 +80,37 @@ pub(crate) fn target(o: &OutputSpec) -> Option<Target> {
     }
 }
 
-/// A cache backend as the daemon takes it. A directory cache names a client path, which the
-/// daemon never reads.
-pub(crate) fn backend(b: &CacheBackend) -> Result<pb::CacheBackend, String> {
+/// The client's directories of `type=local` caches, each sent once as the local directory
+/// `cache-N` (N its index here), however many caches name it.
+#[derive(Default)]
+pub(crate) struct CacheDirs(pub(crate) Vec<std::path::PathBuf>);
+
+impl CacheDirs {
+    /// The local directory's name of cache directory `dir`.
+    fn name(&mut self, dir: &std::path::Path) -> Result<String, String> {
+        let dir = std::path::absolute(dir).map_err(|e| format!("cache directory {}: {e}", dir.display()))?;
+        let index = match self.0.iter().position(|d| *d == dir) {
+            Some(index) => index,
+            None => {
+                self.0.push(dir);
+                self.0.len() - 1
+            }
+        };
+        Ok(format!("cache-{index}"))
+    }
+}
+
+/// A cache backend as the daemon takes it. A directory cache becomes one of the directories
+/// the client sends (the daemon never reads a client path).
+pub(crate) fn backend(b: &CacheBackend, dirs: &mut CacheDirs) -> Result<pb::CacheBackend, String> {
     use pb::cache_backend::Backend;
     let backend = match b {
         CacheBackend::Registry { reference } => Backend::Registry(reference.clone()),
         CacheBackend::Inline => Backend::Inline(true),
-        CacheBackend::Local { dir, .. } => {
-            return Err(format!(
-                "type=local caches ({}) are not supported through a daemon yet: use type=registry or type=s3",
-                dir.display()
-            ));
-        }
+        CacheBackend::Local { dir, tag } => Backend::Local(pb::LocalCache {
+            local: dirs.name(dir)?,
+            tag: tag.clone(),
+        }),
         CacheBackend::S3(s) => {
             // As buildx does: the client's AWS credentials travel with the request.
             let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -120,9 +138,9 @@ pub(crate) fn backend(b: &CacheBackend) -> Result<pb::CacheBackend, String> {
 }
 
 /// A cache export as the daemon takes it.
-pub(crate) fn export(e: &CacheExport) -> Result<pb::CacheExport, String> {
+pub(crate) fn export(e: &CacheExport, dirs: &mut CacheDirs) -> Result<pb::CacheExport, String> {
     Ok(pb::CacheExport {
-        backend: Some(backend(&e.backend)?),
+        backend: Some(backend(&e.backend, dirs)?),
         mode_max: e.mode == CacheMode::Max,
         ignore_error: e.ignore_error,
         image_manifest: e.image_manifest,

@@ -14,12 +14,17 @@ fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message.into())
 }
 
+/// Where the daemon's copy of a client's local directory is, by its name.
+pub type CopyOf<'a> = &'a dyn Fn(&str) -> Option<PathBuf>;
+
 /// The engine request of `start`, without what the session supplies (local directories,
-/// outputs, secrets and credentials). Builds that name no cache get the daemon's defaults.
+/// outputs, secrets and credentials). Builds that name no cache get the daemon's defaults;
+/// `type=local` caches use the copies (`copy_of`) of the client's directories.
 pub fn request(
     start: &pb::BuildStart,
     default_from: &[CacheBackend],
     default_to: &[CacheExport],
+    copy_of: CopyOf<'_>,
 ) -> Result<BuildRequest, Status> {
     if start.ssh.len() > 64 || start.ssh.iter().any(|id| id.is_empty() || id.len() > 256) {
         return Err(invalid("invalid --ssh ids"));
@@ -51,9 +56,13 @@ pub fn request(
         request.dockerfile = Some(name);
     }
     for (name, value) in &start.named_images {
+        // `oci-layout://` contexts get their directory once it is received (see `session`).
+        if value.starts_with("oci-layout://") {
+            continue;
+        }
         if !value.starts_with("docker-image://") {
             return Err(Status::unimplemented(format!(
-                "build context {name}={value} is not supported through a daemon yet: use a directory or docker-image://REF"
+                "build context {name}={value} is not supported through a daemon yet: use a directory, docker-image://REF or oci-layout://DIR"
             )));
         }
         request.named_contexts.insert(name.clone(), value.clone());
@@ -80,8 +89,16 @@ pub fn request(
             hard: u.hard,
         })
         .collect();
-    request.cache_from = start.cache_from.iter().map(backend).collect::<Result<_, _>>()?;
-    request.cache_to = start.cache_to.iter().map(export).collect::<Result<_, _>>()?;
+    request.cache_from = start
+        .cache_from
+        .iter()
+        .map(|b| backend(b, copy_of))
+        .collect::<Result<_, _>>()?;
+    request.cache_to = start
+        .cache_to
+        .iter()
+        .map(|e| export(e, copy_of))
+        .collect::<Result<_, _>>()?;
     if request.cache_from.is_empty() {
         request.cache_from = default_from.to_vec();
     }
@@ -91,8 +108,21 @@ pub fn request(
     Ok(request)
 }
 
-fn backend(b: &pb::CacheBackend) -> Result<CacheBackend, Status> {
+fn backend(b: &pb::CacheBackend, copy_of: CopyOf<'_>) -> Result<CacheBackend, Status> {
     Ok(match &b.backend {
+        Some(pb::cache_backend::Backend::Local(local)) => CacheBackend::Local {
+            dir: copy_of(&local.local).ok_or_else(|| {
+                invalid(format!(
+                    "a type=local cache names an unknown directory {:?}",
+                    local.local
+                ))
+            })?,
+            tag: if local.tag.is_empty() {
+                "latest".into()
+            } else {
+                local.tag.clone()
+            },
+        },
         Some(pb::cache_backend::Backend::Registry(reference)) => CacheBackend::Registry {
             reference: reference.clone(),
         },
@@ -114,11 +144,12 @@ fn backend(b: &pb::CacheBackend) -> Result<CacheBackend, Status> {
     })
 }
 
-fn export(e: &pb::CacheExport) -> Result<CacheExport, Status> {
+fn export(e: &pb::CacheExport, copy_of: CopyOf<'_>) -> Result<CacheExport, Status> {
     let backend = backend(
         e.backend
             .as_ref()
             .ok_or_else(|| invalid("a cache export names no backend"))?,
+        copy_of,
     )?;
     let format = image_format(e.format.as_ref())?;
     Ok(CacheExport {

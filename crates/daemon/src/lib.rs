@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cache_dirs;
 pub mod convert;
 pub mod listen;
 pub mod service;

@@ -50,7 +50,16 @@ pub(crate) async fn start(
         ));
     };
     api::check_start(&start).map_err(Status::invalid_argument)?;
-    let request = crate::convert::request(&start, &daemon.cache_from, &daemon.cache_to)?;
+    let copy_of = |name: &str| {
+        let local = start.locals.iter().find(|l| l.name == name)?;
+        Some(crate::sync::copy_dir(
+            daemon.engine.root(),
+            &start.client_id,
+            name,
+            &local.path,
+        ))
+    };
+    let request = crate::convert::request(&start, &daemon.cache_from, &daemon.cache_to, &copy_of)?;
     let (out_tx, out_rx) = mpsc::channel::<Reply>(32);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Reply>();
     // Only the outbox holds the senders: closing it at the end of the build ends the stream.
@@ -226,8 +235,16 @@ struct OutputSink {
     tx: Arc<Outbox<mpsc::Sender<Reply>>>,
 }
 
+/// What a [`ChunkWriter`]'s bytes are.
+enum Chunks {
+    /// Output number N.
+    Output(u32),
+    /// Files for the client's cache directory of this name.
+    Cache(String),
+}
+
 struct ChunkWriter {
-    index: u32,
+    kind: Chunks,
     tx: Option<mpsc::Sender<Reply>>,
     buf: Vec<u8>,
 }
@@ -235,16 +252,23 @@ struct ChunkWriter {
 impl ChunkWriter {
     fn send(&mut self, last: bool) -> std::io::Result<()> {
         let data = std::mem::take(&mut self.buf);
-        let chunk = pb::OutputChunk {
-            output: self.index,
-            data,
-            last,
+        let message = match &self.kind {
+            Chunks::Output(index) => server_message::Message::Output(pb::OutputChunk {
+                output: *index,
+                data,
+                last,
+            }),
+            Chunks::Cache(local) => server_message::Message::CacheFiles(pb::CacheFiles {
+                local: local.clone(),
+                data,
+                last,
+            }),
         };
         let gone = || std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client has gone");
         self.tx
             .as_ref()
             .ok_or_else(gone)?
-            .blocking_send(reply(server_message::Message::Output(chunk)))
+            .blocking_send(reply(message))
             .map_err(|_| gone())
     }
 }
@@ -272,7 +296,7 @@ impl engine::StreamWriter for ChunkWriter {
 impl engine::OutputStream for OutputSink {
     fn open(&self) -> Box<dyn engine::StreamWriter> {
         Box::new(ChunkWriter {
-            index: self.index,
+            kind: Chunks::Output(self.index),
             tx: self.tx.get(),
             buf: Vec::with_capacity(api::DATA_CHUNK),
         })
@@ -326,14 +350,17 @@ async fn receive_locals(
     let mut held = Vec::new();
     let mut total = crate::sync::Stats::default();
     for local in &start.locals {
-        let step = match local.name.strip_prefix("named-") {
-            Some(name) => format!("[internal] transfer build context {name}"),
-            None => "[internal] transfer build context".to_string(),
+        let step = if let Some(name) = local.name.strip_prefix("named-") {
+            format!("[internal] transfer build context {name}")
+        } else if let Some(name) = local.name.strip_prefix("layout-") {
+            format!("[internal] transfer OCI layout {name}")
+        } else {
+            "[internal] transfer build context".to_string()
         };
         let step = engine::progress::Step::start(progress, step);
         let copy = match daemon
             .mirrors
-            .hold(daemon.engine.root(), &start.client_id, &local.path)
+            .hold(daemon.engine.root(), &start.client_id, &local.name, &local.path)
             .await
         {
             Ok(c) => c,
@@ -364,6 +391,80 @@ async fn receive_locals(
         held.push((local.name.clone(), copy));
     }
     Ok((held, total))
+}
+
+/// Points the request at the daemon's copies of the client's directories.
+fn place_locals(start: &pb::BuildStart, held: &[(String, crate::sync::Held)], request: &mut BuildRequest) {
+    for (name, copy) in held {
+        if let Some(named) = name.strip_prefix("named-") {
+            request
+                .named_contexts
+                .insert(named.to_string(), copy.dir.display().to_string());
+        } else if name == api::CONTEXT {
+            request.context = copy.dir.clone();
+        }
+    }
+    // `check_start` made sure each layout context's directory is among them.
+    for (name, value) in &start.named_images {
+        if let Some(pick) = value.strip_prefix("oci-layout://")
+            && let Some((_, copy)) = held.iter().find(|(local, _)| *local == api::layout_local(name))
+        {
+            request
+                .named_contexts
+                .insert(name.clone(), format!("oci-layout://{}{pick}", copy.dir.display()));
+        }
+    }
+}
+
+/// The state before the build of the copies that `type=local` cache exports write into.
+fn cache_exports(
+    start: &pb::BuildStart,
+    held: &[(String, crate::sync::Held)],
+) -> Result<Vec<crate::cache_dirs::Before>, String> {
+    let mut befores: Vec<crate::cache_dirs::Before> = Vec::new();
+    for export in &start.cache_to {
+        let Some(pb::cache_backend::Backend::Local(local)) =
+            export.backend.as_ref().and_then(|b| b.backend.as_ref())
+        else {
+            continue;
+        };
+        if befores.iter().any(|b| b.local == local.local) {
+            continue;
+        }
+        if let Some((_, copy)) = held.iter().find(|(name, _)| *name == local.local) {
+            let before = crate::cache_dirs::before(&local.local, &copy.dir)
+                .map_err(|e| format!("failed to read the copy of cache directory {}: {e}", local.local))?;
+            befores.push(before);
+        }
+    }
+    Ok(befores)
+}
+
+/// Sends back what `type=local` cache exports added or changed in the client's directories.
+async fn return_cache_files(
+    befores: Vec<crate::cache_dirs::Before>,
+    out: &mpsc::Sender<Reply>,
+) -> Result<(), String> {
+    for before in befores {
+        let tx = out.clone();
+        tokio::task::spawn_blocking(move || {
+            let paths = crate::cache_dirs::changed(&before)?;
+            if paths.is_empty() {
+                return Ok(());
+            }
+            let mut writer = ChunkWriter {
+                kind: Chunks::Cache(before.local.clone()),
+                tx: Some(tx),
+                buf: Vec::with_capacity(api::DATA_CHUNK),
+            };
+            crate::cache_dirs::write_tar(&before, &paths, &mut writer)?;
+            writer.send(true)
+        })
+        .await
+        .map_err(|e| format!("sending the cache back stopped: {e}"))?
+        .map_err(|e| format!("failed to send the type=local cache back to the client: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Closes what a build sends to its client with when dropped.
@@ -409,16 +510,8 @@ async fn run(daemon: Arc<Daemon>, start: pb::BuildStart, mut request: BuildReque
         let (held, stats) = receive_locals(&daemon, &start, incoming, &out, &progress)
             .await
             .map_err(|m| failure_message(&m))?;
-        for (name, copy) in &held {
-            match name.strip_prefix("named-") {
-                Some(named) => {
-                    request
-                        .named_contexts
-                        .insert(named.to_string(), copy.dir.display().to_string());
-                }
-                None => request.context = copy.dir.clone(),
-            }
-        }
+        place_locals(&start, &held, &mut request);
+        let befores = cache_exports(&start, &held).map_err(|m| failure_message(&m))?;
         request.outputs = outputs(&start, &outputs_box).map_err(|s| failure_message(s.message()))?;
         for id in &start.secrets {
             request
@@ -433,6 +526,9 @@ async fn run(daemon: Arc<Daemon>, start: pb::BuildStart, mut request: BuildReque
         }
         let result = daemon.engine.build(&request, progress.clone()).await;
         drop(agents);
+        return_cache_files(befores, &out)
+            .await
+            .map_err(|m| failure_message(&m))?;
         drop(held);
         Ok::<_, pb::Failure>((result, stats))
     };

@@ -68,15 +68,30 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SyncE
     move |source| SyncError::Io { action, path, source }
 }
 
+/// The name of a copy's directory under `contexts/`.
+fn key(client: &str, name: &str, path: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(client.as_bytes());
+    hasher.update([0]);
+    hasher.update(name.as_bytes());
+    hasher.update([0]);
+    hasher.update(path.as_bytes());
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Where the copy of directory `path` of client `client`, sent as `name`, is (what
+/// [`Mirrors::hold`] gives, known before it is held).
+pub fn copy_dir(root: &Path, client: &str, name: &str, path: &str) -> PathBuf {
+    root.join("contexts").join(key(client, name, path)).join("fs")
+}
+
 impl Mirrors {
-    /// Takes the copy of directory `path` of client `client` under `root` (waiting while
-    /// another build of the same client and directory uses it).
-    pub async fn hold(&self, root: &Path, client: &str, path: &str) -> Result<Held, SyncError> {
-        let mut hasher = Sha256::new();
-        hasher.update(client.as_bytes());
-        hasher.update([0]);
-        hasher.update(path.as_bytes());
-        let key = hex::encode(&hasher.finalize()[..16]);
+    /// Takes the copy of directory `path` of client `client`, sent as local directory `name`,
+    /// under `root` (waiting while another build of the same client, name and directory uses
+    /// it). The name is part of the key: one build may send a directory under two names (the
+    /// context and a named context, a cache directory), each with its own copy.
+    pub async fn hold(&self, root: &Path, client: &str, name: &str, path: &str) -> Result<Held, SyncError> {
+        let key = key(client, name, path);
         let lock = {
             let mut locks = self
                 .locks
@@ -85,8 +100,8 @@ impl Mirrors {
             locks.entry(key.clone()).or_default().clone()
         };
         let guard = lock.lock_owned().await;
-        let base = root.join("contexts").join(&key);
-        let (dir, part) = (base.join("fs"), base.join("part"));
+        let dir = copy_dir(root, client, name, path);
+        let part = dir.with_file_name("part");
         for d in [&dir, &part] {
             std::fs::create_dir_all(d).map_err(io("create", d))?;
         }

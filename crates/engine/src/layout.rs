@@ -103,6 +103,19 @@ pub(crate) fn parse_spec(value: &str) -> Result<LayoutSpec, String> {
     }
 }
 
+/// Splits what follows `oci-layout://` into the layout's directory and what picks the image in
+/// it (`:TAG`, `@DIGEST` or nothing): a client of a daemon sends the directory as one of its
+/// local directories and the rest beside it.
+pub fn split_layout_context(value: &str) -> Result<(PathBuf, String), String> {
+    let spec = parse_spec(value)?;
+    let pick = match (&spec.tag, &spec.digest) {
+        (_, Some(digest)) => format!("@{digest}"),
+        (Some(tag), None) => format!(":{tag}"),
+        (None, None) => String::new(),
+    };
+    Ok((spec.dir, pick))
+}
+
 /// The reference a layout context named `name` is known by.
 pub(crate) fn reference(name: &str, spec: &LayoutSpec) -> Result<Reference, String> {
     let repo: String = name

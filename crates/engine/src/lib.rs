@@ -47,9 +47,10 @@ pub use export::ExportError;
 pub use exporter::Compression;
 /// Build contexts sent as archives (`kiln build - < context.tar`) are unpacked by the client with
 /// the store's confined extraction (see [`fsops::fileop::unpack_archive`]).
-pub use fsops::fileop::{is_archive, unpack_archive};
+pub use fsops::fileop::{is_archive, unpack_archive, unpack_archive_as};
 pub use history::{BuildStatus, HistoryEntry, history};
-pub use layout::LayoutError;
+pub use layout::{LayoutError, split_layout_context};
+pub use ops::ssh::start_key_agent;
 pub use progress::{Event, Progress};
 /// Registry credentials as the client's docker configuration gives them (a daemon's client
 /// answers its daemon's questions with them).

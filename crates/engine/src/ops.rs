@@ -40,7 +40,7 @@ mod mounts;
 mod secrets;
 pub(crate) mod session;
 mod source;
-mod ssh;
+pub(crate) mod ssh;
 
 pub(crate) use session::Session;
 

@@ -79,3 +79,20 @@ pub fn unpack_archive(
         archive::open(file).map_err(|source| crate::layer::LayerError::ReadTar { entries: 0, source })?;
     crate::layer::extract_archive(stream, target.as_fd(), None)
 }
+
+/// [`unpack_archive`], with every entry owned by `owner` (uid, gid) instead of the archive's
+/// owners: what a user unpacks as themself.
+pub fn unpack_archive_as(
+    file: &mut std::fs::File,
+    dir: &std::path::Path,
+    owner: (u32, u32),
+) -> Result<crate::layer::ApplyStats, crate::layer::LayerError> {
+    use std::os::fd::AsFd;
+    let target = std::fs::File::open(dir).map_err(|source| crate::layer::LayerError::OpenDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let stream =
+        archive::open(file).map_err(|source| crate::layer::LayerError::ReadTar { entries: 0, source })?;
+    crate::layer::extract_archive(stream, target.as_fd(), Some(owner))
+}

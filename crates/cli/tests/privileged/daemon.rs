@@ -842,11 +842,118 @@ fn ssh_agents_are_tunnelled_to_the_clients_agent() {
     // The daemon's sockets for the build are gone with it.
     let ssh_dir = h.kiln.root.path().join("contexts/ssh");
     assert_eq!(std::fs::read_dir(&ssh_dir).map(|d| d.count()).unwrap_or(0), 0);
-    // Key files would be read by the daemon's host: refused, with what to do instead.
+    // Key files stay on the client: an agent of the client serves them through the tunnel,
+    // and the private key is nowhere in the daemon's state directory.
     let key = format!("default={}", agent.key().display());
-    let err = h.build_err(&ctx, &["--ssh", &key]);
+    ctx.dockerfile(&format!(
+        "FROM {image}\nRUN --mount=type=ssh ssh-add -l > /keys\n"
+    ));
+    let built = h.build(&ctx, &["--ssh", &key]);
     assert!(
-        err.contains("not supported yet") && err.contains("ssh-add"),
-        "{err}"
+        built.read("/keys").contains(&agent.fingerprint()),
+        "{}",
+        built.read("/keys")
     );
+    let private = std::fs::read_to_string(agent.key()).unwrap();
+    let secret_line = private.lines().nth(1).unwrap().to_string();
+    assert_eq!(
+        files_containing(h.kiln.root.path(), secret_line.as_bytes()),
+        Vec::<PathBuf>::new(),
+        "the private key reached the daemon's state directory"
+    );
+    assert!(!d.log().contains(&secret_line));
+}
+
+/// `kiln build ARGS CONTEXT` by `kiln` (through its `KILN_HOST`); must succeed; the log.
+fn build_with(kiln: &Kiln, ctx: &Path, args: &[&str]) -> String {
+    let mut all = vec!["build", "--progress=plain"];
+    all.extend_from_slice(args);
+    all.push(ctx.to_str().unwrap());
+    let output = kiln.run(&all);
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "build failed:\n{log}");
+    log
+}
+
+#[test]
+fn local_caches_and_layout_contexts_travel_through_the_daemon() {
+    let h = Harness::start();
+    // An OCI layout of an image tagged v1, written without a daemon.
+    let base = h.context();
+    base.dockerfile("FROM @BASE@\nRUN echo from-layout > /layout.txt\n");
+    let tarball = h.out_path("base.tar");
+    let spec = format!("type=oci,dest={},name=example.com/base:v1", tarball.display());
+    assert!(h.run_build(base.path(), &["-o", &spec]).status.success());
+    let layout = h.out_path("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let status = Command::new("tar")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&layout)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let runs_before = h.kiln.runtime.runs();
+    let ctx = h.context();
+    ctx.write("hello.txt", "hello\n").dockerfile(
+        "FROM base\nRUN cat /layout.txt > /copied.txt\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy.txt\n",
+    );
+    let cache = h.out_path("cache");
+    let layout_arg = format!("base=oci-layout://{}:v1", layout.display());
+    let to = format!("type=local,dest={},mode=max", cache.display());
+    let out = h.out_path("first");
+    let dest = format!("type=local,dest={}", out.display());
+    let args = ["--build-context", &layout_arg, "--cache-to", &to, "-o", &dest];
+    let log = build_with(&h.kiln, ctx.path(), &args);
+    assert_eq!(h.kiln.runtime.runs() - runs_before, 2, "{log}");
+    assert!(log.contains("transfer OCI layout base"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("copied.txt")).unwrap(),
+        "from-layout\n"
+    );
+    // The export came back into the client's directory: a tagged index and its blobs.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let manifest = &index["manifests"][0];
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.ref.name"],
+        "latest"
+    );
+    let digest = manifest["digest"].as_str().unwrap().replace("sha256:", "");
+    let manifest_path = cache.join("blobs/sha256").join(&digest);
+    assert_eq!(sha256_hex(&std::fs::read(&manifest_path).unwrap()), digest);
+
+    // The same export again: the client's directory matches the daemon's copy, nothing travels.
+    let again = build_with(&h.kiln, ctx.path(), &args);
+    let sent: Vec<&str> = again
+        .lines()
+        .filter(|l| l.contains("transferring context:"))
+        .collect();
+    assert_eq!(sent.len(), 3, "{again}");
+    assert!(sent.iter().all(|l| l.contains(": 0 files")), "{again}");
+
+    // Another daemon with an empty state directory imports the cache: no step runs.
+    let other = Kiln::new();
+    let d2 = Daemon::start(&other, &[]);
+    other.env.borrow_mut().push(("KILN_HOST".into(), d2.addr.clone()));
+    let from = format!("type=local,src={}", cache.display());
+    let second = h.out_path("second");
+    let dest = format!("type=local,dest={}", second.display());
+    let log = build_with(
+        &other,
+        ctx.path(),
+        &["--build-context", &layout_arg, "--cache-from", &from, "-o", &dest],
+    );
+    assert_eq!(other.runtime.runs(), 0, "{log}");
+    for file in ["copied.txt", "copy.txt", "hello.txt"] {
+        assert_eq!(
+            std::fs::read(out.join(file)).unwrap(),
+            std::fs::read(second.join(file)).unwrap(),
+            "{file}"
+        );
+    }
 }

@@ -133,27 +133,11 @@ async fn key_agent(
     if let Some(agent) = agents.get(id) {
         return Ok(agent.clone());
     }
-    let failed = |what: &str, e: &dyn std::fmt::Display| OpFailure::Invalid(format!("ssh {id}: {what}: {e}"));
     let tmpfs = store.mount_tmpfs(64 * 1024)?;
     let socket = tmpfs.path().join("agent.sock");
-    let process = tokio::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| failed("failed to start ssh-agent (install openssh-client)", &e))?;
-    wait_for_socket(&socket)
+    let process = start_key_agent(&socket, keys)
         .await
-        .map_err(|e| failed("ssh-agent did not start", &e))?;
-    for key in keys {
-        add_key(&socket, key)
-            .await
-            .map_err(|e| failed(&format!("failed to add key {}", key.display()), &e))?;
-    }
+        .map_err(|e| OpFailure::Invalid(format!("ssh {id}: {e}")))?;
     let agent = Arc::new(KeyAgent {
         socket,
         _process: process,
@@ -161,6 +145,31 @@ async fn key_agent(
     });
     agents.insert(id.to_string(), agent.clone());
     Ok(agent)
+}
+
+/// Starts an `ssh-agent` listening on `socket` (in a directory only this user can enter) and
+/// adds the private key files `keys` to it. The agent is killed when the returned child is
+/// dropped. Keys with a passphrase are refused: nothing can ask for it.
+pub async fn start_key_agent(socket: &Path, keys: &[PathBuf]) -> Result<tokio::process::Child, String> {
+    let process = tokio::process::Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("failed to start ssh-agent (install openssh-client): {e}"))?;
+    wait_for_socket(socket)
+        .await
+        .map_err(|e| format!("ssh-agent did not start: {e}"))?;
+    for key in keys {
+        add_key(socket, key)
+            .await
+            .map_err(|e| format!("failed to add key {}: {e}", key.display()))?;
+    }
+    Ok(process)
 }
 
 async fn wait_for_socket(socket: &Path) -> Result<(), String> {
