@@ -369,7 +369,12 @@ async fn receive_locals(
         let (name, tx) = (local.name.clone(), out.clone());
         let received = tokio::task::spawn_blocking(move || {
             let want = |w: pb::FileWant| tx.blocking_send(reply(server_message::Message::Want(w))).is_ok();
-            let result = crate::sync::receive(&copy, &name, &mut incoming, &want);
+            let mut copy = copy;
+            let result = crate::sync::receive(&mut copy, &name, &mut incoming, &want);
+            // A cache export may write into a cache directory's copy.
+            if name.starts_with("cache-") {
+                copy.forget();
+            }
             (copy, incoming, result)
         })
         .await

@@ -26,10 +26,26 @@ use sha2::{Digest, Sha256};
 /// Most entries one directory's listing may have.
 pub const MAX_ENTRIES: usize = 4_000_000;
 
+/// What the daemon remembers of a copy, while nothing else has written into it: the listing it
+/// last made the copy match, as a digest (the same listing again needs no work) and as a hash
+/// of each entry by its path's hash (only the entries whose hash changed are looked at on disk).
+type Applied = Option<Remembered>;
+
+/// See [`Applied`].
+#[derive(Debug)]
+struct Remembered {
+    digest: [u8; 32],
+    /// (path hash, entry hash), sorted; empty for listings over [`REMEMBER_ENTRIES`].
+    entries: Vec<(u64, u64)>,
+}
+
+/// Listings with more entries are remembered by their digest alone (16 bytes an entry).
+const REMEMBER_ENTRIES: usize = 1 << 20;
+
 /// The copies of client directories, under `<state>/contexts/`.
 #[derive(Debug, Default)]
 pub struct Mirrors {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Applied>>>>,
 }
 
 /// A copy held by one build.
@@ -38,7 +54,15 @@ pub struct Held {
     pub dir: PathBuf,
     /// Scratch space for files being received (`…/part`).
     part: PathBuf,
-    _lock: tokio::sync::OwnedMutexGuard<()>,
+    applied: tokio::sync::OwnedMutexGuard<Applied>,
+}
+
+impl Held {
+    /// Forgets which listing the copy matches: something else is about to write into it (a
+    /// cache export), so the next transfer compares every entry again.
+    pub fn forget(&mut self) {
+        *self.applied = None;
+    }
 }
 
 /// Why a transfer failed.
@@ -108,7 +132,7 @@ impl Mirrors {
         Ok(Held {
             dir,
             part,
-            _lock: guard,
+            applied: guard,
         })
     }
 }
@@ -131,9 +155,10 @@ impl Mirrors {
                 Ok(mut locks) => locks.entry(name).or_default().clone(),
                 Err(_) => return (count, bytes),
             };
-            let Ok(_held) = lock.try_lock() else {
+            let Ok(mut held) = lock.try_lock() else {
                 continue;
             };
+            *held = None;
             let size = tree_size(&entry.path());
             if std::fs::remove_dir_all(entry.path()).is_ok() {
                 count += 1;
@@ -180,20 +205,115 @@ pub struct Stats {
     pub bytes: u64,
 }
 
+/// A listing's digest and its entries' (path hash, entry hash), in listing order.
+fn hashes(entries: &[pb::FileEntry]) -> ([u8; 32], Vec<(u64, u64)>) {
+    let first = |bytes: &[u8]| {
+        let hash = Sha256::digest(bytes);
+        u64::from_le_bytes(hash[..8].try_into().unwrap_or_default())
+    };
+    let mut hasher = Sha256::new();
+    let mut each = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let bytes = prost::Message::encode_to_vec(entry);
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+        each.push((first(&entry.path), first(&bytes)));
+    }
+    (hasher.finalize().into(), each)
+}
+
 /// Receives directory `local` into `held` (blocking: run it off the async workers). `want`
-/// sends the daemon's request for content to the client.
+/// sends the daemon's request for content to the client. What the copy is remembered to match
+/// already is not looked at on disk: nothing at all for the same listing again.
 pub fn receive(
-    held: &Held,
+    held: &mut Held,
     local: &str,
     incoming: &mut tokio::sync::mpsc::Receiver<Incoming>,
     want: &dyn Fn(pb::FileWant) -> bool,
 ) -> Result<Stats, SyncError> {
     let entries = receive_listing(local, incoming)?;
+    let (digest, each) = hashes(&entries);
+    // Until this transfer has finished, the copy matches no listing.
+    let remembered = held.applied.take();
+    if remembered.as_ref().is_some_and(|r| r.digest == digest) {
+        *held.applied = remembered;
+        let nothing = pb::FileWant {
+            local: local.to_string(),
+            indexes: Vec::new(),
+        };
+        if !want(nothing) {
+            return Err(SyncError::Gone);
+        }
+        return Ok(Stats {
+            entries: entries.len() as u64,
+            ..Stats::default()
+        });
+    }
+    let known = remembered.map(|r| r.entries).filter(|e| !e.is_empty());
+    let plan = apply_listing(&held.dir, &entries, &each, known.as_deref())?;
+    let mut stats = Stats {
+        entries: entries.len() as u64,
+        ..Stats::default()
+    };
+    if !want(pb::FileWant {
+        local: local.to_string(),
+        indexes: plan.wanted.clone(),
+    }) {
+        return Err(SyncError::Gone);
+    }
+    for index in plan.wanted {
+        let entry = &entries[index as usize];
+        stats.bytes += receive_file(held, local, index, entry, incoming)?;
+        stats.files += 1;
+    }
+    // Directory times last: writing their entries changed them.
+    for entry in entries.iter().rev().filter(|e| is_dir(e.mode)) {
+        if plan.all_dirs || plan.touched.contains(entry.path.as_slice()) {
+            set_times(&held.dir.join(OsStr::from_bytes(&entry.path)), entry, false)?;
+        }
+    }
+    let mut remembered = Vec::new();
+    if each.len() <= REMEMBER_ENTRIES {
+        remembered = each;
+        remembered.sort_unstable();
+    }
+    *held.applied = Some(Remembered {
+        digest,
+        entries: remembered,
+    });
+    Ok(stats)
+}
+
+/// What applying a listing's metadata and structure to a copy left to do.
+struct Plan {
+    /// Entries whose content must be sent.
+    wanted: Vec<u64>,
+    /// Directories whose times may have changed (entries made, changed or removed in them).
+    touched: HashSet<Vec<u8>>,
+    /// Unknown which: set every directory's times.
+    all_dirs: bool,
+}
+
+/// Checks the listing and makes the copy match it as far as metadata and structure can. With
+/// `known` (the hashes of the listing the copy matched last), entries whose hash is unchanged
+/// are not looked at, and the copy is searched for unlisted entries only if some known path is
+/// no longer listed.
+fn apply_listing(
+    root: &Path,
+    entries: &[pb::FileEntry],
+    each: &[(u64, u64)],
+    known: Option<&[(u64, u64)]>,
+) -> Result<Plan, SyncError> {
     // Everything listed (what stays in the copy), and the directories alone (the only entries
     // that can be parents: a child of a symlink would be written through it).
     let mut listed: HashSet<&[u8]> = HashSet::with_capacity(entries.len());
     let mut dirs: HashSet<&[u8]> = HashSet::new();
-    let mut wanted = Vec::new();
+    let mut plan = Plan {
+        wanted: Vec::new(),
+        touched: HashSet::new(),
+        all_dirs: known.is_none(),
+    };
+    let mut still_listed = 0usize;
     for (index, entry) in entries.iter().enumerate() {
         api::walk::check_entry(entry, &dirs).map_err(SyncError::Invalid)?;
         if !listed.insert(&entry.path) {
@@ -205,31 +325,35 @@ pub fn receive(
         if is_dir(entry.mode) {
             dirs.insert(&entry.path);
         }
-        if !apply_entry(&held.dir, entry)? {
-            wanted.push(index as u64);
+        let (path_hash, entry_hash) = each[index];
+        let before = known.and_then(|k| {
+            let at = k.binary_search_by_key(&path_hash, |&(p, _)| p).ok()?;
+            Some(k[at].1)
+        });
+        if before.is_some() {
+            still_listed += 1;
+        }
+        if before == Some(entry_hash) {
+            continue;
+        }
+        if !plan.all_dirs {
+            let parent = match entry.path.iter().rposition(|&b| b == b'/') {
+                Some(slash) => &entry.path[..slash],
+                None => &[][..],
+            };
+            plan.touched.insert(parent.to_vec());
+            plan.touched.insert(entry.path.clone());
+        }
+        if !apply_entry(root, entry)? {
+            plan.wanted.push(index as u64);
         }
     }
-    remove_unlisted(&held.dir, &listed)?;
-    let mut stats = Stats {
-        entries: entries.len() as u64,
-        ..Stats::default()
-    };
-    if !want(pb::FileWant {
-        local: local.to_string(),
-        indexes: wanted.clone(),
-    }) {
-        return Err(SyncError::Gone);
+    // Every known path still listed: nothing was removed, nothing unlisted can be in the copy.
+    if known.is_none_or(|k| still_listed < k.len()) {
+        remove_unlisted(root, &listed)?;
+        plan.all_dirs = true;
     }
-    for index in wanted {
-        let entry = &entries[index as usize];
-        stats.bytes += receive_file(held, local, index, entry, incoming)?;
-        stats.files += 1;
-    }
-    // Directory times last: writing their entries changed them.
-    for entry in entries.iter().rev().filter(|e| is_dir(e.mode)) {
-        set_times(&held.dir.join(OsStr::from_bytes(&entry.path)), entry, false)?;
-    }
-    Ok(stats)
+    Ok(plan)
 }
 
 use api::walk::{is_dir, is_file, is_link};
@@ -442,4 +566,103 @@ fn receive_file(
     set_times(&scratch, entry, false)?;
     std::fs::rename(&scratch, &target).map_err(io("rename into place", &target))?;
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, mode: u32, size: u64) -> pb::FileEntry {
+        pb::FileEntry {
+            path: path.as_bytes().to_vec(),
+            mode,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime_seconds: 1_700_000_000,
+            mtime_nanos: 5,
+            link: Vec::new(),
+        }
+    }
+
+    /// Receives `entries` with the content `body` for every file asked for; the indexes asked.
+    fn transfer(held: &mut Held, entries: &[pb::FileEntry], body: &[u8]) -> Vec<u64> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        tx.blocking_send(Incoming::List(pb::FileList {
+            local: "context".into(),
+            entries: entries.to_vec(),
+            last: true,
+        }))
+        .unwrap();
+        let asked = std::sync::Mutex::new(Vec::new());
+        let want = |w: pb::FileWant| {
+            for &index in &w.indexes {
+                tx.blocking_send(Incoming::Data(pb::FileData {
+                    local: "context".into(),
+                    index,
+                    data: body.to_vec(),
+                    last: true,
+                }))
+                .unwrap();
+            }
+            asked.lock().unwrap().extend(w.indexes);
+            true
+        };
+        receive(held, "context", &mut rx, &want).unwrap();
+        asked.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_listing_the_copy_already_matches_touches_nothing_until_forgotten() {
+        let root = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mirrors = Mirrors::default();
+        let listing = [entry("d", 0o040755, 0), entry("d/f", 0o100644, 2)];
+        let mut held = runtime
+            .block_on(mirrors.hold(root.path(), "client", "context", "/ctx"))
+            .unwrap();
+        assert_eq!(transfer(&mut held, &listing, b"hi"), vec![1]);
+        assert_eq!(std::fs::read(held.dir.join("d/f")).unwrap(), b"hi");
+
+        // The same listing again: not even the missing file is noticed, nothing is asked.
+        std::fs::remove_file(held.dir.join("d/f")).unwrap();
+        assert!(transfer(&mut held, &listing, b"hi").is_empty());
+        assert!(!held.dir.join("d/f").exists());
+
+        // Forgotten (something wrote into the copy): every entry is compared again.
+        held.forget();
+        assert_eq!(transfer(&mut held, &listing, b"hi"), vec![1]);
+        assert_eq!(std::fs::read(held.dir.join("d/f")).unwrap(), b"hi");
+
+        // A changed listing is compared too; the memory survives the copy being held again.
+        drop(held);
+        let mut held = runtime
+            .block_on(mirrors.hold(root.path(), "client", "context", "/ctx"))
+            .unwrap();
+        assert!(transfer(&mut held, &listing, b"hi").is_empty());
+        let mut changed = listing.clone();
+        changed[1].size = 3;
+        assert_eq!(transfer(&mut held, &changed, b"hey"), vec![1]);
+
+        // Only changed entries are looked at: a new file is asked for, while a file that went
+        // missing behind the daemon's back (unchanged in the listing) is not noticed.
+        let mut grown = changed.to_vec();
+        grown.push(entry("d/g", 0o100644, 3));
+        std::fs::remove_file(held.dir.join("d/f")).unwrap();
+        assert_eq!(transfer(&mut held, &grown, b"new"), vec![2]);
+        assert!(!held.dir.join("d/f").exists());
+        assert_eq!(std::fs::read(held.dir.join("d/g")).unwrap(), b"new");
+        // An entry no longer listed is removed from the copy.
+        std::fs::write(held.dir.join("d/f"), b"hey").unwrap();
+        assert!(transfer(&mut held, &changed, b"").is_empty());
+        assert!(!held.dir.join("d/g").exists());
+
+        // Pruned copies are forgotten with their files.
+        drop(held);
+        assert_eq!(mirrors.prune(root.path()).0, 1);
+        let mut held = runtime
+            .block_on(mirrors.hold(root.path(), "client", "context", "/ctx"))
+            .unwrap();
+        assert_eq!(transfer(&mut held, &changed, b"hey"), vec![1]);
+    }
 }
