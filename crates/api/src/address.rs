@@ -181,6 +181,9 @@ pub fn connect(address: &Address, tls: &TlsFiles) -> Result<Channel, AddressErro
     };
     let mut endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
+        .max_frame_size(crate::MAX_FRAME)
+        .initial_stream_window_size(crate::STREAM_WINDOW)
+        .initial_connection_window_size(crate::CONNECTION_WINDOW)
         .http2_keep_alive_interval(KEEPALIVE)
         .keep_alive_timeout(KEEPALIVE)
         .keep_alive_while_idle(true);

@@ -35,7 +35,15 @@ pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 /// output in one chunk.
 pub const LIST_CHUNK: usize = 4096;
 /// See [`LIST_CHUNK`].
-pub const DATA_CHUNK: usize = 256 * 1024;
+pub const DATA_CHUNK: usize = 1024 * 1024;
+
+/// The largest HTTP/2 frame either side accepts (1 MiB; HTTP/2's default is 16 KiB): an
+/// output of megabytes crosses in a few frames and reads, not hundreds.
+pub const MAX_FRAME: u32 = 1 << 20;
+/// How many bytes of one stream may be in flight before the receiver acknowledges them.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// How many bytes of all a connection's streams may be in flight.
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
 /// The name of the build context among a build's local directories.
 pub const CONTEXT: &str = "context";

@@ -189,6 +189,9 @@ pub(crate) async fn run(
         };
         let address = listener.address();
         let mut builder = Server::builder()
+            .max_frame_size(api::MAX_FRAME)
+            .initial_stream_window_size(api::STREAM_WINDOW)
+            .initial_connection_window_size(api::CONNECTION_WINDOW)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         servers.spawn(async move {
