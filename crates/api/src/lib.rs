@@ -6,6 +6,8 @@
 //!   [`connect`], a client channel to one (mutual TLS over TCP with [`TlsFiles`]).
 //! - [`Ring`]: the fleet's routing: consistent hashing of a build's stable key over several
 //!   addresses, with the order to fail over in.
+//! - [`fds`]: a local client hands its output files' descriptors to the daemon, which writes
+//!   into them instead of streaming the bytes.
 //! - [`walk`]: the client's side of a context transfer: a directory's listing after
 //!   `.dockerignore`, the metadata the daemon compares with its copy to ask only for what changed.
 //!
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+pub mod fds;
 mod ring;
 pub mod walk;
 

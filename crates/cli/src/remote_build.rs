@@ -44,7 +44,7 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
         if remote.addresses.len() > 1 {
             eprintln!("kiln: building on {address}");
         }
-        match open(&remote, address, &start).await {
+        match open(&remote, address, &start, &file_outputs(&plan.request)).await {
             Ok(opened) => {
                 session = Some((address.clone(), opened));
                 break;
@@ -57,7 +57,7 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
         }
     }
     // `_connection` keeps the connection open until the session ends.
-    let Some((address, (tx, inbound, _connection))) = session else {
+    let Some((address, (tx, inbound, _connection, handed))) = session else {
         return Err(CliError::Failed(anyhow::anyhow!(
             "no daemon could be reached: {}",
             tried.join("; ")
@@ -65,7 +65,10 @@ pub(crate) async fn run(mut plan: Plan, remote: Remote) -> Result<ExitCode, CliE
     };
     let listed: usize = locals.iter().map(|l| l.listing.entries.len()).sum();
     let listing_bytes: usize = locals.iter().map(|l| l.listing.wire_size()).sum();
-    let client = crate::remote_session::Client::new(&plan.request, display.clone(), tx);
+    let mut client = crate::remote_session::Client::new(&plan.request, display.clone(), tx);
+    if let (Some(socket), false) = (handed.0, handed.1.is_empty()) {
+        client.hand_over(&socket, &handed.1)?;
+    }
     let outcome = client.serve(&address, inbound, locals).await;
     display.finish();
     let outcome = outcome?;
@@ -322,11 +325,7 @@ fn list(name: &str, dir: &Path, excludes: &[String]) -> Result<Local, CliError> 
 /// secret (128 random bits): whoever presents it gets that copy. Without a home directory to
 /// keep it in, each process gets a new one (nothing is reused, nothing shared).
 fn client_id() -> Result<String, CliError> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| CliError::failed("failed to make a client id from /dev/urandom", e))?;
-    let fresh = hex(&bytes);
+    let fresh = random_hex()?;
     let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else {
         return Ok(fresh);
     };
@@ -354,6 +353,30 @@ fn client_id() -> Result<String, CliError> {
         );
     }
     Ok(fresh)
+}
+
+/// 128 random bits in hex.
+fn random_hex() -> Result<String, CliError> {
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| CliError::failed("failed to read /dev/urandom", e))?;
+    Ok(hex(&bytes))
+}
+
+/// The outputs written to a file (or standard output) on this side: those a daemon on this
+/// machine can write into directly.
+fn file_outputs(request: &BuildRequest) -> Vec<usize> {
+    use crate::remote_wire::Target;
+    (request.outputs.iter().enumerate())
+        .filter(|(_, o)| {
+            matches!(
+                crate::remote_wire::target(o),
+                Some(Target::File(_) | Target::Stdout)
+            )
+        })
+        .map(|(index, _)| index)
+        .collect()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -418,28 +441,51 @@ enum OpenError {
     Refused(tonic::Status),
 }
 
-/// An open build stream: what to send on, what arrives, and the client whose connection carries
-/// them (dropping it closes the connection, mid-build).
+/// An open build stream: what to send on, what arrives, the client whose connection carries
+/// them (dropping it closes the connection, mid-build), and the outputs whose files go to the
+/// daemon directly (its socket for them, and each output's index and token).
 type Opened = (
     mpsc::Sender<pb::ClientMessage>,
     tonic::Streaming<pb::ServerMessage>,
     pb::control_client::ControlClient<tonic::transport::Channel>,
+    (Option<PathBuf>, Vec<(usize, String)>),
 );
 
-/// Opens a build stream on `address`, sending `start`.
-async fn open(remote: &Remote, address: &Address, start: &pb::BuildStart) -> Result<Opened, OpenError> {
+/// Opens a build stream on `address`, sending `start`. A daemon on this machine (a unix
+/// socket with its `.fds` socket beside it) gets the files of outputs written to files or
+/// standard output handed over, with a token each.
+async fn open(
+    remote: &Remote,
+    address: &Address,
+    start: &pb::BuildStart,
+    files: &[usize],
+) -> Result<Opened, OpenError> {
     let mut client = remote
         .client(address)
         .map_err(|e| OpenError::Unreachable(crate::render::text(&e)))?;
     let (tx, rx) = mpsc::channel(16);
+    let mut start = start.clone();
+    let mut handed = (None, Vec::new());
+    if let Address::Unix(path) = address
+        && api::fds::socket_of(path).exists()
+    {
+        for (index, output) in start.outputs.iter_mut().enumerate() {
+            if output.fd_token.is_empty() && files.contains(&index) {
+                output.fd_token =
+                    random_hex().map_err(|e| OpenError::Unreachable(crate::render::text(&e)))?;
+                handed.1.push((index, output.fd_token.clone()));
+            }
+        }
+        handed.0 = Some(api::fds::socket_of(path));
+    }
     let first = pb::ClientMessage {
-        message: Some(client_message::Message::Start(start.clone())),
+        message: Some(client_message::Message::Start(start)),
     };
     tx.send(first)
         .await
         .map_err(|_| OpenError::Unreachable("the request stream closed".into()))?;
     match client.build(ReceiverStream::new(rx)).await {
-        Ok(response) => Ok((tx, response.into_inner(), client)),
+        Ok(response) => Ok((tx, response.into_inner(), client, handed)),
         Err(status) if status.code() == tonic::Code::Unavailable => {
             Err(OpenError::Unreachable(status_text(&status)))
         }

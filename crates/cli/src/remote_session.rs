@@ -73,6 +73,42 @@ impl<'a> Client<'a> {
         }
     }
 
+    /// Opens the sinks of outputs `handed` (index, token) now and hands their files over to the
+    /// daemon on `socket`, which writes into them and sends only their last, empty chunk.
+    pub(crate) fn hand_over(
+        &mut self,
+        socket: &std::path::Path,
+        handed: &[(usize, String)],
+    ) -> Result<(), CliError> {
+        use std::os::fd::AsFd;
+        for (index, token) in handed {
+            let spec = self
+                .request
+                .outputs
+                .get(*index)
+                .ok_or_else(|| CliError::Usage("no such output".into()))?;
+            let sink = open_sink(spec)?;
+            let stdout = std::io::stdout();
+            let fd = match &sink {
+                Sink::File(file, _) => file.as_file().as_fd(),
+                Sink::Device(file) => file.as_fd(),
+                Sink::Stdout => stdout.as_fd(),
+                Sink::Unpack(..) | Sink::Load(..) => continue,
+            };
+            api::fds::hand_over(socket, token, fd).map_err(|e| {
+                CliError::failed(
+                    format!(
+                        "failed to hand the output file to the daemon at {}",
+                        socket.display()
+                    ),
+                    e,
+                )
+            })?;
+            self.sinks[*index] = Some(sink);
+        }
+        Ok(())
+    }
+
     /// Serves the session until the daemon's stream ends; returns the build's outcome.
     pub(crate) async fn serve(
         mut self,

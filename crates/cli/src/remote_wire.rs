@@ -50,6 +50,8 @@ pub(crate) fn output(o: &OutputSpec) -> pb::Output {
         names,
         oci_media_types,
         format: f.map(format),
+        // Set when the stream is opened on a daemon of this machine.
+        fd_token: String::new(),
     }
 }
 

@@ -16,6 +16,7 @@
 
 mod cache_dirs;
 pub mod convert;
+mod fds;
 pub mod listen;
 pub mod service;
 pub mod session;

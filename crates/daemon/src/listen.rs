@@ -17,8 +17,9 @@ use crate::state::Daemon;
 
 /// A bound listener.
 pub enum Listener {
-    /// A unix socket at the path.
-    Unix(PathBuf, tokio::net::UnixListener),
+    /// A unix socket at the path, and the one beside it that takes clients' output files
+    /// (`PATH.fds`, see [`api::fds`]).
+    Unix(PathBuf, tokio::net::UnixListener, tokio::net::UnixListener),
     /// A TCP socket, with its TLS configuration (none: insecure).
     Tcp(
         std::net::SocketAddr,
@@ -31,7 +32,7 @@ impl Listener {
     /// The address clients use.
     pub fn address(&self) -> Address {
         match self {
-            Listener::Unix(path, _) => Address::Unix(path.clone()),
+            Listener::Unix(path, _, _) => Address::Unix(path.clone()),
             Listener::Tcp(addr, _, _) => Address::Tcp {
                 host: addr.ip().to_string(),
                 port: addr.port(),
@@ -134,13 +135,24 @@ fn bind_unix(path: &Path, gid: u32) -> Result<Listener, ListenError> {
         }
         std::fs::remove_file(path).map_err(io("remove the stale socket", &shown))?;
     }
+    let listener = listen_unix(path, gid)?;
+    let fds_path = api::fds::socket_of(path);
+    if fds_path.exists() {
+        std::fs::remove_file(&fds_path).map_err(io("remove the stale socket", fds_path.display()))?;
+    }
+    let fds = listen_unix(&fds_path, gid)?;
+    Ok(Listener::Unix(path.to_path_buf(), listener, fds))
+}
+
+/// Listens on a new unix socket at `path`, mode 0660, owned by root and group `gid`.
+fn listen_unix(path: &Path, gid: u32) -> Result<tokio::net::UnixListener, ListenError> {
+    let shown = path.display();
     let std = std::os::unix::net::UnixListener::bind(path).map_err(io("listen on", &shown))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(io("set the mode of", &shown))?;
     std::os::unix::fs::chown(path, Some(0), Some(gid)).map_err(io("set the owner of", &shown))?;
     std.set_nonblocking(true).map_err(io("set up", &shown))?;
-    let listener = tokio::net::UnixListener::from_std(std).map_err(io("set up", &shown))?;
-    Ok(Listener::Unix(path.to_path_buf(), listener))
+    tokio::net::UnixListener::from_std(std).map_err(io("set up", &shown))
 }
 
 /// The id of group `name` (a number is taken as is), from `/etc/group`.
@@ -175,7 +187,7 @@ pub(crate) async fn run(
     let sockets: Vec<PathBuf> = listeners
         .iter()
         .filter_map(|l| match l {
-            Listener::Unix(path, _) => Some(path.clone()),
+            Listener::Unix(path, _, _) => Some(path.clone()),
             Listener::Tcp(..) => None,
         })
         .collect();
@@ -183,11 +195,13 @@ pub(crate) async fn run(
         let service = ControlServer::from_arc(daemon.clone())
             .max_decoding_message_size(api::MAX_MESSAGE)
             .max_encoding_message_size(api::MAX_MESSAGE);
+        let stopped_fds = stopped.clone();
         let mut stopped = stopped.clone();
         let signal = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
         let address = listener.address();
+        let daemon = daemon.clone();
         let mut builder = Server::builder()
             .max_frame_size(api::MAX_FRAME)
             .initial_stream_window_size(api::STREAM_WINDOW)
@@ -196,7 +210,8 @@ pub(crate) async fn run(
             .http2_keepalive_timeout(Some(Duration::from_secs(10)));
         servers.spawn(async move {
             let served = match listener {
-                Listener::Unix(_, l) => {
+                Listener::Unix(_, l, fds) => {
+                    tokio::spawn(crate::fds::serve(daemon.fds.clone(), fds, stopped_fds));
                     builder
                         .add_service(service)
                         .serve_with_incoming_shutdown(UnixListenerStream::new(l), signal)
@@ -232,6 +247,7 @@ pub(crate) async fn run(
     })
     .await;
     for socket in sockets {
+        let _ = std::fs::remove_file(api::fds::socket_of(&socket));
         let _ = std::fs::remove_file(socket);
     }
 }

@@ -21,6 +21,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Status, Streaming};
 
+use crate::fds::Slot;
 use crate::state::Daemon;
 use crate::sync::Incoming;
 
@@ -73,12 +74,23 @@ pub(crate) async fn start(
     let tunnels = Arc::new(Tunnels::new(events.clone()));
     let (sync_tx, sync_rx) = mpsc::channel(8);
     tokio::spawn(dispatch(inbound, sync_tx, asker.pending.clone(), tunnels.clone()));
+    // Registered before the client hears back, so that it can hand over its files at once.
+    let slots = start
+        .outputs
+        .iter()
+        .map(|o| {
+            (!o.fd_token.is_empty())
+                .then(|| Slot::register(&daemon.fds, &o.fd_token))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let channels = Channels {
         incoming: sync_rx,
         out: out_tx,
         events,
         asker,
         tunnels,
+        slots,
     };
     let build = run(daemon.clone(), start, request, channels);
     daemon.spawn_build(build)?;
@@ -229,10 +241,12 @@ impl Progress for Forward {
     }
 }
 
-/// A client-side output: its bytes as chunks on the stream.
+/// A client-side output: its bytes as chunks on the stream, or written into the client's file
+/// when it handed one over (`slot`).
 struct OutputSink {
     index: u32,
     tx: Arc<Outbox<mpsc::Sender<Reply>>>,
+    slot: Option<crate::fds::Slot>,
 }
 
 /// What a [`ChunkWriter`]'s bytes are.
@@ -295,21 +309,40 @@ impl engine::StreamWriter for ChunkWriter {
 
 impl engine::OutputStream for OutputSink {
     fn open(&self) -> Box<dyn engine::StreamWriter> {
-        Box::new(ChunkWriter {
+        let chunks = ChunkWriter {
             kind: Chunks::Output(self.index),
             tx: self.tx.get(),
-            buf: Vec::with_capacity(api::DATA_CHUNK),
-        })
+            buf: Vec::new(),
+        };
+        match &self.slot {
+            Some(slot) => {
+                let mut chunks = chunks;
+                Box::new(crate::fds::FdWriter {
+                    file: slot.take(),
+                    done: Box::new(move || chunks.send(true)),
+                })
+            }
+            None => Box::new(ChunkWriter {
+                buf: Vec::with_capacity(api::DATA_CHUNK),
+                ..chunks
+            }),
+        }
     }
 }
 
-/// The outputs of `start`: client-side ones stream back, pushes run here.
-fn outputs(start: &pb::BuildStart, tx: &Arc<Outbox<mpsc::Sender<Reply>>>) -> Result<Vec<OutputSpec>, Status> {
+/// The outputs of `start`: client-side ones stream back (or go into the client's files, with
+/// their `slots`), pushes run here.
+fn outputs(
+    start: &pb::BuildStart,
+    tx: &Arc<Outbox<mpsc::Sender<Reply>>>,
+    slots: &mut [Option<crate::fds::Slot>],
+) -> Result<Vec<OutputSpec>, Status> {
     let mut outputs = Vec::new();
     for (index, output) in start.outputs.iter().enumerate() {
         let dest = Destination::Stream(StreamSink(Arc::new(OutputSink {
             index: index as u32,
             tx: tx.clone(),
+            slot: slots.get_mut(index).and_then(Option::take),
         })));
         let format = crate::convert::image_format(output.format.as_ref())?;
         let names = output.names.clone();
@@ -493,6 +526,8 @@ struct Channels {
     events: Events,
     asker: Arc<Asker>,
     tunnels: Arc<Tunnels>,
+    /// The outputs' places for the client's file descriptors, by output.
+    slots: Vec<Option<crate::fds::Slot>>,
 }
 
 /// The build: transfer, engine, outcome. Cancelled when the client goes away.
@@ -503,6 +538,7 @@ async fn run(daemon: Arc<Daemon>, start: pb::BuildStart, mut request: BuildReque
         events,
         asker,
         tunnels,
+        mut slots,
     } = channels;
     // However the build ends, nothing holds the stream to the client open any more.
     let outputs_box = Outbox::new(out.clone());
@@ -517,7 +553,8 @@ async fn run(daemon: Arc<Daemon>, start: pb::BuildStart, mut request: BuildReque
             .map_err(|m| failure_message(&m))?;
         place_locals(&start, &held, &mut request);
         let befores = cache_exports(&start, &held).map_err(|m| failure_message(&m))?;
-        request.outputs = outputs(&start, &outputs_box).map_err(|s| failure_message(s.message()))?;
+        request.outputs =
+            outputs(&start, &outputs_box, &mut slots).map_err(|s| failure_message(s.message()))?;
         for id in &start.secrets {
             request
                 .secrets

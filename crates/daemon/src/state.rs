@@ -21,6 +21,8 @@ pub struct Daemon {
     pub(crate) cache_to: Vec<CacheExport>,
     /// The copies of clients' directories.
     pub(crate) mirrors: crate::sync::Mirrors,
+    /// Outputs waiting for their clients' file descriptors.
+    pub(crate) fds: Arc<crate::fds::Slots>,
     pub(crate) started: Instant,
     next_build: AtomicU64,
     running: Mutex<HashMap<u64, tokio::task::AbortHandle>>,
@@ -53,6 +55,7 @@ impl Daemon {
             cache_from: config.cache_from.clone(),
             cache_to: config.cache_to.clone(),
             mirrors: crate::sync::Mirrors::default(),
+            fds: Arc::default(),
             started: Instant::now(),
             next_build: AtomicU64::new(0),
             running: Mutex::new(HashMap::new()),

@@ -187,6 +187,52 @@ fn builds_through_the_daemon_with_the_clients_files_secrets_and_outputs() {
     assert_eq!(files_containing(root, secret.as_bytes()), Vec::<PathBuf>::new());
     assert!(!d.log().contains(secret) && !built.log.contains(secret));
 
+    // Outputs to files and to standard output: the client hands the daemon its descriptors
+    // on the socket beside the daemon's (same mode), and the daemon writes into them.
+    let fds = api::fds::socket_of(&socket);
+    assert_eq!(
+        std::fs::metadata(&fds).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    let tar = h.out_path("out.tar");
+    let to_file = format!("type=tar,dest={}", tar.display());
+    let output = h.run_build(ctx.path(), &["--secret", &arg, "-o", &to_file]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("copied"),
+        "{listed:?}"
+    );
+    let output = h.run_build(ctx.path(), &["--secret", &arg, "-o", "type=tar,dest=-"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut untar = Command::new("tar")
+        .arg("-t")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(untar.stdin.as_mut().unwrap(), &output.stdout).unwrap();
+    let listed = untar.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("copied"),
+        "{listed:?}"
+    );
+    // A descriptor for a token no build registered is refused.
+    let refused = api::fds::hand_over(
+        &fds,
+        "0123456789abcdef0123456789abcdef",
+        std::os::fd::AsFd::as_fd(&std::fs::File::create(h.out_path("nothing")).unwrap()),
+    );
+    assert!(refused.unwrap_err().to_string().contains("no build waits"));
+
     // Disk usage, history, logs and prune through the daemon.
     let du = h.kiln.run(&["du", "--format", "json"]);
     assert!(du.status.success(), "{}", String::from_utf8_lossy(&du.stderr));
@@ -221,6 +267,7 @@ fn builds_through_the_daemon_with_the_clients_files_secrets_and_outputs() {
     let status = d.signal_and_wait("TERM", Duration::from_secs(30));
     assert!(status.success(), "{status}:\n{}", d.log());
     assert!(!socket.exists(), "the socket is removed on a graceful stop");
+    assert!(!fds.exists(), "and the one beside it");
 }
 
 #[test]
