@@ -1004,3 +1004,92 @@ fn local_caches_and_layout_contexts_travel_through_the_daemon() {
         );
     }
 }
+
+/// A proxy in front of the registry at `upstream` that answers 401 (Basic) to every connection
+/// whose first request lacks `Authorization: Basic <expected>`; its port.
+fn basic_auth_proxy(upstream: String, expected: String) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let (upstream, expected) = (upstream.clone(), expected.clone());
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !text.contains(&format!("authorization: basic {}", expected.to_ascii_lowercase())) {
+                    let _ = client.write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"kiln-test\"\r\n\
+                          Content-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return;
+                }
+                let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let _ = server.write_all(&head);
+                let (mut client_read, mut server_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let forward = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_read, &mut server_write);
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut server, &mut client);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                let _ = forward.join();
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn registry_credentials_are_asked_of_the_client() {
+    let h = Harness::start();
+    let user_pass = "kiln-user:kiln-pass-7c1e93";
+    let encoded = "a2lsbi11c2VyOmtpbG4tcGFzcy03YzFlOTM=";
+    let port = basic_auth_proxy(h.fixture.registry.host(), encoded.into());
+    let d = Daemon::start(&h.kiln, &[]);
+    use_daemon(&h, &d.addr);
+    let ctx = h.context();
+    let guarded = h
+        .base()
+        .replace(&h.fixture.registry.host(), &format!("127.0.0.1:{port}"));
+    ctx.dockerfile(&format!("FROM {guarded}\nRUN echo pulled > /pulled\n"));
+
+    // Without credentials on the client, the registry's refusal reaches the user.
+    let err = h.build_err(&ctx, &[]);
+    assert!(
+        err.contains("401") || err.to_lowercase().contains("unauthorized"),
+        "{err}"
+    );
+
+    // With them in the client's docker configuration, the daemon asks and pulls.
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        format!("{{\"auths\": {{\"127.0.0.1:{port}\": {{\"auth\": \"{encoded}\"}}}}}}"),
+    )
+    .unwrap();
+    h.kiln
+        .env
+        .borrow_mut()
+        .push(("DOCKER_CONFIG".into(), config.path().display().to_string()));
+    let built = h.build(&ctx, &[]);
+    assert_eq!(built.read("/pulled"), "pulled\n");
+    // The password is nowhere in the daemon's state directory or log.
+    let password = user_pass.split(':').nth(1).unwrap();
+    assert_eq!(
+        files_containing(h.kiln.root.path(), password.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
+        files_containing(h.kiln.root.path(), encoded.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+    assert!(!d.log().contains(password) && !d.log().contains(encoded));
+}

@@ -129,6 +129,19 @@ fn load_puts_the_image_into_the_docker_daemon() {
             .status
             .success()
     );
+    // Through a kiln daemon: the daemon streams the tarball, the client loads it into its
+    // own Docker.
+    let daemon = crate::daemon::Daemon::start(&h.kiln, &[]);
+    crate::daemon::use_daemon(&h, &daemon.addr);
+    let output = h.run_build(ctx.path(), &["--load", "-t", "kiln-load/app:v4"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("Loaded image: kiln-load/app:v4"), "{log}");
+    let run = dockerd.docker(&["run", "--rm", "--network=none", "kiln-load/app:v4"]);
+    assert_eq!(String::from_utf8_lossy(&run.stdout), "hello from kiln\n");
+    h.kiln.env.borrow_mut().retain(|(k, _)| k != "KILN_HOST");
+    drop(daemon);
+
     h.kiln
         .env
         .borrow_mut()
