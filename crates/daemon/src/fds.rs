@@ -6,7 +6,7 @@
 //! A descriptor can only be used with the access the client opened it with.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -16,6 +16,9 @@ use tonic::Status;
 
 /// How long an export waits for the client's descriptor.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// Writes reach the descriptor in pieces of this size (an export writes a tar header at a time).
+const BUFFER: usize = 256 * 1024;
 
 /// Outputs waiting for their descriptors, by token.
 #[derive(Debug, Default)]
@@ -60,15 +63,15 @@ impl Slot {
         })
     }
 
-    /// The client's descriptor, once it has arrived (blocking, at most [`WAIT`]).
-    pub(crate) fn take(&self) -> std::io::Result<std::fs::File> {
+    /// The client's descriptor, once it has arrived (blocking, at most [`WAIT`]), buffered.
+    pub(crate) fn take(&self) -> std::io::Result<BufWriter<std::fs::File>> {
         let fd = self
             .fd
             .lock()
             .map_err(|_| std::io::Error::other("the output's slot is poisoned"))?
             .recv_timeout(WAIT)
             .map_err(|_| std::io::Error::other("the client did not hand over its output file"))?;
-        Ok(std::fs::File::from(fd))
+        Ok(BufWriter::with_capacity(BUFFER, std::fs::File::from(fd)))
     }
 }
 
@@ -117,7 +120,7 @@ pub(crate) async fn serve(
 
 /// Writes an output into the client's descriptor; says so on the stream when done.
 pub(crate) struct FdWriter {
-    pub(crate) file: std::io::Result<std::fs::File>,
+    pub(crate) file: std::io::Result<BufWriter<std::fs::File>>,
     /// Sends the last (empty) chunk.
     pub(crate) done: Box<dyn FnOnce() -> std::io::Result<()> + Send>,
 }
@@ -140,7 +143,7 @@ impl Write for FdWriter {
 
 impl engine::StreamWriter for FdWriter {
     fn finish(self: Box<Self>) -> std::io::Result<()> {
-        self.file?;
+        self.file?.into_inner().map_err(|e| e.into_error())?;
         (self.done)()
     }
 }
