@@ -132,7 +132,7 @@ pub(crate) fn unpack_layout(value: &str) -> Result<Option<(String, tempfile::Tem
         .context("failed to create a temporary directory for an OCI layout")?;
     let mut archive =
         std::fs::File::open(path).with_context(|| format!("failed to open the OCI layout {path}"))?;
-    engine::unpack_archive(&mut archive, temp.path())
+    engine::unpack_archive(&mut archive, temp.path(), None)
         .with_context(|| format!("failed to unpack the OCI layout {path}"))?;
     Ok(Some((
         format!("oci-layout://{}{suffix}", temp.path().display()),
@@ -188,7 +188,7 @@ fn from_stdin(mut input: impl Read, file: Option<&str>) -> Result<Inputs, CliErr
             _temp: Some(temp),
         });
     }
-    engine::unpack_archive(&mut spool, &context)
+    engine::unpack_archive(&mut spool, &context, None)
         .context("failed to unpack the build context from standard input")?;
     drop(spool);
     std::fs::remove_file(&spool_path)

@@ -260,26 +260,14 @@ impl<'a> Client<'a> {
         if !chunk.last {
             return Ok(());
         }
-        let (dir, Some(mut file)) = (dir.clone(), spool.take()) else {
+        let (dir, Some(file)) = (dir.clone(), spool.take()) else {
             return Ok(());
         };
-        tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| failed(format!("failed to create {}", dir.display()), e))?;
-            file.as_file_mut()
-                .rewind()
-                .map_err(|e| failed("failed to read the cache files".into(), e))?;
-            let owner = (
-                rustix::process::geteuid().as_raw(),
-                rustix::process::getegid().as_raw(),
-            );
-            engine::unpack_archive_as(file.as_file_mut(), &dir, owner).map_err(|e| {
-                CliError::failed(format!("failed to write the cache into {}", dir.display()), e)
-            })?;
-            Ok::<_, CliError>(())
-        })
-        .await
-        .map_err(|e| CliError::failed("writing the cache stopped", e))?
+        let owner = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        unpack_spooled(file, dir, Some(owner), "the cache").await
     }
 
     /// Writes a chunk of output `chunk.output`; finishes the output on its last chunk.
@@ -368,21 +356,7 @@ async fn finish_sink(sink: Sink) -> Result<(), CliError> {
         Sink::Stdout => std::io::stdout()
             .flush()
             .map_err(|e| failed("failed to write to standard output".into(), e))?,
-        Sink::Unpack(mut file, dir) => {
-            tokio::task::spawn_blocking(move || {
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| failed(format!("failed to create {}", dir.display()), e))?;
-                file.as_file_mut()
-                    .rewind()
-                    .map_err(|e| failed("failed to read the output".into(), e))?;
-                engine::unpack_archive(file.as_file_mut(), &dir).map_err(|e| {
-                    CliError::failed(format!("failed to write the output into {}", dir.display()), e)
-                })?;
-                Ok::<_, CliError>(())
-            })
-            .await
-            .map_err(|e| CliError::failed("writing the output stopped", e))??;
-        }
+        Sink::Unpack(file, dir) => unpack_spooled(file, dir, None, "the output").await?,
         Sink::Load(file, host) => {
             for line in engine::load_into_docker(&host, file.path())
                 .await
@@ -393,6 +367,28 @@ async fn finish_sink(sink: Sink) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// Unpacks the tar spooled in `file` into `dir` (created if missing), with the archive's
+/// owners or `owner`; `what` names it in errors.
+async fn unpack_spooled(
+    mut file: tempfile::NamedTempFile,
+    dir: std::path::PathBuf,
+    owner: Option<(u32, u32)>,
+    what: &'static str,
+) -> Result<(), CliError> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| failed(format!("failed to create {}", dir.display()), e))?;
+        file.as_file_mut()
+            .rewind()
+            .map_err(|e| failed(format!("failed to read {what}"), e))?;
+        engine::unpack_archive(file.as_file_mut(), &dir, owner)
+            .map_err(|e| CliError::failed(format!("failed to write {what} into {}", dir.display()), e))?;
+        Ok::<_, CliError>(())
+    })
+    .await
+    .map_err(|e| CliError::failed(format!("writing {what} stopped"), e))?
 }
 
 /// Relays one tunnelled connection to the agent at `agent` (none: closed at once).

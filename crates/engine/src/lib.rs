@@ -47,7 +47,7 @@ pub use export::ExportError;
 pub use exporter::Compression;
 /// Build contexts sent as archives (`kiln build - < context.tar`) are unpacked by the client with
 /// the store's confined extraction (see [`fsops::fileop::unpack_archive`]).
-pub use fsops::fileop::{is_archive, unpack_archive, unpack_archive_as};
+pub use fsops::fileop::{is_archive, unpack_archive};
 pub use history::{BuildStatus, HistoryEntry, history};
 pub use layout::{LayoutError, split_layout_context};
 pub use ops::ssh::start_key_agent;

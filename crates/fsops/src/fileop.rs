@@ -65,10 +65,12 @@ pub fn is_archive(file: &mut std::fs::File) -> std::io::Result<bool> {
 /// Unpacks the archive `file` (a tar, plain or compressed as [`is_archive`] tells) into the
 /// directory `dir`, as `ADD` unpacks one: the archive is untrusted, every path is resolved inside
 /// `dir`, a path or hard link that `..` would lead out of it is refused, and nothing is written
-/// through a symlink. Entries keep the archive's owners.
+/// through a symlink. Entries keep the archive's owners, or are all owned by `owner` (uid, gid)
+/// when given: what a user unpacks as themself.
 pub fn unpack_archive(
     file: &mut std::fs::File,
     dir: &std::path::Path,
+    owner: Option<(u32, u32)>,
 ) -> Result<crate::layer::ApplyStats, crate::layer::LayerError> {
     use std::os::fd::AsFd;
     let target = std::fs::File::open(dir).map_err(|source| crate::layer::LayerError::OpenDir {
@@ -77,22 +79,5 @@ pub fn unpack_archive(
     })?;
     let stream =
         archive::open(file).map_err(|source| crate::layer::LayerError::ReadTar { entries: 0, source })?;
-    crate::layer::extract_archive(stream, target.as_fd(), None)
-}
-
-/// [`unpack_archive`], with every entry owned by `owner` (uid, gid) instead of the archive's
-/// owners: what a user unpacks as themself.
-pub fn unpack_archive_as(
-    file: &mut std::fs::File,
-    dir: &std::path::Path,
-    owner: (u32, u32),
-) -> Result<crate::layer::ApplyStats, crate::layer::LayerError> {
-    use std::os::fd::AsFd;
-    let target = std::fs::File::open(dir).map_err(|source| crate::layer::LayerError::OpenDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let stream =
-        archive::open(file).map_err(|source| crate::layer::LayerError::ReadTar { entries: 0, source })?;
-    crate::layer::extract_archive(stream, target.as_fd(), Some(owner))
+    crate::layer::extract_archive(stream, target.as_fd(), owner)
 }

@@ -125,6 +125,32 @@ impl Harness {
         self.out.path().join(name)
     }
 
+    /// Builds `dockerfile` (with [`BASE`] replaced) into an OCI tarball tagged
+    /// `example.com/base:v1` and unpacks it: the tarball and the layout directory.
+    pub fn oci_layout(&self, dockerfile: &str) -> (PathBuf, PathBuf) {
+        let base = self.context();
+        base.dockerfile(dockerfile);
+        let tarball = self.out_path("base.tar");
+        let spec = format!("type=oci,dest={},name=example.com/base:v1", tarball.display());
+        let output = self.run_build(base.path(), &["-o", &spec]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let layout = self.out_path("layout");
+        std::fs::create_dir(&layout).unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&layout)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        (tarball, layout)
+    }
+
     fn next_build(&self) -> usize {
         let n = self.builds.get() + 1;
         self.builds.set(n);

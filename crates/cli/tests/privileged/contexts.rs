@@ -153,26 +153,8 @@ fn dockerignore_and_dockerfile_specific_ignore_files() {
 fn oci_layout_contexts_are_bases_in_any_state_directory() {
     let h = Harness::start();
     // An image written as an OCI layout (a tarball, and unpacked), tagged v1.
-    let base = h.context();
-    base.dockerfile("FROM @BASE@\nRUN echo from-layout > /layout.txt\nENV FROM_LAYOUT=yes\n");
-    let tarball = h.out_path("base.tar");
-    let spec = format!("type=oci,dest={},name=example.com/base:v1", tarball.display());
-    let output = h.run_build(base.path(), &["-o", &spec]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let layout = h.out_path("layout");
-    std::fs::create_dir(&layout).unwrap();
-    let status = std::process::Command::new("tar")
-        .arg("-xf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&layout)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (tarball, layout) =
+        h.oci_layout("FROM @BASE@\nRUN echo from-layout > /layout.txt\nENV FROM_LAYOUT=yes\n");
 
     let ctx = h.context();
     ctx.dockerfile(

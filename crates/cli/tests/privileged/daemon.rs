@@ -926,21 +926,7 @@ fn build_with(kiln: &Kiln, ctx: &Path, args: &[&str]) -> String {
 fn local_caches_and_layout_contexts_travel_through_the_daemon() {
     let h = Harness::start();
     // An OCI layout of an image tagged v1, written without a daemon.
-    let base = h.context();
-    base.dockerfile("FROM @BASE@\nRUN echo from-layout > /layout.txt\n");
-    let tarball = h.out_path("base.tar");
-    let spec = format!("type=oci,dest={},name=example.com/base:v1", tarball.display());
-    assert!(h.run_build(base.path(), &["-o", &spec]).status.success());
-    let layout = h.out_path("layout");
-    std::fs::create_dir(&layout).unwrap();
-    let status = Command::new("tar")
-        .arg("-xf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&layout)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (_, layout) = h.oci_layout("FROM @BASE@\nRUN echo from-layout > /layout.txt\n");
 
     let d = Daemon::start(&h.kiln, &[]);
     use_daemon(&h, &d.addr);
